@@ -1,0 +1,1 @@
+//! Content hashing (sha256) of files and directories.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("repro {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,106 @@
+//! The resolved pipeline: what `spec` hands to the rest of the engine.
+//!
+//! Everything here is already expanded (`matrix`/`foreach` fanned out into `stage@a-b`
+//! members), interpolated (`${...}` replaced), overlaid (profile, then `--set`) and validated
+//! (known keys, param references, paths inside the workspace). Paths are workspace-relative,
+//! normalized, `/`-separated, never absolute and never containing `..`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A position in `pipeline.yaml`, 1-based.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// A parsed, expanded and validated `pipeline.yaml`.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// The file it was read from (for messages).
+    pub file: PathBuf,
+    /// The profile that was applied (`--profile`, else `default_profile:`), if any.
+    pub profile: Option<String>,
+    /// The top-level `params:` after the profile overlay and `--set` overrides.
+    pub params: Value,
+    /// Every stage, expanded, in file order (members of a fan-out in expansion order).
+    pub stages: Vec<Stage>,
+    /// Fan-out group name -> its members' names, in expansion order.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// What a stage runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Shell commands, each run by `sh -c` in order; the first failure stops the stage.
+    Cmd(Vec<String>),
+    /// A builtin kind of the `stages` crate with its `with:` params (interpolated).
+    Builtin { kind: String, with: serde_json::Map<String, Value> },
+}
+
+/// One declared output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Out {
+    /// Workspace-relative path (file or directory).
+    pub path: String,
+    /// Stored in the content-addressed cache (default true).
+    pub cache: bool,
+    /// Copied into the staging dir before the run, so the stage can resume from it.
+    pub persist: bool,
+    /// Declared under `metrics:` (JSON or CSV written by the stage).
+    pub metric: bool,
+    pub location: Location,
+}
+
+/// One declared dependency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dep {
+    /// Workspace-relative path (file or directory).
+    pub path: String,
+    pub location: Location,
+}
+
+/// Resource requests that bound how many stages run at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    pub cpus: u32,
+    pub gpus: u32,
+    /// Bytes; 0 when not declared.
+    pub mem: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { cpus: 1, gpus: 0, mem: 0 }
+    }
+}
+
+/// One stage after expansion.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage {
+    /// `train` or, for a fan-out member, `train@sn-64`.
+    pub name: String,
+    /// The fan-out group (`train`) a member belongs to.
+    pub group: Option<String>,
+    pub action: Action,
+    pub deps: Vec<Dep>,
+    /// Outs and metrics together (metrics have `metric: true`).
+    pub outs: Vec<Out>,
+    /// Tracked params: dotted key of the top-level `params:` -> its resolved value.
+    pub params: BTreeMap<String, Value>,
+    pub frozen: bool,
+    pub always_changed: bool,
+    pub deterministic: bool,
+    pub resources: Resources,
+    /// Working directory, workspace-relative ("" for the root).
+    pub wdir: String,
+    /// Names of environment variables whose values enter the fingerprint.
+    pub env: Vec<String>,
+    /// Where the stage is declared (its key under `stages:`).
+    pub location: Location,
+}
