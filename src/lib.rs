@@ -6,11 +6,38 @@
 //! ```text
 //! pipeline.yaml --spec--> stages (expanded, interpolated, validated)
 //!   --dag--> ordered, selected stages
-//!   --fingerprint--> fresh? skip / restore from the run cache : run
-//!   --exec--> staging dir -> outs hashed into the cache -> published -> repro.lock
+//!   --freshness (fingerprint of params, deps' hashes, cmd, env)--> fresh? skip
+//!   --exec--> restore from the run cache, or run in a staging dir
+//!           --> outs hashed into the cache --> published --> repro.lock
 //! ```
+//!
+//! | module        | decides                                                             |
+//! |---------------|---------------------------------------------------------------------|
+//! | `spec`        | what `pipeline.yaml` means (schema, `${}`, fan-out, profiles)       |
+//! | `dag`         | edges from paths, cycles, target selection, order                   |
+//! | `fingerprint` | what a stage's identity is made of; typed reasons for a change      |
+//! | `freshness`   | fresh, stale (and why) or frozen, for one stage                     |
+//! | `hash`        | sha256 of files and directories; the metadata-keyed hash cache      |
+//! | `cache`       | the content-addressed store and the run cache                       |
+//! | `lockfile`    | `repro.lock`                                                        |
+//! | `exec`        | scheduling, staging, processes, publishing                          |
+//! | `events`, `reporter` | what happened, and how it is shown                           |
+//! | `workspace`   | the root, `.repro/`, the project lock                               |
+//! | `runrecord`   | `.repro/runs/`: one record and log per stage run                    |
+//! | `metrics`     | metric files, `metrics show` and `metrics diff`                     |
 
 pub mod cache;
+pub mod dag;
+pub mod events;
+pub mod exec;
+pub mod exit_code;
+pub mod fingerprint;
+pub mod freshness;
 pub mod fsutil;
 pub mod hash;
+pub mod lockfile;
+pub mod metrics;
+pub mod reporter;
+pub mod runrecord;
 pub mod spec;
+pub mod workspace;

@@ -1,0 +1,193 @@
+//! The command line as clap sees it. Only parsing and validation here; `commands` resolves it
+//! into engine calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "repro",
+    version,
+    about = "Reproduce research as a declarative, content-hashed pipeline",
+    long_about = "Reproduce research as a declarative, content-hashed pipeline.\n\n\
+        repro reads pipeline.yaml, hashes what every stage reads, and runs only the stages whose \
+        inputs changed, in parallel, in staging directories, restoring earlier results from its \
+        cache when their inputs come back.",
+    after_help = "Exit codes: 0 ok, 1 a stage failed or (status) something is stale, 2 usage or \
+        pipeline.yaml error, 3 project locked (--no-wait), 4 state or I/O error, 130 interrupted."
+)]
+pub struct Cli {
+    /// The pipeline file [default: the nearest pipeline.yaml from the current directory up].
+    #[arg(short = 'f', long, global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Say more (fresh stages, all reasons). Repeat for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Bring every stage up to date: run or restore what is stale, skip what is fresh.
+    All(RunArgs),
+    /// Bring the given stages (and, by default, their upstream) up to date.
+    Run {
+        /// Stage or group names (`train` selects every `train@...` member).
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Also everything downstream of the targets.
+        #[arg(long, conflicts_with = "single")]
+        downstream: bool,
+        /// Only the targets, not their upstream stages.
+        #[arg(short, long)]
+        single: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List stale stages and why; exit 1 when something is stale.
+    Status {
+        /// Only these stages (and their upstream).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Show the stage graph.
+    Dag {
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Mermaid flowchart.
+        #[arg(long, conflicts_with = "dot")]
+        mermaid: bool,
+        /// Graphviz dot.
+        #[arg(long)]
+        dot: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Delete cached objects that `repro.lock` does not refer to.
+    Gc {
+        /// Say what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Fail at once if another repro holds the project lock.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Rerun a stage in a scratch directory and compare its outputs with `repro.lock`.
+    Verify {
+        #[arg(value_name = "STAGE")]
+        stage: String,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Show or compare the values of the stages' metric files.
+    Metrics {
+        #[command(subcommand)]
+        command: MetricsCommand,
+    },
+    /// Run one builtin stage kind in the current directory (the engine runs builtins this way).
+    Builtin {
+        /// The kind (`repro builtin --list` shows them).
+        #[arg(value_name = "KIND", required_unless_present = "list")]
+        kind: Option<String>,
+        /// The `with:` params as a JSON object.
+        #[arg(long, value_name = "JSON", conflicts_with = "with_file")]
+        with: Option<String>,
+        /// Read the `with:` params from a JSON file.
+        #[arg(long, value_name = "FILE")]
+        with_file: Option<PathBuf>,
+        /// List the known kinds.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MetricsCommand {
+    /// The current values of every metric file.
+    Show {
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Compare the metrics in the workspace with those recorded in `repro.lock` (or in the
+    /// `repro.lock` of a git revision).
+    Diff {
+        /// A git revision whose `repro.lock` holds the old values [default: the current lock].
+        #[arg(value_name = "REV")]
+        rev: Option<String>,
+        /// Show unchanged metrics too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct FormatArgs {
+    /// Markdown table.
+    #[arg(long, group = "fmt")]
+    pub md: bool,
+    /// CSV.
+    #[arg(long, group = "fmt")]
+    pub csv: bool,
+    /// JSON.
+    #[arg(long, group = "fmt")]
+    pub json: bool,
+}
+
+/// How `pipeline.yaml` is read.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpecArgs {
+    /// Apply a named overlay of params from `profiles:`.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Override one param (after the profile); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Run up to N stages at once [default: the number of CPUs].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Say what would run and why; run nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Rerun the selected stages even when fresh (bypasses the run cache).
+    #[arg(long)]
+    pub force: bool,
+    /// After a failure, keep running what does not depend on it.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// Never restore from the run cache: rerun every stale stage.
+    #[arg(long)]
+    pub no_run_cache: bool,
+    /// GPU ids to hand out to stages with `resources.gpus` [default: $CUDA_VISIBLE_DEVICES].
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub gpus: Option<Vec<u32>>,
+    /// Fail at once if another repro holds the project lock, instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,409 @@
+//! Each subcommand: resolve the arguments, call the engine, print the result, choose the exit
+//! code. Errors carry context (anyhow) and are mapped to the exit-code table in one place,
+//! [`exit_code_for`].
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use repro::dag::{Dag, Selection, StageId};
+use repro::exec::{self, process};
+use repro::exit_code;
+use repro::fingerprint::DirtyReason;
+use repro::freshness::{self, FreshnessError, State};
+use repro::hash::Hasher;
+use repro::lockfile::LockFile;
+use repro::metrics::{self, Format};
+use repro::reporter::{self, Mode};
+use repro::spec::{self, LoadOptions};
+use repro::workspace::{Workspace, WorkspaceError};
+
+use super::args::{Cli, Command, FormatArgs, MetricsCommand, RunArgs, SpecArgs};
+
+/// Maps an error to its exit code: spec and graph errors are usage errors, a busy lock has its
+/// own code, state and I/O errors theirs.
+pub fn exit_code_for(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<spec::SpecError>() || cause.is::<repro::dag::DagError>() || cause.is::<UsageError>() {
+            return exit_code::USAGE;
+        }
+        if let Some(w) = cause.downcast_ref::<WorkspaceError>() {
+            return match w {
+                WorkspaceError::Busy { .. } => exit_code::LOCK_BUSY,
+                WorkspaceError::NotFound { .. } => exit_code::USAGE,
+                WorkspaceError::Io { .. } => exit_code::STATE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<exec::ExecError>() {
+            return match e {
+                exec::ExecError::NotEnoughGpus { .. } => exit_code::USAGE,
+                _ => exit_code::STATE,
+            };
+        }
+        if cause.is::<repro::lockfile::LockFileError>()
+            || cause.is::<repro::hash::HashError>()
+            || cause.is::<repro::cache::CacheError>()
+            || cause.is::<std::io::Error>()
+        {
+            return exit_code::STATE;
+        }
+    }
+    exit_code::FAILED
+}
+
+/// An error in how the command was used (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    let start = match &cli.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let verbose = cli.verbose;
+    let locate = || Workspace::locate(&start, cli.file.as_deref());
+    match cli.command {
+        Command::Builtin { kind, with, with_file, list } => builtin(kind, with, with_file, list),
+        Command::All(run) => run_pipeline(&locate()?, &[], Selection::WithUpstream, &run, verbose),
+        Command::Run { targets, downstream, single, run } => {
+            let selection = if single {
+                Selection::Single
+            } else if downstream {
+                Selection::WithDownstream
+            } else {
+                Selection::WithUpstream
+            };
+            run_pipeline(&locate()?, &targets, selection, &run, verbose)
+        }
+        Command::Status { targets, json, spec } => status(&locate()?, &targets, json, &spec),
+        Command::Dag { targets, mermaid, dot, spec } => {
+            let ws = locate()?;
+            let dag = load_dag(&ws, &spec)?;
+            let ids = dag.select(&targets, Selection::WithUpstream)?;
+            let text = if mermaid {
+                dag.mermaid(&ids)
+            } else if dot {
+                dag.dot(&ids)
+            } else {
+                dag.ascii(&ids)
+            };
+            print!("{text}");
+            Ok(exit_code::OK)
+        }
+        Command::Gc { dry_run, no_wait } => gc(&locate()?, dry_run, no_wait),
+        Command::Verify { stage, no_wait, spec } => verify(&locate()?, &stage, no_wait, &spec),
+        Command::Metrics { command } => metrics_cmd(&locate()?, command),
+    }
+}
+
+fn load_options(spec: &SpecArgs) -> LoadOptions {
+    LoadOptions { profile: spec.profile.clone(), sets: spec.set.clone() }
+}
+
+fn load_dag(ws: &Workspace, spec: &SpecArgs) -> Result<Dag> {
+    let pipeline = spec::load(&display_path(ws), &load_options(spec))?;
+    Ok(Dag::build(pipeline, &ws.root)?)
+}
+
+/// The pipeline file as it should appear in messages: relative to the current directory when
+/// it lies below it.
+fn display_path(ws: &Workspace) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(cwd) => ws.pipeline_file.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or_else(|_| ws.pipeline_file.clone()),
+        Err(_) => ws.pipeline_file.clone(),
+    }
+}
+
+fn run_pipeline(ws: &Workspace, targets: &[String], selection: Selection, run: &RunArgs, verbose: u8) -> Result<i32> {
+    let dag = load_dag(ws, &run.spec)?;
+    let order = dag.select(targets, selection)?;
+    let force: BTreeSet<StageId> = if run.force { order.iter().copied().collect() } else { BTreeSet::new() };
+    let opts = exec::Options {
+        jobs: run.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        force,
+        dry_run: run.dry_run,
+        keep_going: run.keep_going,
+        gpus: exec::resources::gpu_pool(run.gpus.as_deref()),
+        run_cache: !run.no_run_cache,
+        prune_lock: targets.is_empty(),
+    };
+    let mode = if run.json { Mode::Json } else { Mode::detect() };
+    let (tx, rx) = mpsc::channel();
+    let reporter = reporter::spawn(mode, verbose > 0, rx);
+
+    let _lock = if run.dry_run {
+        None
+    } else {
+        let tx_wait = tx.clone();
+        let lock = ws.lock(!run.no_wait, &move |holder| {
+            let _ = tx_wait.send(repro::events::Event::WaitingForLock { holder: holder.to_string() });
+        });
+        match lock {
+            Ok(l) => Some(l),
+            Err(e) => {
+                drop(tx);
+                let _ = reporter.join();
+                return Err(e.into());
+            }
+        }
+    };
+    process::install_signal_handlers().context("cannot install the signal handlers")?;
+    let report = exec::execute(ws, &dag, &order, &opts, tx);
+    let summary = reporter.join().unwrap_or_default();
+    let report = report?;
+    if report.interrupted {
+        return Ok(exit_code::INTERRUPTED);
+    }
+    if !report.failed.is_empty() {
+        return Ok(exit_code::FAILED);
+    }
+    let _ = summary;
+    Ok(exit_code::OK)
+}
+
+/// One stage's line in `repro status`.
+struct StatusRow {
+    name: String,
+    state: &'static str,
+    reasons: Vec<DirtyReason>,
+}
+
+fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -> Result<i32> {
+    let dag = load_dag(ws, spec)?;
+    let order = dag.select(targets, Selection::WithUpstream)?;
+    let lock = LockFile::load(&ws.root)?;
+    let hasher = Hasher::open(&ws.hash_state_dir())?;
+    let mut stale: BTreeSet<StageId> = BTreeSet::new();
+    let mut rows = Vec::new();
+    for &id in &order {
+        let stage = &dag.stages[id];
+        let mut reasons: Vec<DirtyReason> = dag.upstream[id]
+            .iter()
+            .filter(|u| stale.contains(u))
+            .map(|&u| DirtyReason::UpstreamStale { stage: dag.stages[u].name.clone() })
+            .collect();
+        let state = match freshness::check(stage, lock.stages.get(&stage.name), &ws.root, &hasher, false) {
+            Ok(c) => match c.state {
+                State::Frozen => "frozen",
+                State::Fresh if reasons.is_empty() => "fresh",
+                State::Fresh => "stale",
+                State::Stale(r) => {
+                    reasons.splice(0..0, r);
+                    "stale"
+                }
+            },
+            Err(FreshnessError::MissingDep { path, .. }) => {
+                if reasons.is_empty() {
+                    reasons.push(DirtyReason::DepMissing { path });
+                }
+                "stale"
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if state == "stale" {
+            stale.insert(id);
+        }
+        rows.push(StatusRow { name: stage.name.clone(), state, reasons });
+    }
+    hasher.save()?;
+    let mut out = std::io::stdout().lock();
+    if json_out {
+        let stages: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({ "name": r.name, "state": r.state, "reasons": r.reasons, "messages": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>() }))
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "stale": !stale.is_empty(), "stages": stages }))?)?;
+    } else if stale.is_empty() {
+        writeln!(out, "all {} stages fresh", rows.len())?;
+    } else {
+        for r in rows.iter().filter(|r| r.state == "stale") {
+            let reasons: Vec<String> = r.reasons.iter().map(ToString::to_string).collect();
+            writeln!(out, "{}: {}", r.name, reasons.join(", "))?;
+        }
+        writeln!(out, "{} of {} stages stale", stale.len(), rows.len())?;
+    }
+    Ok(if stale.is_empty() { exit_code::OK } else { exit_code::FAILED })
+}
+
+fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
+    let _lock = ws.lock(!no_wait, &|h| eprintln!("waiting for the project lock, held by {h}"))?;
+    let lock = LockFile::load(&ws.root)?;
+    let store = repro::cache::Store::open(&ws.cache_dir())?;
+    let keep: Vec<repro::hash::Digest> =
+        lock.stages.values().flat_map(|e| e.outputs.values().map(Into::into)).collect();
+    if dry_run {
+        println!("would keep {} objects referenced by `repro.lock` (dry run: nothing deleted)", keep.len());
+        return Ok(exit_code::OK);
+    }
+    let run_refs = |v: &Value| -> Vec<repro::hash::Digest> {
+        serde_json::from_value::<repro::lockfile::LockEntry>(v.clone())
+            .map(|e| e.outputs.values().map(Into::into).collect())
+            .unwrap_or_default()
+    };
+    let stats = store.gc(&keep, &run_refs)?;
+    println!("{stats}");
+    repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
+    Ok(exit_code::OK)
+}
+
+fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<i32> {
+    let dag = load_dag(ws, spec)?;
+    let id = dag.id(name).ok_or_else(|| UsageError(format!("unknown stage `{name}`; `repro dag` lists them")))?;
+    let stage = dag.stages[id].clone();
+    let _lock = ws.lock(!no_wait, &|h| eprintln!("waiting for the project lock, held by {h}"))?;
+    let lock = LockFile::load(&ws.root)?;
+    let Some(entry) = lock.stages.get(name) else {
+        bail!(UsageError(format!("stage `{name}` has never run; `repro run {name}` first")));
+    };
+    let hasher = std::sync::Arc::new(Hasher::open(&ws.hash_state_dir())?);
+    let inputs = freshness::current_inputs(&stage, &ws.root, &hasher)?;
+    let fingerprint = inputs.fingerprint();
+    if fingerprint != entry.fingerprint {
+        bail!(UsageError(format!(
+            "stage `{name}` is stale (its inputs changed since it ran), so its recorded outputs cannot be verified; run `repro status`"
+        )));
+    }
+    process::install_signal_handlers().context("cannot install the signal handlers")?;
+    let run = repro::runrecord::RunDir::new(&ws.runs_dir());
+    let shared = exec::job::Shared {
+        root: ws.root.clone(),
+        tmp_dir: ws.tmp_dir(),
+        run,
+        hasher: hasher.clone(),
+        store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
+        running: process::Running::default(),
+        exe: std::env::current_exe().context("cannot locate the repro executable")?,
+        all_outs: dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.clone())).collect(),
+        host: repro::workspace::hostname(),
+    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let job = exec::job::Job {
+        grant: exec::resources::Grant { cpus: stage.resources.cpus.clamp(1, cpus), mem: 0, gpus: Vec::new() },
+        stage,
+        inputs,
+        fingerprint,
+        reasons: Vec::new(),
+        mode: exec::job::Mode::Run,
+    };
+    let (tx, rx) = mpsc::channel();
+    let reporter = reporter::spawn(Mode::detect(), false, rx);
+    eprintln!("verifying {name}: rerunning it in a scratch directory");
+    let result = exec::job::rerun_unpublished(&shared, &job, &tx);
+    drop(tx);
+    let _ = reporter.join();
+    hasher.save()?;
+    let digests = result.map_err(|e| anyhow::anyhow!("stage `{name}` failed when rerun: {e}"))?;
+    let mut same = true;
+    for (path, recorded) in &entry.outputs {
+        match digests.get(path) {
+            Some(d) if d.sha256 == recorded.sha256 => println!("identical  {path}"),
+            Some(d) => {
+                same = false;
+                println!("differs    {path}  ({} recorded, {} now)", &recorded.sha256[..12], &d.sha256[..12]);
+            }
+            None => {
+                same = false;
+                println!("missing    {path}");
+            }
+        }
+    }
+    if same {
+        println!("stage `{name}` reproduced its outputs bit for bit");
+        Ok(exit_code::OK)
+    } else {
+        let note = if entry.deterministic { "" } else { " (it is marked `deterministic: false`)" };
+        println!("stage `{name}` did not reproduce its recorded outputs{note}");
+        Ok(exit_code::FAILED)
+    }
+}
+
+fn format_of(f: &FormatArgs) -> Format {
+    if f.md {
+        Format::Markdown
+    } else if f.csv {
+        Format::Csv
+    } else if f.json {
+        Format::Json
+    } else {
+        Format::Table
+    }
+}
+
+/// The current values of every declared metric file that exists.
+fn workspace_metrics(ws: &Workspace, dag: &Dag) -> Result<metrics::Metrics> {
+    let mut m = metrics::Metrics::new();
+    for stage in &dag.stages {
+        for out in stage.outs.iter().filter(|o| o.metric) {
+            if ws.root.join(&out.path).exists() {
+                m.insert(out.path.clone(), metrics::read_file(&ws.root, &out.path)?);
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn metrics_cmd(ws: &Workspace, command: MetricsCommand) -> Result<i32> {
+    match command {
+        MetricsCommand::Show { format, spec } => {
+            let dag = load_dag(ws, &spec)?;
+            print!("{}", metrics::render_show(&workspace_metrics(ws, &dag)?, format_of(&format)));
+        }
+        MetricsCommand::Diff { rev, all, format, spec } => {
+            let dag = load_dag(ws, &spec)?;
+            let old = match &rev {
+                Some(rev) => metrics::from_git(&ws.root, rev)?,
+                None => metrics::from_lock(&LockFile::load(&ws.root)?),
+            };
+            let new = workspace_metrics(ws, &dag)?;
+            print!("{}", metrics::render_diff(&metrics::diff(&old, &new, all), format_of(&format)));
+        }
+    }
+    Ok(exit_code::OK)
+}
+
+fn builtin(kind: Option<String>, with: Option<String>, with_file: Option<PathBuf>, list: bool) -> Result<i32> {
+    let known: Vec<&str> = stages::registry().iter().map(|b| b.kind).collect();
+    if list {
+        for b in stages::registry() {
+            println!("{:<18} v{:<3} {}", b.kind, b.version, b.summary);
+        }
+        if known.is_empty() {
+            println!("(no builtins are registered in this build)");
+        }
+        return Ok(exit_code::OK);
+    }
+    let kind = kind.unwrap_or_default();
+    let Some(b) = stages::lookup(&kind) else {
+        let list = if known.is_empty() { "none are registered in this build".to_string() } else { known.join(", ") };
+        bail!(UsageError(format!("unknown builtin `{kind}`; known builtins: {list}")));
+    };
+    let text = match (with, with_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("cannot read `{}`", f.display()))?,
+        (None, None) => "{}".to_string(),
+    };
+    let params = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => bail!(UsageError("`--with` must be a JSON object".into())),
+        Err(e) => bail!(UsageError(format!("`--with` is not valid JSON: {e}"))),
+    };
+    let ctx = stages::Context::new(b.kind, params);
+    match (b.run)(&ctx) {
+        Ok(()) => Ok(exit_code::OK),
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("error: builtin `{}`: {msg}", b.kind);
+            Ok(if e.is_params() { exit_code::USAGE } else { exit_code::FAILED })
+        }
+    }
+}

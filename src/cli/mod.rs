@@ -1,0 +1,4 @@
+//! The binary side of the CLI: clap definitions and the commands that drive the engine.
+
+pub mod args;
+pub mod commands;

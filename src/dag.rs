@@ -1,0 +1,389 @@
+//! The stage graph: edges from paths, cycle reports, target selection, topological order.
+//!
+//! An edge `a -> b` exists when one of `b`'s deps equals, lies inside, or contains one of `a`'s
+//! outs (`data/x` depends on an out `data`, and a dep `data` depends on an out `data/x`). Nothing
+//! else creates edges: there are no explicit `after:` lists, so the graph can never disagree with
+//! what a stage reads.
+//!
+//! The graph is also where whole-pipeline validation lives, the checks no single stage can make:
+//! two stages claiming one out (or nested outs), a cycle (printed as the cycle), and a dep that no
+//! stage makes and that does not exist on disk. Every error points at `pipeline.yaml:LINE:COL`.
+//!
+//! Order is deterministic: among stages that are ready at the same time, the one declared first in
+//! `pipeline.yaml` comes first, so dry runs, `repro dag` and sequential runs read like the file.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::spec::{Location, Pipeline, Stage};
+
+/// Index of a stage in [`Dag::stages`].
+pub type StageId = usize;
+
+/// Why the pipeline does not form a valid graph.
+#[derive(Debug, thiserror::Error)]
+pub enum DagError {
+    #[error("{file}:{}:{}: out `{path}` of stage `{second}` is already an out of stage `{first}` (declared at line {}); each path must have one producer", .at.line, .at.col, .first_at.line)]
+    DuplicateOut {
+        file: PathBuf,
+        path: String,
+        first: String,
+        first_at: Location,
+        second: String,
+        at: Location,
+    },
+    #[error("{file}:{}:{}: out `{path}` of stage `{second}` overlaps out `{other}` of stage `{first}`; outs of different stages must not contain each other", .at.line, .at.col)]
+    NestedOut {
+        file: PathBuf,
+        path: String,
+        other: String,
+        first: String,
+        second: String,
+        at: Location,
+    },
+    #[error("{file}:{}:{}: stage `{stage}` depends on itself through `{path}`, which is one of its own outs", .at.line, .at.col)]
+    SelfDependency {
+        file: PathBuf,
+        stage: String,
+        path: String,
+        at: Location,
+    },
+    #[error("{file}: the stages form a cycle: {}", .cycle.join(" -> "))]
+    Cycle { file: PathBuf, cycle: Vec<String> },
+    #[error("{file}:{}:{}: dep `{path}` of stage `{stage}` does not exist and no stage makes it; create it or add a stage with it in `outs`", .at.line, .at.col)]
+    MissingDep {
+        file: PathBuf,
+        stage: String,
+        path: String,
+        at: Location,
+    },
+    #[error("unknown target `{target}`; known stages and groups: {known}")]
+    UnknownTarget { target: String, known: String },
+}
+
+/// The validated graph of a pipeline's stages.
+#[derive(Debug)]
+pub struct Dag {
+    pub stages: Vec<Stage>,
+    /// `upstream[b]` = the stages whose outs `b` reads, sorted.
+    pub upstream: Vec<Vec<StageId>>,
+    /// `downstream[a]` = the stages that read `a`'s outs, sorted.
+    pub downstream: Vec<Vec<StageId>>,
+    by_name: BTreeMap<String, StageId>,
+    groups: BTreeMap<String, Vec<String>>,
+}
+
+/// How `repro run` widens or narrows its targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The targets and everything upstream of them (the default).
+    #[default]
+    WithUpstream,
+    /// Only the targets themselves.
+    Single,
+    /// The targets, everything upstream and everything downstream of them.
+    WithDownstream,
+}
+
+/// True when `a` equals `b` or one lies inside the other (path-component wise).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    is_within(a, b) || is_within(b, a)
+}
+
+/// True when `inner` equals `outer` or lies inside it.
+pub fn is_within(inner: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || inner == outer
+        || (inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'/')
+}
+
+impl Dag {
+    /// Builds and validates the graph. `root` is the workspace, used to check that deps no stage
+    /// makes exist.
+    pub fn build(pipeline: Pipeline, root: &Path) -> Result<Dag, DagError> {
+        let file = pipeline.file.clone();
+        let stages = pipeline.stages;
+
+        // Producers, sorted by path so that overlap checks only look at neighbours.
+        let mut producers: BTreeMap<&str, (StageId, Location)> = BTreeMap::new();
+        for (id, stage) in stages.iter().enumerate() {
+            for out in &stage.outs {
+                if let Some(&(first, first_at)) = producers.get(out.path.as_str()) {
+                    return Err(DagError::DuplicateOut {
+                        file,
+                        path: out.path.clone(),
+                        first: stages[first].name.clone(),
+                        first_at,
+                        second: stage.name.clone(),
+                        at: out.location,
+                    });
+                }
+                producers.insert(out.path.as_str(), (id, out.location));
+            }
+        }
+        // Nested outs of two different stages would make "who produced this file" ambiguous.
+        let sorted: Vec<(&str, StageId, Location)> =
+            producers.iter().map(|(p, &(id, at))| (*p, id, at)).collect();
+        for pair in sorted.windows(2) {
+            let (a, ida, _) = pair[0];
+            let (b, idb, at) = pair[1];
+            if ida != idb && is_within(b, a) {
+                return Err(DagError::NestedOut {
+                    file,
+                    path: b.to_string(),
+                    other: a.to_string(),
+                    first: stages[ida].name.clone(),
+                    second: stages[idb].name.clone(),
+                    at,
+                });
+            }
+        }
+
+        let mut upstream: Vec<BTreeSet<StageId>> = vec![BTreeSet::new(); stages.len()];
+        for (id, stage) in stages.iter().enumerate() {
+            for dep in &stage.deps {
+                let mut found = false;
+                // An out that contains the dep: the nearest candidate sorts at or before it.
+                if let Some((path, &(pid, _))) = producers.range(..=dep.path.as_str()).next_back() {
+                    if is_within(&dep.path, path) {
+                        found = true;
+                        if pid == id {
+                            return Err(DagError::SelfDependency {
+                                file,
+                                stage: stage.name.clone(),
+                                path: dep.path.clone(),
+                                at: dep.location,
+                            });
+                        }
+                        upstream[id].insert(pid);
+                    }
+                }
+                // Outs inside the dep (a dep on a whole directory that several stages fill).
+                let prefix = format!("{}/", dep.path);
+                let inside = producers
+                    .range(dep.path.as_str()..)
+                    .take_while(|(p, _)| **p == dep.path || p.starts_with(&prefix) || dep.path.is_empty());
+                for (_, &(pid, _)) in inside {
+                    found = true;
+                    if pid == id {
+                        return Err(DagError::SelfDependency {
+                            file,
+                            stage: stage.name.clone(),
+                            path: dep.path.clone(),
+                            at: dep.location,
+                        });
+                    }
+                    upstream[id].insert(pid);
+                }
+                if !found && std::fs::symlink_metadata(root.join(&dep.path)).is_err() {
+                    return Err(DagError::MissingDep {
+                        file,
+                        stage: stage.name.clone(),
+                        path: dep.path.clone(),
+                        at: dep.location,
+                    });
+                }
+            }
+        }
+
+        let upstream: Vec<Vec<StageId>> = upstream.into_iter().map(|s| s.into_iter().collect()).collect();
+        let mut downstream = vec![Vec::new(); stages.len()];
+        for (id, ups) in upstream.iter().enumerate() {
+            for &u in ups {
+                downstream[u].push(id);
+            }
+        }
+        let by_name = stages.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+        let dag = Dag { stages, upstream, downstream, by_name, groups: pipeline.groups };
+        if let Some(cycle) = dag.find_cycle() {
+            return Err(DagError::Cycle { file, cycle });
+        }
+        Ok(dag)
+    }
+
+    /// The stage called `name`.
+    pub fn id(&self, name: &str) -> Option<StageId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Resolves target names (stage or group names) to stage ids.
+    pub fn resolve_targets(&self, targets: &[String]) -> Result<BTreeSet<StageId>, DagError> {
+        let mut ids = BTreeSet::new();
+        for t in targets {
+            if let Some(id) = self.id(t) {
+                ids.insert(id);
+            } else if let Some(members) = self.groups.get(t) {
+                ids.extend(members.iter().filter_map(|m| self.id(m)));
+            } else {
+                let mut known: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+                known.extend(self.groups.keys().map(String::as_str));
+                known.sort_unstable();
+                known.dedup();
+                return Err(DagError::UnknownTarget { target: t.clone(), known: known.join(", ") });
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The stages to consider for `targets` (all stages when `targets` is empty), in topological
+    /// order.
+    pub fn select(&self, targets: &[String], selection: Selection) -> Result<Vec<StageId>, DagError> {
+        let chosen: BTreeSet<StageId> = if targets.is_empty() {
+            (0..self.stages.len()).collect()
+        } else {
+            let roots = self.resolve_targets(targets)?;
+            match selection {
+                Selection::Single => roots,
+                Selection::WithUpstream => self.closure(&roots, &self.upstream),
+                Selection::WithDownstream => {
+                    let down = self.closure(&roots, &self.downstream);
+                    self.closure(&down, &self.upstream)
+                }
+            }
+        };
+        Ok(self.topo_order().into_iter().filter(|id| chosen.contains(id)).collect())
+    }
+
+    fn closure(&self, roots: &BTreeSet<StageId>, edges: &[Vec<StageId>]) -> BTreeSet<StageId> {
+        let mut seen = roots.clone();
+        let mut queue: VecDeque<StageId> = roots.iter().copied().collect();
+        while let Some(id) = queue.pop_front() {
+            for &next in &edges[id] {
+                if seen.insert(next) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        seen
+    }
+
+    /// All stages, upstream before downstream; ties broken by declaration order.
+    pub fn topo_order(&self) -> Vec<StageId> {
+        let mut indegree: Vec<usize> = self.upstream.iter().map(Vec::len).collect();
+        let mut ready: BTreeSet<StageId> = (0..self.stages.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(self.stages.len());
+        while let Some(id) = ready.pop_first() {
+            order.push(id);
+            for &d in &self.downstream[id] {
+                indegree[d] -= 1;
+                if indegree[d] == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+        order
+    }
+
+    /// A cycle as stage names, first name repeated at the end, if the graph has one.
+    fn find_cycle(&self) -> Option<Vec<String>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let n = self.stages.len();
+        let mut mark = vec![Mark::New; n];
+        for start in 0..n {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            // Iterative DFS over downstream edges, keeping the active path.
+            let mut path: Vec<(StageId, usize)> = vec![(start, 0)];
+            mark[start] = Mark::Active;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                if let Some(&child) = self.downstream[node].get(*next) {
+                    *next += 1;
+                    match mark[child] {
+                        Mark::New => {
+                            mark[child] = Mark::Active;
+                            path.push((child, 0));
+                        }
+                        Mark::Active => {
+                            let from = path.iter().position(|&(id, _)| id == child).unwrap_or(0);
+                            let mut names: Vec<String> =
+                                path[from..].iter().map(|&(id, _)| self.stages[id].name.clone()).collect();
+                            names.push(self.stages[child].name.clone());
+                            return Some(names);
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    mark[node] = Mark::Done;
+                    path.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// The graph as Mermaid `flowchart TD` text, nodes in declaration order.
+    pub fn mermaid(&self, ids: &[StageId]) -> String {
+        let keep: BTreeSet<StageId> = ids.iter().copied().collect();
+        let mut s = String::from("flowchart TD\n");
+        for &id in ids {
+            s.push_str(&format!("    n{id}[\"{}\"]\n", self.stages[id].name.replace('"', "#quot;")));
+        }
+        for &id in ids {
+            for &d in &self.downstream[id] {
+                if keep.contains(&d) {
+                    s.push_str(&format!("    n{id} --> n{d}\n"));
+                }
+            }
+        }
+        s
+    }
+
+    /// The graph as Graphviz `dot` text.
+    pub fn dot(&self, ids: &[StageId]) -> String {
+        let keep: BTreeSet<StageId> = ids.iter().copied().collect();
+        let mut s = String::from("digraph pipeline {\n    rankdir=TB;\n    node [shape=box];\n");
+        for &id in ids {
+            s.push_str(&format!("    \"{}\";\n", self.stages[id].name.replace('"', "\\\"")));
+        }
+        for &id in ids {
+            for &d in &self.downstream[id] {
+                if keep.contains(&d) {
+                    s.push_str(&format!(
+                        "    \"{}\" -> \"{}\";\n",
+                        self.stages[id].name.replace('"', "\\\""),
+                        self.stages[d].name.replace('"', "\\\"")
+                    ));
+                }
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    /// A plain-text listing: each stage with the stages it reads from.
+    pub fn ascii(&self, ids: &[StageId]) -> String {
+        let mut s = String::new();
+        for &id in ids {
+            let ups: Vec<&str> = self.upstream[id].iter().map(|&u| self.stages[u].name.as_str()).collect();
+            if ups.is_empty() {
+                s.push_str(&format!("{}\n", self.stages[id].name));
+            } else {
+                s.push_str(&format!("{} <- {}\n", self.stages[id].name, ups.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_is_component_wise() {
+        assert!(is_within("data/x", "data"));
+        assert!(is_within("data", "data"));
+        assert!(!is_within("database", "data"));
+        assert!(!is_within("data", "data/x"));
+        assert!(overlaps("data", "data/x"));
+        assert!(!overlaps("a/b", "a/c"));
+    }
+}

@@ -1,0 +1,308 @@
+//! One unit of work on a worker thread: run a stage (or restore it from the run cache) and
+//! produce its new lock entry.
+//!
+//! The order of effects is what makes a failure or a kill safe:
+//! 1. build the staging view and run the stage's process(es) there;
+//! 2. on success, hash every out in the staging view and store it in the cache;
+//! 3. record the run-cache entry (fingerprint -> outs), so a crash from here on is recovered by
+//!    a restore instead of a rerun;
+//! 4. rename the outs into the workspace;
+//! 5. return the lock entry; the scheduler writes `repro.lock`.
+//!
+//! Nothing touches the workspace before step 4, and nothing claims success before step 5.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::Store;
+use crate::events::{Event, Sender};
+use crate::fingerprint::{DigestRecord, DirtyReason, Inputs};
+use crate::hash::Hasher;
+use crate::lockfile::LockEntry;
+use crate::runrecord::{now_rfc3339, Outcome, RunDir, RunRecord};
+use crate::spec::{Action, Stage};
+
+use super::process::{self, Running};
+use super::resources::Grant;
+use super::staging;
+
+/// What a worker needs from the run, shared by all workers.
+pub struct Shared {
+    pub root: PathBuf,
+    pub tmp_dir: PathBuf,
+    pub run: RunDir,
+    pub hasher: Arc<Hasher>,
+    pub store: Arc<Store>,
+    pub running: Running,
+    /// This binary, which runs builtins as `repro builtin KIND --with JSON`.
+    pub exe: PathBuf,
+    /// Every stage's outs, to keep undeclared ones out of staging views.
+    pub all_outs: BTreeSet<String>,
+    pub host: String,
+}
+
+/// Whether the job runs the stage or restores it.
+pub enum Mode {
+    Run,
+    Restore(LockEntry),
+}
+
+/// A stage ready to go to a worker.
+pub struct Job {
+    pub stage: Stage,
+    pub inputs: Inputs,
+    pub fingerprint: String,
+    pub reasons: Vec<DirtyReason>,
+    pub grant: Grant,
+    pub mode: Mode,
+}
+
+/// How the job ended.
+pub enum JobEnd {
+    Done { entry: LockEntry, restored: bool },
+    Failed { error: String },
+    Interrupted,
+}
+
+/// Whether outputs of this stage may be served from the run cache: every out is cached, none is
+/// `persist` (its content depends on the previous run), and the stage is not `always_changed`.
+pub fn cacheable(stage: &Stage) -> bool {
+    !stage.always_changed && stage.outs.iter().all(|o| o.cache && !o.persist)
+}
+
+/// Runs the job to its end and writes its run record.
+pub fn run(shared: &Shared, job: &Job, events: &Sender) -> (JobEnd, RunRecord) {
+    let started_at = now_rfc3339();
+    let clock = Instant::now();
+    let log_path = shared.run.stage_file(&job.stage.name, "log");
+    let (end, exit) = match &job.mode {
+        Mode::Restore(entry) => (restore(shared, entry), process::Exit::default()),
+        Mode::Run => run_stage(shared, job, &log_path, events),
+    };
+    let outcome = match &end {
+        JobEnd::Done { restored: true, .. } => Outcome::Restored,
+        JobEnd::Done { .. } => Outcome::Succeeded,
+        JobEnd::Failed { .. } => Outcome::Failed,
+        JobEnd::Interrupted => Outcome::Interrupted,
+    };
+    let record = RunRecord {
+        stage: job.stage.name.clone(),
+        run: shared.run.id.clone(),
+        outcome,
+        started: started_at,
+        ended: now_rfc3339(),
+        wall_seconds: clock.elapsed().as_secs_f64(),
+        peak_rss_kib: exit.peak_rss_kib,
+        exit_code: exit.code,
+        signal: exit.signal,
+        cache_hit: matches!(job.mode, Mode::Restore(_)),
+        fingerprint: job.fingerprint.clone(),
+        host: shared.host.clone(),
+        gpus: job.grant.gpus.clone(),
+        log: matches!(job.mode, Mode::Run).then(|| relative(&shared.root, &log_path)),
+        error: match &end {
+            JobEnd::Failed { error } => Some(error.clone()),
+            _ => None,
+        },
+    };
+    (end, record)
+}
+
+/// `path` relative to the workspace root, for messages and records.
+pub fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+}
+
+fn restore(shared: &Shared, entry: &LockEntry) -> JobEnd {
+    for (path, recorded) in &entry.outputs {
+        let dest = shared.root.join(path);
+        // Already in place with the recorded content: nothing to copy.
+        if let Ok(Some(d)) = shared.hasher.digest(&dest) {
+            if d.sha256 == recorded.sha256 {
+                continue;
+            }
+        }
+        if let Err(e) = shared.store.restore(&recorded.into(), &dest) {
+            return JobEnd::Failed { error: format!("cannot restore `{path}` from the cache: {e}") };
+        }
+    }
+    JobEnd::Done { entry: entry.clone(), restored: true }
+}
+
+fn run_stage(shared: &Shared, job: &Job, log_path: &Path, events: &Sender) -> (JobEnd, process::Exit) {
+    let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &job.stage.name);
+    let exit = match run_in_view(shared, job, &dir, log_path, events) {
+        Ok(exit) => exit,
+        Err(failure) => return failure,
+    };
+    match collect_and_publish(shared, job, &dir) {
+        Ok(entry) => {
+            let _ = staging::remove_path(&dir);
+            (JobEnd::Done { entry, restored: false }, exit)
+        }
+        Err(error) => (JobEnd::Failed { error }, exit),
+    }
+}
+
+/// Runs the stage in a scratch view and returns the digests of its outs, publishing nothing
+/// (`repro verify`). The scratch directory is removed afterwards.
+pub fn rerun_unpublished(
+    shared: &Shared,
+    job: &Job,
+    events: &Sender,
+) -> Result<BTreeMap<String, DigestRecord>, String> {
+    let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &format!("verify-{}", job.stage.name));
+    let log_path = shared.run.stage_file(&format!("verify-{}", job.stage.name), "log");
+    let result = match run_in_view(shared, job, &dir, &log_path, events) {
+        Ok(_) => {
+            let mut digests = BTreeMap::new();
+            for out in &job.stage.outs {
+                match shared.hasher.digest(&dir.join(&out.path)) {
+                    Ok(Some(d)) => {
+                        digests.insert(out.path.clone(), DigestRecord::from(&d));
+                    }
+                    Ok(None) => return Err(format!("the rerun did not create out `{}`", out.path)),
+                    Err(e) => return Err(format!("cannot hash out `{}`: {e}", out.path)),
+                }
+            }
+            Ok(digests)
+        }
+        Err((JobEnd::Failed { error }, _)) => Err(error),
+        Err(_) => Err("interrupted".into()),
+    };
+    let _ = staging::remove_path(&dir);
+    result
+}
+
+/// Builds the staging view at `dir` and runs the stage's process(es) there. `Err` carries how
+/// the job ended when it did not succeed.
+fn run_in_view(
+    shared: &Shared,
+    job: &Job,
+    dir: &Path,
+    log_path: &Path,
+    events: &Sender,
+) -> Result<process::Exit, (JobEnd, process::Exit)> {
+    let stage = &job.stage;
+    let fail = |error: String| Err((JobEnd::Failed { error }, process::Exit::default()));
+    let _ = staging::remove_path(dir);
+    let mut others = shared.all_outs.clone();
+    for o in &stage.outs {
+        others.remove(&o.path);
+    }
+    if let Err(e) = staging::build_view(&shared.root, dir, stage, &others) {
+        return fail(format!("cannot prepare the staging directory `{}`: {e}", relative(&shared.root, dir)));
+    }
+    if let Err(e) = std::fs::create_dir_all(&shared.run.dir) {
+        return fail(format!("cannot create `{}`: {e}", relative(&shared.root, &shared.run.dir)));
+    }
+    let log = match std::fs::File::create(log_path) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot create the log `{}`: {e}", relative(&shared.root, log_path))),
+    };
+    let cwd = if stage.wdir.is_empty() { dir.to_path_buf() } else { dir.join(&stage.wdir) };
+
+    let mut env = vec![("REPRO_CPUS".to_string(), job.grant.cpus.to_string())];
+    if !job.grant.gpus.is_empty() {
+        let ids: Vec<String> = job.grant.gpus.iter().map(u32::to_string).collect();
+        env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));
+    }
+    let invocations: Vec<(PathBuf, Vec<String>)> = match &stage.action {
+        Action::Cmd(lines) => lines.iter().map(|l| (PathBuf::from("/bin/sh"), vec!["-c".into(), l.clone()])).collect(),
+        Action::Builtin { kind, with } => {
+            // Builtins are multi-threaded (rayon): give them exactly their cpus.
+            env.push(("RAYON_NUM_THREADS".into(), job.grant.cpus.to_string()));
+            let json = serde_json::Value::Object(with.clone()).to_string();
+            vec![(shared.exe.clone(), vec!["builtin".into(), kind.clone(), "--with".into(), json])]
+        }
+    };
+
+    let mut total = process::Exit::default();
+    for (program, args) in invocations {
+        let name = stage.name.clone();
+        let tx = events.clone();
+        let spec = process::Spec { stage: &stage.name, program: &program, args, cwd: &cwd, env: env.clone(), log: &log };
+        let exit = match process::run(spec, &shared.running, move |p| {
+            let _ = tx.send(Event::Progress { stage: name.clone(), step: p.step, total: p.total, message: p.message });
+        }) {
+            Ok(e) => e,
+            Err(e) => return fail(format!("cannot start `{}`: {e}", program.display())),
+        };
+        total.wall += exit.wall;
+        total.peak_rss_kib = total.peak_rss_kib.max(exit.peak_rss_kib);
+        total.code = exit.code;
+        total.signal = exit.signal;
+        if process::interrupted() {
+            return Err((JobEnd::Interrupted, total));
+        }
+        if !exit.success() {
+            let tail = log_tail(log_path, 10);
+            let tail = if tail.is_empty() { String::new() } else { format!("\n{tail}") };
+            return Err((JobEnd::Failed { error: format!("{}{tail}", exit.describe()) }, total));
+        }
+    }
+    Ok(total)
+}
+
+fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEntry, String> {
+    let stage = &job.stage;
+    let mut outputs = BTreeMap::new();
+    for out in &stage.outs {
+        let staged = dir.join(&out.path);
+        let is_link = std::fs::symlink_metadata(&staged).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        if is_link {
+            return Err(format!("out `{}` is a symlink; outs must be files or directories the stage writes", out.path));
+        }
+        let digest = match shared.hasher.digest(&staged) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(format!("the stage succeeded but did not create its out `{}`", out.path)),
+            Err(e) => return Err(format!("cannot hash out `{}`: {e}", out.path)),
+        };
+        if out.cache {
+            shared
+                .store
+                .insert(&staged, &digest, &shared.hasher)
+                .map_err(|e| format!("cannot store out `{}` in the cache: {e}", out.path))?;
+        }
+        outputs.insert(out.path.clone(), DigestRecord::from(&digest));
+    }
+    let mut metrics = crate::metrics::Metrics::new();
+    for out in stage.outs.iter().filter(|o| o.metric) {
+        let values = crate::metrics::read_file(dir, &out.path).map_err(|e| e.to_string())?;
+        metrics.insert(out.path.clone(), values);
+    }
+    let entry = LockEntry {
+        fingerprint: job.fingerprint.clone(),
+        inputs: job.inputs.clone(),
+        outputs,
+        deterministic: stage.deterministic,
+        metrics,
+    };
+    if cacheable(stage) {
+        let record = serde_json::to_value(&entry).expect("lock entries serialize");
+        shared.store.run_put(&job.fingerprint, &record).map_err(|e| format!("cannot write the run cache: {e}"))?;
+    }
+    for (i, out) in stage.outs.iter().enumerate() {
+        let trash = dir.join(".repro-trash").join(i.to_string());
+        staging::publish(&dir.join(&out.path), &shared.root.join(&out.path), &trash)
+            .map_err(|e| format!("cannot move out `{}` into the workspace: {e}", out.path))?;
+    }
+    Ok(entry)
+}
+
+/// The last `n` lines of a log, indented, for failure messages.
+fn log_tail(path: &Path, n: usize) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(8192);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,408 @@
+//! The scheduler: runs the selected stages in dependency order, in parallel where it can.
+//!
+//! One thread (the caller's) owns all state: the lock file in memory, the resource pool, and each
+//! stage's progress through `pending -> ready -> checked -> running -> done | failed | skipped`.
+//! A stage is checked for freshness only when every selected upstream stage is done, so its deps
+//! are final when they are hashed. Fresh stages finish on the spot; stale ones are restored from
+//! the run cache when its entry and objects exist, else run; both go to a worker thread, which
+//! reports back over a channel. Only this thread writes `repro.lock`, coalescing completions
+//! that arrive close together into one atomic write (the run cache, written per stage by the
+//! workers, covers the gap if `repro` dies in between).
+//!
+//! Failure policy: a failed stage stops new launches (stages already running finish and are
+//! recorded); with `--keep-going` only its downstream stages are skipped. Ctrl-C forwards SIGINT
+//! to every running stage's process group, waits for them (SIGKILL after a grace period), records
+//! them as interrupted and returns; the project lock is released when the caller drops it.
+
+pub mod job;
+pub mod process;
+pub mod resources;
+pub mod staging;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::Store;
+use crate::dag::{Dag, StageId};
+use crate::events::{Event, Sender};
+use crate::fingerprint::DirtyReason;
+use crate::freshness::{self, State};
+use crate::hash::Hasher;
+use crate::lockfile::LockFile;
+use crate::runrecord::RunDir;
+use crate::workspace::Workspace;
+
+use job::{Job, JobEnd, Mode, Shared};
+use resources::Pool;
+
+/// How `repro all` / `repro run` behave.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Stages that run at once at most.
+    pub jobs: usize,
+    /// Stages to rerun even when fresh.
+    pub force: BTreeSet<StageId>,
+    pub dry_run: bool,
+    pub keep_going: bool,
+    /// GPU ids to hand out.
+    pub gpus: Vec<u32>,
+    /// Serve stale stages from the run cache when their fingerprint was seen before.
+    pub run_cache: bool,
+    /// Drop lock entries of stages no longer in the pipeline (a full `repro all`).
+    pub prune_lock: bool,
+}
+
+/// What happened, for the exit code.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub failed: Vec<String>,
+    pub interrupted: bool,
+    pub ran: Vec<String>,
+}
+
+/// Errors of the machinery (not of a stage).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Lock(#[from] crate::lockfile::LockFileError),
+    #[error(transparent)]
+    Hash(#[from] crate::hash::HashError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("stage `{stage}` needs {needed} GPU(s) but the pool has {available}; pass `--gpus 0,1,...` or set `CUDA_VISIBLE_DEVICES`")]
+    NotEnoughGpus { stage: String, needed: u32, available: usize },
+    #[error("cannot locate the repro executable to run builtins: {0}")]
+    Exe(std::io::Error),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Status {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// How long to wait after forwarding SIGINT before killing the stages.
+const GRACE: Duration = Duration::from_secs(10);
+/// Completions closer together than this share one write of `repro.lock`.
+const LOCK_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs `order` (topologically sorted stage ids) with `opts`, reporting to `events`.
+pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, events: Sender) -> Result<Report, ExecError> {
+    let root = &ws.root;
+    let mut lock = LockFile::load(root)?;
+    let hasher = Arc::new(Hasher::open(&ws.hash_state_dir())?);
+    let store = Arc::new(Store::open(&ws.cache_dir())?);
+    let _ = events.send(Event::Plan { stages: order.len() });
+
+    let selected: HashSet<StageId> = order.iter().copied().collect();
+    let mut pool = Pool::new(
+        opts.jobs,
+        std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        resources::total_memory(),
+        opts.gpus.clone(),
+    );
+    if !opts.dry_run {
+        for &id in order {
+            let s = &dag.stages[id];
+            if s.resources.gpus as usize > pool.gpu_count() && !s.frozen {
+                return Err(ExecError::NotEnoughGpus {
+                    stage: s.name.clone(),
+                    needed: s.resources.gpus,
+                    available: pool.gpu_count(),
+                });
+            }
+        }
+    }
+
+    warm_source_deps(dag, order, root, &hasher);
+
+    let run = RunDir::new(&ws.runs_dir());
+    if !opts.dry_run {
+        staging::clean_stale(&ws.tmp_dir(), &run.id);
+    }
+    let shared = Arc::new(Shared {
+        root: root.clone(),
+        tmp_dir: ws.tmp_dir(),
+        run,
+        hasher: Arc::clone(&hasher),
+        store: Arc::clone(&store),
+        running: process::Running::default(),
+        exe: std::env::current_exe().map_err(ExecError::Exe)?,
+        all_outs: dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.clone())).collect(),
+        host: crate::workspace::hostname(),
+    });
+
+    let mut status = vec![Status::Pending; dag.stages.len()];
+    let position: Vec<usize> = {
+        let mut p = vec![usize::MAX; dag.stages.len()];
+        for (i, &id) in order.iter().enumerate() {
+            p[id] = i;
+        }
+        p
+    };
+    let mut waiting_on: Vec<usize> =
+        (0..dag.stages.len()).map(|id| dag.upstream[id].iter().filter(|u| selected.contains(u)).count()).collect();
+    let mut ready: BTreeSet<(usize, StageId)> =
+        order.iter().filter(|&&id| waiting_on[id] == 0).map(|&id| (position[id], id)).collect();
+    // Dry run: stages that would change, so their downstream is reported too.
+    let mut would_change: HashSet<StageId> = HashSet::new();
+    // Checked stale stages waiting for tokens.
+    let mut queued: Vec<(usize, Job)> = Vec::new();
+    let mut grants_running = 0usize;
+    let (done_tx, done_rx) = mpsc::channel::<(StageId, Job, JobEnd, crate::runrecord::RunRecord)>();
+
+    let mut report = Report::default();
+    let mut stop_launching = false;
+    let mut interrupt_at: Option<Instant> = None;
+    let mut killed = false;
+    let mut lock_dirty = false;
+    let mut last_flush = Instant::now() - LOCK_FLUSH_INTERVAL;
+
+    let finish = |id: StageId,
+                  ok: bool,
+                  status: &mut Vec<Status>,
+                  waiting_on: &mut Vec<usize>,
+                  ready: &mut BTreeSet<(usize, StageId)>| {
+        status[id] = if ok { Status::Done } else { Status::Failed };
+        for &d in &dag.downstream[id] {
+            if selected.contains(&d) {
+                waiting_on[d] -= 1;
+                if waiting_on[d] == 0 {
+                    ready.insert((position[d], d));
+                }
+            }
+        }
+    };
+
+    loop {
+        if process::interrupted() && interrupt_at.is_none() {
+            interrupt_at = Some(Instant::now());
+            stop_launching = true;
+            report.interrupted = true;
+            shared.running.signal_all(libc::SIGINT);
+        }
+        if let Some(t) = interrupt_at {
+            if !killed && t.elapsed() > GRACE {
+                killed = true;
+                shared.running.signal_all(libc::SIGKILL);
+            }
+        }
+
+        // Check every ready stage; fresh ones complete at once and may make more ready.
+        while !stop_launching {
+            let Some((pos, id)) = ready.pop_first() else { break };
+            let stage = &dag.stages[id];
+            if let Some(&up) = dag.upstream[id].iter().find(|u| matches!(status[**u], Status::Failed | Status::Skipped)) {
+                let _ = events.send(Event::Skipped { stage: stage.name.clone(), upstream: dag.stages[up].name.clone() });
+                status[id] = Status::Skipped;
+                finish(id, false, &mut status, &mut waiting_on, &mut ready);
+                status[id] = Status::Skipped;
+                continue;
+            }
+            let upstream_change: Vec<DirtyReason> = dag.upstream[id]
+                .iter()
+                .filter(|u| would_change.contains(u))
+                .map(|&u| DirtyReason::UpstreamStale { stage: dag.stages[u].name.clone() })
+                .collect();
+            let check = freshness::check(stage, lock.stages.get(&stage.name), root, &hasher, opts.force.contains(&id));
+            let check = match check {
+                Ok(c) => c,
+                Err(_) if opts.dry_run && !upstream_change.is_empty() => {
+                    let _ = events.send(Event::WouldRun { stage: stage.name.clone(), reasons: upstream_change, restore: false });
+                    would_change.insert(id);
+                    finish(id, true, &mut status, &mut waiting_on, &mut ready);
+                    continue;
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Failed { stage: stage.name.clone(), error: e.to_string(), log: None });
+                    report.failed.push(stage.name.clone());
+                    finish(id, false, &mut status, &mut waiting_on, &mut ready);
+                    if !opts.keep_going {
+                        stop_launching = true;
+                    }
+                    continue;
+                }
+            };
+            let reasons = match check.state {
+                State::Frozen => {
+                    let _ = events.send(Event::Frozen { stage: stage.name.clone() });
+                    finish(id, true, &mut status, &mut waiting_on, &mut ready);
+                    continue;
+                }
+                State::Fresh if upstream_change.is_empty() => {
+                    let _ = events.send(Event::Fresh { stage: stage.name.clone() });
+                    finish(id, true, &mut status, &mut waiting_on, &mut ready);
+                    continue;
+                }
+                State::Fresh => upstream_change,
+                State::Stale(mut r) => {
+                    r.extend(upstream_change);
+                    r
+                }
+            };
+            let restore = if opts.run_cache && job::cacheable(stage) && !opts.force.contains(&id) {
+                cached_entry(&store, &check.fingerprint)
+            } else {
+                None
+            };
+            if opts.dry_run {
+                let _ = events.send(Event::WouldRun { stage: stage.name.clone(), reasons, restore: restore.is_some() });
+                would_change.insert(id);
+                finish(id, true, &mut status, &mut waiting_on, &mut ready);
+                continue;
+            }
+            let mode = match restore {
+                Some(entry) => Mode::Restore(entry),
+                None => Mode::Run,
+            };
+            let job = Job {
+                stage: stage.clone(),
+                inputs: check.inputs,
+                fingerprint: check.fingerprint,
+                reasons,
+                grant: Default::default(),
+                mode,
+            };
+            queued.push((pos, job));
+        }
+
+        // Launch queued stages, in pipeline order, while tokens last.
+        if !stop_launching {
+            queued.sort_by_key(|(pos, _)| *pos);
+            let mut i = 0;
+            while i < queued.len() {
+                let id = order[queued[i].0];
+                let resources = if matches!(queued[i].1.mode, Mode::Restore(_)) {
+                    crate::spec::Resources::default()
+                } else {
+                    dag.stages[id].resources
+                };
+                let Some(grant) = pool.try_take(&resources) else {
+                    i += 1;
+                    continue;
+                };
+                let (_, mut job) = queued.remove(i);
+                job.grant = grant;
+                status[id] = Status::Running;
+                grants_running += 1;
+                match &job.mode {
+                    Mode::Run => {
+                        let _ = events.send(Event::Started {
+                            stage: job.stage.name.clone(),
+                            reasons: job.reasons.clone(),
+                            gpus: job.grant.gpus.clone(),
+                        });
+                    }
+                    Mode::Restore(_) => {}
+                }
+                let shared = Arc::clone(&shared);
+                let tx = done_tx.clone();
+                let ev = events.clone();
+                std::thread::spawn(move || {
+                    let (end, record) = job::run(&shared, &job, &ev);
+                    let _ = tx.send((id, job, end, record));
+                });
+            }
+        }
+
+        if grants_running == 0 && (stop_launching || (ready.is_empty() && queued.is_empty())) {
+            break;
+        }
+
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((id, job, end, record)) => {
+                grants_running -= 1;
+                let name = job.stage.name.clone();
+                pool.release(job.grant.clone());
+                if let Err(e) = shared.run.write(&record) {
+                    let _ = events.send(Event::Warning { message: format!("cannot write the run record of `{name}`: {e}") });
+                }
+                match end {
+                    JobEnd::Done { entry, restored } => {
+                        if restored {
+                            let _ = events.send(Event::Restored {
+                                stage: name.clone(),
+                                reasons: job.reasons.clone(),
+                                deterministic: entry.deterministic,
+                            });
+                        } else {
+                            let _ = events.send(Event::Finished {
+                                stage: name.clone(),
+                                elapsed: Duration::from_secs_f64(record.wall_seconds),
+                            });
+                            report.ran.push(name.clone());
+                        }
+                        lock.stages.insert(name, entry);
+                        lock_dirty = true;
+                        finish(id, true, &mut status, &mut waiting_on, &mut ready);
+                    }
+                    JobEnd::Failed { error } => {
+                        let log = record.log.as_ref().map(Into::into);
+                        let _ = events.send(Event::Failed { stage: name.clone(), error, log });
+                        report.failed.push(name);
+                        finish(id, false, &mut status, &mut waiting_on, &mut ready);
+                        if !opts.keep_going {
+                            stop_launching = true;
+                        }
+                    }
+                    JobEnd::Interrupted => {
+                        let _ = events.send(Event::Interrupted { stage: name });
+                        status[id] = Status::Failed;
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if lock_dirty && last_flush.elapsed() >= LOCK_FLUSH_INTERVAL {
+            lock.save(root)?;
+            lock_dirty = false;
+            last_flush = Instant::now();
+        }
+    }
+
+    if opts.prune_lock && !opts.dry_run && report.failed.is_empty() && !report.interrupted {
+        let before = lock.stages.len();
+        lock.stages.retain(|name, _| dag.id(name).is_some());
+        lock_dirty |= lock.stages.len() != before;
+    }
+    if lock_dirty {
+        lock.save(root)?;
+    }
+    hasher.save()?;
+    if !opts.dry_run {
+        let _ = std::fs::remove_dir(shared.tmp_dir.join(&shared.run.id));
+    }
+    Ok(report)
+}
+
+/// The run-cache entry for `fingerprint`, if it exists and every object it names is stored.
+fn cached_entry(store: &Store, fingerprint: &str) -> Option<crate::lockfile::LockEntry> {
+    let value = store.run_get(fingerprint).ok()??;
+    let entry: crate::lockfile::LockEntry = serde_json::from_value(value).ok()?;
+    if entry.fingerprint != fingerprint {
+        return None;
+    }
+    entry.outputs.values().all(|d| store.contains(&d.into())).then_some(entry)
+}
+
+/// Hashes, in parallel and up front, every dep that no stage makes (the sources), so the
+/// sequential freshness checks find their digests in the hash cache.
+fn warm_source_deps(dag: &Dag, order: &[StageId], root: &Path, hasher: &Hasher) {
+    let outs: Vec<&str> = dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.as_str())).collect();
+    let mut paths: Vec<std::path::PathBuf> = order
+        .iter()
+        .flat_map(|&id| dag.stages[id].deps.iter())
+        .filter(|d| !outs.iter().any(|o| crate::dag::overlaps(&d.path, o)))
+        .map(|d| root.join(&d.path))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let _ = hasher.digest_many(&paths);
+}

@@ -1,0 +1,213 @@
+//! Running one stage process: its own process group, a progress pipe, rusage, and signals.
+//!
+//! Each stage process is started in a new process group, so that a terminal's Ctrl-C reaches
+//! only `repro`, which then decides: it forwards SIGINT to every running stage's group (the
+//! stage's shell and everything it started), waits, and records them as interrupted. A stage
+//! process also gets `PR_SET_PDEATHSIG`, so a `kill -9` of `repro` takes the stage's direct child
+//! down with it instead of leaving it writing into a staging directory nobody will publish.
+//!
+//! Progress travels on fd 3 (`REPRO_PROGRESS_FD=3`): one JSON object per line,
+//! `{"step": 10, "total": 100, "message": "..."}`. Any command may use it
+//! (`echo '{"step":1,"total":4}' >&3`); builtins do through `stages::Context::progress`.
+//! stdout and stderr both go to the stage's log file.
+//!
+//! The exit status and the peak RSS come from `wait4`, which std's `Child::wait` does not expose.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// True once SIGINT or SIGTERM arrived; checked by the scheduler and by waiting workers.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Installs the handlers: the first SIGINT/SIGTERM sets [`interrupted`] (the scheduler forwards
+/// it to the stages and shuts down cleanly); a second one ends `repro` at once.
+pub fn install_signal_handlers() -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&INTERRUPTED))?;
+        signal_hook::flag::register(sig, Arc::clone(&INTERRUPTED))?;
+    }
+    Ok(())
+}
+
+/// The process groups of running stages, so the scheduler can signal them.
+#[derive(Clone, Default)]
+pub struct Running {
+    groups: Arc<Mutex<HashMap<String, i32>>>,
+}
+
+impl Running {
+    fn insert(&self, stage: &str, pgid: i32) {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(stage.to_string(), pgid);
+    }
+    fn remove(&self, stage: &str) {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(stage);
+    }
+    /// Sends `signal` to every running stage's process group.
+    pub fn signal_all(&self, signal: i32) {
+        for &pgid in self.groups.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            // SAFETY: plain syscall; a group that is already gone yields ESRCH, which is fine.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+}
+
+/// How a stage process ended.
+#[derive(Clone, Debug, Default)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub peak_rss_kib: u64,
+    pub wall: Duration,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// "exit code 3" / "killed by signal 9".
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            _ => "ended in an unknown way".into(),
+        }
+    }
+}
+
+/// One progress report read from a stage's progress pipe.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Progress {
+    #[serde(default)]
+    pub step: u64,
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A command ready to run as a stage process.
+pub struct Spec<'a> {
+    pub stage: &'a str,
+    pub program: &'a Path,
+    pub args: Vec<String>,
+    pub cwd: &'a Path,
+    pub env: Vec<(String, String)>,
+    pub log: &'a File,
+}
+
+/// Runs the process to completion; `on_progress` is called from a reader thread.
+pub fn run(
+    spec: Spec<'_>,
+    running: &Running,
+    on_progress: impl Fn(Progress) + Send + 'static,
+) -> std::io::Result<Exit> {
+    let (read_fd, write_fd) = pipe()?;
+    let mut cmd = Command::new(spec.program);
+    cmd.args(&spec.args)
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(spec.log.try_clone()?))
+        .stderr(Stdio::from(spec.log.try_clone()?))
+        .env("REPRO_PROGRESS_FD", "3")
+        .env("REPRO_STAGE", spec.stage);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let child_fd = write_fd.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if child_fd == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it by hand.
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            } else if libc::dup2(child_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let child = cmd.spawn()?;
+    drop(write_fd);
+    let pid = child.id() as i32;
+    running.insert(spec.stage, pid);
+
+    let reader = std::thread::spawn(move || {
+        let file = File::from(read_fd);
+        for line in BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(p) = serde_json::from_str::<Progress>(line.trim()) {
+                on_progress(p);
+            }
+        }
+    });
+
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is a valid value for the out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: waiting for our own child; status and usage are valid out-pointers.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break rc;
+    };
+    running.remove(spec.stage);
+    let wall = started.elapsed();
+    // Descendants may still hold the pipe; never let them block the scheduler.
+    let _ = reader_join_with_timeout(reader, Duration::from_secs(2));
+    if rc == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (None, None)
+    };
+    Ok(Exit { code, signal, peak_rss_kib: usage.ru_maxrss.max(0) as u64, wall })
+}
+
+fn reader_join_with_timeout(handle: std::thread::JoinHandle<()>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = handle.join();
+    true
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned these two fresh descriptors, owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

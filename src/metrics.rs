@@ -1,0 +1,268 @@
+//! Metric files: reading them, and `repro metrics show` / `repro metrics diff`.
+//!
+//! A stage declares `metrics:` files (JSON or CSV) that it writes. Their values are flattened to
+//! `dotted.key -> value` (JSON objects nest with dots; a CSV contributes the columns of its last
+//! row, so a training `log.csv` shows its final losses). When a stage succeeds, the values are
+//! recorded in its `repro.lock` entry, which makes `metrics diff` possible against the lock as it
+//! is now, or against the lock of any git revision (`git show REV:repro.lock`), without keeping
+//! old metric files around.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// path -> flattened key -> value.
+pub type Metrics = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// Why a metric file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot read metric file `{path}`: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("metric file `{path}` is not valid JSON: {source}")]
+    Json { path: String, source: serde_json::Error },
+    #[error("metric file `{path}` is not a CSV with a header and at least one row")]
+    Csv { path: String },
+    #[error("cannot read `repro.lock` at git revision `{rev}`: {message}")]
+    Git { rev: String, message: String },
+}
+
+/// Reads and flattens one metric file (by extension: `.csv`/`.tsv`, else JSON).
+pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, MetricsError> {
+    let text = std::fs::read_to_string(root.join(path))
+        .map_err(|source| MetricsError::Read { path: path.to_string(), source })?;
+    if path.ends_with(".csv") || path.ends_with(".tsv") {
+        let sep = if path.ends_with(".tsv") { '\t' } else { ',' };
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().ok_or_else(|| MetricsError::Csv { path: path.to_string() })?.split(sep).collect();
+        let last = lines.last().ok_or_else(|| MetricsError::Csv { path: path.to_string() })?;
+        return Ok(header
+            .iter()
+            .zip(last.split(sep))
+            .map(|(k, v)| (k.trim().to_string(), parse_scalar(v.trim())))
+            .collect());
+    }
+    let value: Value =
+        serde_json::from_str(&text).map_err(|source| MetricsError::Json { path: path.to_string(), source })?;
+    let mut flat = BTreeMap::new();
+    flatten("", &value, &mut flat);
+    Ok(flat)
+}
+
+fn parse_scalar(s: &str) -> Value {
+    if let Ok(i) = s.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        if f.is_finite() {
+            return Value::from(f);
+        }
+    }
+    Value::String(s.to_string())
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, child, out);
+            }
+        }
+        // Lists of numbers (curves) are not single metrics; they are left to the report.
+        Value::Array(_) => {}
+        scalar => {
+            out.insert(prefix.to_string(), scalar.clone());
+        }
+    }
+}
+
+/// One row of `metrics diff`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DiffRow {
+    pub path: String,
+    pub key: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+    pub change: Option<f64>,
+}
+
+/// Rows whose value differs between `old` and `new` (all rows with `all`).
+pub fn diff(old: &Metrics, new: &Metrics, all: bool) -> Vec<DiffRow> {
+    let mut keys: Vec<(&String, &String)> = Vec::new();
+    for m in [old, new] {
+        for (path, values) in m {
+            keys.extend(values.keys().map(|k| (path, k)));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|(path, key)| {
+            let o = old.get(path).and_then(|m| m.get(key)).cloned();
+            let n = new.get(path).and_then(|m| m.get(key)).cloned();
+            if o == n && !all {
+                return None;
+            }
+            let change = match (&o, &n) {
+                (Some(a), Some(b)) => Some(b.as_f64()? - a.as_f64()?),
+                _ => None,
+            };
+            Some(DiffRow { path: path.clone(), key: key.clone(), old: o, new: n, change })
+        })
+        .collect()
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        None => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Output formats of the metrics commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+/// Renders `metrics show`.
+pub fn render_show(m: &Metrics, format: Format) -> String {
+    if format == Format::Json {
+        return serde_json::to_string_pretty(m).expect("metrics serialize") + "\n";
+    }
+    let rows: Vec<Vec<String>> = m
+        .iter()
+        .flat_map(|(path, values)| values.iter().map(move |(k, v)| vec![path.clone(), k.clone(), show(&Some(v.clone()))]))
+        .collect();
+    render_table(&["path", "metric", "value"], &rows, format)
+}
+
+/// Renders `metrics diff`.
+pub fn render_diff(rows: &[DiffRow], format: Format) -> String {
+    if format == Format::Json {
+        return serde_json::to_string_pretty(rows).expect("diff rows serialize") + "\n";
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.path.clone(),
+                r.key.clone(),
+                show(&r.old),
+                show(&r.new),
+                r.change.map(|c| show(&Some(Value::from(c)))).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    render_table(&["path", "metric", "old", "new", "change"], &table, format)
+}
+
+fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String {
+    let mut out = String::new();
+    match format {
+        Format::Csv => {
+            out.push_str(&header.join(","));
+            out.push('\n');
+            for r in rows {
+                let cells: Vec<String> = r
+                    .iter()
+                    .map(|c| if c.contains(',') || c.contains('"') { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
+                    .collect();
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+        }
+        Format::Markdown => {
+            out.push_str(&format!("| {} |\n", header.join(" | ")));
+            out.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
+            for r in rows {
+                out.push_str(&format!("| {} |\n", r.join(" | ")));
+            }
+        }
+        Format::Table | Format::Json => {
+            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            for r in rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.len());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+            };
+            out.push_str(&line(header.to_vec()));
+            out.push('\n');
+            for r in rows {
+                out.push_str(&line(r.iter().map(String::as_str).collect()));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The metrics recorded in `repro.lock` at git revision `rev`.
+pub fn from_git(root: &Path, rev: &str) -> Result<Metrics, MetricsError> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .arg("show")
+        .arg(format!("{rev}:./{}", crate::lockfile::LOCK_FILE))
+        .output()
+        .map_err(|e| MetricsError::Git { rev: rev.to_string(), message: e.to_string() })?;
+    if !output.status.success() {
+        return Err(MetricsError::Git {
+            rev: rev.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    let lock: crate::lockfile::LockFile = serde_json::from_slice(&output.stdout)
+        .map_err(|e| MetricsError::Git { rev: rev.to_string(), message: e.to_string() })?;
+    Ok(from_lock(&lock))
+}
+
+/// The metrics recorded in a lock file.
+pub fn from_lock(lock: &crate::lockfile::LockFile) -> Metrics {
+    let mut m = Metrics::new();
+    for entry in lock.stages.values() {
+        for (path, values) in &entry.metrics {
+            m.insert(path.clone(), values.clone());
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_csv_flatten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.json"), r#"{"fid": 31.5, "is": {"mean": 7.1, "std": 0.1}, "curve": [1,2]}"#).unwrap();
+        std::fs::write(dir.path().join("log.csv"), "iter,loss_d\n1,0.9\n2,0.5\n").unwrap();
+        let j = read_file(dir.path(), "m.json").unwrap();
+        assert_eq!(j.keys().collect::<Vec<_>>(), vec!["fid", "is.mean", "is.std"]);
+        let c = read_file(dir.path(), "log.csv").unwrap();
+        assert_eq!(c["iter"], Value::from(2));
+        assert_eq!(c["loss_d"], Value::from(0.5));
+    }
+
+    #[test]
+    fn diff_reports_changes_only() {
+        let old = Metrics::from([("m.json".into(), BTreeMap::from([("fid".into(), Value::from(30.0)), ("n".into(), Value::from(5))]))]);
+        let new = Metrics::from([("m.json".into(), BTreeMap::from([("fid".into(), Value::from(28.5)), ("n".into(), Value::from(5))]))]);
+        let rows = diff(&old, &new, false);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].change, Some(-1.5));
+    }
+}

@@ -1,0 +1,255 @@
+//! The one place that prints what the executor does.
+//!
+//! It runs on its own thread and drains the event channel. Three renderings of the same events:
+//! - **tty**: one live line per running stage (name, elapsed, the stage's own progress bar when
+//!   it reports any), finished stages scroll above them;
+//! - **plain**: one line per state change, for logs and CI (progress at most every few seconds);
+//! - **json**: every event as one JSON object per line, for machines.
+//!
+//! Fresh stages are counted, and listed only with `-v`: a no-op run over 1,000 stages should say
+//! one line, not a thousand. The summary line is printed when the channel closes.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::Event;
+use crate::fingerprint::DirtyReason;
+
+/// How events are rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tty,
+    Plain,
+    Json,
+}
+
+impl Mode {
+    /// Progress bars when stderr is a terminal, plain lines otherwise.
+    pub fn detect() -> Mode {
+        if std::io::stderr().is_terminal() {
+            Mode::Tty
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+/// Counts of what happened, returned when the reporter finishes.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub ran: usize,
+    pub restored: usize,
+    pub fresh: usize,
+    pub frozen: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub interrupted: usize,
+    pub would_run: usize,
+}
+
+/// Starts the reporter thread; it ends when every sender is dropped.
+pub fn spawn(mode: Mode, verbose: bool, rx: Receiver<Event>) -> JoinHandle<Summary> {
+    std::thread::spawn(move || {
+        let mut r = Renderer::new(mode, verbose);
+        let started = Instant::now();
+        for event in rx {
+            r.handle(event);
+        }
+        r.finish(started.elapsed());
+        r.summary
+    })
+}
+
+struct Renderer {
+    mode: Mode,
+    verbose: bool,
+    summary: Summary,
+    multi: Option<MultiProgress>,
+    bars: HashMap<String, ProgressBar>,
+    last_plain_progress: HashMap<String, Instant>,
+}
+
+fn reasons_text(reasons: &[DirtyReason]) -> String {
+    if reasons.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = reasons.iter().take(3).map(ToString::to_string).collect();
+    let more = if reasons.len() > 3 { format!(", +{} more", reasons.len() - 3) } else { String::new() };
+    format!(" ({}{more})", shown.join(", "))
+}
+
+impl Renderer {
+    fn new(mode: Mode, verbose: bool) -> Renderer {
+        let multi = (mode == Mode::Tty).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Renderer {
+            mode,
+            verbose,
+            summary: Summary::default(),
+            multi,
+            bars: HashMap::new(),
+            last_plain_progress: HashMap::new(),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{text}");
+            }
+        }
+    }
+
+    fn count(&mut self, event: &Event) {
+        let s = &mut self.summary;
+        match event {
+            Event::Fresh { .. } => s.fresh += 1,
+            Event::Frozen { .. } => s.frozen += 1,
+            Event::Finished { .. } => s.ran += 1,
+            Event::Restored { .. } => s.restored += 1,
+            Event::Failed { .. } => s.failed += 1,
+            Event::Skipped { .. } => s.skipped += 1,
+            Event::Interrupted { .. } => s.interrupted += 1,
+            Event::WouldRun { .. } => s.would_run += 1,
+            _ => {}
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        self.count(&event);
+        if self.mode == Mode::Json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", serde_json::to_string(&event).expect("events serialize"));
+            return;
+        }
+        match event {
+            Event::Plan { .. } => {}
+            Event::WaitingForLock { holder } => self.line(&format!("waiting  for the project lock, held by {holder}")),
+            Event::Fresh { stage } => {
+                if self.verbose {
+                    self.line(&format!("fresh    {stage}"));
+                }
+            }
+            Event::Frozen { stage } => {
+                if self.verbose {
+                    self.line(&format!("frozen   {stage}"));
+                }
+            }
+            Event::Started { stage, reasons, gpus } => {
+                let gpu = if gpus.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [gpu {}]", gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+                };
+                self.line(&format!("running  {stage}{gpu}{}", reasons_text(&reasons)));
+                if let Some(m) = &self.multi {
+                    let bar = m.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+                            .expect("valid template"),
+                    );
+                    bar.set_prefix(stage.clone());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    self.bars.insert(stage, bar);
+                }
+            }
+            Event::Progress { stage, step, total, message } => {
+                if let Some(bar) = self.bars.get(&stage) {
+                    if total > 0 {
+                        if bar.length() != Some(total) {
+                            bar.set_length(total);
+                            bar.set_style(
+                                ProgressStyle::with_template(
+                                    "{prefix:.bold} [{bar:30}] {pos}/{len} {elapsed:>4} eta {eta} {wide_msg}",
+                                )
+                                .expect("valid template")
+                                .progress_chars("=> "),
+                            );
+                        }
+                        bar.set_position(step);
+                    }
+                    bar.set_message(message);
+                } else if self.mode == Mode::Plain {
+                    let now = Instant::now();
+                    let due = self
+                        .last_plain_progress
+                        .get(&stage)
+                        .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(5));
+                    if due {
+                        self.last_plain_progress.insert(stage.clone(), now);
+                        let of = if total > 0 { format!("{step}/{total}") } else { step.to_string() };
+                        self.line(&format!("progress {stage} {of} {message}"));
+                    }
+                }
+            }
+            Event::Restored { stage, reasons, deterministic } => {
+                let note = if deterministic { "" } else { ", non-deterministic stage: not re-verified" };
+                self.line(&format!("restored {stage} from the run cache{note}{}", reasons_text(&reasons)));
+            }
+            Event::Finished { stage, elapsed } => {
+                self.clear_bar(&stage);
+                self.line(&format!("done     {stage} in {:.2}s", elapsed.as_secs_f64()));
+            }
+            Event::Failed { stage, error, log } => {
+                self.clear_bar(&stage);
+                let log = log.map(|l| format!("; log: {}", l.display())).unwrap_or_default();
+                self.line(&format!("failed   {stage}: {error}{log}"));
+            }
+            Event::Skipped { stage, upstream } => {
+                self.line(&format!("skipped  {stage} (upstream {upstream} failed)"));
+            }
+            Event::Interrupted { stage } => {
+                self.clear_bar(&stage);
+                self.line(&format!("stopped  {stage} (interrupted)"));
+            }
+            Event::WouldRun { stage, reasons, restore } => {
+                let verb = if restore { "restore " } else { "would run" };
+                self.line(&format!("{verb} {stage}{}", reasons_text(&reasons)));
+            }
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
+        }
+    }
+
+    fn clear_bar(&mut self, stage: &str) {
+        if let Some(bar) = self.bars.remove(stage) {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+        }
+        if self.mode == Mode::Json {
+            return;
+        }
+        let s = &self.summary;
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (s.ran, "ran"),
+            (s.restored, "restored"),
+            (s.would_run, "to run"),
+            (s.fresh, "fresh"),
+            (s.frozen, "frozen"),
+            (s.failed, "failed"),
+            (s.skipped, "skipped"),
+            (s.interrupted, "interrupted"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("nothing to do".into());
+        }
+        self.line(&format!("{} in {:.2}s", parts.join(", "), elapsed.as_secs_f64()));
+    }
+}

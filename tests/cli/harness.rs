@@ -1,0 +1,99 @@
+//! A temp-dir project and a way to run the real `repro` binary in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    runlog: PathBuf,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_repro")
+}
+
+impl Project {
+    /// A project whose `pipeline.yaml` is `pipeline`. Commands can append their stage name to
+    /// `"$RUNLOG"` to let the test see what ran.
+    pub fn new(pipeline: &str) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runlog = dir.path().join("../").join(format!(
+            "{}.runlog",
+            dir.path().file_name().unwrap().to_string_lossy()
+        ));
+        let p = Project { dir, runlog };
+        p.file("pipeline.yaml", pipeline);
+        p
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, content: &str) {
+        let path = self.root().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.root().join(rel).exists()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("RUNLOG", &self.runlog)
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn repro(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run repro");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `repro args` and asserts the exit code.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.repro(args);
+        assert_eq!(out.code, 0, "repro {args:?} failed:\n{out:?}");
+        out
+    }
+
+    /// The stage names that ran since the last call (in completion order), and clears the log.
+    pub fn ran(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.runlog).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.runlog);
+        let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.runlog);
+    }
+}

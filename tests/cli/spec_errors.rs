@@ -1,0 +1,77 @@
+//! Every class of pipeline error has its own message, a `file:line:col`, and exit code 2.
+
+use crate::harness::Project;
+
+fn fails_with(yaml: &str, expected: &[&str]) {
+    let p = Project::new(yaml);
+    let out = p.repro(&["all"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    for e in expected {
+        assert!(out.stderr.contains(e), "expected `{e}` in:\n{out:?}");
+    }
+    assert!(!p.exists("repro.lock"), "a spec error runs nothing");
+}
+
+#[test]
+fn unknown_key() {
+    fails_with("stages:\n  a:\n    cmd: echo\n    outz: [x]\n", &["pipeline.yaml:4:5", "outz"]);
+}
+
+#[test]
+fn unknown_param_reference() {
+    fails_with(
+        "params:\n  lr: 1\nstages:\n  a:\n    cmd: echo ${lrr} > x\n    outs: [x]\n",
+        &["pipeline.yaml:5:", "lrr"],
+    );
+    fails_with(
+        "params:\n  lr: 1\nstages:\n  a:\n    cmd: echo > x\n    params: [lr, momentum]\n    outs: [x]\n",
+        &["pipeline.yaml:6:", "momentum"],
+    );
+}
+
+#[test]
+fn two_stages_claim_one_out() {
+    fails_with(
+        "stages:\n  a:\n    cmd: echo a > x\n    outs: [x]\n  b:\n    cmd: echo b > x\n    outs: [x]\n",
+        &["pipeline.yaml:7:", "out `x` of stage `b` is already an out of stage `a`"],
+    );
+}
+
+#[test]
+fn out_outside_the_workspace() {
+    fails_with("stages:\n  a:\n    cmd: echo > ../x\n    outs: [../x]\n", &["pipeline.yaml:4:", "outside"]);
+    fails_with("stages:\n  a:\n    cmd: echo > /tmp/x\n    outs: [/tmp/x]\n", &["pipeline.yaml:4:", "outside"]);
+}
+
+#[test]
+fn cycle_is_printed() {
+    fails_with(
+        "stages:\n  a:\n    cmd: cp y x\n    deps: [y]\n    outs: [x]\n  b:\n    cmd: cp x y\n    deps: [x]\n    outs: [y]\n",
+        &["cycle", "a -> b -> a"],
+    );
+}
+
+#[test]
+fn missing_dep() {
+    fails_with(
+        "stages:\n  a:\n    cmd: cp nothing.txt x\n    deps: [nothing.txt]\n    outs: [x]\n",
+        &["pipeline.yaml:4:", "dep `nothing.txt` of stage `a` does not exist and no stage makes it"],
+    );
+}
+
+#[test]
+fn unknown_stage_kind_and_profile() {
+    fails_with("stages:\n  a:\n    builtin: no-such-kind\n    outs: [x]\n", &["pipeline.yaml:3:", "no-such-kind"]);
+    let p = Project::new("params:\n  a: 1\nprofiles:\n  fast: {a: 2}\nstages:\n  s:\n    cmd: echo ${a} > x\n    outs: [x]\n");
+    let out = p.repro(&["all", "--profile", "slow"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("slow") && out.stderr.contains("fast"), "{out:?}");
+}
+
+#[test]
+fn no_pipeline_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::bin()).arg("all").current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no `pipeline.yaml`"));
+}
