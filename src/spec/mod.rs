@@ -1,5 +1,271 @@
 //! `pipeline.yaml`: schema, `${}` interpolation, profiles, matrix/foreach expansion, validation.
+//!
+//! [`load`] / [`parse`] turn the file into a [`Pipeline`] whose stages are final: fanned out,
+//! interpolated, overlaid and validated, with workspace-relative normalized paths. Nothing after
+//! this module looks at YAML again, so every mistake in the file must be caught here and
+//! reported as `FILE:LINE:COL: message` (see [`SpecError`]).
+//!
+//! The passes, in order (the order is part of the meaning; see each module's doc):
+//! 1. [`node`]: YAML to a located tree (values by serde_norway, positions by [`marks`], which
+//!    reads libyaml's event stream: the same parser serde_norway uses, so both agree).
+//! 2. Top-level schema: `vars`, `params`, `default_profile`, `profiles`, `stages`.
+//! 3. [`overlay`]: the profile (`--profile`, else `default_profile:`) deep-merged over `params:`,
+//!    then each `--set key.path=value`.
+//! 4. [`fanout`]: each stage template to its members (`matrix:`, `foreach:`), DVC's naming.
+//! 5. [`stage`]: each member's body [`interp`]olated, then read into a [`Stage`], with
+//!    [`paths`] normalized and joined with `wdir`.
+//! 6. Duplicate names across all members.
+//!
+//! Not decided here (the DAG module does it, with the locations recorded here): two stages
+//! writing one out, cycles, and deps that neither exist nor are made by a stage.
 
+pub mod error;
+mod fanout;
+mod interp;
+mod marks;
 pub mod model;
+mod node;
+mod overlay;
+mod paths;
+mod stage;
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+
+pub use error::{SpecError, SpecErrorKind};
 pub use model::*;
+
+use interp::Scope;
+use node::{Node, Val};
+use stage::{Builtins, Env, Registry};
+
+/// Options from the command line that change what the file means.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--profile NAME`; overrides `default_profile:`.
+    pub profile: Option<String>,
+    /// `--set key.path=value`, applied in order after the profile.
+    pub sets: Vec<String>,
+}
+
+/// Top-level keys of `pipeline.yaml`.
+const TOP_KEYS: &[&str] = &["vars", "params", "default_profile", "profiles", "stages"];
+
+/// Reads and parses the pipeline file at `path`.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError {
+        file: path.to_path_buf(),
+        location: None,
+        kind: SpecErrorKind::Read { source },
+    })?;
+    parse(&text, path, opts)
+}
+
+/// Parses pipeline text; `file` is only used in messages and [`Pipeline::file`].
+pub fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
+    parse_with(text, file, opts, &Registry)
+}
+
+fn parse_with(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+    builtins: &dyn Builtins,
+) -> Result<Pipeline, SpecError> {
+    resolve(text, file, opts, builtins).map_err(|mut e| {
+        e.file = file.to_path_buf();
+        e
+    })
+}
+
+fn resolve(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+    builtins: &dyn Builtins,
+) -> Result<Pipeline, SpecError> {
+    let root = node::parse_located(text)?;
+    let top: &[node::Entry] = match &root.val {
+        Val::Null => &[],
+        Val::Map(entries) => entries,
+        _ => {
+            return Err(wrong_top(
+                "the pipeline file",
+                &root,
+                "a map with `stages:` (and optionally `params:`, `vars:`, `profiles:`)",
+            ))
+        }
+    };
+    if let Some(e) = top.iter().find(|e| !TOP_KEYS.contains(&e.key.as_str())) {
+        return Err(SpecError::at(
+            e.key_loc,
+            SpecErrorKind::UnknownKey {
+                key: e.key.clone(),
+                context: "at the top level".into(),
+                expected: TOP_KEYS.to_vec(),
+            },
+        ));
+    }
+    let get = |k: &str| {
+        top.iter()
+            .find(|e| e.key == k)
+            .map(|e| &e.node)
+            .filter(|n| !n.is_null())
+    };
+
+    let vars = match get("vars") {
+        None => serde_json::Map::new(),
+        Some(n) if n.as_map().is_some() => match n.to_json() {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
+        Some(n) => return Err(wrong_top("vars", n, "a map of names to values")),
+    };
+    let mut params = match get("params") {
+        None => Value::Object(serde_json::Map::new()),
+        Some(n) if n.as_map().is_some() => n.to_json(),
+        Some(n) => return Err(wrong_top("params", n, "a map of names to values")),
+    };
+    let profiles: &[node::Entry] = match get("profiles") {
+        None => &[],
+        Some(n) => n
+            .as_map()
+            .ok_or_else(|| wrong_top("profiles", n, "a map of profile names to param overrides"))?,
+    };
+    let default_profile = match get("default_profile") {
+        None => None,
+        Some(n) => Some((
+            n.as_str()
+                .ok_or_else(|| wrong_top("default_profile", n, "a profile name"))?,
+            n.loc,
+        )),
+    };
+
+    let selected = match (&opts.profile, default_profile) {
+        (Some(p), _) => Some((p.as_str(), None)),
+        (None, Some((p, loc))) => Some((p, Some(loc))),
+        (None, None) => None,
+    };
+    if let Some((name, loc)) = selected {
+        let Some(profile) = profiles.iter().find(|e| e.key == name) else {
+            let kind = SpecErrorKind::UnknownProfile {
+                profile: name.to_owned(),
+                defined: profiles.iter().map(|e| e.key.clone()).collect(),
+            };
+            return Err(match loc {
+                Some(loc) => SpecError::at(loc, kind),
+                None => SpecError::nowhere(kind),
+            });
+        };
+        if !profile.node.is_null() {
+            overlay::apply_profile(&mut params, &profile.node, name)?;
+        }
+    }
+    for set in &opts.sets {
+        overlay::apply_set(&mut params, set)?;
+    }
+    interp::check_ambiguous(get("vars"), &params)?;
+
+    let stage_entries: &[node::Entry] = match get("stages") {
+        None => &[],
+        Some(n) => n
+            .as_map()
+            .ok_or_else(|| wrong_top("stages", n, "a map of stage names to stages"))?,
+    };
+    let base = Scope {
+        item: None,
+        key: None,
+        vars: &vars,
+        params: &params,
+    };
+    let mut stages = Vec::with_capacity(stage_entries.len());
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen: HashMap<String, Location> = HashMap::with_capacity(stage_entries.len());
+    for entry in stage_entries {
+        check_stage_name(&entry.key, entry.key_loc)?;
+        match entry.node.get("do") {
+            Some(d) if entry.node.get("foreach").is_some() => {
+                stage::check_keys(&d.node, &entry.key, true)?
+            }
+            _ => stage::check_keys(&entry.node, &entry.key, false)?,
+        }
+        let members = fanout::expand(&entry.key, &entry.node, &base)?;
+        let env = Env {
+            vars: &vars,
+            params: &params,
+            builtins,
+            location: entry.key_loc,
+        };
+        for m in members {
+            if let Some(first) = seen.get(&m.name) {
+                return Err(SpecError::at(
+                    entry.key_loc,
+                    SpecErrorKind::DuplicateStage {
+                        name: m.name.clone(),
+                        first: *first,
+                    },
+                ));
+            }
+            seen.insert(m.name.clone(), entry.key_loc);
+            let built = stage::build(&m, &env)?;
+            if let Some(g) = &built.group {
+                groups
+                    .entry(g.clone())
+                    .or_default()
+                    .push(built.name.clone());
+            }
+            stages.push(built);
+        }
+    }
+
+    Ok(Pipeline {
+        file: file.to_path_buf(),
+        profile: selected.map(|(p, _)| p.to_owned()),
+        params,
+        stages,
+        groups,
+    })
+}
+
+fn wrong_top(what: &str, n: &Node, expected: &'static str) -> SpecError {
+    SpecError::at(
+        n.loc,
+        SpecErrorKind::WrongType {
+            what: what.into(),
+            context: "at the top level".into(),
+            expected,
+            found: n.type_name(),
+        },
+    )
+}
+
+/// Stage names are CLI targets and lock keys: `@` is the fan-out separator, `/` would read as
+/// a path, whitespace would split on the command line.
+fn check_stage_name(name: &str, loc: Location) -> Result<(), SpecError> {
+    let reason = if name.is_empty() {
+        Some("is empty")
+    } else if name.contains('@') {
+        Some("contains `@`")
+    } else if name.contains('/') {
+        Some("contains `/`")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SpecError::at(
+            loc,
+            SpecErrorKind::ReservedStageName {
+                name: name.to_owned(),
+                reason,
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

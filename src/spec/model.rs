@@ -40,7 +40,10 @@ pub enum Action {
     /// Shell commands, each run by `sh -c` in order; the first failure stops the stage.
     Cmd(Vec<String>),
     /// A builtin kind of the `stages` crate with its `with:` params (interpolated).
-    Builtin { kind: String, with: serde_json::Map<String, Value> },
+    Builtin {
+        kind: String,
+        with: serde_json::Map<String, Value>,
+    },
 }
 
 /// One declared output.
@@ -76,7 +79,11 @@ pub struct Resources {
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources { cpus: 1, gpus: 0, mem: 0 }
+        Resources {
+            cpus: 1,
+            gpus: 0,
+            mem: 0,
+        }
     }
 }
 

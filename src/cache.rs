@@ -1,1 +1,0 @@
-//! The content-addressed store and the run cache.

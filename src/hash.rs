@@ -1,1 +1,0 @@
-//! Content hashing (sha256) of files and directories.

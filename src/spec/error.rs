@@ -1,0 +1,217 @@
+//! Errors of `pipeline.yaml`: one variant per class of mistake, each pointing at the node.
+//!
+//! The binary maps every [`SpecErrorKind`] to one exit code, so the variants exist for tests
+//! and for callers that want to react to one class (an editor integration, `repro check`).
+//! What must stay stable: the rendered form `FILE:LINE:COL: message`, because editors and
+//! terminals turn it into a clickable link, and the message style of the whole project:
+//! lowercase, names/keys/paths in backticks, and a hint saying what to do.
+//!
+//! The file is shown as the caller gave it (usually relative): an absolute path in a message
+//! only appears when the user typed one.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::model::Location;
+
+/// A mistake in `pipeline.yaml` (or in `--profile` / `--set`), with where it is.
+#[derive(Debug)]
+pub struct SpecError {
+    /// The pipeline file, as given by the caller.
+    pub file: PathBuf,
+    /// Where in the file; `None` for mistakes on the command line or in reading the file.
+    pub location: Option<Location>,
+    pub kind: SpecErrorKind,
+}
+
+impl SpecError {
+    /// An error at `loc`; the file is filled in by [`super::parse`] on the way out, so the
+    /// inner passes do not thread the path through every call.
+    pub(crate) fn at(loc: Location, kind: SpecErrorKind) -> Self {
+        SpecError {
+            file: PathBuf::new(),
+            location: Some(loc),
+            kind,
+        }
+    }
+
+    /// An error that has no place in the file (command-line options, I/O).
+    pub(crate) fn nowhere(kind: SpecErrorKind) -> Self {
+        SpecError {
+            file: PathBuf::new(),
+            location: None,
+            kind,
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(Location { line, col }) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.kind)
+            }
+            None => write!(f, "{}: {}", self.file.display(), self.kind),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.kind.source()
+    }
+}
+
+/// Where a key or value sits, for messages: "in stage `train`", "at the top level", ...
+pub type Context = Box<str>;
+
+/// Every class of mistake `spec` reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecErrorKind {
+    #[error("cannot read the pipeline file: {source}")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid yaml: {message}")]
+    Syntax { message: String },
+
+    #[error("duplicate key `{key}` (first at line {}); a key may appear only once in a map", first.line)]
+    DuplicateKey { key: String, first: Location },
+
+    #[error("unknown key `{key}` {context} (expected one of: {})", expected.join(", "))]
+    UnknownKey {
+        key: String,
+        context: Context,
+        expected: Vec<&'static str>,
+    },
+
+    #[error("`{what}` {context} must be {expected}, found {found}")]
+    WrongType {
+        what: Box<str>,
+        context: Context,
+        expected: &'static str,
+        found: &'static str,
+    },
+
+    #[error("stage `{stage}` has neither `cmd` nor `builtin`; add one of them")]
+    MissingAction { stage: String },
+
+    #[error("stage `{stage}` has both `cmd` and `builtin`; keep only one of them")]
+    BothActions { stage: String },
+
+    #[error("stage `{stage}` has `with` but no `builtin`; `with` passes params to a builtin, so add `builtin: KIND` or remove `with`")]
+    WithWithoutBuiltin { stage: String },
+
+    #[error(
+        "unknown builtin kind `{kind}` in stage `{stage}` ({})",
+        known_kinds(known)
+    )]
+    UnknownBuiltin {
+        stage: String,
+        kind: String,
+        known: Vec<String>,
+    },
+
+    #[error("unknown reference `${{{reference}}}` {context}; define `{}` under `vars:` or `params:`{}, or write `$${{{reference}}}` for a literal `${{`", reference.split('.').next().unwrap_or(reference), fanout_hint(*in_fanout))]
+    UnknownReference {
+        reference: String,
+        context: Context,
+        in_fanout: bool,
+    },
+
+    #[error("bad interpolation `{text}` {context}: {reason}")]
+    BadInterpolation {
+        text: String,
+        context: Context,
+        reason: String,
+    },
+
+    #[error("`{name}` is defined in both `vars:` and `params:`; rename one of them so `${{{name}}}` is unambiguous")]
+    AmbiguousName { name: String },
+
+    #[error("unknown profile `{profile}` ({})", defined_profiles(defined))]
+    UnknownProfile {
+        profile: String,
+        defined: Vec<String>,
+    },
+
+    #[error("unknown param `{key}` {context}{}", suggest(suggestions))]
+    UnknownParam {
+        key: String,
+        context: Context,
+        suggestions: Vec<String>,
+    },
+
+    #[error("bad `--set {arg}`: {reason}")]
+    BadSet { arg: String, reason: String },
+
+    #[error("{what} `{path}` in stage `{stage}` is outside the workspace; use a path relative to the pipeline's directory that stays inside it")]
+    OutsideWorkspace {
+        what: &'static str,
+        path: String,
+        stage: String,
+    },
+
+    #[error("{what} in stage `{stage}` is empty; name a file or directory")]
+    EmptyPath { what: &'static str, stage: String },
+
+    #[error("duplicate stage name `{name}` (first defined at line {}); give each stage, and each fan-out member, a unique name", first.line)]
+    DuplicateStage { name: String, first: Location },
+
+    #[error("stage name `{name}` {reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line")]
+    ReservedStageName { name: String, reason: &'static str },
+
+    #[error("stage `{stage}` has an empty `cmd`; write the shell command to run")]
+    EmptyCmd { stage: String },
+
+    #[error("bad `resources.{field}` in stage `{stage}`: {reason}")]
+    BadResource {
+        stage: String,
+        field: &'static str,
+        reason: String,
+    },
+
+    #[error("bad environment variable name `{name}` in stage `{stage}`; names are letters, digits and `_`, not starting with a digit")]
+    BadEnvName { stage: String, name: String },
+
+    #[error("bad fan-out in stage `{stage}`: {reason}")]
+    BadFanOut { stage: String, reason: String },
+}
+
+fn known_kinds(known: &[String]) -> String {
+    if known.is_empty() {
+        "no builtin kinds are registered yet; use `cmd:` for now".to_owned()
+    } else {
+        format!("known kinds: {}", known.join(", "))
+    }
+}
+
+fn defined_profiles(defined: &[String]) -> String {
+    if defined.is_empty() {
+        "the pipeline defines no `profiles:`".to_owned()
+    } else {
+        format!("defined: {}", defined.join(", "))
+    }
+}
+
+fn suggest(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => "; add it to `params:` first".to_owned(),
+        [one] => format!("; did you mean `{one}`?"),
+        many => {
+            let list: Vec<String> = many.iter().map(|s| format!("`{s}`")).collect();
+            format!("; did you mean one of {}?", list.join(", "))
+        }
+    }
+}
+
+fn fanout_hint(in_fanout: bool) -> &'static str {
+    if in_fanout {
+        " (fan-out members also see `item` and, for a `foreach` map, `key`)"
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,312 @@
+//! `matrix:` and `foreach:`: one stage template fanned out into named members.
+//!
+//! Naming follows DVC so DVC users can read it, and must never change silently (member names
+//! are lock keys and CLI targets):
+//! - `matrix: {seed: [1, 2], method: [sn, sr]}` is the cartesian product with the *first* key
+//!   varying slowest: `train@1-sn`, `train@1-sr`, `train@2-sn`, `train@2-sr`. Each part is the
+//!   value's text for a scalar, or `<key><index>` for a list or map value (`cfg0`). The member
+//!   sees `${item.seed}`, `${item.method}`.
+//! - `foreach: [a, b]` gives `eval@a`, `eval@b` with `${item}`; a list of non-scalars is named by
+//!   index (`eval@0`). `foreach: {x: ..., y: ...}` gives `eval@x`, `eval@y` with `${key}` and
+//!   `${item}`. The stage body sits under `do:`.
+//! - Either may be a single `${...}` that yields the list or map, so a profile can change the
+//!   grid (`matrix: {seed: ${seeds}}`, `foreach: ${datasets}`).
+//!
+//! Every member carries the template's positions: errors in `train@2-sr` point at the line
+//! where `train` was written.
+
+use serde_json::{Map, Value};
+
+use super::error::{SpecError, SpecErrorKind};
+use super::interp::{interpolate, scalar_text, Scope};
+use super::model::Location;
+use super::node::{Entry, Node, Val};
+
+/// One stage to build: a plain stage, or one member of a fan-out.
+pub(crate) struct Member {
+    pub name: String,
+    pub group: Option<String>,
+    /// The stage body (keys like `cmd`, `deps`), not yet interpolated.
+    pub body: Node,
+    pub item: Option<Value>,
+    pub key: Option<String>,
+}
+
+/// Keys a `foreach` stage may have (the body goes under `do:`).
+const FOREACH_KEYS: &[&str] = &["foreach", "do"];
+
+/// Expands one entry of `stages:` into its members, in expansion order.
+pub(crate) fn expand(name: &str, stage: &Node, base: &Scope) -> Result<Vec<Member>, SpecError> {
+    let Some(entries) = stage.as_map() else {
+        return Err(SpecError::at(
+            stage.loc,
+            SpecErrorKind::WrongType {
+                what: name.into(),
+                context: "under `stages:`".into(),
+                expected: "a map (with `cmd:` or `builtin:`)",
+                found: stage.type_name(),
+            },
+        ));
+    };
+    let bad = |loc: Location, reason: &str| {
+        SpecError::at(
+            loc,
+            SpecErrorKind::BadFanOut {
+                stage: name.to_owned(),
+                reason: reason.to_owned(),
+            },
+        )
+    };
+    let foreach = stage.get("foreach");
+    let matrix = stage.get("matrix");
+    let do_ = stage.get("do");
+    match (foreach, matrix, do_) {
+        (Some(_), Some(m), _) => Err(bad(
+            m.key_loc,
+            "a stage has either `foreach:` or `matrix:`, not both",
+        )),
+        (Some(f), None, do_) => {
+            if let Some(extra) = entries
+                .iter()
+                .find(|e| !FOREACH_KEYS.contains(&e.key.as_str()))
+            {
+                return Err(SpecError::at(
+                    extra.key_loc,
+                    SpecErrorKind::UnknownKey {
+                        key: extra.key.clone(),
+                        context: format!(
+                            "in `foreach` stage `{name}` (the stage's keys go under `do:`)"
+                        )
+                        .into(),
+                        expected: FOREACH_KEYS.to_vec(),
+                    },
+                ));
+            }
+            let Some(do_) = do_ else {
+                return Err(bad(
+                    f.key_loc,
+                    "`foreach:` needs a `do:` map with the stage's keys",
+                ));
+            };
+            if do_.node.as_map().is_none() {
+                return Err(SpecError::at(
+                    do_.node.loc,
+                    SpecErrorKind::WrongType {
+                        what: "do".into(),
+                        context: format!("in stage `{name}`").into(),
+                        expected: "a map of the stage's keys (`cmd:`, `deps:`, ...)",
+                        found: do_.node.type_name(),
+                    },
+                ));
+            }
+            expand_foreach(name, f, &do_.node, base)
+        }
+        (None, Some(m), None) => {
+            let body_entries: Vec<Entry> = entries
+                .iter()
+                .filter(|e| e.key != "matrix")
+                .cloned()
+                .collect();
+            let body = Node {
+                loc: stage.loc,
+                val: Val::Map(body_entries),
+            };
+            expand_matrix(name, m, body, base)
+        }
+        (None, Some(_), Some(d)) | (None, None, Some(d)) => Err(bad(
+            d.key_loc,
+            "`do:` only goes with `foreach:`; put the stage's keys directly under the stage",
+        )),
+        (None, None, None) => Ok(vec![Member {
+            name: name.to_owned(),
+            group: None,
+            body: stage.clone(),
+            item: None,
+            key: None,
+        }]),
+    }
+}
+
+/// Resolves a fan-out value that may be one `${...}` yielding the list or map.
+fn resolve(node: &Node, base: &Scope, name: &str, what: &str) -> Result<Node, SpecError> {
+    interpolate(node, base, &format!("in `{what}` of stage `{name}`").into())
+}
+
+fn expand_foreach(
+    name: &str,
+    f: &Entry,
+    body: &Node,
+    base: &Scope,
+) -> Result<Vec<Member>, SpecError> {
+    let items = resolve(&f.node, base, name, "foreach")?;
+    let member = |suffix: String, item: Value, key: Option<String>| -> Result<Member, SpecError> {
+        Ok(Member {
+            name: member_name(name, &suffix, f.node.loc)?,
+            group: Some(name.to_owned()),
+            body: body.clone(),
+            item: Some(item),
+            key,
+        })
+    };
+    let members = match &items.val {
+        Val::Seq(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let v = n.to_json();
+                let suffix = match v {
+                    Value::Array(_) | Value::Object(_) => i.to_string(),
+                    ref s => scalar_text(s).unwrap_or_else(|| i.to_string()),
+                };
+                member(suffix, v, None)
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Val::Map(entries) => entries
+            .iter()
+            .map(|e| member(e.key.clone(), e.node.to_json(), Some(e.key.clone())))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => {
+            return Err(SpecError::at(
+                items.loc,
+                SpecErrorKind::WrongType {
+                    what: "foreach".into(),
+                    context: format!("in stage `{name}`").into(),
+                    expected: "a list or a map (or a `${...}` that yields one)",
+                    found: items.type_name(),
+                },
+            ))
+        }
+    };
+    if members.is_empty() {
+        return Err(SpecError::at(
+            items.loc,
+            SpecErrorKind::BadFanOut {
+                stage: name.to_owned(),
+                reason: "`foreach:` is empty, so the stage would have no members; give it at least one item".to_owned(),
+            },
+        ));
+    }
+    Ok(members)
+}
+
+fn expand_matrix(
+    name: &str,
+    m: &Entry,
+    body: Node,
+    base: &Scope,
+) -> Result<Vec<Member>, SpecError> {
+    let matrix = resolve(&m.node, base, name, "matrix")?;
+    let Some(axes_nodes) = matrix.as_map() else {
+        return Err(SpecError::at(
+            matrix.loc,
+            SpecErrorKind::WrongType {
+                what: "matrix".into(),
+                context: format!("in stage `{name}`").into(),
+                expected: "a map from names to lists of values",
+                found: matrix.type_name(),
+            },
+        ));
+    };
+    if axes_nodes.is_empty() {
+        return Err(SpecError::at(
+            matrix.loc,
+            SpecErrorKind::BadFanOut {
+                stage: name.to_owned(),
+                reason: "`matrix:` is empty; give it at least one key with a list of values"
+                    .to_owned(),
+            },
+        ));
+    }
+    // Per axis: its key and (name part, value) per value.
+    let mut axes: Vec<(String, Vec<(String, Value)>)> = Vec::with_capacity(axes_nodes.len());
+    for axis in axes_nodes {
+        let values = resolve(&axis.node, base, name, &format!("matrix.{}", axis.key))?;
+        let Val::Seq(list) = &values.val else {
+            return Err(SpecError::at(
+                values.loc,
+                SpecErrorKind::WrongType {
+                    what: format!("matrix.{}", axis.key).into(),
+                    context: format!("in stage `{name}`").into(),
+                    expected: "a list of values (or a `${...}` that yields one)",
+                    found: values.type_name(),
+                },
+            ));
+        };
+        if list.is_empty() {
+            return Err(SpecError::at(
+                values.loc,
+                SpecErrorKind::BadFanOut {
+                    stage: name.to_owned(),
+                    reason: format!("`matrix.{}` is empty, so the stage would have no members; give it at least one value", axis.key),
+                },
+            ));
+        }
+        let parts = list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let v = n.to_json();
+                let part = match &v {
+                    Value::Array(_) | Value::Object(_) => format!("{}{i}", axis.key),
+                    s => scalar_text(s).unwrap_or_default(),
+                };
+                (part, v)
+            })
+            .collect();
+        axes.push((axis.key.clone(), parts));
+    }
+    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+    let mut members = Vec::with_capacity(total);
+    let mut idx = vec![0usize; axes.len()];
+    for _ in 0..total {
+        let mut item = Map::with_capacity(axes.len());
+        let mut parts = Vec::with_capacity(axes.len());
+        for (a, (key, values)) in axes.iter().enumerate() {
+            let (part, v) = &values[idx[a]];
+            parts.push(part.as_str());
+            item.insert(key.clone(), v.clone());
+        }
+        members.push(Member {
+            name: member_name(name, &parts.join("-"), m.node.loc)?,
+            group: Some(name.to_owned()),
+            body: body.clone(),
+            item: Some(Value::Object(item)),
+            key: None,
+        });
+        // Odometer: the last axis varies fastest.
+        for a in (0..axes.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < axes[a].1.len() {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    Ok(members)
+}
+
+/// `group@suffix`, refusing suffixes that would make the name ambiguous on the command line.
+fn member_name(group: &str, suffix: &str, loc: Location) -> Result<String, SpecError> {
+    let name = format!("{group}@{suffix}");
+    if let Some(reason) = reserved_in_suffix(suffix) {
+        return Err(SpecError::at(
+            loc,
+            SpecErrorKind::ReservedStageName { name, reason },
+        ));
+    }
+    Ok(name)
+}
+
+fn reserved_in_suffix(suffix: &str) -> Option<&'static str> {
+    if suffix.is_empty() {
+        Some("has an empty member part (use a map `foreach:` to name members)")
+    } else if suffix.contains('@') {
+        Some("has `@` in its member part (use a map `foreach:` to name members)")
+    } else if suffix.contains('/') {
+        Some("has `/` in its member part (use a map `foreach:` to name members)")
+    } else if suffix.chars().any(char::is_whitespace) {
+        Some("has whitespace in its member part (use a map `foreach:` to name members)")
+    } else {
+        None
+    }
+}

@@ -1,0 +1,752 @@
+//! Whole-file tests of `spec`: every error class with its `line:col`, fan-out naming,
+//! interpolation through stages, profiles and `--set`, paths.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::stage::Builtins;
+use super::*;
+
+/// A stand-in registry, so builtin stages can be tested before the `stages` crate registers
+/// any kind.
+struct Fake;
+
+impl Builtins for Fake {
+    fn exists(&self, kind: &str) -> bool {
+        matches!(kind, "train-gan" | "evaluate")
+    }
+    fn known(&self) -> Vec<String> {
+        vec!["train-gan".into(), "evaluate".into()]
+    }
+}
+
+fn opts(profile: Option<&str>, sets: &[&str]) -> LoadOptions {
+    LoadOptions {
+        profile: profile.map(str::to_owned),
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn ok_with(text: &str, o: &LoadOptions) -> Pipeline {
+    match parse_with(text, Path::new("pipeline.yaml"), o, &Fake) {
+        Ok(p) => p,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn ok(text: &str) -> Pipeline {
+    ok_with(text, &LoadOptions::default())
+}
+
+fn err_with(text: &str, o: &LoadOptions) -> SpecError {
+    match parse_with(text, Path::new("pipeline.yaml"), o, &Fake) {
+        Ok(p) => panic!("expected an error, got {} stages", p.stages.len()),
+        Err(e) => e,
+    }
+}
+
+fn err(text: &str) -> SpecError {
+    err_with(text, &LoadOptions::default())
+}
+
+fn at(e: &SpecError) -> (usize, usize) {
+    let l = e.location.unwrap_or_else(|| panic!("no location in `{e}`"));
+    (l.line, l.col)
+}
+
+fn stage<'p>(p: &'p Pipeline, name: &str) -> &'p Stage {
+    p.stages
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no stage `{name}`"))
+}
+
+fn names(p: &Pipeline) -> Vec<&str> {
+    p.stages.iter().map(|s| s.name.as_str()).collect()
+}
+
+const FULL: &str = r#"vars:
+  data: data/mnist
+params:
+  lr: 0.0002
+  train: {batch: 64, steps: 10}
+  seeds: [1, 2]
+default_profile: quick
+profiles:
+  quick: {train: {steps: 5}}
+  paper: {lr: 0.0001, train: {batch: 128}, seeds: [1, 2, 3]}
+stages:
+  prepare:
+    cmd: python prep.py ${data}
+    deps: [data/raw, ./prep.py]
+    outs: ["${data}/", {path: runs/x, cache: false, persist: true}]
+    metrics: [metrics.json]
+    params: [lr, train]
+    resources: {cpus: 2, gpus: 1, mem: 8G}
+    env: [SEED, CUDA_VISIBLE_DEVICES]
+  train:
+    builtin: train-gan
+    with:
+      lr: ${lr}
+      batch: ${train.batch}
+      seed: ${item.seed}
+      method: ${item.method}
+    matrix:
+      seed: ${seeds}
+      method: [sn, sr]
+    deps: ["${data}"]
+    outs: ["runs/${item.method}-${item.seed}"]
+    deterministic: false
+  eval:
+    foreach: [a, b]
+    do:
+      cmd: echo ${item}
+      outs: ["out/${item}.txt"]
+"#;
+
+#[test]
+fn full_example_expands_interpolates_and_normalizes() {
+    let p = ok(FULL);
+    assert_eq!(p.profile.as_deref(), Some("quick"));
+    assert_eq!(
+        p.params,
+        json!({"lr": 0.0002, "train": {"batch": 64, "steps": 5}, "seeds": [1, 2]})
+    );
+    assert_eq!(
+        names(&p),
+        [
+            "prepare",
+            "train@1-sn",
+            "train@1-sr",
+            "train@2-sn",
+            "train@2-sr",
+            "eval@a",
+            "eval@b"
+        ]
+    );
+    assert_eq!(
+        p.groups["train"],
+        ["train@1-sn", "train@1-sr", "train@2-sn", "train@2-sr"]
+    );
+    assert_eq!(p.groups["eval"], ["eval@a", "eval@b"]);
+
+    let prep = stage(&p, "prepare");
+    assert_eq!(prep.location, Location { line: 12, col: 3 });
+    assert_eq!(
+        prep.action,
+        Action::Cmd(vec!["python prep.py data/mnist".into()])
+    );
+    assert_eq!(
+        prep.deps
+            .iter()
+            .map(|d| d.path.as_str())
+            .collect::<Vec<_>>(),
+        ["data/raw", "prep.py"]
+    );
+    assert_eq!(prep.deps[1].location, Location { line: 14, col: 22 });
+    assert_eq!(prep.outs.len(), 3);
+    assert_eq!(prep.outs[0].path, "data/mnist");
+    assert_eq!(
+        prep.outs[1],
+        Out {
+            path: "runs/x".into(),
+            cache: false,
+            persist: true,
+            metric: false,
+            location: Location { line: 15, col: 24 }
+        }
+    );
+    assert!(prep.outs[2].metric && prep.outs[2].cache && prep.outs[2].path == "metrics.json");
+    assert_eq!(prep.params["lr"], json!(0.0002));
+    assert_eq!(prep.params["train"], json!({"batch": 64, "steps": 5}));
+    assert_eq!(
+        prep.resources,
+        Resources {
+            cpus: 2,
+            gpus: 1,
+            mem: 8 << 30
+        }
+    );
+    assert_eq!(prep.env, ["SEED", "CUDA_VISIBLE_DEVICES"]);
+    assert!(prep.deterministic && !prep.frozen && !prep.always_changed);
+    assert_eq!(prep.group, None);
+
+    let t = stage(&p, "train@2-sr");
+    assert_eq!(t.group.as_deref(), Some("train"));
+    assert_eq!(t.location, Location { line: 20, col: 3 });
+    let Action::Builtin { kind, with } = &t.action else {
+        panic!("not a builtin")
+    };
+    assert_eq!(kind, "train-gan");
+    assert_eq!(
+        serde_json::Value::Object(with.clone()),
+        json!({"lr": 0.0002, "batch": 64, "seed": 2, "method": "sr"})
+    );
+    assert_eq!(t.outs[0].path, "runs/sr-2");
+    assert_eq!(t.outs[0].location, Location { line: 31, col: 12 });
+    assert!(!t.deterministic);
+    assert_eq!(t.resources, Resources::default());
+
+    let e = stage(&p, "eval@b");
+    assert_eq!(e.action, Action::Cmd(vec!["echo b".into()]));
+    assert_eq!(e.outs[0].path, "out/b.txt");
+}
+
+#[test]
+fn profile_flag_overrides_default_profile_and_changes_the_grid() {
+    let p = ok_with(FULL, &opts(Some("paper"), &[]));
+    assert_eq!(p.profile.as_deref(), Some("paper"));
+    assert_eq!(p.params["train"], json!({"batch": 128, "steps": 10}));
+    assert_eq!(p.groups["train"].len(), 6);
+    assert!(p.groups["train"].contains(&"train@3-sr".to_owned()));
+}
+
+#[test]
+fn set_applies_after_the_profile() {
+    let p = ok_with(FULL, &opts(Some("paper"), &["lr=0.5", "train.batch=7"]));
+    assert_eq!(p.params["lr"], json!(0.5));
+    let Action::Builtin { with, .. } = &stage(&p, "train@1-sn").action else {
+        panic!()
+    };
+    assert_eq!(with["batch"], json!(7));
+    assert_eq!(with["lr"], json!(0.5));
+}
+
+// ---- fan-out naming ----
+
+#[test]
+fn foreach_over_a_map_names_by_key_and_sees_key_and_item() {
+    let p = ok(r#"
+stages:
+  fetch:
+    foreach:
+      mnist: {url: a}
+      cifar: {url: b}
+    do:
+      cmd: get ${item.url} ${key}
+      outs: ["data/${key}"]
+"#);
+    assert_eq!(names(&p), ["fetch@mnist", "fetch@cifar"]);
+    assert_eq!(
+        stage(&p, "fetch@cifar").action,
+        Action::Cmd(vec!["get b cifar".into()])
+    );
+    assert_eq!(stage(&p, "fetch@cifar").outs[0].path, "data/cifar");
+}
+
+#[test]
+fn foreach_over_non_scalars_names_by_index() {
+    let p = ok(r#"
+stages:
+  run:
+    foreach: [{n: 1}, {n: 2}]
+    do: {cmd: "echo ${item.n}"}
+"#);
+    assert_eq!(names(&p), ["run@0", "run@1"]);
+    assert_eq!(
+        stage(&p, "run@1").action,
+        Action::Cmd(vec!["echo 2".into()])
+    );
+}
+
+#[test]
+fn matrix_names_lists_and_maps_by_key_and_index_and_numbers_like_yaml() {
+    let p = ok(r#"
+stages:
+  t:
+    cmd: "run ${item.lr} ${item.flag}"
+    matrix:
+      lr: [0.0002, 1.5]
+      cfg: [[1, 2], {a: 1}]
+      flag: [true]
+"#);
+    assert_eq!(
+        names(&p),
+        [
+            "t@0.0002-cfg0-true",
+            "t@0.0002-cfg1-true",
+            "t@1.5-cfg0-true",
+            "t@1.5-cfg1-true"
+        ]
+    );
+    assert_eq!(
+        stage(&p, "t@1.5-cfg1-true").action,
+        Action::Cmd(vec!["run 1.5 true".into()])
+    );
+}
+
+#[test]
+fn matrix_and_foreach_may_come_from_a_reference() {
+    let p = ok(r#"
+vars:
+  grid: {seed: [7, 8]}
+  sets: [a, b, c]
+stages:
+  m:
+    cmd: "echo ${item.seed}"
+    matrix: ${grid}
+  f:
+    foreach: ${sets}
+    do: {cmd: "echo ${item}"}
+"#);
+    assert_eq!(names(&p), ["m@7", "m@8", "f@a", "f@b", "f@c"]);
+}
+
+#[test]
+fn fanout_members_keep_the_template_locations() {
+    let p = ok("stages:\n  e:\n    foreach: [x, y]\n    do:\n      cmd: echo\n      deps:\n        - in/${item}\n");
+    for s in &p.stages {
+        assert_eq!(s.location, Location { line: 2, col: 3 });
+        assert_eq!(s.deps[0].location, Location { line: 7, col: 11 });
+    }
+    assert_eq!(stage(&p, "e@y").deps[0].path, "in/y");
+}
+
+// ---- stages: actions, paths, wdir, defaults ----
+
+#[test]
+fn cmd_lists_wdir_joining_and_flags() {
+    let p = ok(r#"
+stages:
+  s:
+    cmd:
+      - mkdir -p out
+      - echo hi > out/x
+    wdir: ./sub/dir/
+    deps: [../shared/in.txt, ./local]
+    outs: [out]
+    metrics: [{path: m.json, cache: false}]
+    frozen: true
+    always_changed: true
+"#);
+    let s = stage(&p, "s");
+    assert_eq!(
+        s.action,
+        Action::Cmd(vec!["mkdir -p out".into(), "echo hi > out/x".into()])
+    );
+    assert_eq!(s.wdir, "sub/dir");
+    assert_eq!(
+        s.deps.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        ["sub/shared/in.txt", "sub/dir/local"]
+    );
+    assert_eq!(s.outs[0].path, "sub/dir/out");
+    assert_eq!(s.outs[1].path, "sub/dir/m.json");
+    assert!(s.outs[1].metric && !s.outs[1].cache);
+    assert!(s.frozen && s.always_changed);
+}
+
+#[test]
+fn empty_file_and_empty_stages_are_an_empty_pipeline() {
+    assert!(ok("").stages.is_empty());
+    assert!(ok("stages:\n").stages.is_empty());
+}
+
+#[test]
+fn merge_keys_share_stage_defaults() {
+    let p = ok(r#"
+stages:
+  a: &base
+    cmd: echo a
+    resources: {cpus: 2}
+  b:
+    <<: *base
+    cmd: echo b
+"#);
+    assert_eq!(stage(&p, "b").action, Action::Cmd(vec!["echo b".into()]));
+    assert_eq!(stage(&p, "b").resources.cpus, 2);
+}
+
+#[test]
+fn a_thousand_stages_parse() {
+    let mut text = String::from("params:\n  lr: 0.1\nstages:\n");
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "  s{i}:\n    cmd: python train.py --lr ${{lr}} --i {i}\n    deps: [data/in{i}, train.py]\n    outs: [out/s{i}]\n    params: [lr]\n"
+        ));
+    }
+    let p = ok(&text);
+    assert_eq!(p.stages.len(), 1000);
+    assert_eq!(stage(&p, "s999").outs[0].path, "out/s999");
+    assert_eq!(stage(&p, "s999").location.line, 3 + 999 * 5 + 1);
+}
+
+// ---- every error class, with its location ----
+
+#[test]
+fn error_yaml_syntax() {
+    let e = err("stages:\n  a:\n    cmd: [echo\n");
+    assert!(matches!(e.kind, SpecErrorKind::Syntax { .. }), "{e}");
+    assert_eq!(e.location.map(|l| l.line), Some(4));
+}
+
+#[test]
+fn error_duplicate_key() {
+    let e = err("stages:\n  a:\n    cmd: echo\n    cmd: echo 2\n");
+    assert!(matches!(e.kind, SpecErrorKind::DuplicateKey { .. }), "{e}");
+    assert_eq!(at(&e), (4, 5));
+}
+
+#[test]
+fn error_unknown_key_in_stage() {
+    let e = err("stages:\n  train:\n    cmdd: python x\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownKey { .. }));
+    assert_eq!(at(&e), (3, 5));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:3:5: unknown key `cmdd` in stage `train` (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach)"
+    );
+}
+
+#[test]
+fn error_unknown_key_elsewhere() {
+    let e = err("stage:\n  a: {cmd: x}\n");
+    assert_eq!(at(&e), (1, 1));
+    assert!(
+        e.to_string()
+            .contains("unknown key `stage` at the top level"),
+        "{e}"
+    );
+    let e = err("stages:\n  a:\n    cmd: x\n    outs:\n      - {path: o, cach: false}\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownKey { .. }));
+    assert_eq!(at(&e), (5, 19));
+    let e = err("stages:\n  a:\n    cmd: x\n    resources: {cpu: 1}\n");
+    assert_eq!(at(&e), (4, 17));
+    let e = err("stages:\n  a:\n    foreach: [1]\n    cmd: x\n    do: {cmd: y}\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownKey { .. }), "{e}");
+    assert_eq!(at(&e), (4, 5));
+    let e = err("stages:\n  a:\n    foreach: [1]\n    do:\n      cmd: y\n      matrix: {}\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownKey { .. }), "{e}");
+    assert_eq!(at(&e), (6, 7));
+}
+
+#[test]
+fn error_wrong_type() {
+    let e = err("stages:\n  a:\n    cmd: x\n    deps: {x: 1}\n");
+    assert!(matches!(e.kind, SpecErrorKind::WrongType { .. }));
+    assert_eq!(at(&e), (4, 11));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:4:11: `deps` in stage `a` must be a list of paths, found a map"
+    );
+    let e = err("stages:\n  a:\n    cmd: x\n    frozen: yes\n");
+    assert!(matches!(e.kind, SpecErrorKind::WrongType { .. }), "{e}");
+    assert_eq!(at(&e), (4, 13));
+    let e = err("stages: [a, b]\n");
+    assert_eq!(at(&e), (1, 9));
+    let e = err("stages:\n  a: echo hi\n");
+    assert!(matches!(e.kind, SpecErrorKind::WrongType { .. }));
+    assert_eq!(at(&e), (2, 6));
+}
+
+#[test]
+fn error_neither_or_both_actions() {
+    let e = err("stages:\n  a:\n    deps: [x]\n");
+    assert!(matches!(e.kind, SpecErrorKind::MissingAction { .. }));
+    assert_eq!(at(&e), (2, 3));
+    let e = err("stages:\n  a:\n    cmd: x\n    builtin: evaluate\n");
+    assert!(matches!(e.kind, SpecErrorKind::BothActions { .. }));
+    assert_eq!(at(&e), (3, 5));
+}
+
+#[test]
+fn error_with_without_builtin() {
+    let e = err("stages:\n  a:\n    cmd: x\n    with: {lr: 1}\n");
+    assert!(matches!(e.kind, SpecErrorKind::WithWithoutBuiltin { .. }));
+    assert_eq!(at(&e), (4, 5));
+}
+
+#[test]
+fn error_unknown_builtin() {
+    let e = err("stages:\n  a:\n    builtin: train-gna\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownBuiltin { .. }));
+    assert_eq!(at(&e), (3, 14));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:3:14: unknown builtin kind `train-gna` in stage `a` (known kinds: train-gan, evaluate)"
+    );
+}
+
+#[test]
+fn unknown_builtin_with_the_real_registry_lists_its_kinds() {
+    let e = parse(
+        "stages:\n  a:\n    builtin: no-such-kind\n",
+        Path::new("p.yaml"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e.kind, SpecErrorKind::UnknownBuiltin { .. }));
+    let known: Vec<&str> = stages::registry().iter().map(|b| b.kind).collect();
+    if known.is_empty() {
+        assert!(
+            e.to_string()
+                .contains("no builtin kinds are registered yet"),
+            "{e}"
+        );
+    } else {
+        assert!(e.to_string().contains(&known.join(", ")), "{e}");
+    }
+}
+
+#[test]
+fn error_unknown_reference() {
+    let e = err("params: {lr: 1}\nstages:\n  a:\n    cmd: python t.py --lr ${lrr}\n");
+    assert!(
+        matches!(e.kind, SpecErrorKind::UnknownReference { ref reference, .. } if reference == "lrr")
+    );
+    assert_eq!(at(&e), (4, 10));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:4:10: unknown reference `${lrr}` in stage `a`; define `lrr` under `vars:` or `params:`, or write `$${lrr}` for a literal `${`"
+    );
+    let e = err("stages:\n  a:\n    cmd: echo ${item}\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownReference { .. }));
+    let e = err("stages:\n  a:\n    foreach: [1]\n    do:\n      cmd: echo\n      outs: [\"o/${item.x}\"]\n");
+    assert!(
+        matches!(
+            e.kind,
+            SpecErrorKind::UnknownReference {
+                in_fanout: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(at(&e), (6, 14));
+    assert!(e.to_string().contains("in stage `a@1`"), "{e}");
+}
+
+#[test]
+fn error_bad_interpolation() {
+    let e = err("params: {t: {a: 1}}\nstages:\n  a:\n    cmd: echo ${t}\n");
+    assert!(
+        matches!(e.kind, SpecErrorKind::BadInterpolation { .. }),
+        "{e}"
+    );
+    assert_eq!(at(&e), (4, 10));
+    let e = err("stages:\n  a:\n    cmd: echo ${oops\n");
+    assert!(
+        matches!(e.kind, SpecErrorKind::BadInterpolation { .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn error_name_in_vars_and_params() {
+    let e = err("vars:\n  x: 1\n  lr: 2\nparams:\n  lr: 3\nstages: {}\n");
+    assert!(matches!(e.kind, SpecErrorKind::AmbiguousName { ref name } if name == "lr"));
+    assert_eq!(at(&e), (3, 3));
+}
+
+#[test]
+fn error_unknown_profile() {
+    let text = "params: {lr: 1}\nprofiles:\n  quick: {lr: 2}\n  paper: {lr: 3}\nstages: {}\n";
+    let e = err_with(text, &opts(Some("papr"), &[]));
+    assert!(matches!(e.kind, SpecErrorKind::UnknownProfile { .. }));
+    assert_eq!(e.location, None);
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml: unknown profile `papr` (defined: quick, paper)"
+    );
+    let e = err("default_profile: fast\nstages: {}\n");
+    assert_eq!(at(&e), (1, 18));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:1:18: unknown profile `fast` (the pipeline defines no `profiles:`)"
+    );
+}
+
+#[test]
+fn error_unknown_param() {
+    let text = "params:\n  lr: 1\n  train: {batch: 2}\nstages:\n  a:\n    cmd: x\n    params: [lr, train.bach]\n";
+    let e = err(text);
+    assert!(matches!(e.kind, SpecErrorKind::UnknownParam { ref key, .. } if key == "train.bach"));
+    assert_eq!(at(&e), (7, 18));
+    assert!(
+        e.to_string().ends_with("did you mean `train.batch`?"),
+        "{e}"
+    );
+    let e = err_with("params: {lr: 1}\nstages: {}\n", &opts(None, &["rl=2"]));
+    assert!(matches!(e.kind, SpecErrorKind::UnknownParam { .. }));
+    assert_eq!(e.location, None);
+    let e = err("params: {lr: 1}\ndefault_profile: p\nprofiles:\n  p: {lrr: 2}\n");
+    assert!(matches!(e.kind, SpecErrorKind::UnknownParam { .. }));
+    assert_eq!(at(&e), (4, 7));
+}
+
+#[test]
+fn error_bad_set() {
+    let e = err_with("params: {lr: 1}\n", &opts(None, &["lr"]));
+    assert!(matches!(e.kind, SpecErrorKind::BadSet { .. }));
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml: bad `--set lr`: expected `key.path=value`, like `--set train.batch=128`"
+    );
+}
+
+#[test]
+fn error_path_outside_workspace() {
+    for (text, loc) in [
+        (
+            "stages:\n  a:\n    cmd: x\n    deps: [/etc/passwd]\n",
+            (4, 12),
+        ),
+        ("stages:\n  a:\n    cmd: x\n    outs: [../x]\n", (4, 12)),
+        (
+            "stages:\n  a:\n    cmd: x\n    metrics: [a/../../m.json]\n",
+            (4, 15),
+        ),
+        ("stages:\n  a:\n    cmd: x\n    wdir: ../up\n", (4, 11)),
+        (
+            "stages:\n  a:\n    cmd: x\n    wdir: sub\n    outs: [../../o]\n",
+            (5, 12),
+        ),
+    ] {
+        let e = err(text);
+        assert!(
+            matches!(e.kind, SpecErrorKind::OutsideWorkspace { .. }),
+            "{e}"
+        );
+        assert_eq!(at(&e), loc, "{text}");
+    }
+    let e = err("stages:\n  a:\n    cmd: x\n    deps: [/etc/passwd]\n");
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:4:12: dep `/etc/passwd` in stage `a` is outside the workspace; use a path relative to the pipeline's directory that stays inside it"
+    );
+}
+
+#[test]
+fn error_empty_path() {
+    let e = err("stages:\n  a:\n    cmd: x\n    outs: [\"./\"]\n");
+    assert!(matches!(e.kind, SpecErrorKind::EmptyPath { .. }), "{e}");
+    assert_eq!(at(&e), (4, 12));
+}
+
+#[test]
+fn error_duplicate_stage_after_expansion() {
+    let e = err("stages:\n  a:\n    foreach: [x, y, x]\n    do: {cmd: echo}\n");
+    assert!(
+        matches!(e.kind, SpecErrorKind::DuplicateStage { ref name, .. } if name == "a@x"),
+        "{e}"
+    );
+    assert_eq!(at(&e), (2, 3));
+}
+
+#[test]
+fn error_reserved_stage_name() {
+    for (text, loc) in [
+        ("stages:\n  a@b: {cmd: x}\n", (2, 3)),
+        ("stages:\n  a/b: {cmd: x}\n", (2, 3)),
+        ("stages:\n  \"a b\": {cmd: x}\n", (2, 3)),
+        (
+            "stages:\n  a:\n    foreach: [x/y]\n    do: {cmd: echo}\n",
+            (3, 14),
+        ),
+        (
+            "stages:\n  a:\n    matrix: {p: [\"x y\"]}\n    cmd: echo\n",
+            (3, 13),
+        ),
+    ] {
+        let e = err(text);
+        assert!(
+            matches!(e.kind, SpecErrorKind::ReservedStageName { .. }),
+            "{e}"
+        );
+        assert_eq!(at(&e), loc, "{text}");
+    }
+}
+
+#[test]
+fn error_empty_cmd() {
+    for (text, loc) in [
+        ("stages:\n  a:\n    cmd: \"\"\n", (3, 10)),
+        ("stages:\n  a:\n    cmd: []\n", (3, 10)),
+        ("stages:\n  a:\n    cmd:\n", (3, 9)),
+        ("stages:\n  a:\n    cmd: [echo, \" \"]\n", (3, 17)),
+    ] {
+        let e = err(text);
+        assert!(matches!(e.kind, SpecErrorKind::EmptyCmd { .. }), "{e}");
+        assert_eq!(at(&e), loc, "{text}");
+    }
+}
+
+#[test]
+fn error_bad_resources() {
+    for (text, field) in [
+        (
+            "stages:\n  a:\n    cmd: x\n    resources: {cpus: 0}\n",
+            "cpus",
+        ),
+        (
+            "stages:\n  a:\n    cmd: x\n    resources: {cpus: 1.5}\n",
+            "cpus",
+        ),
+        (
+            "stages:\n  a:\n    cmd: x\n    resources: {gpus: -1}\n",
+            "gpus",
+        ),
+        (
+            "stages:\n  a:\n    cmd: x\n    resources: {mem: 8X}\n",
+            "mem",
+        ),
+        (
+            "stages:\n  a:\n    cmd: x\n    resources: {mem: [1]}\n",
+            "mem",
+        ),
+    ] {
+        let e = err(text);
+        assert!(
+            matches!(e.kind, SpecErrorKind::BadResource { field: f, .. } if f == field),
+            "{e}"
+        );
+        assert_eq!(e.location.map(|l| l.line), Some(4));
+    }
+    let e = err("stages:\n  a:\n    cmd: x\n    resources: {mem: 8X}\n");
+    assert_eq!(at(&e), (4, 22));
+}
+
+#[test]
+fn error_bad_env_name() {
+    let e = err("stages:\n  a:\n    cmd: x\n    env: [SEED, 1BAD]\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadEnvName { ref name, .. } if name == "1BAD"));
+    assert_eq!(at(&e), (4, 17));
+}
+
+#[test]
+fn error_bad_fanout() {
+    let e = err("stages:\n  a:\n    cmd: x\n    foreach: [1]\n    matrix: {a: [1]}\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadFanOut { .. }), "{e}");
+    let e = err("stages:\n  a:\n    do: {cmd: x}\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadFanOut { .. }), "{e}");
+    assert_eq!(at(&e), (3, 5));
+    let e = err("stages:\n  a:\n    foreach: []\n    do: {cmd: x}\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadFanOut { .. }), "{e}");
+    assert_eq!(at(&e), (3, 14));
+    let e = err("stages:\n  a:\n    cmd: x\n    matrix: {s: []}\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadFanOut { .. }), "{e}");
+    let e = err("stages:\n  a:\n    foreach: [1]\n");
+    assert!(matches!(e.kind, SpecErrorKind::BadFanOut { .. }), "{e}");
+}
+
+#[test]
+fn error_read_names_the_file_as_given() {
+    let e = load(Path::new("no/such/pipeline.yaml"), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(e.kind, SpecErrorKind::Read { .. }));
+    assert!(
+        e.to_string()
+            .starts_with("no/such/pipeline.yaml: cannot read the pipeline file: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn unquoted_reference_in_a_flow_list_gets_a_hint() {
+    let e = err("stages:\n  a:\n    cmd: x\n    outs: [data/${x}]\n");
+    assert!(matches!(e.kind, SpecErrorKind::Syntax { .. }));
+    assert_eq!(e.location.map(|l| l.line), Some(4));
+    assert!(
+        e.to_string().contains("quote values that contain `${...}`"),
+        "{e}"
+    );
+}
