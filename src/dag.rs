@@ -20,9 +20,20 @@ use crate::spec::{Location, Pipeline, Stage};
 /// Index of a stage in [`Dag::stages`].
 pub type StageId = usize;
 
-/// Why the pipeline does not form a valid graph.
+/// Why the pipeline does not form a valid graph (boxed: errors are rare, results are hot).
 #[derive(Debug, thiserror::Error)]
-pub enum DagError {
+#[error(transparent)]
+pub struct DagError(pub Box<DagErrorKind>);
+
+impl From<DagErrorKind> for DagError {
+    fn from(kind: DagErrorKind) -> Self {
+        DagError(Box::new(kind))
+    }
+}
+
+/// The classes of graph errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DagErrorKind {
     #[error("{file}:{}:{}: out `{path}` of stage `{second}` is already an out of stage `{first}` (declared at line {}); each path must have one producer", .at.line, .at.col, .first_at.line)]
     DuplicateOut {
         file: PathBuf,
@@ -111,33 +122,35 @@ impl Dag {
         for (id, stage) in stages.iter().enumerate() {
             for out in &stage.outs {
                 if let Some(&(first, first_at)) = producers.get(out.path.as_str()) {
-                    return Err(DagError::DuplicateOut {
+                    return Err(DagError::from(DagErrorKind::DuplicateOut {
                         file,
                         path: out.path.clone(),
                         first: stages[first].name.clone(),
                         first_at,
                         second: stage.name.clone(),
                         at: out.location,
-                    });
+                    }));
                 }
                 producers.insert(out.path.as_str(), (id, out.location));
             }
         }
         // Nested outs of two different stages would make "who produced this file" ambiguous.
-        let sorted: Vec<(&str, StageId, Location)> =
-            producers.iter().map(|(p, &(id, at))| (*p, id, at)).collect();
+        let sorted: Vec<(&str, StageId, Location)> = producers
+            .iter()
+            .map(|(p, &(id, at))| (*p, id, at))
+            .collect();
         for pair in sorted.windows(2) {
             let (a, ida, _) = pair[0];
             let (b, idb, at) = pair[1];
             if ida != idb && is_within(b, a) {
-                return Err(DagError::NestedOut {
+                return Err(DagError::from(DagErrorKind::NestedOut {
                     file,
                     path: b.to_string(),
                     other: a.to_string(),
                     first: stages[ida].name.clone(),
                     second: stages[idb].name.clone(),
                     at,
-                });
+                }));
             }
         }
 
@@ -150,55 +163,68 @@ impl Dag {
                     if is_within(&dep.path, path) {
                         found = true;
                         if pid == id {
-                            return Err(DagError::SelfDependency {
+                            return Err(DagError::from(DagErrorKind::SelfDependency {
                                 file,
                                 stage: stage.name.clone(),
                                 path: dep.path.clone(),
                                 at: dep.location,
-                            });
+                            }));
                         }
                         upstream[id].insert(pid);
                     }
                 }
                 // Outs inside the dep (a dep on a whole directory that several stages fill).
                 let prefix = format!("{}/", dep.path);
-                let inside = producers
-                    .range(dep.path.as_str()..)
-                    .take_while(|(p, _)| **p == dep.path || p.starts_with(&prefix) || dep.path.is_empty());
+                let inside = producers.range(dep.path.as_str()..).take_while(|(p, _)| {
+                    **p == dep.path || p.starts_with(&prefix) || dep.path.is_empty()
+                });
                 for (_, &(pid, _)) in inside {
                     found = true;
                     if pid == id {
-                        return Err(DagError::SelfDependency {
+                        return Err(DagError::from(DagErrorKind::SelfDependency {
                             file,
                             stage: stage.name.clone(),
                             path: dep.path.clone(),
                             at: dep.location,
-                        });
+                        }));
                     }
                     upstream[id].insert(pid);
                 }
                 if !found && std::fs::symlink_metadata(root.join(&dep.path)).is_err() {
-                    return Err(DagError::MissingDep {
+                    return Err(DagError::from(DagErrorKind::MissingDep {
                         file,
                         stage: stage.name.clone(),
                         path: dep.path.clone(),
                         at: dep.location,
-                    });
+                    }));
                 }
             }
         }
 
-        let upstream: Vec<Vec<StageId>> = upstream.into_iter().map(|s| s.into_iter().collect()).collect();
+        let upstream: Vec<Vec<StageId>> = upstream
+            .into_iter()
+            .map(|s| s.into_iter().collect())
+            .collect();
         let mut downstream = vec![Vec::new(); stages.len()];
         for (id, ups) in upstream.iter().enumerate() {
             for &u in ups {
                 downstream[u].push(id);
             }
         }
-        let by_name = stages.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
-        let dag = Dag { stages, upstream, downstream, by_name, groups: pipeline.groups };
+        let by_name = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let dag = Dag {
+            stages,
+            upstream,
+            downstream,
+            by_name,
+            groups: pipeline.groups,
+        };
         if let Some(cycle) = dag.find_cycle() {
-            return Err(DagError::Cycle { file, cycle });
+            return Err(DagError::from(DagErrorKind::Cycle { file, cycle }));
         }
         Ok(dag)
     }
@@ -221,7 +247,10 @@ impl Dag {
                 known.extend(self.groups.keys().map(String::as_str));
                 known.sort_unstable();
                 known.dedup();
-                return Err(DagError::UnknownTarget { target: t.clone(), known: known.join(", ") });
+                return Err(DagError::from(DagErrorKind::UnknownTarget {
+                    target: t.clone(),
+                    known: known.join(", "),
+                }));
             }
         }
         Ok(ids)
@@ -229,7 +258,11 @@ impl Dag {
 
     /// The stages to consider for `targets` (all stages when `targets` is empty), in topological
     /// order.
-    pub fn select(&self, targets: &[String], selection: Selection) -> Result<Vec<StageId>, DagError> {
+    pub fn select(
+        &self,
+        targets: &[String],
+        selection: Selection,
+    ) -> Result<Vec<StageId>, DagError> {
         let chosen: BTreeSet<StageId> = if targets.is_empty() {
             (0..self.stages.len()).collect()
         } else {
@@ -243,7 +276,11 @@ impl Dag {
                 }
             }
         };
-        Ok(self.topo_order().into_iter().filter(|id| chosen.contains(id)).collect())
+        Ok(self
+            .topo_order()
+            .into_iter()
+            .filter(|id| chosen.contains(id))
+            .collect())
     }
 
     fn closure(&self, roots: &BTreeSet<StageId>, edges: &[Vec<StageId>]) -> BTreeSet<StageId> {
@@ -262,7 +299,9 @@ impl Dag {
     /// All stages, upstream before downstream; ties broken by declaration order.
     pub fn topo_order(&self) -> Vec<StageId> {
         let mut indegree: Vec<usize> = self.upstream.iter().map(Vec::len).collect();
-        let mut ready: BTreeSet<StageId> = (0..self.stages.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut ready: BTreeSet<StageId> = (0..self.stages.len())
+            .filter(|&i| indegree[i] == 0)
+            .collect();
         let mut order = Vec::with_capacity(self.stages.len());
         while let Some(id) = ready.pop_first() {
             order.push(id);
@@ -303,8 +342,10 @@ impl Dag {
                         }
                         Mark::Active => {
                             let from = path.iter().position(|&(id, _)| id == child).unwrap_or(0);
-                            let mut names: Vec<String> =
-                                path[from..].iter().map(|&(id, _)| self.stages[id].name.clone()).collect();
+                            let mut names: Vec<String> = path[from..]
+                                .iter()
+                                .map(|&(id, _)| self.stages[id].name.clone())
+                                .collect();
                             names.push(self.stages[child].name.clone());
                             return Some(names);
                         }
@@ -324,7 +365,10 @@ impl Dag {
         let keep: BTreeSet<StageId> = ids.iter().copied().collect();
         let mut s = String::from("flowchart TD\n");
         for &id in ids {
-            s.push_str(&format!("    n{id}[\"{}\"]\n", self.stages[id].name.replace('"', "#quot;")));
+            s.push_str(&format!(
+                "    n{id}[\"{}\"]\n",
+                self.stages[id].name.replace('"', "#quot;")
+            ));
         }
         for &id in ids {
             for &d in &self.downstream[id] {
@@ -341,7 +385,10 @@ impl Dag {
         let keep: BTreeSet<StageId> = ids.iter().copied().collect();
         let mut s = String::from("digraph pipeline {\n    rankdir=TB;\n    node [shape=box];\n");
         for &id in ids {
-            s.push_str(&format!("    \"{}\";\n", self.stages[id].name.replace('"', "\\\"")));
+            s.push_str(&format!(
+                "    \"{}\";\n",
+                self.stages[id].name.replace('"', "\\\"")
+            ));
         }
         for &id in ids {
             for &d in &self.downstream[id] {
@@ -362,7 +409,10 @@ impl Dag {
     pub fn ascii(&self, ids: &[StageId]) -> String {
         let mut s = String::new();
         for &id in ids {
-            let ups: Vec<&str> = self.upstream[id].iter().map(|&u| self.stages[u].name.as_str()).collect();
+            let ups: Vec<&str> = self.upstream[id]
+                .iter()
+                .map(|&u| self.stages[u].name.as_str())
+                .collect();
             if ups.is_empty() {
                 s.push_str(&format!("{}\n", self.stages[id].name));
             } else {

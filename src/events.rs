@@ -25,11 +25,24 @@ pub enum Event {
     /// `frozen: true`: never run, whatever changed.
     Frozen { stage: String },
     /// The stage is about to run, and why.
-    Started { stage: String, reasons: Vec<DirtyReason>, gpus: Vec<u32> },
+    Started {
+        stage: String,
+        reasons: Vec<DirtyReason>,
+        gpus: Vec<u32>,
+    },
     /// The stage reported progress (`step` of `total`, 0 when unknown).
-    Progress { stage: String, step: u64, total: u64, message: String },
+    Progress {
+        stage: String,
+        step: u64,
+        total: u64,
+        message: String,
+    },
     /// Outputs restored from the run cache instead of running.
-    Restored { stage: String, reasons: Vec<DirtyReason>, deterministic: bool },
+    Restored {
+        stage: String,
+        reasons: Vec<DirtyReason>,
+        deterministic: bool,
+    },
     /// The stage ran and its outs were published.
     Finished {
         stage: String,
@@ -37,13 +50,21 @@ pub enum Event {
         elapsed: Duration,
     },
     /// The stage failed; its previous outputs and lock entry are untouched.
-    Failed { stage: String, error: String, log: Option<PathBuf> },
+    Failed {
+        stage: String,
+        error: String,
+        log: Option<PathBuf>,
+    },
     /// Not run because an upstream stage failed (with `--keep-going`).
     Skipped { stage: String, upstream: String },
     /// Stopped by Ctrl-C.
     Interrupted { stage: String },
     /// `--dry-run`: the stage would run (or be restored), and why.
-    WouldRun { stage: String, reasons: Vec<DirtyReason>, restore: bool },
+    WouldRun {
+        stage: String,
+        reasons: Vec<DirtyReason>,
+        restore: bool,
+    },
     /// A warning that does not stop the run.
     Warning { message: String },
 }

@@ -46,13 +46,21 @@ pub struct DigestRecord {
 
 impl From<&crate::hash::Digest> for DigestRecord {
     fn from(d: &crate::hash::Digest) -> Self {
-        DigestRecord { sha256: d.sha256.clone(), size: d.size, nfiles: d.nfiles }
+        DigestRecord {
+            sha256: d.sha256.clone(),
+            size: d.size,
+            nfiles: d.nfiles,
+        }
     }
 }
 
 impl From<&DigestRecord> for crate::hash::Digest {
     fn from(d: &DigestRecord) -> Self {
-        crate::hash::Digest { sha256: d.sha256.clone(), size: d.size, nfiles: d.nfiles }
+        crate::hash::Digest {
+            sha256: d.sha256.clone(),
+            size: d.size,
+            nfiles: d.nfiles,
+        }
     }
 }
 
@@ -139,21 +147,57 @@ pub enum DirtyReason {
     AlwaysChanged,
     SchemeChanged,
     CmdChanged,
-    BuiltinChanged { old: String, new: String },
-    WithChanged { key: String, old: Option<Value>, new: Option<Value> },
-    ParamChanged { key: String, old: Option<Value>, new: Option<Value> },
-    WdirChanged { old: String, new: String },
-    DepModified { path: String },
-    DepAdded { path: String },
-    DepRemoved { path: String },
-    DepMissing { path: String },
-    OutDeclared { path: String },
-    OutUndeclared { path: String },
-    OutMissing { path: String },
-    OutModified { path: String },
-    EnvChanged { name: String },
-    UpstreamStale { stage: String },
-    UpstreamFailed { stage: String },
+    BuiltinChanged {
+        old: String,
+        new: String,
+    },
+    WithChanged {
+        key: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    ParamChanged {
+        key: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    WdirChanged {
+        old: String,
+        new: String,
+    },
+    DepModified {
+        path: String,
+    },
+    DepAdded {
+        path: String,
+    },
+    DepRemoved {
+        path: String,
+    },
+    DepMissing {
+        path: String,
+    },
+    OutDeclared {
+        path: String,
+    },
+    OutUndeclared {
+        path: String,
+    },
+    OutMissing {
+        path: String,
+    },
+    OutModified {
+        path: String,
+    },
+    EnvChanged {
+        name: String,
+    },
+    UpstreamStale {
+        stage: String,
+    },
+    UpstreamFailed {
+        stage: String,
+    },
 }
 
 fn show(v: &Option<Value>) -> String {
@@ -174,8 +218,12 @@ impl fmt::Display for DirtyReason {
             SchemeChanged => write!(f, "fingerprint scheme changed"),
             CmdChanged => write!(f, "cmd changed"),
             BuiltinChanged { old, new } => write!(f, "builtin {old} -> {new}"),
-            WithChanged { key, old, new } => write!(f, "with.{key}: {} -> {}", show(old), show(new)),
-            ParamChanged { key, old, new } => write!(f, "params.{key}: {} -> {}", show(old), show(new)),
+            WithChanged { key, old, new } => {
+                write!(f, "with.{key}: {} -> {}", show(old), show(new))
+            }
+            ParamChanged { key, old, new } => {
+                write!(f, "params.{key}: {} -> {}", show(old), show(new))
+            }
             WdirChanged { old, new } => write!(f, "wdir `{old}` -> `{new}`"),
             DepModified { path } => write!(f, "dep {path} modified"),
             DepAdded { path } => write!(f, "dep {path} added"),
@@ -203,8 +251,16 @@ pub fn compare(old: &Inputs, new: &Inputs) -> Vec<DirtyReason> {
             }
         }
         (
-            ActionRecord::Builtin { kind: k1, version: v1, with: w1 },
-            ActionRecord::Builtin { kind: k2, version: v2, with: w2 },
+            ActionRecord::Builtin {
+                kind: k1,
+                version: v1,
+                with: w1,
+            },
+            ActionRecord::Builtin {
+                kind: k2,
+                version: v2,
+                with: w2,
+            },
         ) => {
             if k1 != k2 || v1 != v2 {
                 reasons.push(DirtyReason::BuiltinChanged {
@@ -220,7 +276,10 @@ pub fn compare(old: &Inputs, new: &Inputs) -> Vec<DirtyReason> {
         _ => reasons.push(DirtyReason::CmdChanged),
     }
     if old.wdir != new.wdir {
-        reasons.push(DirtyReason::WdirChanged { old: old.wdir.clone(), new: new.wdir.clone() });
+        reasons.push(DirtyReason::WdirChanged {
+            old: old.wdir.clone(),
+            new: new.wdir.clone(),
+        });
     }
     for (key, old, new) in map_diff(&old.params, &new.params) {
         reasons.push(DirtyReason::ParamChanged { key, old, new });
@@ -237,15 +296,21 @@ pub fn compare(old: &Inputs, new: &Inputs) -> Vec<DirtyReason> {
     for path in old.deps.keys().filter(|p| !new.deps.contains_key(*p)) {
         reasons.push(DirtyReason::DepRemoved { path: path.clone() });
     }
-    let old_outs: BTreeMap<&str, &OutDecl> = old.outs.iter().map(|o| (o.path.as_str(), o)).collect();
-    let new_outs: BTreeMap<&str, &OutDecl> = new.outs.iter().map(|o| (o.path.as_str(), o)).collect();
+    let old_outs: BTreeMap<&str, &OutDecl> =
+        old.outs.iter().map(|o| (o.path.as_str(), o)).collect();
+    let new_outs: BTreeMap<&str, &OutDecl> =
+        new.outs.iter().map(|o| (o.path.as_str(), o)).collect();
     for (path, decl) in &new_outs {
         if old_outs.get(path) != Some(decl) {
-            reasons.push(DirtyReason::OutDeclared { path: path.to_string() });
+            reasons.push(DirtyReason::OutDeclared {
+                path: path.to_string(),
+            });
         }
     }
     for path in old_outs.keys().filter(|p| !new_outs.contains_key(*p)) {
-        reasons.push(DirtyReason::OutUndeclared { path: path.to_string() });
+        reasons.push(DirtyReason::OutUndeclared {
+            path: path.to_string(),
+        });
     }
     for (name, value) in &new.env {
         if old.env.get(name) != Some(value) {
@@ -290,16 +355,26 @@ mod tests {
             params: BTreeMap::from([("lr".to_string(), json!(0.0002))]),
             deps: BTreeMap::from([(
                 "data/x".to_string(),
-                DigestRecord { sha256: "aa".into(), size: 1, nfiles: None },
+                DigestRecord {
+                    sha256: "aa".into(),
+                    size: 1,
+                    nfiles: None,
+                },
             )]),
-            outs: vec![OutDecl { path: "out.txt".into(), cache: true, persist: false, metric: false }],
+            outs: vec![OutDecl {
+                path: "out.txt".into(),
+                cache: true,
+                persist: false,
+                metric: false,
+            }],
             env: BTreeMap::new(),
         }
     }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"y":2,"x":1}],"c":null}}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"y":2,"x":1}],"c":null}}"#).unwrap();
         let mut s = String::new();
         canonical_json(&a, &mut s);
         assert_eq!(s, r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#);
@@ -323,7 +398,12 @@ mod tests {
         let mut b = inputs();
         b.deps.clear();
         assert_ne!(a.fingerprint(), b.fingerprint());
-        assert_eq!(compare(&a, &b), vec![DirtyReason::DepRemoved { path: "data/x".into() }]);
+        assert_eq!(
+            compare(&a, &b),
+            vec![DirtyReason::DepRemoved {
+                path: "data/x".into()
+            }]
+        );
     }
 
     #[test]

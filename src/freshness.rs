@@ -52,20 +52,29 @@ pub fn builtin_version(kind: &str) -> Option<u32> {
 }
 
 /// Collects the stage's current inputs (hashing its deps).
-pub fn current_inputs(stage: &Stage, root: &Path, hasher: &Hasher) -> Result<Inputs, FreshnessError> {
+pub fn current_inputs(
+    stage: &Stage,
+    root: &Path,
+    hasher: &Hasher,
+) -> Result<Inputs, FreshnessError> {
     let action = match &stage.action {
         Action::Cmd(lines) => ActionRecord::Cmd(lines.clone()),
         Action::Builtin { kind, with } => ActionRecord::Builtin {
             kind: kind.clone(),
-            version: builtin_version(kind)
-                .ok_or_else(|| FreshnessError::UnknownBuiltin { stage: stage.name.clone(), kind: kind.clone() })?,
+            version: builtin_version(kind).ok_or_else(|| FreshnessError::UnknownBuiltin {
+                stage: stage.name.clone(),
+                kind: kind.clone(),
+            })?,
             with: with.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         },
     };
     let paths: Vec<std::path::PathBuf> = stage.deps.iter().map(|d| root.join(&d.path)).collect();
     let mut deps = BTreeMap::new();
     for (dep, digest) in stage.deps.iter().zip(hasher.digest_many(&paths)) {
-        let digest = digest.map_err(|source| FreshnessError::Hash { stage: stage.name.clone(), source })?;
+        let digest = digest.map_err(|source| FreshnessError::Hash {
+            stage: stage.name.clone(),
+            source,
+        })?;
         let digest = digest.ok_or_else(|| FreshnessError::MissingDep {
             stage: stage.name.clone(),
             path: dep.path.clone(),
@@ -75,21 +84,47 @@ pub fn current_inputs(stage: &Stage, root: &Path, hasher: &Hasher) -> Result<Inp
     let mut outs: Vec<OutDecl> = stage
         .outs
         .iter()
-        .map(|o| OutDecl { path: o.path.clone(), cache: o.cache, persist: o.persist, metric: o.metric })
+        .map(|o| OutDecl {
+            path: o.path.clone(),
+            cache: o.cache,
+            persist: o.persist,
+            metric: o.metric,
+        })
         .collect();
     outs.sort();
-    let env = stage.env.iter().map(|name| (name.clone(), std::env::var(name).ok())).collect();
-    Ok(Inputs { action, wdir: stage.wdir.clone(), params: stage.params.clone(), deps, outs, env })
+    let env = stage
+        .env
+        .iter()
+        .map(|name| (name.clone(), std::env::var(name).ok()))
+        .collect();
+    Ok(Inputs {
+        action,
+        wdir: stage.wdir.clone(),
+        params: stage.params.clone(),
+        deps,
+        outs,
+        env,
+    })
 }
 
 /// Checks the stage's recorded outs in the workspace: missing or modified ones.
-pub fn check_outs(entry: &LockEntry, root: &Path, hasher: &Hasher, stage: &str) -> Result<Vec<DirtyReason>, FreshnessError> {
+pub fn check_outs(
+    entry: &LockEntry,
+    root: &Path,
+    hasher: &Hasher,
+    stage: &str,
+) -> Result<Vec<DirtyReason>, FreshnessError> {
     let paths: Vec<std::path::PathBuf> = entry.outputs.keys().map(|p| root.join(p)).collect();
     let mut reasons = Vec::new();
     for ((path, recorded), digest) in entry.outputs.iter().zip(hasher.digest_many(&paths)) {
-        match digest.map_err(|source| FreshnessError::Hash { stage: stage.to_string(), source })? {
+        match digest.map_err(|source| FreshnessError::Hash {
+            stage: stage.to_string(),
+            source,
+        })? {
             None => reasons.push(DirtyReason::OutMissing { path: path.clone() }),
-            Some(d) if d.sha256 != recorded.sha256 => reasons.push(DirtyReason::OutModified { path: path.clone() }),
+            Some(d) if d.sha256 != recorded.sha256 => {
+                reasons.push(DirtyReason::OutModified { path: path.clone() })
+            }
             Some(_) => {}
         }
     }
@@ -107,7 +142,11 @@ pub fn check(
     let inputs = current_inputs(stage, root, hasher)?;
     let fingerprint = inputs.fingerprint();
     if stage.frozen {
-        return Ok(Check { inputs, fingerprint, state: State::Frozen });
+        return Ok(Check {
+            inputs,
+            fingerprint,
+            state: State::Frozen,
+        });
     }
     let mut reasons = Vec::new();
     if force {
@@ -129,6 +168,14 @@ pub fn check(
     if stage.always_changed {
         reasons.push(DirtyReason::AlwaysChanged);
     }
-    let state = if reasons.is_empty() { State::Fresh } else { State::Stale(reasons) };
-    Ok(Check { inputs, fingerprint, state })
+    let state = if reasons.is_empty() {
+        State::Fresh
+    } else {
+        State::Stale(reasons)
+    };
+    Ok(Check {
+        inputs,
+        fingerprint,
+        state,
+    })
 }

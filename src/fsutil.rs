@@ -33,5 +33,13 @@ pub fn open_if_exists(path: &Path) -> io::Result<Option<File>> {
 
 /// A file name for a stage name: `train@sn-64` stays readable, anything unusual becomes `_`.
 pub fn safe_file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "@-_.".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -54,7 +54,11 @@ pub struct LockFile {
 
 impl Default for LockFile {
     fn default() -> Self {
-        LockFile { schema: LOCK_SCHEMA, hash: "sha256".into(), stages: BTreeMap::new() }
+        LockFile {
+            schema: LOCK_SCHEMA,
+            hash: "sha256".into(),
+            stages: BTreeMap::new(),
+        }
     }
 }
 
@@ -62,13 +66,22 @@ impl Default for LockFile {
 #[derive(Debug, thiserror::Error)]
 pub enum LockFileError {
     #[error("cannot read `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{path}` is not a valid lock file: {source}; restore it from version control, or delete it to rerun every stage")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("`{path}` has schema {found}, this repro reads schema {LOCK_SCHEMA}; use a matching repro version")]
     Schema { path: PathBuf, found: u32 },
     #[error("cannot write `{path}`: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl LockFile {
@@ -84,10 +97,16 @@ impl LockFile {
         struct Header {
             schema: u32,
         }
-        let header: Header = serde_json::from_slice(&text)
-            .map_err(|source| LockFileError::Parse { path: path.clone(), source })?;
+        let header: Header =
+            serde_json::from_slice(&text).map_err(|source| LockFileError::Parse {
+                path: path.clone(),
+                source,
+            })?;
         if header.schema != LOCK_SCHEMA {
-            return Err(LockFileError::Schema { path, found: header.schema });
+            return Err(LockFileError::Schema {
+                path,
+                found: header.schema,
+            });
         }
         serde_json::from_slice(&text).map_err(|source| LockFileError::Parse { path, source })
     }
@@ -97,6 +116,7 @@ impl LockFile {
         let path = root.join(LOCK_FILE);
         let mut text = serde_json::to_vec_pretty(self).expect("lock entries serialize");
         text.push(b'\n');
-        crate::fsutil::write_atomic(&path, &text).map_err(|source| LockFileError::Write { path, source })
+        crate::fsutil::write_atomic(&path, &text)
+            .map_err(|source| LockFileError::Write { path, source })
     }
 }

@@ -19,9 +19,15 @@ pub type Metrics = BTreeMap<String, BTreeMap<String, Value>>;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("cannot read metric file `{path}`: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("metric file `{path}` is not valid JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("metric file `{path}` is not a CSV with a header and at least one row")]
     Csv { path: String },
     #[error("cannot read `repro.lock` at git revision `{rev}`: {message}")]
@@ -30,21 +36,33 @@ pub enum MetricsError {
 
 /// Reads and flattens one metric file (by extension: `.csv`/`.tsv`, else JSON).
 pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, MetricsError> {
-    let text = std::fs::read_to_string(root.join(path))
-        .map_err(|source| MetricsError::Read { path: path.to_string(), source })?;
+    let text = std::fs::read_to_string(root.join(path)).map_err(|source| MetricsError::Read {
+        path: path.to_string(),
+        source,
+    })?;
     if path.ends_with(".csv") || path.ends_with(".tsv") {
         let sep = if path.ends_with(".tsv") { '\t' } else { ',' };
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines.next().ok_or_else(|| MetricsError::Csv { path: path.to_string() })?.split(sep).collect();
-        let last = lines.last().ok_or_else(|| MetricsError::Csv { path: path.to_string() })?;
+        let header: Vec<&str> = lines
+            .next()
+            .ok_or_else(|| MetricsError::Csv {
+                path: path.to_string(),
+            })?
+            .split(sep)
+            .collect();
+        let last = lines.next_back().ok_or_else(|| MetricsError::Csv {
+            path: path.to_string(),
+        })?;
         return Ok(header
             .iter()
             .zip(last.split(sep))
             .map(|(k, v)| (k.trim().to_string(), parse_scalar(v.trim())))
             .collect());
     }
-    let value: Value =
-        serde_json::from_str(&text).map_err(|source| MetricsError::Json { path: path.to_string(), source })?;
+    let value: Value = serde_json::from_str(&text).map_err(|source| MetricsError::Json {
+        path: path.to_string(),
+        source,
+    })?;
     let mut flat = BTreeMap::new();
     flatten("", &value, &mut flat);
     Ok(flat)
@@ -66,7 +84,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, child, out);
             }
         }
@@ -109,7 +131,13 @@ pub fn diff(old: &Metrics, new: &Metrics, all: bool) -> Vec<DiffRow> {
                 (Some(a), Some(b)) => Some(b.as_f64()? - a.as_f64()?),
                 _ => None,
             };
-            Some(DiffRow { path: path.clone(), key: key.clone(), old: o, new: n, change })
+            Some(DiffRow {
+                path: path.clone(),
+                key: key.clone(),
+                old: o,
+                new: n,
+                change,
+            })
         })
         .collect()
 }
@@ -119,7 +147,10 @@ fn show(v: &Option<Value>) -> String {
         None => "-".into(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            Some(f) if n.is_f64() => format!("{f:.6}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string(),
             _ => n.to_string(),
         },
         Some(other) => other.to_string(),
@@ -142,7 +173,11 @@ pub fn render_show(m: &Metrics, format: Format) -> String {
     }
     let rows: Vec<Vec<String>> = m
         .iter()
-        .flat_map(|(path, values)| values.iter().map(move |(k, v)| vec![path.clone(), k.clone(), show(&Some(v.clone()))]))
+        .flat_map(|(path, values)| {
+            values
+                .iter()
+                .map(move |(k, v)| vec![path.clone(), k.clone(), show(&Some(v.clone()))])
+        })
         .collect();
     render_table(&["path", "metric", "value"], &rows, format)
 }
@@ -160,7 +195,9 @@ pub fn render_diff(rows: &[DiffRow], format: Format) -> String {
                 r.key.clone(),
                 show(&r.old),
                 show(&r.new),
-                r.change.map(|c| show(&Some(Value::from(c)))).unwrap_or_else(|| "-".into()),
+                r.change
+                    .map(|c| show(&Some(Value::from(c))))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -176,7 +213,13 @@ fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String
             for r in rows {
                 let cells: Vec<String> = r
                     .iter()
-                    .map(|c| if c.contains(',') || c.contains('"') { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
+                    .map(|c| {
+                        if c.contains(',') || c.contains('"') {
+                            format!("\"{}\"", c.replace('"', "\"\""))
+                        } else {
+                            c.clone()
+                        }
+                    })
                     .collect();
                 out.push_str(&cells.join(","));
                 out.push('\n');
@@ -184,7 +227,10 @@ fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String
         }
         Format::Markdown => {
             out.push_str(&format!("| {} |\n", header.join(" | ")));
-            out.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
+            out.push_str(&format!(
+                "|{}\n",
+                header.iter().map(|_| "---|").collect::<String>()
+            ));
             for r in rows {
                 out.push_str(&format!("| {} |\n", r.join(" | ")));
             }
@@ -197,7 +243,14 @@ fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String
                 }
             }
             let line = |cells: Vec<&str>| {
-                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
             };
             out.push_str(&line(header.to_vec()));
             out.push('\n');
@@ -218,15 +271,21 @@ pub fn from_git(root: &Path, rev: &str) -> Result<Metrics, MetricsError> {
         .arg("show")
         .arg(format!("{rev}:./{}", crate::lockfile::LOCK_FILE))
         .output()
-        .map_err(|e| MetricsError::Git { rev: rev.to_string(), message: e.to_string() })?;
+        .map_err(|e| MetricsError::Git {
+            rev: rev.to_string(),
+            message: e.to_string(),
+        })?;
     if !output.status.success() {
         return Err(MetricsError::Git {
             rev: rev.to_string(),
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    let lock: crate::lockfile::LockFile = serde_json::from_slice(&output.stdout)
-        .map_err(|e| MetricsError::Git { rev: rev.to_string(), message: e.to_string() })?;
+    let lock: crate::lockfile::LockFile =
+        serde_json::from_slice(&output.stdout).map_err(|e| MetricsError::Git {
+            rev: rev.to_string(),
+            message: e.to_string(),
+        })?;
     Ok(from_lock(&lock))
 }
 
@@ -248,10 +307,17 @@ mod tests {
     #[test]
     fn json_and_csv_flatten() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("m.json"), r#"{"fid": 31.5, "is": {"mean": 7.1, "std": 0.1}, "curve": [1,2]}"#).unwrap();
+        std::fs::write(
+            dir.path().join("m.json"),
+            r#"{"fid": 31.5, "is": {"mean": 7.1, "std": 0.1}, "curve": [1,2]}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("log.csv"), "iter,loss_d\n1,0.9\n2,0.5\n").unwrap();
         let j = read_file(dir.path(), "m.json").unwrap();
-        assert_eq!(j.keys().collect::<Vec<_>>(), vec!["fid", "is.mean", "is.std"]);
+        assert_eq!(
+            j.keys().collect::<Vec<_>>(),
+            vec!["fid", "is.mean", "is.std"]
+        );
         let c = read_file(dir.path(), "log.csv").unwrap();
         assert_eq!(c["iter"], Value::from(2));
         assert_eq!(c["loss_d"], Value::from(0.5));
@@ -259,8 +325,20 @@ mod tests {
 
     #[test]
     fn diff_reports_changes_only() {
-        let old = Metrics::from([("m.json".into(), BTreeMap::from([("fid".into(), Value::from(30.0)), ("n".into(), Value::from(5))]))]);
-        let new = Metrics::from([("m.json".into(), BTreeMap::from([("fid".into(), Value::from(28.5)), ("n".into(), Value::from(5))]))]);
+        let old = Metrics::from([(
+            "m.json".into(),
+            BTreeMap::from([
+                ("fid".into(), Value::from(30.0)),
+                ("n".into(), Value::from(5)),
+            ]),
+        )]);
+        let new = Metrics::from([(
+            "m.json".into(),
+            BTreeMap::from([
+                ("fid".into(), Value::from(28.5)),
+                ("n".into(), Value::from(5)),
+            ]),
+        )]);
         let rows = diff(&old, &new, false);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].change, Some(-1.5));

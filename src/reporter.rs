@@ -79,13 +79,18 @@ fn reasons_text(reasons: &[DirtyReason]) -> String {
         return String::new();
     }
     let shown: Vec<String> = reasons.iter().take(3).map(ToString::to_string).collect();
-    let more = if reasons.len() > 3 { format!(", +{} more", reasons.len() - 3) } else { String::new() };
+    let more = if reasons.len() > 3 {
+        format!(", +{} more", reasons.len() - 3)
+    } else {
+        String::new()
+    };
     format!(" ({}{more})", shown.join(", "))
 }
 
 impl Renderer {
     fn new(mode: Mode, verbose: bool) -> Renderer {
-        let multi = (mode == Mode::Tty).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi = (mode == Mode::Tty)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Renderer {
             mode,
             verbose,
@@ -127,12 +132,18 @@ impl Renderer {
         self.count(&event);
         if self.mode == Mode::Json {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", serde_json::to_string(&event).expect("events serialize"));
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&event).expect("events serialize")
+            );
             return;
         }
         match event {
             Event::Plan { .. } => {}
-            Event::WaitingForLock { holder } => self.line(&format!("waiting  for the project lock, held by {holder}")),
+            Event::WaitingForLock { holder } => {
+                self.line(&format!("waiting  for the project lock, held by {holder}"))
+            }
             Event::Fresh { stage } => {
                 if self.verbose {
                     self.line(&format!("fresh    {stage}"));
@@ -143,25 +154,42 @@ impl Renderer {
                     self.line(&format!("frozen   {stage}"));
                 }
             }
-            Event::Started { stage, reasons, gpus } => {
+            Event::Started {
+                stage,
+                reasons,
+                gpus,
+            } => {
                 let gpu = if gpus.is_empty() {
                     String::new()
                 } else {
-                    format!(" [gpu {}]", gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+                    format!(
+                        " [gpu {}]",
+                        gpus.iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
                 };
                 self.line(&format!("running  {stage}{gpu}{}", reasons_text(&reasons)));
                 if let Some(m) = &self.multi {
                     let bar = m.add(ProgressBar::new_spinner());
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
-                            .expect("valid template"),
+                        ProgressStyle::with_template(
+                            "{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}",
+                        )
+                        .expect("valid template"),
                     );
                     bar.set_prefix(stage.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.bars.insert(stage, bar);
                 }
             }
-            Event::Progress { stage, step, total, message } => {
+            Event::Progress {
+                stage,
+                step,
+                total,
+                message,
+            } => {
                 if let Some(bar) = self.bars.get(&stage) {
                     if total > 0 {
                         if bar.length() != Some(total) {
@@ -185,22 +213,42 @@ impl Renderer {
                         .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(5));
                     if due {
                         self.last_plain_progress.insert(stage.clone(), now);
-                        let of = if total > 0 { format!("{step}/{total}") } else { step.to_string() };
+                        let of = if total > 0 {
+                            format!("{step}/{total}")
+                        } else {
+                            step.to_string()
+                        };
                         self.line(&format!("progress {stage} {of} {message}"));
                     }
                 }
             }
-            Event::Restored { stage, reasons, deterministic } => {
-                let note = if deterministic { "" } else { ", non-deterministic stage: not re-verified" };
-                self.line(&format!("restored {stage} from the run cache{note}{}", reasons_text(&reasons)));
+            Event::Restored {
+                stage,
+                reasons,
+                deterministic,
+            } => {
+                let note = if deterministic {
+                    ""
+                } else {
+                    ", non-deterministic stage: not re-verified"
+                };
+                self.line(&format!(
+                    "restored {stage} from the run cache{note}{}",
+                    reasons_text(&reasons)
+                ));
             }
             Event::Finished { stage, elapsed } => {
                 self.clear_bar(&stage);
-                self.line(&format!("done     {stage} in {:.2}s", elapsed.as_secs_f64()));
+                self.line(&format!(
+                    "done     {stage} in {:.2}s",
+                    elapsed.as_secs_f64()
+                ));
             }
             Event::Failed { stage, error, log } => {
                 self.clear_bar(&stage);
-                let log = log.map(|l| format!("; log: {}", l.display())).unwrap_or_default();
+                let log = log
+                    .map(|l| format!("; log: {}", l.display()))
+                    .unwrap_or_default();
                 self.line(&format!("failed   {stage}: {error}{log}"));
             }
             Event::Skipped { stage, upstream } => {
@@ -210,7 +258,11 @@ impl Renderer {
                 self.clear_bar(&stage);
                 self.line(&format!("stopped  {stage} (interrupted)"));
             }
-            Event::WouldRun { stage, reasons, restore } => {
+            Event::WouldRun {
+                stage,
+                reasons,
+                restore,
+            } => {
                 let verb = if restore { "restore " } else { "would run" };
                 self.line(&format!("{verb} {stage}{}", reasons_text(&reasons)));
             }
@@ -250,6 +302,10 @@ impl Renderer {
         if parts.is_empty() {
             parts.push("nothing to do".into());
         }
-        self.line(&format!("{} in {:.2}s", parts.join(", "), elapsed.as_secs_f64()));
+        self.line(&format!(
+            "{} in {:.2}s",
+            parts.join(", "),
+            elapsed.as_secs_f64()
+        ));
     }
 }

@@ -46,7 +46,12 @@ pub struct RunRecord {
 /// A new run id: UTC time plus pid, sortable and unique per process.
 pub fn new_run_id() -> String {
     let (date, time) = utc_parts(SystemTime::now());
-    format!("{}T{}Z-{}", date.replace('-', ""), time.replace(':', ""), std::process::id())
+    format!(
+        "{}T{}Z-{}",
+        date.replace('-', ""),
+        time.replace(':', ""),
+        std::process::id()
+    )
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -56,7 +61,10 @@ pub fn now_rfc3339() -> String {
 }
 
 fn utc_parts(t: SystemTime) -> (String, String) {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (proleptic Gregorian), valid for any date after 1970.
     let z = days + 719_468;
@@ -84,12 +92,16 @@ pub struct RunDir {
 impl RunDir {
     pub fn new(runs_dir: &Path) -> RunDir {
         let id = new_run_id();
-        RunDir { dir: runs_dir.join(&id), id }
+        RunDir {
+            dir: runs_dir.join(&id),
+            id,
+        }
     }
 
     /// A file name that is safe for any stage name (`train@sn-64` stays readable).
     pub fn stage_file(&self, stage: &str, ext: &str) -> PathBuf {
-        self.dir.join(format!("{}.{ext}", crate::fsutil::safe_file_name(stage)))
+        self.dir
+            .join(format!("{}.{ext}", crate::fsutil::safe_file_name(stage)))
     }
 
     pub fn write(&self, record: &RunRecord) -> std::io::Result<()> {
@@ -102,15 +114,22 @@ impl RunDir {
 /// Every record under `.repro/runs`, oldest run first.
 pub fn load_all(runs_dir: &Path) -> Vec<RunRecord> {
     let mut runs: Vec<PathBuf> = match std::fs::read_dir(runs_dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect(),
         Err(_) => return Vec::new(),
     };
     runs.sort();
     let mut records = Vec::new();
     for run in runs {
-        let Ok(rd) = std::fs::read_dir(&run) else { continue };
-        let mut files: Vec<PathBuf> =
-            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        let Ok(rd) = std::fs::read_dir(&run) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
         files.sort();
         for f in files {
             if let Ok(text) = std::fs::read(&f) {
@@ -131,7 +150,14 @@ mod tests {
     #[test]
     fn utc_formatting() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(utc_parts(t), ("2026-11-18".to_string(), "08:26:40".to_string()));
-        assert_eq!(utc_parts(UNIX_EPOCH), ("1970-01-01".to_string(), "00:00:00".to_string()));
+        // python3 -c 'import datetime; print(datetime.datetime.utcfromtimestamp(1795000000))'
+        assert_eq!(
+            utc_parts(t),
+            ("2026-11-18".to_string(), "11:06:40".to_string())
+        );
+        assert_eq!(
+            utc_parts(UNIX_EPOCH),
+            ("1970-01-01".to_string(), "00:00:00".to_string())
+        );
     }
 }

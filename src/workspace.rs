@@ -35,7 +35,11 @@ pub enum WorkspaceError {
     #[error("the project is locked by {holder}; wait for it, or run without `--no-wait` to wait")]
     Busy { holder: Holder },
     #[error("cannot {action} `{path}`: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Who holds the project lock (written into `.repro/lock`).
@@ -52,7 +56,11 @@ impl std::fmt::Display for Holder {
         if self.pid == 0 {
             write!(f, "another repro process")
         } else {
-            write!(f, "pid {} on `{}` (`{}`, since {})", self.pid, self.host, self.cmd, self.started)
+            write!(
+                f,
+                "pid {} on `{}` (`{}`, since {})",
+                self.pid, self.host, self.cmd, self.started
+            )
         }
     }
 }
@@ -69,21 +77,36 @@ impl Workspace {
     /// `pipeline.yaml` from `start` upwards.
     pub fn locate(start: &Path, file: Option<&Path>) -> Result<Workspace, WorkspaceError> {
         if let Some(file) = file {
-            let file = if file.is_absolute() { file.to_path_buf() } else { start.join(file) };
+            let file = if file.is_absolute() {
+                file.to_path_buf()
+            } else {
+                start.join(file)
+            };
             if !file.is_file() {
                 return Err(WorkspaceError::NotFound { start: file });
             }
-            let root = file.parent().map(Path::to_path_buf).unwrap_or_else(|| start.to_path_buf());
-            return Ok(Workspace { root, pipeline_file: file });
+            let root = file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| start.to_path_buf());
+            return Ok(Workspace {
+                root,
+                pipeline_file: file,
+            });
         }
         let mut dir = start.to_path_buf();
         loop {
             let candidate = dir.join(PIPELINE_FILE);
             if candidate.is_file() {
-                return Ok(Workspace { root: dir, pipeline_file: candidate });
+                return Ok(Workspace {
+                    root: dir,
+                    pipeline_file: candidate,
+                });
             }
             if !dir.pop() {
-                return Err(WorkspaceError::NotFound { start: start.to_path_buf() });
+                return Err(WorkspaceError::NotFound {
+                    start: start.to_path_buf(),
+                });
             }
         }
     }
@@ -106,10 +129,17 @@ impl Workspace {
 
     /// Takes the project lock. When another process holds it: with `wait`, calls `on_wait` with
     /// the holder once and blocks until the lock is free; without, returns [`WorkspaceError::Busy`].
-    pub fn lock(&self, wait: bool, on_wait: &dyn Fn(&Holder)) -> Result<ProjectLock, WorkspaceError> {
+    pub fn lock(
+        &self,
+        wait: bool,
+        on_wait: &dyn Fn(&Holder),
+    ) -> Result<ProjectLock, WorkspaceError> {
         let dir = self.state_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| WorkspaceError::Io { action: "create", path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| WorkspaceError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
         let path = dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -117,7 +147,11 @@ impl Workspace {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|source| WorkspaceError::Io { action: "open", path: path.clone(), source })?;
+            .map_err(|source| WorkspaceError::Io {
+                action: "open",
+                path: path.clone(),
+                source,
+            })?;
         if !try_flock(&file, false) {
             let holder = read_holder(&mut file);
             if !wait {
@@ -126,7 +160,11 @@ impl Workspace {
             on_wait(&holder);
             if !try_flock(&file, true) {
                 let source = std::io::Error::last_os_error();
-                return Err(WorkspaceError::Io { action: "lock", path, source });
+                return Err(WorkspaceError::Io {
+                    action: "lock",
+                    path,
+                    source,
+                });
             }
         }
         let holder = Holder {
@@ -137,7 +175,10 @@ impl Workspace {
         };
         let text = serde_json::to_string(&holder).expect("holder serializes");
         // Best effort: the lock itself is the flock; the text only improves the message.
-        let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(text.as_bytes()));
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(text.as_bytes()));
         Ok(ProjectLock { _file: file })
     }
 }
@@ -148,7 +189,11 @@ pub struct ProjectLock {
 }
 
 fn try_flock(file: &File, block: bool) -> bool {
-    let op = if block { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    let op = if block {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
     loop {
         // SAFETY: flock on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -163,7 +208,9 @@ fn try_flock(file: &File, block: bool) -> bool {
 
 fn read_holder(file: &mut File) -> Holder {
     let mut text = String::new();
-    let _ = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut text));
+    let _ = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_string(&mut text));
     serde_json::from_str(&text).unwrap_or_default()
 }
 

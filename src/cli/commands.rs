@@ -28,7 +28,10 @@ use super::args::{Cli, Command, FormatArgs, MetricsCommand, RunArgs, SpecArgs};
 /// own code, state and I/O errors theirs.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.is::<spec::SpecError>() || cause.is::<repro::dag::DagError>() || cause.is::<UsageError>() {
+        if cause.is::<spec::SpecError>()
+            || cause.is::<repro::dag::DagError>()
+            || cause.is::<UsageError>()
+        {
             return exit_code::USAGE;
         }
         if let Some(w) = cause.downcast_ref::<WorkspaceError>() {
@@ -68,9 +71,19 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let verbose = cli.verbose;
     let locate = || Workspace::locate(&start, cli.file.as_deref());
     match cli.command {
-        Command::Builtin { kind, with, with_file, list } => builtin(kind, with, with_file, list),
+        Command::Builtin {
+            kind,
+            with,
+            with_file,
+            list,
+        } => builtin(kind, with, with_file, list),
         Command::All(run) => run_pipeline(&locate()?, &[], Selection::WithUpstream, &run, verbose),
-        Command::Run { targets, downstream, single, run } => {
+        Command::Run {
+            targets,
+            downstream,
+            single,
+            run,
+        } => {
             let selection = if single {
                 Selection::Single
             } else if downstream {
@@ -80,8 +93,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             };
             run_pipeline(&locate()?, &targets, selection, &run, verbose)
         }
-        Command::Status { targets, json, spec } => status(&locate()?, &targets, json, &spec),
-        Command::Dag { targets, mermaid, dot, spec } => {
+        Command::Status {
+            targets,
+            json,
+            spec,
+        } => status(&locate()?, &targets, json, &spec),
+        Command::Dag {
+            targets,
+            mermaid,
+            dot,
+            spec,
+        } => {
             let ws = locate()?;
             let dag = load_dag(&ws, &spec)?;
             let ids = dag.select(&targets, Selection::WithUpstream)?;
@@ -96,13 +118,20 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit_code::OK)
         }
         Command::Gc { dry_run, no_wait } => gc(&locate()?, dry_run, no_wait),
-        Command::Verify { stage, no_wait, spec } => verify(&locate()?, &stage, no_wait, &spec),
+        Command::Verify {
+            stage,
+            no_wait,
+            spec,
+        } => verify(&locate()?, &stage, no_wait, &spec),
         Command::Metrics { command } => metrics_cmd(&locate()?, command),
     }
 }
 
 fn load_options(spec: &SpecArgs) -> LoadOptions {
-    LoadOptions { profile: spec.profile.clone(), sets: spec.set.clone() }
+    LoadOptions {
+        profile: spec.profile.clone(),
+        sets: spec.set.clone(),
+    }
 }
 
 fn load_dag(ws: &Workspace, spec: &SpecArgs) -> Result<Dag> {
@@ -114,17 +143,35 @@ fn load_dag(ws: &Workspace, spec: &SpecArgs) -> Result<Dag> {
 /// it lies below it.
 fn display_path(ws: &Workspace) -> PathBuf {
     match std::env::current_dir() {
-        Ok(cwd) => ws.pipeline_file.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or_else(|_| ws.pipeline_file.clone()),
+        Ok(cwd) => ws
+            .pipeline_file
+            .strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| ws.pipeline_file.clone()),
         Err(_) => ws.pipeline_file.clone(),
     }
 }
 
-fn run_pipeline(ws: &Workspace, targets: &[String], selection: Selection, run: &RunArgs, verbose: u8) -> Result<i32> {
+fn run_pipeline(
+    ws: &Workspace,
+    targets: &[String],
+    selection: Selection,
+    run: &RunArgs,
+    verbose: u8,
+) -> Result<i32> {
     let dag = load_dag(ws, &run.spec)?;
     let order = dag.select(targets, selection)?;
-    let force: BTreeSet<StageId> = if run.force { order.iter().copied().collect() } else { BTreeSet::new() };
+    let force: BTreeSet<StageId> = if run.force {
+        order.iter().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
     let opts = exec::Options {
-        jobs: run.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        jobs: run.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
         force,
         dry_run: run.dry_run,
         keep_going: run.keep_going,
@@ -141,7 +188,9 @@ fn run_pipeline(ws: &Workspace, targets: &[String], selection: Selection, run: &
     } else {
         let tx_wait = tx.clone();
         let lock = ws.lock(!run.no_wait, &move |holder| {
-            let _ = tx_wait.send(repro::events::Event::WaitingForLock { holder: holder.to_string() });
+            let _ = tx_wait.send(repro::events::Event::WaitingForLock {
+                holder: holder.to_string(),
+            });
         });
         match lock {
             Ok(l) => Some(l),
@@ -185,9 +234,17 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
         let mut reasons: Vec<DirtyReason> = dag.upstream[id]
             .iter()
             .filter(|u| stale.contains(u))
-            .map(|&u| DirtyReason::UpstreamStale { stage: dag.stages[u].name.clone() })
+            .map(|&u| DirtyReason::UpstreamStale {
+                stage: dag.stages[u].name.clone(),
+            })
             .collect();
-        let state = match freshness::check(stage, lock.stages.get(&stage.name), &ws.root, &hasher, false) {
+        let state = match freshness::check(
+            stage,
+            lock.stages.get(&stage.name),
+            &ws.root,
+            &hasher,
+            false,
+        ) {
             Ok(c) => match c.state {
                 State::Frozen => "frozen",
                 State::Fresh if reasons.is_empty() => "fresh",
@@ -208,7 +265,11 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
         if state == "stale" {
             stale.insert(id);
         }
-        rows.push(StatusRow { name: stage.name.clone(), state, reasons });
+        rows.push(StatusRow {
+            name: stage.name.clone(),
+            state,
+            reasons,
+        });
     }
     hasher.save()?;
     let mut out = std::io::stdout().lock();
@@ -217,7 +278,11 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
             .iter()
             .map(|r| json!({ "name": r.name, "state": r.state, "reasons": r.reasons, "messages": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>() }))
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "stale": !stale.is_empty(), "stages": stages }))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({ "stale": !stale.is_empty(), "stages": stages }))?
+        )?;
     } else if stale.is_empty() {
         writeln!(out, "all {} stages fresh", rows.len())?;
     } else {
@@ -227,17 +292,29 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
         }
         writeln!(out, "{} of {} stages stale", stale.len(), rows.len())?;
     }
-    Ok(if stale.is_empty() { exit_code::OK } else { exit_code::FAILED })
+    Ok(if stale.is_empty() {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
 }
 
 fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
-    let _lock = ws.lock(!no_wait, &|h| eprintln!("waiting for the project lock, held by {h}"))?;
+    let _lock = ws.lock(!no_wait, &|h| {
+        eprintln!("waiting for the project lock, held by {h}")
+    })?;
     let lock = LockFile::load(&ws.root)?;
     let store = repro::cache::Store::open(&ws.cache_dir())?;
-    let keep: Vec<repro::hash::Digest> =
-        lock.stages.values().flat_map(|e| e.outputs.values().map(Into::into)).collect();
+    let keep: Vec<repro::hash::Digest> = lock
+        .stages
+        .values()
+        .flat_map(|e| e.outputs.values().map(Into::into))
+        .collect();
     if dry_run {
-        println!("would keep {} objects referenced by `repro.lock` (dry run: nothing deleted)", keep.len());
+        println!(
+            "would keep {} objects referenced by `repro.lock` (dry run: nothing deleted)",
+            keep.len()
+        );
         return Ok(exit_code::OK);
     }
     let run_refs = |v: &Value| -> Vec<repro::hash::Digest> {
@@ -246,19 +323,47 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
             .unwrap_or_default()
     };
     let stats = store.gc(&keep, &run_refs)?;
-    println!("{stats}");
+    println!(
+        "deleted {} objects ({}) and {} run-cache entries; kept {} objects and {} run-cache entries",
+        stats.objects_removed,
+        human_bytes(stats.bytes_removed),
+        stats.runs_removed,
+        stats.objects_kept,
+        stats.runs_kept
+    );
     repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
     Ok(exit_code::OK)
 }
 
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<i32> {
     let dag = load_dag(ws, spec)?;
-    let id = dag.id(name).ok_or_else(|| UsageError(format!("unknown stage `{name}`; `repro dag` lists them")))?;
+    let id = dag
+        .id(name)
+        .ok_or_else(|| UsageError(format!("unknown stage `{name}`; `repro dag` lists them")))?;
     let stage = dag.stages[id].clone();
-    let _lock = ws.lock(!no_wait, &|h| eprintln!("waiting for the project lock, held by {h}"))?;
+    let _lock = ws.lock(!no_wait, &|h| {
+        eprintln!("waiting for the project lock, held by {h}")
+    })?;
     let lock = LockFile::load(&ws.root)?;
     let Some(entry) = lock.stages.get(name) else {
-        bail!(UsageError(format!("stage `{name}` has never run; `repro run {name}` first")));
+        bail!(UsageError(format!(
+            "stage `{name}` has never run; `repro run {name}` first"
+        )));
     };
     let hasher = std::sync::Arc::new(Hasher::open(&ws.hash_state_dir())?);
     let inputs = freshness::current_inputs(&stage, &ws.root, &hasher)?;
@@ -278,12 +383,22 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
         store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
         running: process::Running::default(),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
-        all_outs: dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.clone())).collect(),
+        all_outs: dag
+            .stages
+            .iter()
+            .flat_map(|s| s.outs.iter().map(|o| o.path.clone()))
+            .collect(),
         host: repro::workspace::hostname(),
     };
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
     let job = exec::job::Job {
-        grant: exec::resources::Grant { cpus: stage.resources.cpus.clamp(1, cpus), mem: 0, gpus: Vec::new() },
+        grant: exec::resources::Grant {
+            cpus: stage.resources.cpus.clamp(1, cpus),
+            mem: 0,
+            gpus: Vec::new(),
+        },
         stage,
         inputs,
         fingerprint,
@@ -304,7 +419,11 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
             Some(d) if d.sha256 == recorded.sha256 => println!("identical  {path}"),
             Some(d) => {
                 same = false;
-                println!("differs    {path}  ({} recorded, {} now)", &recorded.sha256[..12], &d.sha256[..12]);
+                println!(
+                    "differs    {path}  ({} recorded, {} now)",
+                    &recorded.sha256[..12],
+                    &d.sha256[..12]
+                );
             }
             None => {
                 same = false;
@@ -316,7 +435,11 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
         println!("stage `{name}` reproduced its outputs bit for bit");
         Ok(exit_code::OK)
     } else {
-        let note = if entry.deterministic { "" } else { " (it is marked `deterministic: false`)" };
+        let note = if entry.deterministic {
+            ""
+        } else {
+            " (it is marked `deterministic: false`)"
+        };
         println!("stage `{name}` did not reproduce its recorded outputs{note}");
         Ok(exit_code::FAILED)
     }
@@ -351,22 +474,38 @@ fn metrics_cmd(ws: &Workspace, command: MetricsCommand) -> Result<i32> {
     match command {
         MetricsCommand::Show { format, spec } => {
             let dag = load_dag(ws, &spec)?;
-            print!("{}", metrics::render_show(&workspace_metrics(ws, &dag)?, format_of(&format)));
+            print!(
+                "{}",
+                metrics::render_show(&workspace_metrics(ws, &dag)?, format_of(&format))
+            );
         }
-        MetricsCommand::Diff { rev, all, format, spec } => {
+        MetricsCommand::Diff {
+            rev,
+            all,
+            format,
+            spec,
+        } => {
             let dag = load_dag(ws, &spec)?;
             let old = match &rev {
                 Some(rev) => metrics::from_git(&ws.root, rev)?,
                 None => metrics::from_lock(&LockFile::load(&ws.root)?),
             };
             let new = workspace_metrics(ws, &dag)?;
-            print!("{}", metrics::render_diff(&metrics::diff(&old, &new, all), format_of(&format)));
+            print!(
+                "{}",
+                metrics::render_diff(&metrics::diff(&old, &new, all), format_of(&format))
+            );
         }
     }
     Ok(exit_code::OK)
 }
 
-fn builtin(kind: Option<String>, with: Option<String>, with_file: Option<PathBuf>, list: bool) -> Result<i32> {
+fn builtin(
+    kind: Option<String>,
+    with: Option<String>,
+    with_file: Option<PathBuf>,
+    list: bool,
+) -> Result<i32> {
     let known: Vec<&str> = stages::registry().iter().map(|b| b.kind).collect();
     if list {
         for b in stages::registry() {
@@ -379,12 +518,20 @@ fn builtin(kind: Option<String>, with: Option<String>, with_file: Option<PathBuf
     }
     let kind = kind.unwrap_or_default();
     let Some(b) = stages::lookup(&kind) else {
-        let list = if known.is_empty() { "none are registered in this build".to_string() } else { known.join(", ") };
-        bail!(UsageError(format!("unknown builtin `{kind}`; known builtins: {list}")));
+        let list = if known.is_empty() {
+            "none are registered in this build".to_string()
+        } else {
+            known.join(", ")
+        };
+        bail!(UsageError(format!(
+            "unknown builtin `{kind}`; known builtins: {list}"
+        )));
     };
     let text = match (with, with_file) {
         (Some(t), _) => t,
-        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("cannot read `{}`", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read `{}`", f.display()))?
+        }
         (None, None) => "{}".to_string(),
     };
     let params = match serde_json::from_str::<Value>(&text) {
@@ -403,7 +550,11 @@ fn builtin(kind: Option<String>, with: Option<String>, with_file: Option<PathBuf
                 source = s.source();
             }
             eprintln!("error: builtin `{}`: {msg}", b.kind);
-            Ok(if e.is_params() { exit_code::USAGE } else { exit_code::FAILED })
+            Ok(if e.is_params() {
+                exit_code::USAGE
+            } else {
+                exit_code::FAILED
+            })
         }
     }
 }

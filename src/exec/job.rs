@@ -47,7 +47,7 @@ pub struct Shared {
 /// Whether the job runs the stage or restores it.
 pub enum Mode {
     Run,
-    Restore(LockEntry),
+    Restore(Box<LockEntry>),
 }
 
 /// A stage ready to go to a worker.
@@ -62,8 +62,13 @@ pub struct Job {
 
 /// How the job ended.
 pub enum JobEnd {
-    Done { entry: LockEntry, restored: bool },
-    Failed { error: String },
+    Done {
+        entry: Box<LockEntry>,
+        restored: bool,
+    },
+    Failed {
+        error: String,
+    },
     Interrupted,
 }
 
@@ -113,7 +118,10 @@ pub fn run(shared: &Shared, job: &Job, events: &Sender) -> (JobEnd, RunRecord) {
 
 /// `path` relative to the workspace root, for messages and records.
 pub fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn restore(shared: &Shared, entry: &LockEntry) -> JobEnd {
@@ -126,22 +134,38 @@ fn restore(shared: &Shared, entry: &LockEntry) -> JobEnd {
             }
         }
         if let Err(e) = shared.store.restore(&recorded.into(), &dest) {
-            return JobEnd::Failed { error: format!("cannot restore `{path}` from the cache: {e}") };
+            return JobEnd::Failed {
+                error: format!("cannot restore `{path}` from the cache: {e}"),
+            };
         }
     }
-    JobEnd::Done { entry: entry.clone(), restored: true }
+    JobEnd::Done {
+        entry: Box::new(entry.clone()),
+        restored: true,
+    }
 }
 
-fn run_stage(shared: &Shared, job: &Job, log_path: &Path, events: &Sender) -> (JobEnd, process::Exit) {
+fn run_stage(
+    shared: &Shared,
+    job: &Job,
+    log_path: &Path,
+    events: &Sender,
+) -> (JobEnd, process::Exit) {
     let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &job.stage.name);
     let exit = match run_in_view(shared, job, &dir, log_path, events) {
         Ok(exit) => exit,
-        Err(failure) => return failure,
+        Err(failure) => return *failure,
     };
     match collect_and_publish(shared, job, &dir) {
         Ok(entry) => {
             let _ = staging::remove_path(&dir);
-            (JobEnd::Done { entry, restored: false }, exit)
+            (
+                JobEnd::Done {
+                    entry: Box::new(entry),
+                    restored: false,
+                },
+                exit,
+            )
         }
         Err(error) => (JobEnd::Failed { error }, exit),
     }
@@ -154,8 +178,14 @@ pub fn rerun_unpublished(
     job: &Job,
     events: &Sender,
 ) -> Result<BTreeMap<String, DigestRecord>, String> {
-    let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &format!("verify-{}", job.stage.name));
-    let log_path = shared.run.stage_file(&format!("verify-{}", job.stage.name), "log");
+    let dir = staging::stage_dir(
+        &shared.tmp_dir,
+        &shared.run.id,
+        &format!("verify-{}", job.stage.name),
+    );
+    let log_path = shared
+        .run
+        .stage_file(&format!("verify-{}", job.stage.name), "log");
     let result = match run_in_view(shared, job, &dir, &log_path, events) {
         Ok(_) => {
             let mut digests = BTreeMap::new();
@@ -170,8 +200,10 @@ pub fn rerun_unpublished(
             }
             Ok(digests)
         }
-        Err((JobEnd::Failed { error }, _)) => Err(error),
-        Err(_) => Err("interrupted".into()),
+        Err(failure) => match *failure {
+            (JobEnd::Failed { error }, _) => Err(error),
+            _ => Err("interrupted".into()),
+        },
     };
     let _ = staging::remove_path(&dir);
     result
@@ -185,25 +217,45 @@ fn run_in_view(
     dir: &Path,
     log_path: &Path,
     events: &Sender,
-) -> Result<process::Exit, (JobEnd, process::Exit)> {
+) -> Result<process::Exit, Box<(JobEnd, process::Exit)>> {
     let stage = &job.stage;
-    let fail = |error: String| Err((JobEnd::Failed { error }, process::Exit::default()));
+    let fail = |error: String| {
+        Err(Box::new((
+            JobEnd::Failed { error },
+            process::Exit::default(),
+        )))
+    };
     let _ = staging::remove_path(dir);
     let mut others = shared.all_outs.clone();
     for o in &stage.outs {
         others.remove(&o.path);
     }
     if let Err(e) = staging::build_view(&shared.root, dir, stage, &others) {
-        return fail(format!("cannot prepare the staging directory `{}`: {e}", relative(&shared.root, dir)));
+        return fail(format!(
+            "cannot prepare the staging directory `{}`: {e}",
+            relative(&shared.root, dir)
+        ));
     }
     if let Err(e) = std::fs::create_dir_all(&shared.run.dir) {
-        return fail(format!("cannot create `{}`: {e}", relative(&shared.root, &shared.run.dir)));
+        return fail(format!(
+            "cannot create `{}`: {e}",
+            relative(&shared.root, &shared.run.dir)
+        ));
     }
     let log = match std::fs::File::create(log_path) {
         Ok(f) => f,
-        Err(e) => return fail(format!("cannot create the log `{}`: {e}", relative(&shared.root, log_path))),
+        Err(e) => {
+            return fail(format!(
+                "cannot create the log `{}`: {e}",
+                relative(&shared.root, log_path)
+            ))
+        }
     };
-    let cwd = if stage.wdir.is_empty() { dir.to_path_buf() } else { dir.join(&stage.wdir) };
+    let cwd = if stage.wdir.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(&stage.wdir)
+    };
 
     let mut env = vec![("REPRO_CPUS".to_string(), job.grant.cpus.to_string())];
     if !job.grant.gpus.is_empty() {
@@ -211,12 +263,18 @@ fn run_in_view(
         env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));
     }
     let invocations: Vec<(PathBuf, Vec<String>)> = match &stage.action {
-        Action::Cmd(lines) => lines.iter().map(|l| (PathBuf::from("/bin/sh"), vec!["-c".into(), l.clone()])).collect(),
+        Action::Cmd(lines) => lines
+            .iter()
+            .map(|l| (PathBuf::from("/bin/sh"), vec!["-c".into(), l.clone()]))
+            .collect(),
         Action::Builtin { kind, with } => {
             // Builtins are multi-threaded (rayon): give them exactly their cpus.
             env.push(("RAYON_NUM_THREADS".into(), job.grant.cpus.to_string()));
             let json = serde_json::Value::Object(with.clone()).to_string();
-            vec![(shared.exe.clone(), vec!["builtin".into(), kind.clone(), "--with".into(), json])]
+            vec![(
+                shared.exe.clone(),
+                vec!["builtin".into(), kind.clone(), "--with".into(), json],
+            )]
         }
     };
 
@@ -224,9 +282,21 @@ fn run_in_view(
     for (program, args) in invocations {
         let name = stage.name.clone();
         let tx = events.clone();
-        let spec = process::Spec { stage: &stage.name, program: &program, args, cwd: &cwd, env: env.clone(), log: &log };
+        let spec = process::Spec {
+            stage: &stage.name,
+            program: &program,
+            args,
+            cwd: &cwd,
+            env: env.clone(),
+            log: &log,
+        };
         let exit = match process::run(spec, &shared.running, move |p| {
-            let _ = tx.send(Event::Progress { stage: name.clone(), step: p.step, total: p.total, message: p.message });
+            let _ = tx.send(Event::Progress {
+                stage: name.clone(),
+                step: p.step,
+                total: p.total,
+                message: p.message,
+            });
         }) {
             Ok(e) => e,
             Err(e) => return fail(format!("cannot start `{}`: {e}", program.display())),
@@ -236,12 +306,17 @@ fn run_in_view(
         total.code = exit.code;
         total.signal = exit.signal;
         if process::interrupted() {
-            return Err((JobEnd::Interrupted, total));
+            return Err(Box::new((JobEnd::Interrupted, total)));
         }
         if !exit.success() {
             let tail = log_tail(log_path, 10);
-            let tail = if tail.is_empty() { String::new() } else { format!("\n{tail}") };
-            return Err((JobEnd::Failed { error: format!("{}{tail}", exit.describe()) }, total));
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\n{tail}")
+            };
+            let error = format!("{}{tail}", exit.describe());
+            return Err(Box::new((JobEnd::Failed { error }, total)));
         }
     }
     Ok(total)
@@ -252,13 +327,23 @@ fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEnt
     let mut outputs = BTreeMap::new();
     for out in &stage.outs {
         let staged = dir.join(&out.path);
-        let is_link = std::fs::symlink_metadata(&staged).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let is_link = std::fs::symlink_metadata(&staged)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
         if is_link {
-            return Err(format!("out `{}` is a symlink; outs must be files or directories the stage writes", out.path));
+            return Err(format!(
+                "out `{}` is a symlink; outs must be files or directories the stage writes",
+                out.path
+            ));
         }
         let digest = match shared.hasher.digest(&staged) {
             Ok(Some(d)) => d,
-            Ok(None) => return Err(format!("the stage succeeded but did not create its out `{}`", out.path)),
+            Ok(None) => {
+                return Err(format!(
+                    "the stage succeeded but did not create its out `{}`",
+                    out.path
+                ))
+            }
             Err(e) => return Err(format!("cannot hash out `{}`: {e}", out.path)),
         };
         if out.cache {
@@ -283,7 +368,10 @@ fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEnt
     };
     if cacheable(stage) {
         let record = serde_json::to_value(&entry).expect("lock entries serialize");
-        shared.store.run_put(&job.fingerprint, &record).map_err(|e| format!("cannot write the run cache: {e}"))?;
+        shared
+            .store
+            .run_put(&job.fingerprint, &record)
+            .map_err(|e| format!("cannot write the run cache: {e}"))?;
     }
     for (i, out) in stage.outs.iter().enumerate() {
         let trash = dir.join(".repro-trash").join(i.to_string());
@@ -295,7 +383,9 @@ fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEnt
 
 /// The last `n` lines of a log, indented, for failure messages.
 fn log_tail(path: &Path, n: usize) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(8192);
     let mut buf = Vec::new();
@@ -304,5 +394,9 @@ fn log_tail(path: &Path, n: usize) -> String {
     }
     let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -73,7 +73,11 @@ pub enum ExecError {
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
     #[error("stage `{stage}` needs {needed} GPU(s) but the pool has {available}; pass `--gpus 0,1,...` or set `CUDA_VISIBLE_DEVICES`")]
-    NotEnoughGpus { stage: String, needed: u32, available: usize },
+    NotEnoughGpus {
+        stage: String,
+        needed: u32,
+        available: usize,
+    },
     #[error("cannot locate the repro executable to run builtins: {0}")]
     Exe(std::io::Error),
 }
@@ -93,17 +97,27 @@ const GRACE: Duration = Duration::from_secs(10);
 const LOCK_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs `order` (topologically sorted stage ids) with `opts`, reporting to `events`.
-pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, events: Sender) -> Result<Report, ExecError> {
+pub fn execute(
+    ws: &Workspace,
+    dag: &Dag,
+    order: &[StageId],
+    opts: &Options,
+    events: Sender,
+) -> Result<Report, ExecError> {
     let root = &ws.root;
     let mut lock = LockFile::load(root)?;
     let hasher = Arc::new(Hasher::open(&ws.hash_state_dir())?);
     let store = Arc::new(Store::open(&ws.cache_dir())?);
-    let _ = events.send(Event::Plan { stages: order.len() });
+    let _ = events.send(Event::Plan {
+        stages: order.len(),
+    });
 
     let selected: HashSet<StageId> = order.iter().copied().collect();
     let mut pool = Pool::new(
         opts.jobs,
-        std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         resources::total_memory(),
         opts.gpus.clone(),
     );
@@ -134,7 +148,11 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
         store: Arc::clone(&store),
         running: process::Running::default(),
         exe: std::env::current_exe().map_err(ExecError::Exe)?,
-        all_outs: dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.clone())).collect(),
+        all_outs: dag
+            .stages
+            .iter()
+            .flat_map(|s| s.outs.iter().map(|o| o.path.clone()))
+            .collect(),
         host: crate::workspace::hostname(),
     });
 
@@ -146,10 +164,19 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
         }
         p
     };
-    let mut waiting_on: Vec<usize> =
-        (0..dag.stages.len()).map(|id| dag.upstream[id].iter().filter(|u| selected.contains(u)).count()).collect();
-    let mut ready: BTreeSet<(usize, StageId)> =
-        order.iter().filter(|&&id| waiting_on[id] == 0).map(|&id| (position[id], id)).collect();
+    let mut waiting_on: Vec<usize> = (0..dag.stages.len())
+        .map(|id| {
+            dag.upstream[id]
+                .iter()
+                .filter(|u| selected.contains(u))
+                .count()
+        })
+        .collect();
+    let mut ready: BTreeSet<(usize, StageId)> = order
+        .iter()
+        .filter(|&&id| waiting_on[id] == 0)
+        .map(|&id| (position[id], id))
+        .collect();
     // Dry run: stages that would change, so their downstream is reported too.
     let mut would_change: HashSet<StageId> = HashSet::new();
     // Checked stale stages waiting for tokens.
@@ -196,10 +223,18 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
 
         // Check every ready stage; fresh ones complete at once and may make more ready.
         while !stop_launching {
-            let Some((pos, id)) = ready.pop_first() else { break };
+            let Some((pos, id)) = ready.pop_first() else {
+                break;
+            };
             let stage = &dag.stages[id];
-            if let Some(&up) = dag.upstream[id].iter().find(|u| matches!(status[**u], Status::Failed | Status::Skipped)) {
-                let _ = events.send(Event::Skipped { stage: stage.name.clone(), upstream: dag.stages[up].name.clone() });
+            if let Some(&up) = dag.upstream[id]
+                .iter()
+                .find(|u| matches!(status[**u], Status::Failed | Status::Skipped))
+            {
+                let _ = events.send(Event::Skipped {
+                    stage: stage.name.clone(),
+                    upstream: dag.stages[up].name.clone(),
+                });
                 status[id] = Status::Skipped;
                 finish(id, false, &mut status, &mut waiting_on, &mut ready);
                 status[id] = Status::Skipped;
@@ -208,19 +243,35 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
             let upstream_change: Vec<DirtyReason> = dag.upstream[id]
                 .iter()
                 .filter(|u| would_change.contains(u))
-                .map(|&u| DirtyReason::UpstreamStale { stage: dag.stages[u].name.clone() })
+                .map(|&u| DirtyReason::UpstreamStale {
+                    stage: dag.stages[u].name.clone(),
+                })
                 .collect();
-            let check = freshness::check(stage, lock.stages.get(&stage.name), root, &hasher, opts.force.contains(&id));
+            let check = freshness::check(
+                stage,
+                lock.stages.get(&stage.name),
+                root,
+                &hasher,
+                opts.force.contains(&id),
+            );
             let check = match check {
                 Ok(c) => c,
                 Err(_) if opts.dry_run && !upstream_change.is_empty() => {
-                    let _ = events.send(Event::WouldRun { stage: stage.name.clone(), reasons: upstream_change, restore: false });
+                    let _ = events.send(Event::WouldRun {
+                        stage: stage.name.clone(),
+                        reasons: upstream_change,
+                        restore: false,
+                    });
                     would_change.insert(id);
                     finish(id, true, &mut status, &mut waiting_on, &mut ready);
                     continue;
                 }
                 Err(e) => {
-                    let _ = events.send(Event::Failed { stage: stage.name.clone(), error: e.to_string(), log: None });
+                    let _ = events.send(Event::Failed {
+                        stage: stage.name.clone(),
+                        error: e.to_string(),
+                        log: None,
+                    });
                     report.failed.push(stage.name.clone());
                     finish(id, false, &mut status, &mut waiting_on, &mut ready);
                     if !opts.keep_going {
@@ -231,12 +282,16 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
             };
             let reasons = match check.state {
                 State::Frozen => {
-                    let _ = events.send(Event::Frozen { stage: stage.name.clone() });
+                    let _ = events.send(Event::Frozen {
+                        stage: stage.name.clone(),
+                    });
                     finish(id, true, &mut status, &mut waiting_on, &mut ready);
                     continue;
                 }
                 State::Fresh if upstream_change.is_empty() => {
-                    let _ = events.send(Event::Fresh { stage: stage.name.clone() });
+                    let _ = events.send(Event::Fresh {
+                        stage: stage.name.clone(),
+                    });
                     finish(id, true, &mut status, &mut waiting_on, &mut ready);
                     continue;
                 }
@@ -252,13 +307,17 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
                 None
             };
             if opts.dry_run {
-                let _ = events.send(Event::WouldRun { stage: stage.name.clone(), reasons, restore: restore.is_some() });
+                let _ = events.send(Event::WouldRun {
+                    stage: stage.name.clone(),
+                    reasons,
+                    restore: restore.is_some(),
+                });
                 would_change.insert(id);
                 finish(id, true, &mut status, &mut waiting_on, &mut ready);
                 continue;
             }
             let mode = match restore {
-                Some(entry) => Mode::Restore(entry),
+                Some(entry) => Mode::Restore(Box::new(entry)),
                 None => Mode::Run,
             };
             let job = Job {
@@ -321,7 +380,9 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
                 let name = job.stage.name.clone();
                 pool.release(job.grant.clone());
                 if let Err(e) = shared.run.write(&record) {
-                    let _ = events.send(Event::Warning { message: format!("cannot write the run record of `{name}`: {e}") });
+                    let _ = events.send(Event::Warning {
+                        message: format!("cannot write the run record of `{name}`: {e}"),
+                    });
                 }
                 match end {
                     JobEnd::Done { entry, restored } => {
@@ -338,13 +399,17 @@ pub fn execute(ws: &Workspace, dag: &Dag, order: &[StageId], opts: &Options, eve
                             });
                             report.ran.push(name.clone());
                         }
-                        lock.stages.insert(name, entry);
+                        lock.stages.insert(name, *entry);
                         lock_dirty = true;
                         finish(id, true, &mut status, &mut waiting_on, &mut ready);
                     }
                     JobEnd::Failed { error } => {
                         let log = record.log.as_ref().map(Into::into);
-                        let _ = events.send(Event::Failed { stage: name.clone(), error, log });
+                        let _ = events.send(Event::Failed {
+                            stage: name.clone(),
+                            error,
+                            log,
+                        });
                         report.failed.push(name);
                         finish(id, false, &mut status, &mut waiting_on, &mut ready);
                         if !opts.keep_going {
@@ -389,13 +454,21 @@ fn cached_entry(store: &Store, fingerprint: &str) -> Option<crate::lockfile::Loc
     if entry.fingerprint != fingerprint {
         return None;
     }
-    entry.outputs.values().all(|d| store.contains(&d.into())).then_some(entry)
+    entry
+        .outputs
+        .values()
+        .all(|d| store.contains(&d.into()))
+        .then_some(entry)
 }
 
 /// Hashes, in parallel and up front, every dep that no stage makes (the sources), so the
 /// sequential freshness checks find their digests in the hash cache.
 fn warm_source_deps(dag: &Dag, order: &[StageId], root: &Path, hasher: &Hasher) {
-    let outs: Vec<&str> = dag.stages.iter().flat_map(|s| s.outs.iter().map(|o| o.path.as_str())).collect();
+    let outs: Vec<&str> = dag
+        .stages
+        .iter()
+        .flat_map(|s| s.outs.iter().map(|o| o.path.as_str()))
+        .collect();
     let mut paths: Vec<std::path::PathBuf> = order
         .iter()
         .flat_map(|&id| dag.stages[id].deps.iter())

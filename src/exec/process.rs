@@ -49,14 +49,25 @@ pub struct Running {
 
 impl Running {
     fn insert(&self, stage: &str, pgid: i32) {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(stage.to_string(), pgid);
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stage.to_string(), pgid);
     }
     fn remove(&self, stage: &str) {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(stage);
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(stage);
     }
     /// Sends `signal` to every running stage's process group.
     pub fn signal_all(&self, signal: i32) {
-        for &pgid in self.groups.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for &pgid in self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             // SAFETY: plain syscall; a group that is already gone yields ESRCH, which is fine.
             unsafe {
                 libc::killpg(pgid, signal);
@@ -187,7 +198,12 @@ pub fn run(
     } else {
         (None, None)
     };
-    Ok(Exit { code, signal, peak_rss_kib: usage.ru_maxrss.max(0) as u64, wall })
+    Ok(Exit {
+        code,
+        signal,
+        peak_rss_kib: usage.ru_maxrss.max(0) as u64,
+        wall,
+    })
 }
 
 fn reader_join_with_timeout(handle: std::thread::JoinHandle<()>, timeout: Duration) -> bool {

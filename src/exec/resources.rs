@@ -50,16 +50,28 @@ impl Pool {
     /// Takes the tokens for `r` if they are all free.
     pub fn try_take(&mut self, r: &Resources) -> Option<Grant> {
         let cpus = r.cpus.clamp(1, self.cpus_total);
-        let mem = if self.mem_total == 0 { 0 } else { r.mem.min(self.mem_total) };
+        let mem = if self.mem_total == 0 {
+            0
+        } else {
+            r.mem.min(self.mem_total)
+        };
         let gpus = r.gpus as usize;
-        if self.jobs_free == 0 || self.cpus_free < cpus || self.mem_free < mem || self.gpus_free.len() < gpus {
+        if self.jobs_free == 0
+            || self.cpus_free < cpus
+            || self.mem_free < mem
+            || self.gpus_free.len() < gpus
+        {
             return None;
         }
         self.jobs_free -= 1;
         self.cpus_free -= cpus;
         self.mem_free -= mem;
         let ids: Vec<u32> = self.gpus_free.drain(..gpus).collect();
-        Some(Grant { cpus, mem, gpus: ids })
+        Some(Grant {
+            cpus,
+            mem,
+            gpus: ids,
+        })
     }
 
     /// Returns a grant's tokens.
@@ -73,7 +85,9 @@ impl Pool {
 
     /// True when nothing is taken (so a stage that does not fit now never will).
     pub fn is_idle(&self) -> bool {
-        self.cpus_free == self.cpus_total && self.gpus_free.len() == self.gpus_total && self.mem_free == self.mem_total
+        self.cpus_free == self.cpus_total
+            && self.gpus_free.len() == self.gpus_total
+            && self.mem_free == self.mem_total
     }
 }
 
@@ -95,7 +109,11 @@ pub fn total_memory() -> u64 {
         .and_then(|t| {
             t.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|kb| kb.parse::<u64>().ok())
+                })
         })
         .map(|kib| kib * 1024)
         .unwrap_or(0)
@@ -108,7 +126,11 @@ mod tests {
     #[test]
     fn gpus_are_handed_out_by_id() {
         let mut pool = Pool::new(4, 8, 0, vec![0, 1]);
-        let r = Resources { cpus: 1, gpus: 1, mem: 0 };
+        let r = Resources {
+            cpus: 1,
+            gpus: 1,
+            mem: 0,
+        };
         let a = pool.try_take(&r).unwrap();
         let b = pool.try_take(&r).unwrap();
         assert_eq!((a.gpus.clone(), b.gpus.clone()), (vec![0], vec![1]));
@@ -120,7 +142,11 @@ mod tests {
     #[test]
     fn oversized_cpu_requests_run_alone() {
         let mut pool = Pool::new(4, 2, 0, vec![]);
-        let big = Resources { cpus: 16, gpus: 0, mem: 0 };
+        let big = Resources {
+            cpus: 16,
+            gpus: 0,
+            mem: 0,
+        };
         let g = pool.try_take(&big).unwrap();
         assert_eq!(g.cpus, 2);
         assert!(pool.try_take(&Resources::default()).is_none());

@@ -27,14 +27,23 @@ use crate::dag::is_within;
 use crate::spec::Stage;
 
 /// Builds the staging view for `stage` at `dir`. `other_outs` are the outs of every other stage.
-pub fn build_view(root: &Path, dir: &Path, stage: &Stage, other_outs: &BTreeSet<String>) -> io::Result<()> {
+pub fn build_view(
+    root: &Path,
+    dir: &Path,
+    stage: &Stage,
+    other_outs: &BTreeSet<String>,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     // Real directories: the ancestors of each out, and the wdir with its ancestors.
     let mut real: BTreeSet<String> = BTreeSet::new();
     let mut add_ancestors = |path: &str, include_self: bool| {
         let mut acc = String::new();
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        let n = if include_self { parts.len() } else { parts.len().saturating_sub(1) };
+        let n = if include_self {
+            parts.len()
+        } else {
+            parts.len().saturating_sub(1)
+        };
         for part in &parts[..n] {
             if !acc.is_empty() {
                 acc.push('/');
@@ -71,7 +80,11 @@ fn populate(
     deps: &[&str],
     other_outs: &BTreeSet<String>,
 ) -> io::Result<()> {
-    let src_dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let src_dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
     let entries = match std::fs::read_dir(&src_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -81,7 +94,11 @@ fn populate(
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
         if rel.is_empty() && name == ".repro" {
             continue;
         }
@@ -95,8 +112,12 @@ fn populate(
         }
         // Below the workspace root, undeclared outputs of other stages stay out of the view.
         if !rel.is_empty() {
-            let foreign = other_outs.iter().any(|o| is_within(&path, o) || is_within(o, &path));
-            let declared = deps.iter().any(|d| is_within(d, &path) || is_within(&path, d));
+            let foreign = other_outs
+                .iter()
+                .any(|o| is_within(&path, o) || is_within(o, &path));
+            let declared = deps
+                .iter()
+                .any(|d| is_within(d, &path) || is_within(&path, d));
             if foreign && !declared {
                 continue;
             }
@@ -163,13 +184,17 @@ pub fn publish(staged: &Path, dest: &Path, trash: &Path) -> io::Result<()> {
 
 /// The staging directory for one stage in one run.
 pub fn stage_dir(tmp_dir: &Path, run_id: &str, stage: &str) -> PathBuf {
-    tmp_dir.join(run_id).join(crate::fsutil::safe_file_name(stage))
+    tmp_dir
+        .join(run_id)
+        .join(crate::fsutil::safe_file_name(stage))
 }
 
 /// Deletes staging directories of earlier runs. Called with the project lock held, so no other
 /// `repro` can be using them: they belong to runs that were killed.
 pub fn clean_stale(tmp_dir: &Path, current_run: &str) {
-    let Ok(entries) = std::fs::read_dir(tmp_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name() != current_run {
             let _ = remove_path(&entry.path());

@@ -32,8 +32,16 @@ fn a_param_change_reruns_that_stage_and_its_downstream_and_reverting_restores() 
 
     let status = p.repro(&["status", "--set", "scale=3"]);
     assert_eq!(status.code, 1, "{status:?}");
-    assert!(status.stdout.contains("scale: params.scale: 2 -> 3"), "{status:?}");
-    assert!(status.stdout.contains("sum: upstream scale stale"), "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("scale: cmd changed, params.scale: 2 -> 3"),
+        "{status:?}"
+    );
+    assert!(
+        status.stdout.contains("sum: upstream scale stale"),
+        "{status:?}"
+    );
 
     p.ok(&["all", "--set", "scale=3"]);
     assert_eq!(p.ran(), stages(&["scale", "sum"]));
@@ -69,7 +77,10 @@ stages:
 
     p.file("input.txt", "world\n");
     let status = p.repro(&["status"]);
-    assert!(status.stdout.contains("upper: dep input.txt modified"), "{status:?}");
+    assert!(
+        status.stdout.contains("upper: dep input.txt modified"),
+        "{status:?}"
+    );
     p.ok(&["all"]);
     // upper.txt changed content but not length: count reruns (its dep changed) ...
     assert_eq!(p.ran(), stages(&["count", "upper"]));
@@ -89,10 +100,19 @@ fn deleting_or_editing_an_out_restores_it_from_the_cache() {
     std::fs::remove_file(p.root().join("data/scaled.txt")).unwrap();
     p.file("data/shifted.txt", "tampered\n");
     let status = p.repro(&["status"]);
-    assert!(status.stdout.contains("out data/scaled.txt missing"), "{status:?}");
-    assert!(status.stdout.contains("out data/shifted.txt modified"), "{status:?}");
+    assert!(
+        status.stdout.contains("out data/scaled.txt missing"),
+        "{status:?}"
+    );
+    assert!(
+        status.stdout.contains("out data/shifted.txt modified"),
+        "{status:?}"
+    );
     let out = p.ok(&["all"]);
-    assert!(p.ran().is_empty(), "restoring must not run anything: {out:?}");
+    assert!(
+        p.ran().is_empty(),
+        "restoring must not run anything: {out:?}"
+    );
     assert_eq!(p.read("data/scaled.txt"), "2\n4\n6\n8\n10\n");
     assert_eq!(p.read("data/shifted.txt"), "2\n3\n4\n5\n6\n");
     // The restored copy is not a link into the cache: editing it must not corrupt the cache.
@@ -185,7 +205,11 @@ fn metrics_show_and_diff() {
     assert_eq!(v["metrics.json"]["total"], 50);
     p.file("metrics.json", "{\"total\": 47}\n");
     let diff = p.ok(&["metrics", "diff", "--md"]);
-    assert!(diff.stdout.contains("| metrics.json | total | 50 | 47 | -3 |"), "{diff:?}");
+    assert!(
+        diff.stdout
+            .contains("| metrics.json | total | 50 | 47 | -3 |"),
+        "{diff:?}"
+    );
 }
 
 #[test]

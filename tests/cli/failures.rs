@@ -33,14 +33,28 @@ fn a_failing_stage_keeps_the_previous_outputs_and_lock_entry() {
     assert!(out.stderr.contains("failed   make: exit code 1"), "{out:?}");
     assert!(out.stderr.contains("log: .repro/runs/"), "{out:?}");
     assert_eq!(p.read("out.txt"), "good\n", "the last good output survives");
-    assert!(!p.exists("partial.txt"), "undeclared files of a failed stage never reach the workspace");
-    assert_eq!(p.read("repro.lock"), lock_before, "the lock entry is untouched");
+    assert!(
+        !p.exists("partial.txt"),
+        "undeclared files of a failed stage never reach the workspace"
+    );
+    assert_eq!(
+        p.read("repro.lock"),
+        lock_before,
+        "the lock entry is untouched"
+    );
     // The failure is recorded, with its log.
-    let runs = std::fs::read_dir(p.root().join(".repro/runs")).unwrap().count();
+    let runs = std::fs::read_dir(p.root().join(".repro/runs"))
+        .unwrap()
+        .count();
     assert!(runs >= 2);
     // Still stale, for the right reason; the next good run fixes it.
     let status = p.repro(&["status", "--set", "fail=1"]);
-    assert!(status.stdout.contains("make: params.fail: 0 -> 1"), "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("make: cmd changed, params.fail: 0 -> 1"),
+        "{status:?}"
+    );
 }
 
 #[test]
@@ -48,10 +62,16 @@ fn keep_going_runs_what_does_not_depend_on_the_failure() {
     let p = Project::new(FLAKY);
     let out = p.repro(&["all", "--set", "fail=1", "--keep-going", "-j", "1"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("skipped  after (upstream make failed)"), "{out:?}");
+    assert!(
+        out.stderr.contains("skipped  after (upstream make failed)"),
+        "{out:?}"
+    );
     assert!(p.exists("other.txt"));
     let ran = p.ran();
-    assert!(ran.contains(&"other".to_string()) && !ran.contains(&"after".to_string()), "{ran:?}");
+    assert!(
+        ran.contains(&"other".to_string()) && !ran.contains(&"after".to_string()),
+        "{ran:?}"
+    );
 }
 
 const SLOW: &str = r#"
@@ -71,42 +91,62 @@ stages:
 fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
     let p = Project::new(SLOW);
     // Only v=2 sleeps, so the first and the last run are quick.
-    p.file("pipeline.yaml", &SLOW.replace("sleep 30", "if [ ${v} = 2 ]; then sleep 30; fi"));
+    p.file(
+        "pipeline.yaml",
+        &SLOW.replace("sleep 30", "if [ ${v} = 2 ]; then sleep 30; fi"),
+    );
     p.ok(&["all", "-j", "1"]);
     let lock_before = p.read("repro.lock");
 
-    let mut child = p.command(&["all", "--set", "v=2", "-j", "1"]).spawn().unwrap();
+    let mut child = p
+        .command(&["all", "--set", "v=2", "-j", "1"])
+        .spawn()
+        .unwrap();
     // Wait until the slow stage is inside its sleep (it wrote started.txt into its staging dir).
     let start = Instant::now();
     while !staged_contains(&p, "started.txt", "2") {
-        assert!(start.elapsed() < Duration::from_secs(20), "stage never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "stage never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
 
-    assert_eq!(p.read("out.txt"), "1\n", "the published out is the previous good one");
+    assert_eq!(
+        p.read("out.txt"),
+        "1\n",
+        "the published out is the previous good one"
+    );
     assert_eq!(p.read("repro.lock"), lock_before);
     // The next run is not blocked by a stale lock and finishes the job.
     let out = p.ok(&["all", "--set", "v=3", "--no-wait", "-j", "1"]);
-    assert!(out.stderr.contains("done     slow") || out.stderr.contains("running  slow"), "{out:?}");
+    assert!(
+        out.stderr.contains("done     slow") || out.stderr.contains("running  slow"),
+        "{out:?}"
+    );
     assert_eq!(p.read("out.txt"), "3\n");
     assert_eq!(p.repro(&["status", "--set", "v=3"]).code, 0);
     // Nothing of the killed run is left in staging.
-    let leftovers = std::fs::read_dir(p.root().join(".repro/tmp")).map(|d| d.count()).unwrap_or(0);
+    let leftovers = std::fs::read_dir(p.root().join(".repro/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(leftovers, 0);
 }
 
 fn staged_contains(p: &Project, rel: &str, content: &str) -> bool {
     let tmp = p.root().join(".repro/tmp");
-    let Ok(runs) = std::fs::read_dir(tmp) else { return false };
+    let Ok(runs) = std::fs::read_dir(tmp) else {
+        return false;
+    };
     runs.flatten().any(|run| {
         std::fs::read_dir(run.path())
             .map(|stages| {
-                stages
-                    .flatten()
-                    .any(|s| std::fs::read_to_string(s.path().join(rel)).is_ok_and(|c| c.trim() == content))
+                stages.flatten().any(|s| {
+                    std::fs::read_to_string(s.path().join(rel)).is_ok_and(|c| c.trim() == content)
+                })
             })
             .unwrap_or(false)
     })
@@ -115,24 +155,37 @@ fn staged_contains(p: &Project, rel: &str, content: &str) -> bool {
 #[test]
 fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
     let p = Project::new(SLOW);
-    let child = p.command(&["all", "-j", "2"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = p
+        .command(&["all", "-j", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while !staged_contains(&p, "started.txt", "1") {
-        assert!(start.elapsed() < Duration::from_secs(20), "stage never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "stage never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let t = Instant::now();
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(8), "the interrupt must stop the 30 s stage promptly");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the interrupt must stop the 30 s stage promptly"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopped  slow (interrupted)"), "{stderr}");
     assert!(!p.exists("out.txt"));
     // The run record says so, and the lock is free.
     let records: Vec<String> = walk_json(&p.root().join(".repro/runs"));
-    assert!(records.iter().any(|r| r.contains("\"interrupted\"")), "{records:?}");
+    assert!(
+        records.iter().any(|r| r.contains("\"interrupted\"")),
+        "{records:?}"
+    );
     let status = p.repro(&["status"]);
     assert!(status.stdout.contains("slow: never run"), "{status:?}");
     let again = p.repro(&["run", "quick", "--no-wait"]);
@@ -165,6 +218,9 @@ stages:
     );
     let out = p.repro(&["all"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("did not create its out `never.txt`"), "{out:?}");
+    assert!(
+        out.stderr.contains("did not create its out `never.txt`"),
+        "{out:?}"
+    );
     assert!(!p.exists("repro.lock") || !p.read("repro.lock").contains("lazy"));
 }

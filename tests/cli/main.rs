@@ -28,7 +28,8 @@ stages:
     params: [offset]
     outs: [data/shifted.txt]
   sum:
-    cmd: echo sum >> "$RUNLOG"; paste data/scaled.txt data/shifted.txt | awk '{s += $1 + $2} END {print "{\"total\": " s "}"}' > metrics.json
+    cmd: |
+      echo sum >> "$RUNLOG"; paste data/scaled.txt data/shifted.txt | awk '{s += $1 + $2} END {print "{\"total\": " s "}"}' > metrics.json
     deps: [data/scaled.txt, data/shifted.txt]
     metrics: [metrics.json]
 "#;

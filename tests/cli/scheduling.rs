@@ -20,7 +20,10 @@ stages:
     let t = Instant::now();
     p.ok(&["all", "-j", "2"]);
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(3500), "two 2 s stages took {took:?} with -j 2");
+    assert!(
+        took < Duration::from_millis(3500),
+        "two 2 s stages took {took:?} with -j 2"
+    );
     assert!(p.exists("a.txt") && p.exists("b.txt"));
 }
 
@@ -46,14 +49,22 @@ fn gpu_ids_are_handed_out_and_a_third_gpu_stage_waits() {
         spans.push((start, end));
     }
     assert!(ids.iter().all(|i| i == "0" || i == "1"), "{ids:?}");
-    assert_ne!(ids[0], ids[1], "the first two stages get different GPUs: {ids:?}");
+    assert_ne!(
+        ids[0], ids[1],
+        "the first two stages get different GPUs: {ids:?}"
+    );
     // No moment when three stages held a GPU: g3 started after g1 or g2 ended.
     assert!(spans[2].0 >= spans[0].1.min(spans[1].1), "{spans:?}");
 
-    let too_many = Project::new("stages:\n  big:\n    cmd: echo x > x.txt\n    outs: [x.txt]\n    resources: {gpus: 2}\n");
+    let too_many = Project::new(
+        "stages:\n  big:\n    cmd: echo x > x.txt\n    outs: [x.txt]\n    resources: {gpus: 2}\n",
+    );
     let out = too_many.repro(&["all"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("needs 2 GPU(s) but the pool has 0"), "{out:?}");
+    assert!(
+        out.stderr.contains("needs 2 GPU(s) but the pool has 0"),
+        "{out:?}"
+    );
     // A dry run still works on a machine without GPUs.
     assert_eq!(too_many.repro(&["all", "--dry-run"]).code, 0);
 }
@@ -72,14 +83,26 @@ stages:
     outs: [b.txt]
 "#,
     );
-    let first = p.command(&["all"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let first = p
+        .command(&["all"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let second = p.repro(&["all"]);
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0));
     assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.stderr.contains("waiting  for the project lock, held by pid"), "{second:?}");
-    assert!(second.stderr.contains("2 fresh"), "the second run found everything done: {second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("waiting  for the project lock, held by pid"),
+        "{second:?}"
+    );
+    assert!(
+        second.stderr.contains("2 fresh"),
+        "the second run found everything done: {second:?}"
+    );
     let lock: serde_json::Value = serde_json::from_str(&p.read("repro.lock")).unwrap();
     assert_eq!(lock["stages"].as_object().unwrap().len(), 2);
     assert_eq!(p.repro(&["status"]).code, 0);
@@ -88,11 +111,18 @@ stages:
 #[test]
 fn no_wait_fails_with_its_own_exit_code() {
     let p = Project::new("stages:\n  a:\n    cmd: sleep 2; echo a > a.txt\n    outs: [a.txt]\n");
-    let mut first = p.command(&["all"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = p
+        .command(&["all"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let out = p.repro(&["all", "--no-wait"]);
     assert_eq!(out.code, 3, "{out:?}");
-    assert!(out.stderr.contains("the project is locked by pid"), "{out:?}");
+    assert!(
+        out.stderr.contains("the project is locked by pid"),
+        "{out:?}"
+    );
     first.wait().unwrap();
 }
 
@@ -102,16 +132,24 @@ fn stages_report_progress_through_fd_3() {
         r#"
 stages:
   counter:
-    cmd: for i in 1 2 3; do echo "{\"step\": $i, \"total\": 3, \"message\": \"tick $i\"}" >&3; done; echo ok > ok.txt
+    cmd: |
+      for i in 1 2 3; do echo "{\"step\": $i, \"total\": 3, \"message\": \"tick $i\"}" >&3; done; echo ok > ok.txt
     outs: [ok.txt]
 "#,
     );
     let out = p.ok(&["all", "--json"]);
-    let events: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let progress: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "progress").collect();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let progress: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "progress").collect();
     assert_eq!(progress.len(), 3, "{out:?}");
     assert_eq!(progress[2]["message"], "tick 3");
-    assert!(events.iter().any(|e| e["event"] == "finished" && e["stage"] == "counter"));
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "finished" && e["stage"] == "counter"));
 }
 
 #[test]

@@ -14,7 +14,10 @@ fn fails_with(yaml: &str, expected: &[&str]) {
 
 #[test]
 fn unknown_key() {
-    fails_with("stages:\n  a:\n    cmd: echo\n    outz: [x]\n", &["pipeline.yaml:4:5", "outz"]);
+    fails_with(
+        "stages:\n  a:\n    cmd: echo\n    outz: [x]\n",
+        &["pipeline.yaml:4:5", "outz"],
+    );
 }
 
 #[test]
@@ -39,8 +42,14 @@ fn two_stages_claim_one_out() {
 
 #[test]
 fn out_outside_the_workspace() {
-    fails_with("stages:\n  a:\n    cmd: echo > ../x\n    outs: [../x]\n", &["pipeline.yaml:4:", "outside"]);
-    fails_with("stages:\n  a:\n    cmd: echo > /tmp/x\n    outs: [/tmp/x]\n", &["pipeline.yaml:4:", "outside"]);
+    fails_with(
+        "stages:\n  a:\n    cmd: echo > ../x\n    outs: [../x]\n",
+        &["pipeline.yaml:4:", "outside"],
+    );
+    fails_with(
+        "stages:\n  a:\n    cmd: echo > /tmp/x\n    outs: [/tmp/x]\n",
+        &["pipeline.yaml:4:", "outside"],
+    );
 }
 
 #[test]
@@ -55,23 +64,36 @@ fn cycle_is_printed() {
 fn missing_dep() {
     fails_with(
         "stages:\n  a:\n    cmd: cp nothing.txt x\n    deps: [nothing.txt]\n    outs: [x]\n",
-        &["pipeline.yaml:4:", "dep `nothing.txt` of stage `a` does not exist and no stage makes it"],
+        &[
+            "pipeline.yaml:4:",
+            "dep `nothing.txt` of stage `a` does not exist and no stage makes it",
+        ],
     );
 }
 
 #[test]
 fn unknown_stage_kind_and_profile() {
-    fails_with("stages:\n  a:\n    builtin: no-such-kind\n    outs: [x]\n", &["pipeline.yaml:3:", "no-such-kind"]);
+    fails_with(
+        "stages:\n  a:\n    builtin: no-such-kind\n    outs: [x]\n",
+        &["pipeline.yaml:3:", "no-such-kind"],
+    );
     let p = Project::new("params:\n  a: 1\nprofiles:\n  fast: {a: 2}\nstages:\n  s:\n    cmd: echo ${a} > x\n    outs: [x]\n");
     let out = p.repro(&["all", "--profile", "slow"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("slow") && out.stderr.contains("fast"), "{out:?}");
+    assert!(
+        out.stderr.contains("slow") && out.stderr.contains("fast"),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn no_pipeline_file() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::harness::bin()).arg("all").current_dir(dir.path()).output().unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .arg("all")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no `pipeline.yaml`"));
 }

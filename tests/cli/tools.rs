@@ -18,14 +18,26 @@ fn unknown_builtin_lists_the_known_ones() {
     let p = Project::new("stages: {}\n");
     let out = p.repro(&["builtin", "no-such-kind"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("unknown builtin `no-such-kind`; known builtins:"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("unknown builtin `no-such-kind`; known builtins:"),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["all", "run", "status", "dag", "gc", "verify", "metrics", "builtin"] {
-        let out = std::process::Command::new(crate::harness::bin()).args([cmd, "--help"]).output().unwrap();
+    for cmd in [
+        "all", "run", "status", "dag", "gc", "verify", "metrics", "builtin",
+    ] {
+        let out = std::process::Command::new(crate::harness::bin())
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{cmd} --help");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: repro"), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: repro"),
+            "{cmd}"
+        );
     }
 }
