@@ -381,7 +381,7 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
         run,
         hasher: hasher.clone(),
         store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
-        running: process::Running::default(),
+        backend: std::sync::Arc::new(exec::backend::Local::default()),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
         all_outs: dag
             .stages

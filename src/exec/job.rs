@@ -25,7 +25,7 @@ use crate::lockfile::LockEntry;
 use crate::runrecord::{now_rfc3339, Outcome, RunDir, RunRecord};
 use crate::spec::{Action, Stage};
 
-use super::process::{self, Running};
+use super::process;
 use super::resources::Grant;
 use super::staging;
 
@@ -36,7 +36,8 @@ pub struct Shared {
     pub run: RunDir,
     pub hasher: Arc<Hasher>,
     pub store: Arc<Store>,
-    pub running: Running,
+    /// Where the stage processes run (local children, or a cluster).
+    pub backend: Arc<dyn super::backend::Backend>,
     /// This binary, which runs builtins as `repro builtin KIND --with JSON`.
     pub exe: PathBuf,
     /// Every stage's outs, to keep undeclared ones out of staging views.
@@ -242,15 +243,12 @@ fn run_in_view(
             relative(&shared.root, &shared.run.dir)
         ));
     }
-    let log = match std::fs::File::create(log_path) {
-        Ok(f) => f,
-        Err(e) => {
-            return fail(format!(
-                "cannot create the log `{}`: {e}",
-                relative(&shared.root, log_path)
-            ))
-        }
-    };
+    if let Err(e) = std::fs::File::create(log_path) {
+        return fail(format!(
+            "cannot create the log `{}`: {e}",
+            relative(&shared.root, log_path)
+        ));
+    }
     let cwd = if stage.wdir.is_empty() {
         dir.to_path_buf()
     } else {
@@ -278,46 +276,41 @@ fn run_in_view(
         }
     };
 
-    let mut total = process::Exit::default();
-    for (program, args) in invocations {
-        let name = stage.name.clone();
-        let tx = events.clone();
-        let spec = process::Spec {
-            stage: &stage.name,
-            program: &program,
-            args,
-            cwd: &cwd,
-            env: env.clone(),
-            log: &log,
-        };
-        let exit = match process::run(spec, &shared.running, move |p| {
+    let name = stage.name.clone();
+    let tx = events.clone();
+    let on_progress: super::backend::ProgressFn =
+        std::sync::Arc::new(move |p: process::Progress| {
             let _ = tx.send(Event::Progress {
                 stage: name.clone(),
                 step: p.step,
                 total: p.total,
                 message: p.message,
             });
-        }) {
-            Ok(e) => e,
-            Err(e) => return fail(format!("cannot start `{}`: {e}", program.display())),
+        });
+    let launch = super::backend::Launch {
+        stage: &stage.name,
+        invocations,
+        cwd: &cwd,
+        env,
+        log_path,
+        grant: &job.grant,
+    };
+    let total = match shared.backend.run(launch, on_progress) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("cannot start stage `{}`: {e}", stage.name)),
+    };
+    if process::interrupted() {
+        return Err(Box::new((JobEnd::Interrupted, total)));
+    }
+    if !total.success() {
+        let tail = log_tail(log_path, 10);
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("\n{tail}")
         };
-        total.wall += exit.wall;
-        total.peak_rss_kib = total.peak_rss_kib.max(exit.peak_rss_kib);
-        total.code = exit.code;
-        total.signal = exit.signal;
-        if process::interrupted() {
-            return Err(Box::new((JobEnd::Interrupted, total)));
-        }
-        if !exit.success() {
-            let tail = log_tail(log_path, 10);
-            let tail = if tail.is_empty() {
-                String::new()
-            } else {
-                format!("\n{tail}")
-            };
-            let error = format!("{}{tail}", exit.describe());
-            return Err(Box::new((JobEnd::Failed { error }, total)));
-        }
+        let error = format!("{}{tail}", total.describe());
+        return Err(Box::new((JobEnd::Failed { error }, total)));
     }
     Ok(total)
 }

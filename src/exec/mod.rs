@@ -14,6 +14,7 @@
 //! to every running stage's process group, waits for them (SIGKILL after a grace period), records
 //! them as interrupted and returns; the project lock is released when the caller drops it.
 
+pub mod backend;
 pub mod job;
 pub mod process;
 pub mod resources;
@@ -146,7 +147,7 @@ pub fn execute(
         run,
         hasher: Arc::clone(&hasher),
         store: Arc::clone(&store),
-        running: process::Running::default(),
+        backend: Arc::new(backend::Local::default()),
         exe: std::env::current_exe().map_err(ExecError::Exe)?,
         all_outs: dag
             .stages
@@ -212,12 +213,12 @@ pub fn execute(
             interrupt_at = Some(Instant::now());
             stop_launching = true;
             report.interrupted = true;
-            shared.running.signal_all(libc::SIGINT);
+            shared.backend.interrupt();
         }
         if let Some(t) = interrupt_at {
             if !killed && t.elapsed() > GRACE {
                 killed = true;
-                shared.running.signal_all(libc::SIGKILL);
+                shared.backend.kill();
             }
         }
 
