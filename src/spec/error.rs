@@ -155,11 +155,20 @@ pub enum SpecErrorKind {
         stage: String,
     },
 
-    #[error("{what} in stage `{stage}` is empty; name a file or directory")]
-    EmptyPath { what: &'static str, stage: String },
+    #[error("{what} `{path}` in stage `{stage}` is empty or the workspace root itself; name a file or directory inside the workspace")]
+    EmptyPath {
+        what: &'static str,
+        path: String,
+        stage: String,
+    },
 
-    #[error("duplicate stage name `{name}` (first defined at line {}); give each stage, and each fan-out member, a unique name", first.line)]
-    DuplicateStage { name: String, first: Location },
+    #[error("duplicate stage name `{name}` ({}); give each stage, and each fan-out member, a unique name", duplicate_origin(*first, *same_template))]
+    DuplicateStage {
+        name: String,
+        first: Location,
+        /// Both come from the same fan-out (repeated `foreach` items or matrix values).
+        same_template: bool,
+    },
 
     #[error("stage name `{name}` {reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line")]
     ReservedStageName { name: String, reason: &'static str },
@@ -179,6 +188,14 @@ pub enum SpecErrorKind {
 
     #[error("bad fan-out in stage `{stage}`: {reason}")]
     BadFanOut { stage: String, reason: String },
+}
+
+fn duplicate_origin(first: Location, same_template: bool) -> String {
+    if same_template {
+        "the fan-out yields it twice: make its `foreach` items or `matrix` values unique".to_owned()
+    } else {
+        format!("first defined at line {}", first.line)
+    }
 }
 
 fn known_kinds(known: &[String]) -> String {

@@ -205,6 +205,7 @@ fn resolve(
                     SpecErrorKind::DuplicateStage {
                         name: m.name.clone(),
                         first: *first,
+                        same_template: *first == entry.key_loc,
                     },
                 ));
             }

@@ -285,6 +285,7 @@ fn path_error(
         },
         PathProblem::Empty => SpecErrorKind::EmptyPath {
             what,
+            path: path.to_owned(),
             stage: stage.to_owned(),
         },
     };

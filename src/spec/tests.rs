@@ -750,3 +750,53 @@ fn unquoted_reference_in_a_flow_list_gets_a_hint() {
         "{e}"
     );
 }
+
+// ---- tests/fixtures/spec: one file per error class, for the CLI integration tests too ----
+
+/// Each fixture's first line is `# error: MESSAGE` (the exact Display, as if the file were
+/// `pipeline.yaml`), `# error-prefix: MESSAGE` (when the tail depends on the builtin
+/// registry) or `# ok: N stages`; an optional second line `# args: --profile P` /
+/// `# args: --set K=V` gives the command-line options.
+#[test]
+fn fixtures_produce_their_documented_results() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "fixtures missing in {}", dir.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines = text.lines();
+        let expect = lines.next().unwrap_or_default();
+        let mut o = LoadOptions::default();
+        if let Some(args) = lines.next().and_then(|l| l.strip_prefix("# args: ")) {
+            let mut words = args.split_whitespace();
+            while let (Some(flag), Some(value)) = (words.next(), words.next()) {
+                match flag {
+                    "--profile" => o.profile = Some(value.to_owned()),
+                    "--set" => o.sets.push(value.to_owned()),
+                    other => panic!("unknown flag `{other}` in {}", file.display()),
+                }
+            }
+        }
+        let got = match parse(&text, Path::new("pipeline.yaml"), &o) {
+            Ok(p) => format!("# ok: {} stages", p.stages.len()),
+            Err(e) => format!("# error: {e}"),
+        };
+        let matches = match expect.strip_prefix("# error-prefix: ") {
+            Some(prefix) => got.starts_with(&format!("# error: {prefix}")),
+            None => got == expect,
+        };
+        if !matches {
+            failures.push(format!(
+                "{}:\n  expected {expect}\n  got      {got}",
+                file.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
