@@ -305,6 +305,14 @@ mod tests {
             run("lr=${lr} b=${train.batch} on=${train.on}", None).unwrap(),
             json!("lr=0.0002 b=64 on=true")
         );
+        // serde_norway (the reference for "as YAML prints it") writes 1e-5 as 0.00001.
+        assert_eq!(
+            run("x${big}", None).unwrap(),
+            json!(format!(
+                "x{}",
+                serde_norway::to_string(&1e-5).unwrap().trim()
+            ))
+        );
         assert_eq!(run("x${big}", None).unwrap(), json!("x0.00001"));
         assert_eq!(
             run("data/${name}.npz", None).unwrap(),

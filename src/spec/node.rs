@@ -459,4 +459,22 @@ mod tests {
         let e = parse_located("a: !foo 1\n").unwrap_err();
         assert_eq!(e.location, Some(Location { line: 1, col: 4 }));
     }
+
+    #[test]
+    fn non_finite_numbers_and_several_documents_are_rejected() {
+        let e = parse_located("a: 1\nb: .inf\n").unwrap_err();
+        assert!(e.kind.to_string().contains("not finite"), "{e}");
+        assert_eq!(e.location.map(|l| l.line), Some(2));
+        let e = parse_located("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(matches!(e.kind, SpecErrorKind::Syntax { .. }), "{e}");
+    }
+
+    #[test]
+    fn empty_text_is_null_and_odd_keys_become_text() {
+        assert!(parse_located("").unwrap().is_null());
+        assert!(parse_located("# only a comment\n").unwrap().is_null());
+        let n = parse_located("1: a\ntrue: b\n~: c\n").unwrap();
+        let keys: Vec<&str> = n.as_map().unwrap().iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["1", "true", "null"]);
+    }
 }
