@@ -56,6 +56,31 @@ impl fmt::Display for SpecError {
     }
 }
 
+impl SpecError {
+    /// The error with the offending source line and a caret under the column, the way
+    /// compilers show it; `source` is the text that was parsed. Falls back to the one-line
+    /// form when there is no location (command-line mistakes) or the line is not in `source`.
+    pub fn render(&self, source: &str) -> String {
+        let Some(Location { line, col }) = self.location else {
+            return format!("error: {self}");
+        };
+        let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
+            return format!("error: {self}");
+        };
+        let gutter = " ".repeat(line.to_string().len());
+        let pad: String = text
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!(
+            "error: {kind}\n{gutter}--> {file}:{line}:{col}\n{gutter} |\n{line} | {text}\n{gutter} | {pad}^",
+            kind = self.kind,
+            file = self.file.display(),
+        )
+    }
+}
+
 impl std::error::Error for SpecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.kind.source()
@@ -115,10 +140,12 @@ pub enum SpecErrorKind {
         known: Vec<String>,
     },
 
-    #[error("unknown reference `${{{reference}}}` {context}; define `{}` under `vars:` or `params:`{}, or write `$${{{reference}}}` for a literal `${{`", reference.split('.').next().unwrap_or(reference), fanout_hint(*in_fanout))]
+    #[error("unknown reference `${{{reference}}}` {context}; {}", reference_hint(reference, suggestions, *in_fanout))]
     UnknownReference {
         reference: String,
         context: Context,
+        /// Close names that do resolve, closest first.
+        suggestions: Vec<String>,
         in_fanout: bool,
     },
 
@@ -222,6 +249,18 @@ fn suggest(suggestions: &[String]) -> String {
             let list: Vec<String> = many.iter().map(|s| format!("`{s}`")).collect();
             format!("; did you mean one of {}?", list.join(", "))
         }
+    }
+}
+
+fn reference_hint(reference: &str, suggestions: &[String], in_fanout: bool) -> String {
+    let literal = format!("write `$${{{reference}}}` for a literal `${{`");
+    match suggestions.first() {
+        Some(s) => format!("did you mean `${{{s}}}`? (or {literal})"),
+        None => format!(
+            "define `{}` under `vars:` or `params:`{}, or {literal}",
+            reference.split('.').next().unwrap_or(reference),
+            fanout_hint(in_fanout)
+        ),
     }
 }
 

@@ -42,6 +42,27 @@ impl<'a> Scope<'a> {
         self.item.is_some()
     }
 
+    /// Every name a reference could use here (dotted), for "did you mean" hints.
+    fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(item) = self.item {
+            out.push("item".to_owned());
+            out.extend(
+                super::overlay::dotted_keys(item)
+                    .into_iter()
+                    .map(|k| format!("item.{k}")),
+            );
+        }
+        if self.key.is_some() {
+            out.push("key".to_owned());
+        }
+        out.extend(super::overlay::dotted_keys(&Value::Object(
+            self.vars.clone(),
+        )));
+        out.extend(super::overlay::dotted_keys(self.params));
+        out
+    }
+
     /// The value `reference` names, or `None` if any segment is missing.
     pub fn lookup(&self, reference: &str) -> Option<Value> {
         let mut segments = reference.split('.');
@@ -175,6 +196,7 @@ pub(crate) fn interpolate_str(
                 SpecErrorKind::UnknownReference {
                     reference: name.to_owned(),
                     context: context.clone(),
+                    suggestions: super::overlay::suggestions(name, &scope.names()),
                     in_fanout: scope.in_fanout(),
                 },
             )
@@ -344,8 +366,13 @@ mod tests {
         let e = run("echo ${train.bach}", None).unwrap_err();
         assert_eq!(e.location, Some(Location { line: 3, col: 7 }));
         match &e.kind {
-            SpecErrorKind::UnknownReference { reference, .. } => {
+            SpecErrorKind::UnknownReference {
+                reference,
+                suggestions,
+                ..
+            } => {
                 assert_eq!(reference, "train.bach");
+                assert_eq!(suggestions, &["train.batch"]);
             }
             other => panic!("{other:?}"),
         }

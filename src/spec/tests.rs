@@ -497,7 +497,12 @@ fn error_unknown_reference() {
     assert_eq!(at(&e), (4, 10));
     assert_eq!(
         e.to_string(),
-        "pipeline.yaml:4:10: unknown reference `${lrr}` in stage `a`; define `lrr` under `vars:` or `params:`, or write `$${lrr}` for a literal `${`"
+        "pipeline.yaml:4:10: unknown reference `${lrr}` in stage `a`; did you mean `${lr}`? (or write `$${lrr}` for a literal `${`)"
+    );
+    let e = err("params: {lr: 1}\nstages:\n  a:\n    cmd: echo ${HOME}\n");
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:4:10: unknown reference `${HOME}` in stage `a`; define `HOME` under `vars:` or `params:`, or write `$${HOME}` for a literal `${`"
     );
     let e = err("stages:\n  a:\n    cmd: echo ${item}\n");
     assert!(matches!(e.kind, SpecErrorKind::UnknownReference { .. }));
@@ -799,4 +804,22 @@ fn fixtures_produce_their_documented_results() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn render_shows_the_line_and_a_caret() {
+    let text = "stages:\n  train:\n    cmdd: python x\n";
+    let e = err(text);
+    assert_eq!(
+        e.render(text),
+        "error: unknown key `cmdd` in stage `train` (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach)\n --> pipeline.yaml:3:5\n  |\n3 |     cmdd: python x\n  |     ^"
+    );
+    let e = err_with("params: {lr: 1}\n", &opts(Some("x"), &[]));
+    assert_eq!(e.render("params: {lr: 1}\n"), format!("error: {e}"));
+}
+
+#[test]
+fn errors_can_travel_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SpecError>();
 }
