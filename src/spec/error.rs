@@ -144,8 +144,8 @@ pub enum SpecErrorKind {
     UnknownReference {
         reference: String,
         context: Context,
-        /// Close names that do resolve, closest first.
-        suggestions: Vec<String>,
+        /// Close names that do resolve, closest first (boxed: keeps the error small).
+        suggestions: Box<[String]>,
         in_fanout: bool,
     },
 

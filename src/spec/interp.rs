@@ -196,7 +196,7 @@ pub(crate) fn interpolate_str(
                 SpecErrorKind::UnknownReference {
                     reference: name.to_owned(),
                     context: context.clone(),
-                    suggestions: super::overlay::suggestions(name, &scope.names()),
+                    suggestions: super::overlay::suggestions(name, &scope.names()).into(),
                     in_fanout: scope.in_fanout(),
                 },
             )
@@ -372,7 +372,7 @@ mod tests {
                 ..
             } => {
                 assert_eq!(reference, "train.bach");
-                assert_eq!(suggestions, &["train.batch"]);
+                assert_eq!(&suggestions[..], ["train.batch"]);
             }
             other => panic!("{other:?}"),
         }
