@@ -197,8 +197,13 @@ pub enum SpecErrorKind {
         same_template: bool,
     },
 
-    #[error("stage name `{name}` {reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line")]
-    ReservedStageName { name: String, reason: &'static str },
+    #[error("stage name `{name}` {}{reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line{}", if *member { "has a member part that " } else { "" }, if *member { " (use a `foreach:` map to choose member names)" } else { "" })]
+    ReservedStageName {
+        name: String,
+        reason: &'static str,
+        /// The offending part comes from a fan-out value, not from the name as written.
+        member: bool,
+    },
 
     #[error("stage `{stage}` has an empty `cmd`; write the shell command to run")]
     EmptyCmd { stage: String },

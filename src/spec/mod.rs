@@ -184,7 +184,7 @@ fn resolve(
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seen: HashMap<String, Location> = HashMap::with_capacity(stage_entries.len());
     for entry in stage_entries {
-        check_stage_name(&entry.key, entry.key_loc)?;
+        fanout::check_stage_name(&entry.key, entry.key_loc)?;
         match entry.node.get("do") {
             Some(d) if entry.node.get("foreach").is_some() => {
                 stage::check_keys(&d.node, &entry.key, true)?
@@ -240,32 +240,6 @@ fn wrong_top(what: &str, n: &Node, expected: &'static str) -> SpecError {
             found: n.type_name(),
         },
     )
-}
-
-/// Stage names are CLI targets and lock keys: `@` is the fan-out separator, `/` would read as
-/// a path, whitespace would split on the command line.
-fn check_stage_name(name: &str, loc: Location) -> Result<(), SpecError> {
-    let reason = if name.is_empty() {
-        Some("is empty")
-    } else if name.contains('@') {
-        Some("contains `@`")
-    } else if name.contains('/') {
-        Some("contains `/`")
-    } else if name.chars().any(char::is_whitespace) {
-        Some("contains whitespace")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(SpecError::at(
-            loc,
-            SpecErrorKind::ReservedStageName {
-                name: name.to_owned(),
-                reason,
-            },
-        )),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -823,3 +823,12 @@ fn errors_can_travel_across_threads() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<SpecError>();
 }
+
+#[test]
+fn reserved_member_names_explain_where_the_part_comes_from() {
+    let e = err("stages:\n  a:\n    foreach: [x/y]\n    do: {cmd: echo}\n");
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:3:14: stage name `a@x/y` has a member part that contains `/`; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line (use a `foreach:` map to choose member names)"
+    );
+}
