@@ -94,7 +94,7 @@ pub type Context = Box<str>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecErrorKind {
-    #[error("cannot read the pipeline file: {source}")]
+    #[error("cannot read the pipeline file ({source}); check that it exists and is readable")]
     Read {
         #[source]
         source: std::io::Error,

@@ -740,7 +740,7 @@ fn error_read_names_the_file_as_given() {
     assert!(matches!(e.kind, SpecErrorKind::Read { .. }));
     assert!(
         e.to_string()
-            .starts_with("no/such/pipeline.yaml: cannot read the pipeline file: "),
+            .starts_with("no/such/pipeline.yaml: cannot read the pipeline file ("),
         "{e}"
     );
 }
