@@ -832,3 +832,49 @@ fn reserved_member_names_explain_where_the_part_comes_from() {
         "pipeline.yaml:3:14: stage name `a@x/y` has a member part that contains `/`; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line (use a `foreach:` map to choose member names)"
     );
 }
+
+#[test]
+fn interpolation_reaches_every_stage_field() {
+    let p = ok(r#"
+vars:
+  dir: work
+  var: SEED
+  tracked: lr
+  files: [a.txt, b.txt]
+params:
+  lr: 0.5
+  gpus: 2
+  frozen: true
+stages:
+  s:
+    builtin: evaluate
+    with: {lr: "${lr}", name: "run-${lr}", list: "${files}"}
+    wdir: ${dir}
+    deps: ${files}
+    outs: ["out-${lr}"]
+    metrics: ["m-${var}.json"]
+    params: ["${tracked}"]
+    env: ["${var}"]
+    resources: {gpus: "${gpus}"}
+    frozen: ${frozen}
+"#);
+    let s = stage(&p, "s");
+    let Action::Builtin { with, .. } = &s.action else {
+        panic!()
+    };
+    assert_eq!(
+        serde_json::Value::Object(with.clone()),
+        json!({"lr": 0.5, "name": "run-0.5", "list": ["a.txt", "b.txt"]})
+    );
+    assert_eq!(s.wdir, "work");
+    assert_eq!(
+        s.deps.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        ["work/a.txt", "work/b.txt"]
+    );
+    assert_eq!(s.outs[0].path, "work/out-0.5");
+    assert_eq!(s.outs[1].path, "work/m-SEED.json");
+    assert_eq!(s.params.keys().collect::<Vec<_>>(), ["lr"]);
+    assert_eq!(s.env, ["SEED"]);
+    assert_eq!(s.resources.gpus, 2);
+    assert!(s.frozen);
+}
