@@ -48,7 +48,7 @@ impl<'a> Scope<'a> {
         if let Some(item) = self.item {
             out.push("item".to_owned());
             out.extend(
-                super::overlay::dotted_keys(item)
+                super::keys::dotted_keys(item)
                     .into_iter()
                     .map(|k| format!("item.{k}")),
             );
@@ -56,10 +56,8 @@ impl<'a> Scope<'a> {
         if self.key.is_some() {
             out.push("key".to_owned());
         }
-        out.extend(super::overlay::dotted_keys(&Value::Object(
-            self.vars.clone(),
-        )));
-        out.extend(super::overlay::dotted_keys(self.params));
+        out.extend(super::keys::dotted_keys(&Value::Object(self.vars.clone())));
+        out.extend(super::keys::dotted_keys(self.params));
         out
     }
 
@@ -196,7 +194,7 @@ pub(crate) fn interpolate_str(
                 SpecErrorKind::UnknownReference {
                     reference: name.to_owned(),
                     context: context.clone(),
-                    suggestions: super::overlay::suggestions(name, &scope.names()).into(),
+                    suggestions: super::keys::suggestions(name, &scope.names()).into(),
                     in_fanout: scope.in_fanout(),
                 },
             )

@@ -22,6 +22,7 @@
 pub mod error;
 mod fanout;
 mod interp;
+mod keys;
 mod marks;
 pub mod model;
 mod node;
