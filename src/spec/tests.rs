@@ -878,3 +878,46 @@ stages:
     assert_eq!(s.resources.gpus, 2);
     assert!(s.frozen);
 }
+
+/// The examples in docs/pipeline-yaml.md that are whole files must stay valid.
+#[test]
+fn whole_file_examples_in_the_reference_parse() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/pipeline-yaml.md"),
+    )
+    .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("vars:") || b.starts_with("stages:"))
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "whole-file examples missing from the reference"
+    );
+    for b in blocks {
+        let p = ok(b);
+        assert!(!p.stages.is_empty());
+    }
+    let p = ok(doc
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap());
+    assert_eq!(p.profile.as_deref(), Some("quick"));
+    assert_eq!(
+        names(&p),
+        [
+            "prepare",
+            "train@1-sn",
+            "train@1-sr",
+            "train@2-sn",
+            "train@2-sr",
+            "eval@sn",
+            "eval@sr"
+        ]
+    );
+}
