@@ -921,3 +921,52 @@ fn whole_file_examples_in_the_reference_parse() {
         ]
     );
 }
+
+/// Odd inputs end in `Ok` or a located error, never a panic.
+#[test]
+fn odd_inputs_never_panic() {
+    let long_line = format!("stages:\n  a:\n    cmd: {}\n", "x".repeat(100_000));
+    let deep = format!("params:\n  a: {}1{}\n", "[".repeat(200), "]".repeat(200));
+    let inputs = [
+        "\t",
+        "stages:\n\t a: 1\n",
+        "*undefined\n",
+        "a: *undefined\n",
+        "stages: &s\n  a: {cmd: x}\nparams: *s\n",
+        "stages:\n  é: {cmd: \"echo ü ${x\"}\n",
+        "stages:\n  a: {cmd: x, deps: [\"\u{0}\"]}\n",
+        "? [a, b]\n: c\n",
+        "stages:\n  ? [a]\n  : {cmd: x}\n",
+        "---\n...\n",
+        "%YAML 1.2\n---\nstages: {}\n",
+        "stages:\n  a:\n    cmd: x\n    outs: [{}]\n",
+        "stages:\n  a:\n    foreach: {}\n    do: {cmd: x}\n",
+        "stages:\n  a:\n    matrix: ${nothing}\n    cmd: x\n",
+        "params: {a: 1}\nprofiles: {p: 3}\ndefault_profile: p\n",
+        "params: 3\n",
+        "[1, 2]\n",
+        "stages:\n  a:\n    cmd: $${${}}\n",
+        &long_line,
+        &deep,
+    ];
+    for text in inputs {
+        match parse_with(
+            text,
+            Path::new("pipeline.yaml"),
+            &LoadOptions::default(),
+            &Fake,
+        ) {
+            Ok(_) => {}
+            Err(e) => {
+                let _ = e.to_string();
+                let _ = e.render(text);
+            }
+        }
+    }
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let e = err("stages:\n  é: x\n");
+    assert_eq!(at(&e), (2, 6));
+}
