@@ -81,6 +81,17 @@ impl SpecError {
     }
 }
 
+impl SpecError {
+    /// [`render`](Self::render) against the file on disk, for callers that used [`super::load`]
+    /// and no longer hold the text; the one-line form if the file cannot be read again.
+    pub fn render_from_file(&self) -> String {
+        match std::fs::read_to_string(&self.file) {
+            Ok(text) => self.render(&text),
+            Err(_) => format!("error: {self}"),
+        }
+    }
+}
+
 impl std::error::Error for SpecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.kind.source()

@@ -970,3 +970,19 @@ fn columns_count_characters_not_bytes() {
     let e = err("stages:\n  é: x\n");
     assert_eq!(at(&e), (2, 6));
 }
+
+#[test]
+fn render_from_file_reads_the_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, "stages:\n  a:\n    cmd: \"\"\n").unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.render_from_file()
+            .ends_with("3 |     cmd: \"\"\n  |          ^"),
+        "{}",
+        e.render_from_file()
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(e.render_from_file(), format!("error: {e}"));
+}
