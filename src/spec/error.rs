@@ -8,6 +8,9 @@
 //!
 //! The file is shown as the caller gave it (usually relative): an absolute path in a message
 //! only appears when the user typed one.
+//!
+//! [`SpecError::render`] adds the source line with a caret under the column (just's and
+//! rustc's style) for terminals; `Display` stays one line for logs, JSON and tests.
 
 use std::fmt;
 use std::path::PathBuf;
