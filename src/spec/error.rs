@@ -8,6 +8,9 @@
 //!
 //! The file is shown as the caller gave it (usually relative): an absolute path in a message
 //! only appears when the user typed one.
+//!
+//! [`SpecError::render`] adds the source line with a caret under the column (just's and
+//! rustc's style) for terminals; `Display` stays one line for logs, JSON and tests.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -56,6 +59,42 @@ impl fmt::Display for SpecError {
     }
 }
 
+impl SpecError {
+    /// The error with the offending source line and a caret under the column, the way
+    /// compilers show it; `source` is the text that was parsed. Falls back to the one-line
+    /// form when there is no location (command-line mistakes) or the line is not in `source`.
+    pub fn render(&self, source: &str) -> String {
+        let Some(Location { line, col }) = self.location else {
+            return format!("error: {self}");
+        };
+        let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
+            return format!("error: {self}");
+        };
+        let gutter = " ".repeat(line.to_string().len());
+        let pad: String = text
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!(
+            "error: {kind}\n{gutter}--> {file}:{line}:{col}\n{gutter} |\n{line} | {text}\n{gutter} | {pad}^",
+            kind = self.kind,
+            file = self.file.display(),
+        )
+    }
+}
+
+impl SpecError {
+    /// [`render`](Self::render) against the file on disk, for callers that used [`super::load`]
+    /// and no longer hold the text; the one-line form if the file cannot be read again.
+    pub fn render_from_file(&self) -> String {
+        match std::fs::read_to_string(&self.file) {
+            Ok(text) => self.render(&text),
+            Err(_) => format!("error: {self}"),
+        }
+    }
+}
+
 impl std::error::Error for SpecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.kind.source()
@@ -69,7 +108,7 @@ pub type Context = Box<str>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecErrorKind {
-    #[error("cannot read the pipeline file: {source}")]
+    #[error("cannot read the pipeline file ({source}); check that it exists and is readable")]
     Read {
         #[source]
         source: std::io::Error,
@@ -115,10 +154,12 @@ pub enum SpecErrorKind {
         known: Vec<String>,
     },
 
-    #[error("unknown reference `${{{reference}}}` {context}; define `{}` under `vars:` or `params:`{}, or write `$${{{reference}}}` for a literal `${{`", reference.split('.').next().unwrap_or(reference), fanout_hint(*in_fanout))]
+    #[error("unknown reference `${{{reference}}}` {context}; {}", reference_hint(reference, suggestions, *in_fanout))]
     UnknownReference {
         reference: String,
         context: Context,
+        /// Close names that do resolve, closest first (boxed: keeps the error small).
+        suggestions: Box<[String]>,
         in_fanout: bool,
     },
 
@@ -155,14 +196,28 @@ pub enum SpecErrorKind {
         stage: String,
     },
 
-    #[error("{what} in stage `{stage}` is empty; name a file or directory")]
-    EmptyPath { what: &'static str, stage: String },
+    #[error("{what} `{path}` in stage `{stage}` is empty or the workspace root itself; name a file or directory inside the workspace")]
+    EmptyPath {
+        what: &'static str,
+        path: String,
+        stage: String,
+    },
 
-    #[error("duplicate stage name `{name}` (first defined at line {}); give each stage, and each fan-out member, a unique name", first.line)]
-    DuplicateStage { name: String, first: Location },
+    #[error("duplicate stage name `{name}` ({}); give each stage, and each fan-out member, a unique name", duplicate_origin(*first, *same_template))]
+    DuplicateStage {
+        name: String,
+        first: Location,
+        /// Both come from the same fan-out (repeated `foreach` items or matrix values).
+        same_template: bool,
+    },
 
-    #[error("stage name `{name}` {reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line")]
-    ReservedStageName { name: String, reason: &'static str },
+    #[error("stage name `{name}` {}{reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line{}", if *member { "has a member part that " } else { "" }, if *member { " (use a `foreach:` map to choose member names)" } else { "" })]
+    ReservedStageName {
+        name: String,
+        reason: &'static str,
+        /// The offending part comes from a fan-out value, not from the name as written.
+        member: bool,
+    },
 
     #[error("stage `{stage}` has an empty `cmd`; write the shell command to run")]
     EmptyCmd { stage: String },
@@ -179,6 +234,14 @@ pub enum SpecErrorKind {
 
     #[error("bad fan-out in stage `{stage}`: {reason}")]
     BadFanOut { stage: String, reason: String },
+}
+
+fn duplicate_origin(first: Location, same_template: bool) -> String {
+    if same_template {
+        "the fan-out yields it twice: make its `foreach` items or `matrix` values unique".to_owned()
+    } else {
+        format!("first defined at line {}", first.line)
+    }
 }
 
 fn known_kinds(known: &[String]) -> String {
@@ -205,6 +268,18 @@ fn suggest(suggestions: &[String]) -> String {
             let list: Vec<String> = many.iter().map(|s| format!("`{s}`")).collect();
             format!("; did you mean one of {}?", list.join(", "))
         }
+    }
+}
+
+fn reference_hint(reference: &str, suggestions: &[String], in_fanout: bool) -> String {
+    let literal = format!("write `$${{{reference}}}` for a literal `${{`");
+    match suggestions.first() {
+        Some(s) => format!("did you mean `${{{s}}}`? (or {literal})"),
+        None => format!(
+            "define `{}` under `vars:` or `params:`{}, or {literal}",
+            reference.split('.').next().unwrap_or(reference),
+            fanout_hint(in_fanout)
+        ),
     }
 }
 

@@ -288,24 +288,46 @@ fn expand_matrix(
 /// `group@suffix`, refusing suffixes that would make the name ambiguous on the command line.
 fn member_name(group: &str, suffix: &str, loc: Location) -> Result<String, SpecError> {
     let name = format!("{group}@{suffix}");
-    if let Some(reason) = reserved_in_suffix(suffix) {
-        return Err(SpecError::at(
+    match reserved(suffix) {
+        Some(reason) => Err(SpecError::at(
             loc,
-            SpecErrorKind::ReservedStageName { name, reason },
-        ));
+            SpecErrorKind::ReservedStageName {
+                name,
+                reason,
+                member: true,
+            },
+        )),
+        None => Ok(name),
     }
-    Ok(name)
 }
 
-fn reserved_in_suffix(suffix: &str) -> Option<&'static str> {
-    if suffix.is_empty() {
-        Some("has an empty member part (use a map `foreach:` to name members)")
-    } else if suffix.contains('@') {
-        Some("has `@` in its member part (use a map `foreach:` to name members)")
-    } else if suffix.contains('/') {
-        Some("has `/` in its member part (use a map `foreach:` to name members)")
-    } else if suffix.chars().any(char::is_whitespace) {
-        Some("has whitespace in its member part (use a map `foreach:` to name members)")
+/// Checks a stage name as written under `stages:`. Names are CLI targets and lock keys: `@`
+/// is the fan-out separator, `/` would read as a path, whitespace would split on the command
+/// line.
+pub(crate) fn check_stage_name(name: &str, loc: Location) -> Result<(), SpecError> {
+    match reserved(name) {
+        Some(reason) => Err(SpecError::at(
+            loc,
+            SpecErrorKind::ReservedStageName {
+                name: name.to_owned(),
+                reason,
+                member: false,
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why `part` (a stage name, or a member's part after `@`) cannot be used, if it cannot.
+fn reserved(part: &str) -> Option<&'static str> {
+    if part.is_empty() {
+        Some("is empty")
+    } else if part.contains('@') {
+        Some("contains `@`")
+    } else if part.contains('/') {
+        Some("contains `/`")
+    } else if part.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
     } else {
         None
     }

@@ -42,6 +42,25 @@ impl<'a> Scope<'a> {
         self.item.is_some()
     }
 
+    /// Every name a reference could use here (dotted), for "did you mean" hints.
+    fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(item) = self.item {
+            out.push("item".to_owned());
+            out.extend(
+                super::keys::dotted_keys(item)
+                    .into_iter()
+                    .map(|k| format!("item.{k}")),
+            );
+        }
+        if self.key.is_some() {
+            out.push("key".to_owned());
+        }
+        out.extend(super::keys::dotted_keys(&Value::Object(self.vars.clone())));
+        out.extend(super::keys::dotted_keys(self.params));
+        out
+    }
+
     /// The value `reference` names, or `None` if any segment is missing.
     pub fn lookup(&self, reference: &str) -> Option<Value> {
         let mut segments = reference.split('.');
@@ -175,6 +194,7 @@ pub(crate) fn interpolate_str(
                 SpecErrorKind::UnknownReference {
                     reference: name.to_owned(),
                     context: context.clone(),
+                    suggestions: super::keys::suggestions(name, &scope.names()).into(),
                     in_fanout: scope.in_fanout(),
                 },
             )
@@ -305,6 +325,14 @@ mod tests {
             run("lr=${lr} b=${train.batch} on=${train.on}", None).unwrap(),
             json!("lr=0.0002 b=64 on=true")
         );
+        // serde_norway (the reference for "as YAML prints it") writes 1e-5 as 0.00001.
+        assert_eq!(
+            run("x${big}", None).unwrap(),
+            json!(format!(
+                "x{}",
+                serde_norway::to_string(&1e-5).unwrap().trim()
+            ))
+        );
         assert_eq!(run("x${big}", None).unwrap(), json!("x0.00001"));
         assert_eq!(
             run("data/${name}.npz", None).unwrap(),
@@ -336,8 +364,13 @@ mod tests {
         let e = run("echo ${train.bach}", None).unwrap_err();
         assert_eq!(e.location, Some(Location { line: 3, col: 7 }));
         match &e.kind {
-            SpecErrorKind::UnknownReference { reference, .. } => {
+            SpecErrorKind::UnknownReference {
+                reference,
+                suggestions,
+                ..
+            } => {
                 assert_eq!(reference, "train.bach");
+                assert_eq!(&suggestions[..], ["train.batch"]);
             }
             other => panic!("{other:?}"),
         }

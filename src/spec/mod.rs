@@ -22,6 +22,7 @@
 pub mod error;
 mod fanout;
 mod interp;
+mod keys;
 mod marks;
 pub mod model;
 mod node;
@@ -143,11 +144,46 @@ fn resolve(
         )),
     };
 
-    let selected = match (&opts.profile, default_profile) {
+    let selected = select_profile(opts, default_profile);
+    apply_overlays(&mut params, profiles, selected, &opts.sets)?;
+    interp::check_ambiguous(get("vars"), &params)?;
+
+    let stage_entries: &[node::Entry] = match get("stages") {
+        None => &[],
+        Some(n) => n
+            .as_map()
+            .ok_or_else(|| wrong_top("stages", n, "a map of stage names to stages"))?,
+    };
+    let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins)?;
+
+    Ok(Pipeline {
+        file: file.to_path_buf(),
+        profile: selected.map(|(p, _)| p.to_owned()),
+        params,
+        stages,
+        groups,
+    })
+}
+
+/// The profile to apply and, when it comes from `default_profile:`, where that is written.
+fn select_profile<'a>(
+    opts: &'a LoadOptions,
+    default_profile: Option<(&'a str, Location)>,
+) -> Option<(&'a str, Option<Location>)> {
+    match (&opts.profile, default_profile) {
         (Some(p), _) => Some((p.as_str(), None)),
         (None, Some((p, loc))) => Some((p, Some(loc))),
         (None, None) => None,
-    };
+    }
+}
+
+/// The profile, then each `--set`, over `params` (see [`overlay`] for why in this order).
+fn apply_overlays(
+    params: &mut Value,
+    profiles: &[node::Entry],
+    selected: Option<(&str, Option<Location>)>,
+    sets: &[String],
+) -> Result<(), SpecError> {
     if let Some((name, loc)) = selected {
         let Some(profile) = profiles.iter().find(|e| e.key == name) else {
             let kind = SpecErrorKind::UnknownProfile {
@@ -160,31 +196,35 @@ fn resolve(
             });
         };
         if !profile.node.is_null() {
-            overlay::apply_profile(&mut params, &profile.node, name)?;
+            overlay::apply_profile(params, &profile.node, name)?;
         }
     }
-    for set in &opts.sets {
-        overlay::apply_set(&mut params, set)?;
+    for set in sets {
+        overlay::apply_set(params, set)?;
     }
-    interp::check_ambiguous(get("vars"), &params)?;
+    Ok(())
+}
 
-    let stage_entries: &[node::Entry] = match get("stages") {
-        None => &[],
-        Some(n) => n
-            .as_map()
-            .ok_or_else(|| wrong_top("stages", n, "a map of stage names to stages"))?,
-    };
+type Expanded = (Vec<Stage>, BTreeMap<String, Vec<String>>);
+
+/// Every entry of `stages:` checked, fanned out and built, with the fan-out groups.
+fn expand_stages(
+    entries: &[node::Entry],
+    vars: &serde_json::Map<String, Value>,
+    params: &Value,
+    builtins: &dyn Builtins,
+) -> Result<Expanded, SpecError> {
     let base = Scope {
         item: None,
         key: None,
-        vars: &vars,
-        params: &params,
+        vars,
+        params,
     };
-    let mut stages = Vec::with_capacity(stage_entries.len());
+    let mut stages = Vec::with_capacity(entries.len());
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut seen: HashMap<String, Location> = HashMap::with_capacity(stage_entries.len());
-    for entry in stage_entries {
-        check_stage_name(&entry.key, entry.key_loc)?;
+    let mut seen: HashMap<String, Location> = HashMap::with_capacity(entries.len());
+    for entry in entries {
+        fanout::check_stage_name(&entry.key, entry.key_loc)?;
         match entry.node.get("do") {
             Some(d) if entry.node.get("foreach").is_some() => {
                 stage::check_keys(&d.node, &entry.key, true)?
@@ -193,8 +233,8 @@ fn resolve(
         }
         let members = fanout::expand(&entry.key, &entry.node, &base)?;
         let env = Env {
-            vars: &vars,
-            params: &params,
+            vars,
+            params,
             builtins,
             location: entry.key_loc,
         };
@@ -205,6 +245,7 @@ fn resolve(
                     SpecErrorKind::DuplicateStage {
                         name: m.name.clone(),
                         first: *first,
+                        same_template: *first == entry.key_loc,
                     },
                 ));
             }
@@ -220,13 +261,7 @@ fn resolve(
         }
     }
 
-    Ok(Pipeline {
-        file: file.to_path_buf(),
-        profile: selected.map(|(p, _)| p.to_owned()),
-        params,
-        stages,
-        groups,
-    })
+    Ok((stages, groups))
 }
 
 fn wrong_top(what: &str, n: &Node, expected: &'static str) -> SpecError {
@@ -239,32 +274,6 @@ fn wrong_top(what: &str, n: &Node, expected: &'static str) -> SpecError {
             found: n.type_name(),
         },
     )
-}
-
-/// Stage names are CLI targets and lock keys: `@` is the fan-out separator, `/` would read as
-/// a path, whitespace would split on the command line.
-fn check_stage_name(name: &str, loc: Location) -> Result<(), SpecError> {
-    let reason = if name.is_empty() {
-        Some("is empty")
-    } else if name.contains('@') {
-        Some("contains `@`")
-    } else if name.contains('/') {
-        Some("contains `/`")
-    } else if name.chars().any(char::is_whitespace) {
-        Some("contains whitespace")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(SpecError::at(
-            loc,
-            SpecErrorKind::ReservedStageName {
-                name: name.to_owned(),
-                reason,
-            },
-        )),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 use serde_json::Value;
 
 use super::error::{SpecError, SpecErrorKind};
+use super::keys::{dotted_keys, suggestions};
 use super::node::{Node, Val};
 
 /// Deep-merges profile `name` (its node) over `params`, rejecting keys `params` lacks.
@@ -124,45 +125,6 @@ fn parse_value(raw: &str) -> Result<Value, String> {
     }
     let node = super::node::parse_located(raw).map_err(|e| e.kind.to_string())?;
     Ok(node.to_json())
-}
-
-/// Every dotted key of a params tree, maps and leaves alike, in file order.
-pub(crate) fn dotted_keys(params: &Value) -> Vec<String> {
-    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
-        if let Value::Object(m) = v {
-            for (k, child) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.push(key.clone());
-                walk(child, &key, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(params, "", &mut out);
-    out
-}
-
-/// The value at a dotted key of params.
-pub(crate) fn get_dotted<'v>(params: &'v Value, key: &str) -> Option<&'v Value> {
-    key.split('.')
-        .try_fold(params, |cur, seg| cur.as_object()?.get(seg))
-}
-
-/// Up to three existing keys close to `key` (edit distance at most a third of its length,
-/// and at least 1), closest first. Cheap: params trees have tens of keys.
-pub(crate) fn suggestions(key: &str, candidates: &[String]) -> Vec<String> {
-    let limit = (key.chars().count() / 3).max(1);
-    let mut scored: Vec<(usize, &String)> = candidates
-        .iter()
-        .map(|c| (strsim::levenshtein(key, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .collect();
-    scored.sort_by_key(|(d, _)| *d);
-    scored.into_iter().take(3).map(|(_, c)| c.clone()).collect()
 }
 
 #[cfg(test)]

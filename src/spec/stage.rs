@@ -16,9 +16,9 @@ use serde_json::Value;
 use super::error::{SpecError, SpecErrorKind};
 use super::fanout::Member;
 use super::interp::{interpolate, Scope};
+use super::keys::{dotted_keys, get_dotted, suggestions};
 use super::model::{Action, Dep, Location, Out, Resources, Stage};
 use super::node::{Entry, Node, Val};
-use super::overlay::{dotted_keys, get_dotted, suggestions};
 use super::paths::{normalize_in, normalize_wdir, PathProblem};
 
 /// Keys a stage body may have.
@@ -285,6 +285,7 @@ fn path_error(
         },
         PathProblem::Empty => SpecErrorKind::EmptyPath {
             what,
+            path: path.to_owned(),
             stage: stage.to_owned(),
         },
     };
@@ -497,7 +498,7 @@ fn count(n: &Node) -> Result<u32, String> {
 
 /// `mem:` as bytes: a whole number of bytes, or a number with a `K`/`M`/`G`/`T` suffix
 /// (1024-based; `KB`, `KiB`, `k` are read the same), like `8G` or `1.5G`.
-pub(crate) fn mem_bytes(n: &Node) -> Result<u64, String> {
+fn mem_bytes(n: &Node) -> Result<u64, String> {
     let hint = "write bytes or a size like `512M`, `8G` (1024-based)";
     match &n.val {
         Val::Num(x) => x

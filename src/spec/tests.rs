@@ -497,7 +497,12 @@ fn error_unknown_reference() {
     assert_eq!(at(&e), (4, 10));
     assert_eq!(
         e.to_string(),
-        "pipeline.yaml:4:10: unknown reference `${lrr}` in stage `a`; define `lrr` under `vars:` or `params:`, or write `$${lrr}` for a literal `${`"
+        "pipeline.yaml:4:10: unknown reference `${lrr}` in stage `a`; did you mean `${lr}`? (or write `$${lrr}` for a literal `${`)"
+    );
+    let e = err("params: {lr: 1}\nstages:\n  a:\n    cmd: echo ${HOME}\n");
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:4:10: unknown reference `${HOME}` in stage `a`; define `HOME` under `vars:` or `params:`, or write `$${HOME}` for a literal `${`"
     );
     let e = err("stages:\n  a:\n    cmd: echo ${item}\n");
     assert!(matches!(e.kind, SpecErrorKind::UnknownReference { .. }));
@@ -735,7 +740,7 @@ fn error_read_names_the_file_as_given() {
     assert!(matches!(e.kind, SpecErrorKind::Read { .. }));
     assert!(
         e.to_string()
-            .starts_with("no/such/pipeline.yaml: cannot read the pipeline file: "),
+            .starts_with("no/such/pipeline.yaml: cannot read the pipeline file ("),
         "{e}"
     );
 }
@@ -749,4 +754,235 @@ fn unquoted_reference_in_a_flow_list_gets_a_hint() {
         e.to_string().contains("quote values that contain `${...}`"),
         "{e}"
     );
+}
+
+// ---- tests/fixtures/spec: one file per error class, for the CLI integration tests too ----
+
+/// Each fixture's first line is `# error: MESSAGE` (the exact Display, as if the file were
+/// `pipeline.yaml`), `# error-prefix: MESSAGE` (when the tail depends on the builtin
+/// registry) or `# ok: N stages`; an optional second line `# args: --profile P` /
+/// `# args: --set K=V` gives the command-line options.
+#[test]
+fn fixtures_produce_their_documented_results() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "fixtures missing in {}", dir.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines = text.lines();
+        let expect = lines.next().unwrap_or_default();
+        let mut o = LoadOptions::default();
+        if let Some(args) = lines.next().and_then(|l| l.strip_prefix("# args: ")) {
+            let mut words = args.split_whitespace();
+            while let (Some(flag), Some(value)) = (words.next(), words.next()) {
+                match flag {
+                    "--profile" => o.profile = Some(value.to_owned()),
+                    "--set" => o.sets.push(value.to_owned()),
+                    other => panic!("unknown flag `{other}` in {}", file.display()),
+                }
+            }
+        }
+        let got = match parse(&text, Path::new("pipeline.yaml"), &o) {
+            Ok(p) => format!("# ok: {} stages", p.stages.len()),
+            Err(e) => format!("# error: {e}"),
+        };
+        let matches = match expect.strip_prefix("# error-prefix: ") {
+            Some(prefix) => got.starts_with(&format!("# error: {prefix}")),
+            None => got == expect,
+        };
+        if !matches {
+            failures.push(format!(
+                "{}:\n  expected {expect}\n  got      {got}",
+                file.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn render_shows_the_line_and_a_caret() {
+    let text = "stages:\n  train:\n    cmdd: python x\n";
+    let e = err(text);
+    assert_eq!(
+        e.render(text),
+        "error: unknown key `cmdd` in stage `train` (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach)\n --> pipeline.yaml:3:5\n  |\n3 |     cmdd: python x\n  |     ^"
+    );
+    let e = err_with("params: {lr: 1}\n", &opts(Some("x"), &[]));
+    assert_eq!(e.render("params: {lr: 1}\n"), format!("error: {e}"));
+}
+
+#[test]
+fn errors_can_travel_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SpecError>();
+}
+
+#[test]
+fn reserved_member_names_explain_where_the_part_comes_from() {
+    let e = err("stages:\n  a:\n    foreach: [x/y]\n    do: {cmd: echo}\n");
+    assert_eq!(
+        e.to_string(),
+        "pipeline.yaml:3:14: stage name `a@x/y` has a member part that contains `/`; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line (use a `foreach:` map to choose member names)"
+    );
+}
+
+#[test]
+fn interpolation_reaches_every_stage_field() {
+    let p = ok(r#"
+vars:
+  dir: work
+  var: SEED
+  tracked: lr
+  files: [a.txt, b.txt]
+params:
+  lr: 0.5
+  gpus: 2
+  frozen: true
+stages:
+  s:
+    builtin: evaluate
+    with: {lr: "${lr}", name: "run-${lr}", list: "${files}"}
+    wdir: ${dir}
+    deps: ${files}
+    outs: ["out-${lr}"]
+    metrics: ["m-${var}.json"]
+    params: ["${tracked}"]
+    env: ["${var}"]
+    resources: {gpus: "${gpus}"}
+    frozen: ${frozen}
+"#);
+    let s = stage(&p, "s");
+    let Action::Builtin { with, .. } = &s.action else {
+        panic!()
+    };
+    assert_eq!(
+        serde_json::Value::Object(with.clone()),
+        json!({"lr": 0.5, "name": "run-0.5", "list": ["a.txt", "b.txt"]})
+    );
+    assert_eq!(s.wdir, "work");
+    assert_eq!(
+        s.deps.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        ["work/a.txt", "work/b.txt"]
+    );
+    assert_eq!(s.outs[0].path, "work/out-0.5");
+    assert_eq!(s.outs[1].path, "work/m-SEED.json");
+    assert_eq!(s.params.keys().collect::<Vec<_>>(), ["lr"]);
+    assert_eq!(s.env, ["SEED"]);
+    assert_eq!(s.resources.gpus, 2);
+    assert!(s.frozen);
+}
+
+/// The examples in docs/pipeline-yaml.md that are whole files must stay valid.
+#[test]
+fn whole_file_examples_in_the_reference_parse() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/pipeline-yaml.md"),
+    )
+    .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("vars:") || b.starts_with("stages:"))
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "whole-file examples missing from the reference"
+    );
+    for b in blocks {
+        let p = ok(b);
+        assert!(!p.stages.is_empty());
+    }
+    let p = ok(doc
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap());
+    assert_eq!(p.profile.as_deref(), Some("quick"));
+    assert_eq!(
+        names(&p),
+        [
+            "prepare",
+            "train@1-sn",
+            "train@1-sr",
+            "train@2-sn",
+            "train@2-sr",
+            "eval@sn",
+            "eval@sr"
+        ]
+    );
+}
+
+/// Odd inputs end in `Ok` or a located error, never a panic.
+#[test]
+fn odd_inputs_never_panic() {
+    let long_line = format!("stages:\n  a:\n    cmd: {}\n", "x".repeat(100_000));
+    let deep = format!("params:\n  a: {}1{}\n", "[".repeat(200), "]".repeat(200));
+    let inputs = [
+        "\t",
+        "stages:\n\t a: 1\n",
+        "*undefined\n",
+        "a: *undefined\n",
+        "stages: &s\n  a: {cmd: x}\nparams: *s\n",
+        "stages:\n  é: {cmd: \"echo ü ${x\"}\n",
+        "stages:\n  a: {cmd: x, deps: [\"\u{0}\"]}\n",
+        "? [a, b]\n: c\n",
+        "stages:\n  ? [a]\n  : {cmd: x}\n",
+        "---\n...\n",
+        "%YAML 1.2\n---\nstages: {}\n",
+        "stages:\n  a:\n    cmd: x\n    outs: [{}]\n",
+        "stages:\n  a:\n    foreach: {}\n    do: {cmd: x}\n",
+        "stages:\n  a:\n    matrix: ${nothing}\n    cmd: x\n",
+        "params: {a: 1}\nprofiles: {p: 3}\ndefault_profile: p\n",
+        "params: 3\n",
+        "[1, 2]\n",
+        "stages:\n  a:\n    cmd: $${${}}\n",
+        &long_line,
+        &deep,
+    ];
+    for text in inputs {
+        match parse_with(
+            text,
+            Path::new("pipeline.yaml"),
+            &LoadOptions::default(),
+            &Fake,
+        ) {
+            Ok(_) => {}
+            Err(e) => {
+                let _ = e.to_string();
+                let _ = e.render(text);
+            }
+        }
+    }
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let e = err("stages:\n  é: x\n");
+    assert_eq!(at(&e), (2, 6));
+}
+
+#[test]
+fn render_from_file_reads_the_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, "stages:\n  a:\n    cmd: \"\"\n").unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.render_from_file()
+            .ends_with("3 |     cmd: \"\"\n  |          ^"),
+        "{}",
+        e.render_from_file()
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(e.render_from_file(), format!("error: {e}"));
 }
