@@ -360,46 +360,41 @@ impl Dag {
         None
     }
 
+    /// The edges among `ids`, in declaration order of their upstream end.
+    fn edges(&self, ids: &[StageId]) -> Vec<(StageId, StageId)> {
+        let keep: BTreeSet<StageId> = ids.iter().copied().collect();
+        ids.iter()
+            .flat_map(|&id| {
+                self.downstream[id]
+                    .iter()
+                    .filter(|d| keep.contains(d))
+                    .map(move |&d| (id, d))
+            })
+            .collect()
+    }
+
     /// The graph as Mermaid `flowchart TD` text, nodes in declaration order.
     pub fn mermaid(&self, ids: &[StageId]) -> String {
-        let keep: BTreeSet<StageId> = ids.iter().copied().collect();
         let mut s = String::from("flowchart TD\n");
         for &id in ids {
-            s.push_str(&format!(
-                "    n{id}[\"{}\"]\n",
-                self.stages[id].name.replace('"', "#quot;")
-            ));
+            let name = self.stages[id].name.replace('"', "#quot;");
+            s.push_str(&format!("    n{id}[\"{name}\"]\n"));
         }
-        for &id in ids {
-            for &d in &self.downstream[id] {
-                if keep.contains(&d) {
-                    s.push_str(&format!("    n{id} --> n{d}\n"));
-                }
-            }
+        for (a, b) in self.edges(ids) {
+            s.push_str(&format!("    n{a} --> n{b}\n"));
         }
         s
     }
 
     /// The graph as Graphviz `dot` text.
     pub fn dot(&self, ids: &[StageId]) -> String {
-        let keep: BTreeSet<StageId> = ids.iter().copied().collect();
+        let quoted = |id: StageId| format!("\"{}\"", self.stages[id].name.replace('"', "\\\""));
         let mut s = String::from("digraph pipeline {\n    rankdir=TB;\n    node [shape=box];\n");
         for &id in ids {
-            s.push_str(&format!(
-                "    \"{}\";\n",
-                self.stages[id].name.replace('"', "\\\"")
-            ));
+            s.push_str(&format!("    {};\n", quoted(id)));
         }
-        for &id in ids {
-            for &d in &self.downstream[id] {
-                if keep.contains(&d) {
-                    s.push_str(&format!(
-                        "    \"{}\" -> \"{}\";\n",
-                        self.stages[id].name.replace('"', "\\\""),
-                        self.stages[d].name.replace('"', "\\\"")
-                    ));
-                }
-            }
+        for (a, b) in self.edges(ids) {
+            s.push_str(&format!("    {} -> {};\n", quoted(a), quoted(b)));
         }
         s.push_str("}\n");
         s

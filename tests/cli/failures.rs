@@ -103,14 +103,7 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
         .spawn()
         .unwrap();
     // Wait until the slow stage is inside its sleep (it wrote started.txt into its staging dir).
-    let start = Instant::now();
-    while !staged_contains(&p, "started.txt", "2") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "stage never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_staged(&p, "started.txt", "2");
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -134,6 +127,18 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(leftovers, 0);
+}
+
+/// Waits (20 s at most) until a staging directory holds `rel` with `content`.
+fn wait_until_staged(p: &Project, rel: &str, content: &str) {
+    let start = Instant::now();
+    while !staged_contains(p, rel, content) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "stage never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn staged_contains(p: &Project, rel: &str, content: &str) -> bool {
@@ -160,14 +165,7 @@ fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !staged_contains(&p, "started.txt", "1") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "stage never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_staged(&p, "started.txt", "1");
     let t = Instant::now();
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
