@@ -97,3 +97,64 @@ fn no_pipeline_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no `pipeline.yaml`"));
 }
+
+/// Every fixture in `tests/fixtures/spec/` through the real binary: its documented message on
+/// stderr (first line `# error: ...` or `# error-prefix: ...`) and exit code 2, or success for
+/// `# ok:` fixtures (checked with `repro dag`, which runs nothing).
+#[test]
+fn every_spec_fixture_gives_its_message_and_exit_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20);
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines = text.lines();
+        let expect = lines.next().unwrap_or_default().to_string();
+        let mut args = vec!["dag"];
+        let extra: Vec<String> = lines
+            .next()
+            .and_then(|l| l.strip_prefix("# args: "))
+            .map(|a| a.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        args.extend(extra.iter().map(String::as_str));
+        let p = Project::new(&text);
+        // Valid fixtures name scripts as deps; they must exist for the graph to be valid.
+        for word in text.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == ',') {
+            if word.ends_with(".py") {
+                p.file(word, "");
+            }
+        }
+        let out = p.repro(&args);
+        let ok = if expect.starts_with("# ok:") {
+            out.code == 0
+        } else {
+            let (prefix, exact) = match expect.strip_prefix("# error-prefix: ") {
+                Some(m) => (m.to_string(), false),
+                None => (expect.trim_start_matches("# error: ").to_string(), true),
+            };
+            let line = out
+                .stderr
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_string();
+            out.code == 2
+                && if exact {
+                    line == prefix
+                } else {
+                    line.starts_with(&prefix)
+                }
+        };
+        if !ok {
+            failures.push(format!("{}: expected {expect}\n{out:?}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

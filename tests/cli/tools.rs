@@ -41,3 +41,14 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn status_output_is_the_contract() {
+    let p = Project::new(crate::FOUR_STAGES);
+    p.ok(&["all"]);
+    let out = p.repro(&["status", "--set", "scale=3"]);
+    assert_eq!(out.code, 1);
+    insta::assert_snapshot!("status_after_param_change", out.stdout);
+    let json = p.repro(&["status", "--set", "scale=3", "--json"]);
+    insta::assert_snapshot!("status_after_param_change_json", json.stdout);
+}
