@@ -236,16 +236,7 @@ impl Store {
     /// Reads and parses directory object `sha256` (entry sizes are those of the file objects,
     /// `0` for missing ones). The manifest's own hash is checked by `restore` and `fsck`.
     pub fn load_manifest(&self, sha256: &str) -> Result<Manifest, CacheError> {
-        check_sha(sha256)?;
-        let path = self.object_path(sha256);
-        let text = match fs::read_to_string(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CacheError::Missing {
-                    id: sha256.to_owned(),
-                })
-            }
-            r => r.map_err(io_err("read", &path))?,
-        };
+        let text = self.read_object_text(sha256)?;
         let mut m = Manifest::parse(&text).map_err(|source| CacheError::BadManifest {
             id: sha256.to_owned(),
             source,
@@ -254,6 +245,20 @@ impl Store {
             e.size = fs::metadata(self.object_path(&e.sha256)).map_or(0, |m| m.len());
         }
         Ok(m)
+    }
+
+    fn read_object_text(&self, sha256: &str) -> Result<String, CacheError> {
+        check_sha(sha256)?;
+        let path = self.object_path(sha256);
+        match fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CacheError::Missing {
+                id: sha256.to_owned(),
+            }),
+            Err(e) => Err(io_err("read", &path)(e)),
+            // Not UTF-8 cannot be a manifest; let the parser report it as such.
+            Ok(bytes) => Ok(String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        }
     }
 
     /// Moves a corrupt object aside so it is neither trusted nor kept as "already stored".
@@ -315,10 +320,15 @@ impl Store {
             return replace(tmp, &dest).map_err(io_err("replace", &dest));
         }
 
-        let manifest = self.load_manifest(&digest.sha256)?;
-        if hex::encode(Sha256::digest(manifest.text().as_bytes())) != digest.sha256 {
+        // Verify the manifest's bytes before trusting a single path in it.
+        let text = self.read_object_text(&digest.sha256)?;
+        if hex::encode(Sha256::digest(text.as_bytes())) != digest.sha256 {
             return Err(self.quarantine(&digest.sha256));
         }
+        let manifest = Manifest::parse(&text).map_err(|source| CacheError::BadManifest {
+            id: digest.sha256.clone(),
+            source,
+        })?;
         let tmp =
             create_temp_dir(&parent, &stem).map_err(io_err("create a directory in", &parent))?;
         let root = tmp.path().to_owned();
@@ -538,6 +548,25 @@ mod tests {
         assert_eq!(f.store.fsck().unwrap(), expect);
         assert!(!f.store.contains(&file));
         assert_eq!(f.store.fsck().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn corrupt_manifest_fails_restore_before_any_path_is_used() {
+        let f = fixture();
+        let d = f.add("data");
+        let obj = f.store.object_path(&d.sha256);
+        let mut perms = fs::metadata(&obj).unwrap().permissions();
+        perms.set_mode(0o644);
+        fs::set_permissions(&obj, perms).unwrap();
+        // Still a well-formed manifest, but not the one the digest names.
+        let text = fs::read_to_string(&obj)
+            .unwrap()
+            .replacen("a.txt", "a.txx", 1);
+        fs::write(&obj, text).unwrap();
+        let dest = f.ws.join("dest");
+        let err = f.store.restore(&d, &dest).unwrap_err();
+        assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
+        assert!(!dest.exists());
     }
 
     #[test]

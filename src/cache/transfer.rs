@@ -16,14 +16,11 @@
 //! lacks it).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest as _, Sha256};
-
-const COPY_BUF: usize = 256 * 1024;
 pub const TEMP_SUFFIX: &str = ".repro-tmp";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -99,21 +96,7 @@ pub fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<([u8; 32], u64
         dst.rewind()?;
         return crate::hash::stream_sha256(dst);
     }
-    let mut buf = vec![0u8; COPY_BUF];
-    let mut h = Sha256::new();
-    let mut n = 0u64;
-    loop {
-        let k = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..k]);
-        dst.write_all(&buf[..k])?;
-        n += k as u64;
-    }
-    Ok((h.finalize().into(), n))
+    crate::hash::stream_sha256_into(src, |chunk| dst.write_all(chunk))
 }
 
 /// Clones `src`'s extents into `dst`; false when the filesystem cannot (then nothing changed).
@@ -202,6 +185,7 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn copy_hashing_copies_and_hashes() {

@@ -119,7 +119,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Has
 }
 
 /// Counters since the hasher was opened (for `--verbose` reporting).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct HashStats {
     /// Files whose bytes were read and hashed.
     pub files_hashed: u64,
@@ -327,6 +327,15 @@ impl Hasher {
 
 /// Streams `reader` through sha256; returns the digest and the byte count.
 pub fn stream_sha256(reader: &mut impl Read) -> io::Result<([u8; 32], u64)> {
+    stream_sha256_into(reader, |_| Ok(()))
+}
+
+/// Streams `reader` through sha256, handing every chunk to `sink` too (a copy that hashes what
+/// it writes in one pass). Uses a per-thread buffer: no allocation per file.
+pub fn stream_sha256_into(
+    reader: &mut impl Read,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<([u8; 32], u64)> {
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         let mut h = Sha256::new();
@@ -336,6 +345,7 @@ pub fn stream_sha256(reader: &mut impl Read) -> io::Result<([u8; 32], u64)> {
                 Ok(0) => break,
                 Ok(k) => {
                     h.update(&buf[..k]);
+                    sink(&buf[..k])?;
                     n += k as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
