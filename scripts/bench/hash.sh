@@ -67,6 +67,11 @@ for _ in $(seq "$REPS"); do
   timeit openssl_1core xargs -0 -a "$OUT/files" openssl sha256
   timeit openssl_2cores xargs -0 -a "$OUT/files" -P 2 -n 5000 openssl sha256
   timeit stat_floor find data -type f -size +0
+  if [[ ${HASH_BENCH_STORE:-0} == 1 ]]; then
+    rm -rf "$WS/cp-peer"
+    timeit cp_r cp -r data "$WS/cp-peer"
+    rm -rf "$WS/cp-peer"
+  fi
   for t in 1 2; do
     args=(data)
     [[ ${HASH_BENCH_STORE:-0} == 1 ]] && args+=(--store)
@@ -117,6 +122,9 @@ for t in (1, 2):
 print(f"(warm runs re-hashed {o['t1.warm_rehashed']:.0f} files; cache hits {o['t1.warm_hits']:.0f})")
 if "t1.store_insert_s" in o:
     print()
+    print("| store (writes 1 GB each) | wall s | cpu s |")
+    print("|---|---:|---:|")
+    print(f"| peer: cp -r of the 1 GB | {best['cp_r'][0]:.3f} | {best['cp_r'][1]:.3f} |")
     for t in (1, 2):
         for k in ("store_insert", "store_restore", "store_fsck"):
             print(f"| {k}, 1 GB, {t} thread(s) | {o[f't{t}.{k}_s']:.3f} | {o[f't{t}.{k}_cpu_s']:.3f} |")

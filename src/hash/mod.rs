@@ -134,6 +134,7 @@ pub struct Hasher {
     cache: HashCache,
     state_dir: Option<PathBuf>,
     racy_window: Duration,
+    progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
     files_hashed: AtomicU64,
     bytes_hashed: AtomicU64,
     cache_hits: AtomicU64,
@@ -176,6 +177,7 @@ impl Hasher {
             cache,
             state_dir,
             racy_window: RACY_WINDOW,
+            progress: None,
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
@@ -185,6 +187,14 @@ impl Hasher {
     /// Changes the racy-file window (tests use zero to cache files they just wrote).
     pub fn with_racy_window(mut self, window: Duration) -> Self {
         self.racy_window = window;
+        self
+    }
+
+    /// Calls `progress(bytes)` after each file whose bytes were read (not for cache hits), from
+    /// whichever worker thread hashed it: the executor forwards it to its reporter (library code
+    /// never prints).
+    pub fn with_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
         self
     }
 
@@ -312,6 +322,9 @@ impl Hasher {
             }
             self.files_hashed.fetch_add(1, Ordering::Relaxed);
             self.bytes_hashed.fetch_add(n, Ordering::Relaxed);
+            if let Some(progress) = &self.progress {
+                progress(n);
+            }
             let window = self.racy_window.as_nanos() as i128;
             let settled = |ts: i64| ts as i128 + window <= started;
             if settled(before.mtime_ns) && settled(before.ctime_ns) {
@@ -553,6 +566,26 @@ mod tests {
         assert_eq!(h.stats().files_hashed, 4);
         assert_eq!(h.stats().cache_hits, 4);
         h.save().unwrap();
+
+        let counter = || std::sync::Arc::new(AtomicU64::new(0));
+        let (warm_bytes, cold_bytes) = (counter(), counter());
+        let w = warm_bytes.clone();
+        let warm = Hasher::open(&state)
+            .unwrap()
+            .with_progress(move |n| _ = w.fetch_add(n, Ordering::Relaxed));
+        assert_eq!(warm.digest(&d).unwrap(), first);
+        assert_eq!(
+            warm_bytes.load(Ordering::Relaxed),
+            0,
+            "hits report no bytes"
+        );
+        let c = cold_bytes.clone();
+        let cold =
+            Hasher::ephemeral().with_progress(move |n| _ = c.fetch_add(n, Ordering::Relaxed));
+        cold.digest(&d).unwrap();
+        let size = first.as_ref().unwrap().size;
+        assert_eq!(cold_bytes.load(Ordering::Relaxed), size);
+        assert_eq!(cold.stats().bytes_hashed, size);
 
         let h2 = Hasher::open(&state).unwrap();
         assert_eq!(h2.cache_load(), &CacheLoad::Loaded { entries: 4 });
