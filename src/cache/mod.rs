@@ -418,6 +418,13 @@ mod tests {
     }
 
     #[test]
+    fn store_and_hasher_can_be_shared_by_worker_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Store>();
+        shared::<Hasher>();
+    }
+
+    #[test]
     fn file_round_trip() {
         let f = fixture();
         let d = f.add("model.ckpt");

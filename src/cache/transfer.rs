@@ -166,6 +166,12 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
         // `tmp` now names the old content; the guard deletes it.
         return Ok(());
     }
+    replace_in_two_steps(tmp, dest)
+}
+
+/// The fallback of [`replace`] without `RENAME_EXCHANGE`: move `dest` aside, move `tmp` in,
+/// delete the old copy. Between the two renames `dest` is briefly absent, never lost.
+fn replace_in_two_steps(tmp: TempPath, dest: &Path) -> io::Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let old = TempPath {
         path: temp_name(parent, "old"),
@@ -173,7 +179,7 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
     };
     fs::rename(dest, old.path())?;
     if let Err(e) = fs::rename(tmp.path(), dest) {
-        // Put the old content back; it was never deleted.
+        // Put the old content back; if even that fails, keep it under its temp name.
         let _ = fs::rename(old.path(), dest);
         old.keep();
         return Err(e);
@@ -225,5 +231,18 @@ mod tests {
         // No temp or old copies left behind.
         let left: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn two_step_fallback_replaces_a_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("dest");
+        fs::create_dir_all(dest.join("old/deep")).unwrap();
+        let tmp = create_temp_dir(t.path(), "dest").unwrap();
+        fs::write(tmp.path().join("new"), b"n").unwrap();
+        replace_in_two_steps(tmp, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("new")).unwrap(), b"n");
+        assert!(!dest.join("old").exists());
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }
