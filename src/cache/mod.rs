@@ -408,10 +408,13 @@ mod tests {
         }
     }
 
+    /// Objects are read-only; a test that damages one must first undo that.
+    fn make_writable(path: &Path) {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
     fn corrupt(path: &Path) {
-        let mut perms = fs::metadata(path).unwrap().permissions();
-        perms.set_mode(0o644);
-        fs::set_permissions(path, perms).unwrap();
+        make_writable(path);
         let mut bytes = fs::read(path).unwrap();
         bytes[0] ^= 1;
         fs::write(path, bytes).unwrap();
@@ -562,9 +565,7 @@ mod tests {
         let f = fixture();
         let d = f.add("data");
         let obj = f.store.object_path(&d.sha256);
-        let mut perms = fs::metadata(&obj).unwrap().permissions();
-        perms.set_mode(0o644);
-        fs::set_permissions(&obj, perms).unwrap();
+        make_writable(&obj);
         // Still a well-formed manifest, but not the one the digest names.
         let text = fs::read_to_string(&obj)
             .unwrap()
