@@ -26,6 +26,12 @@
 //! clock, so a file written again right after we read it can keep the very same stamp; such a
 //! stamp must not vouch for content (git's "racily clean" problem). A file found modified while
 //! it was read (its stamp differs before and after) is re-read, up to three times, then reported.
+//! A file with a timestamp in the future (clock skew, an odd tar) is never cached: always
+//! re-hashed, never trusted.
+//!
+//! Cache keys are absolute paths, so files hashed in a staging directory and then renamed into
+//! the workspace miss once (the rename changes ctime; a stamp cannot prove it was only a
+//! rename). [`Hasher::forget_under`] drops a discarded staging directory's entries.
 
 mod hashcache;
 mod manifest;
