@@ -127,6 +127,11 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// The versioned root (`.repro/cache/v1`), for messages.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where object `sha256` lives (whether or not it exists).
     pub fn object_path(&self, sha256: &str) -> PathBuf {
         let (shard, rest) = sha256.split_at(2.min(sha256.len()));
