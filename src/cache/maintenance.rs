@@ -23,7 +23,7 @@ use crate::hash::{is_sha256_hex, stream_sha256, Digest};
 pub const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 /// What [`Store::gc`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcStats {
     pub objects_kept: u64,
     pub objects_removed: u64,

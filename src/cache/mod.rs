@@ -127,6 +127,11 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// The versioned root (`.repro/cache/v1`), for messages.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where object `sha256` lives (whether or not it exists).
     pub fn object_path(&self, sha256: &str) -> PathBuf {
         let (shard, rest) = sha256.split_at(2.min(sha256.len()));
@@ -236,16 +241,7 @@ impl Store {
     /// Reads and parses directory object `sha256` (entry sizes are those of the file objects,
     /// `0` for missing ones). The manifest's own hash is checked by `restore` and `fsck`.
     pub fn load_manifest(&self, sha256: &str) -> Result<Manifest, CacheError> {
-        check_sha(sha256)?;
-        let path = self.object_path(sha256);
-        let text = match fs::read_to_string(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CacheError::Missing {
-                    id: sha256.to_owned(),
-                })
-            }
-            r => r.map_err(io_err("read", &path))?,
-        };
+        let text = self.read_object_text(sha256)?;
         let mut m = Manifest::parse(&text).map_err(|source| CacheError::BadManifest {
             id: sha256.to_owned(),
             source,
@@ -254,6 +250,20 @@ impl Store {
             e.size = fs::metadata(self.object_path(&e.sha256)).map_or(0, |m| m.len());
         }
         Ok(m)
+    }
+
+    fn read_object_text(&self, sha256: &str) -> Result<String, CacheError> {
+        check_sha(sha256)?;
+        let path = self.object_path(sha256);
+        match fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CacheError::Missing {
+                id: sha256.to_owned(),
+            }),
+            Err(e) => Err(io_err("read", &path)(e)),
+            // Not UTF-8 cannot be a manifest; let the parser report it as such.
+            Ok(bytes) => Ok(String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        }
     }
 
     /// Moves a corrupt object aside so it is neither trusted nor kept as "already stored".
@@ -315,10 +325,15 @@ impl Store {
             return replace(tmp, &dest).map_err(io_err("replace", &dest));
         }
 
-        let manifest = self.load_manifest(&digest.sha256)?;
-        if hex::encode(Sha256::digest(manifest.text().as_bytes())) != digest.sha256 {
+        // Verify the manifest's bytes before trusting a single path in it.
+        let text = self.read_object_text(&digest.sha256)?;
+        if hex::encode(Sha256::digest(text.as_bytes())) != digest.sha256 {
             return Err(self.quarantine(&digest.sha256));
         }
+        let manifest = Manifest::parse(&text).map_err(|source| CacheError::BadManifest {
+            id: digest.sha256.clone(),
+            source,
+        })?;
         let tmp =
             create_temp_dir(&parent, &stem).map_err(io_err("create a directory in", &parent))?;
         let root = tmp.path().to_owned();
@@ -398,13 +413,23 @@ mod tests {
         }
     }
 
+    /// Objects are read-only; a test that damages one must first undo that.
+    fn make_writable(path: &Path) {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
     fn corrupt(path: &Path) {
-        let mut perms = fs::metadata(path).unwrap().permissions();
-        perms.set_mode(0o644);
-        fs::set_permissions(path, perms).unwrap();
+        make_writable(path);
         let mut bytes = fs::read(path).unwrap();
         bytes[0] ^= 1;
         fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn store_and_hasher_can_be_shared_by_worker_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Store>();
+        shared::<Hasher>();
     }
 
     #[test]
@@ -538,6 +563,23 @@ mod tests {
         assert_eq!(f.store.fsck().unwrap(), expect);
         assert!(!f.store.contains(&file));
         assert_eq!(f.store.fsck().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn corrupt_manifest_fails_restore_before_any_path_is_used() {
+        let f = fixture();
+        let d = f.add("data");
+        let obj = f.store.object_path(&d.sha256);
+        make_writable(&obj);
+        // Still a well-formed manifest, but not the one the digest names.
+        let text = fs::read_to_string(&obj)
+            .unwrap()
+            .replacen("a.txt", "a.txx", 1);
+        fs::write(&obj, text).unwrap();
+        let dest = f.ws.join("dest");
+        let err = f.store.restore(&d, &dest).unwrap_err();
+        assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
+        assert!(!dest.exists());
     }
 
     #[test]

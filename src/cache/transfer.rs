@@ -16,14 +16,11 @@
 //! lacks it).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest as _, Sha256};
-
-const COPY_BUF: usize = 256 * 1024;
 pub const TEMP_SUFFIX: &str = ".repro-tmp";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -99,21 +96,7 @@ pub fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<([u8; 32], u64
         dst.rewind()?;
         return crate::hash::stream_sha256(dst);
     }
-    let mut buf = vec![0u8; COPY_BUF];
-    let mut h = Sha256::new();
-    let mut n = 0u64;
-    loop {
-        let k = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..k]);
-        dst.write_all(&buf[..k])?;
-        n += k as u64;
-    }
-    Ok((h.finalize().into(), n))
+    crate::hash::stream_sha256_into(src, |chunk| dst.write_all(chunk))
 }
 
 /// Clones `src`'s extents into `dst`; false when the filesystem cannot (then nothing changed).
@@ -183,6 +166,12 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
         // `tmp` now names the old content; the guard deletes it.
         return Ok(());
     }
+    replace_in_two_steps(tmp, dest)
+}
+
+/// The fallback of [`replace`] without `RENAME_EXCHANGE`: move `dest` aside, move `tmp` in,
+/// delete the old copy. Between the two renames `dest` is briefly absent, never lost.
+fn replace_in_two_steps(tmp: TempPath, dest: &Path) -> io::Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let old = TempPath {
         path: temp_name(parent, "old"),
@@ -190,7 +179,7 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
     };
     fs::rename(dest, old.path())?;
     if let Err(e) = fs::rename(tmp.path(), dest) {
-        // Put the old content back; it was never deleted.
+        // Put the old content back; if even that fails, keep it under its temp name.
         let _ = fs::rename(old.path(), dest);
         old.keep();
         return Err(e);
@@ -202,6 +191,7 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn copy_hashing_copies_and_hashes() {
@@ -241,5 +231,18 @@ mod tests {
         // No temp or old copies left behind.
         let left: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn two_step_fallback_replaces_a_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("dest");
+        fs::create_dir_all(dest.join("old/deep")).unwrap();
+        let tmp = create_temp_dir(t.path(), "dest").unwrap();
+        fs::write(tmp.path().join("new"), b"n").unwrap();
+        replace_in_two_steps(tmp, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("new")).unwrap(), b"n");
+        assert!(!dest.join("old").exists());
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }

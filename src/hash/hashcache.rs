@@ -206,7 +206,8 @@ impl HashCache {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        if !self.dirty.load(Ordering::Relaxed) {
+        // Cleared before encoding: an insert racing with this save marks it dirty again.
+        if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         let bytes = {
@@ -215,9 +216,9 @@ impl HashCache {
             map.retain(|_, e| e.last_used >= cutoff);
             encode(&map)
         };
-        crate::fsutil::write_atomic(file, &bytes)?;
-        self.dirty.store(false, Ordering::Relaxed);
-        Ok(())
+        crate::fsutil::write_atomic(file, &bytes).inspect_err(|_| {
+            self.dirty.store(true, Ordering::Relaxed);
+        })
     }
 }
 

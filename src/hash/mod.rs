@@ -26,6 +26,12 @@
 //! clock, so a file written again right after we read it can keep the very same stamp; such a
 //! stamp must not vouch for content (git's "racily clean" problem). A file found modified while
 //! it was read (its stamp differs before and after) is re-read, up to three times, then reported.
+//! A file with a timestamp in the future (clock skew, an odd tar) is never cached: always
+//! re-hashed, never trusted.
+//!
+//! Cache keys are absolute paths, so files hashed in a staging directory and then renamed into
+//! the workspace miss once (the rename changes ctime; a stamp cannot prove it was only a
+//! rename). [`Hasher::forget_under`] drops a discarded staging directory's entries.
 
 mod hashcache;
 mod manifest;
@@ -119,7 +125,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Has
 }
 
 /// Counters since the hasher was opened (for `--verbose` reporting).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct HashStats {
     /// Files whose bytes were read and hashed.
     pub files_hashed: u64,
@@ -134,6 +140,7 @@ pub struct Hasher {
     cache: HashCache,
     state_dir: Option<PathBuf>,
     racy_window: Duration,
+    progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
     files_hashed: AtomicU64,
     bytes_hashed: AtomicU64,
     cache_hits: AtomicU64,
@@ -176,6 +183,7 @@ impl Hasher {
             cache,
             state_dir,
             racy_window: RACY_WINDOW,
+            progress: None,
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
@@ -185,6 +193,14 @@ impl Hasher {
     /// Changes the racy-file window (tests use zero to cache files they just wrote).
     pub fn with_racy_window(mut self, window: Duration) -> Self {
         self.racy_window = window;
+        self
+    }
+
+    /// Calls `progress(bytes)` after each file whose bytes were read (not for cache hits), from
+    /// whichever worker thread hashed it: the executor forwards it to its reporter (library code
+    /// never prints).
+    pub fn with_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
         self
     }
 
@@ -312,6 +328,9 @@ impl Hasher {
             }
             self.files_hashed.fetch_add(1, Ordering::Relaxed);
             self.bytes_hashed.fetch_add(n, Ordering::Relaxed);
+            if let Some(progress) = &self.progress {
+                progress(n);
+            }
             let window = self.racy_window.as_nanos() as i128;
             let settled = |ts: i64| ts as i128 + window <= started;
             if settled(before.mtime_ns) && settled(before.ctime_ns) {
@@ -327,6 +346,15 @@ impl Hasher {
 
 /// Streams `reader` through sha256; returns the digest and the byte count.
 pub fn stream_sha256(reader: &mut impl Read) -> io::Result<([u8; 32], u64)> {
+    stream_sha256_into(reader, |_| Ok(()))
+}
+
+/// Streams `reader` through sha256, handing every chunk to `sink` too (a copy that hashes what
+/// it writes in one pass). Uses a per-thread buffer: no allocation per file.
+pub fn stream_sha256_into(
+    reader: &mut impl Read,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<([u8; 32], u64)> {
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         let mut h = Sha256::new();
@@ -336,6 +364,7 @@ pub fn stream_sha256(reader: &mut impl Read) -> io::Result<([u8; 32], u64)> {
                 Ok(0) => break,
                 Ok(k) => {
                     h.update(&buf[..k]);
+                    sink(&buf[..k])?;
                     n += k as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -543,6 +572,26 @@ mod tests {
         assert_eq!(h.stats().files_hashed, 4);
         assert_eq!(h.stats().cache_hits, 4);
         h.save().unwrap();
+
+        let counter = || std::sync::Arc::new(AtomicU64::new(0));
+        let (warm_bytes, cold_bytes) = (counter(), counter());
+        let w = warm_bytes.clone();
+        let warm = Hasher::open(&state)
+            .unwrap()
+            .with_progress(move |n| _ = w.fetch_add(n, Ordering::Relaxed));
+        assert_eq!(warm.digest(&d).unwrap(), first);
+        assert_eq!(
+            warm_bytes.load(Ordering::Relaxed),
+            0,
+            "hits report no bytes"
+        );
+        let c = cold_bytes.clone();
+        let cold =
+            Hasher::ephemeral().with_progress(move |n| _ = c.fetch_add(n, Ordering::Relaxed));
+        cold.digest(&d).unwrap();
+        let size = first.as_ref().unwrap().size;
+        assert_eq!(cold_bytes.load(Ordering::Relaxed), size);
+        assert_eq!(cold.stats().bytes_hashed, size);
 
         let h2 = Hasher::open(&state).unwrap();
         assert_eq!(h2.cache_load(), &CacheLoad::Loaded { entries: 4 });
