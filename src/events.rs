@@ -65,6 +65,13 @@ pub enum Event {
         reasons: Vec<DirtyReason>,
         restore: bool,
     },
+    /// Inputs are being hashed for the first time (or after they changed): `bytes` so far.
+    Hashing {
+        bytes: u64,
+        #[serde(serialize_with = "secs")]
+        elapsed: Duration,
+        done: bool,
+    },
     /// A warning that does not stop the run.
     Warning { message: String },
 }

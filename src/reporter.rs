@@ -74,6 +74,22 @@ struct Renderer {
     last_plain_progress: HashMap<String, Instant>,
 }
 
+/// `1.5 GiB`, `12 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 fn reasons_text(reasons: &[DirtyReason]) -> String {
     if reasons.is_empty() {
         return String::new();
@@ -266,7 +282,32 @@ impl Renderer {
                 let verb = if restore { "restore " } else { "would run" };
                 self.line(&format!("{verb} {stage}{}", reasons_text(&reasons)));
             }
+            Event::Hashing {
+                bytes,
+                elapsed,
+                done,
+            } => self.hashing(bytes, elapsed, done),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
+        }
+    }
+
+    fn hashing(&mut self, bytes: u64, elapsed: Duration, done: bool) {
+        const KEY: &str = "\0hashing";
+        let text = format!(
+            "{} of inputs in {:.1}s",
+            human_bytes(bytes),
+            elapsed.as_secs_f64()
+        );
+        if done {
+            self.clear_bar(KEY);
+            self.line(&format!("hashed   {text}"));
+        } else if let Some(m) = &self.multi {
+            let bar = self.bars.entry(KEY.to_string()).or_insert_with(|| {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(format!("hashing {text}"));
         }
     }
 

@@ -326,28 +326,13 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
     println!(
         "deleted {} objects ({}) and {} run-cache entries; kept {} objects and {} run-cache entries",
         stats.objects_removed,
-        human_bytes(stats.bytes_removed),
+        reporter::human_bytes(stats.bytes_removed),
         stats.runs_removed,
         stats.objects_kept,
         stats.runs_kept
     );
     repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
     Ok(exit_code::OK)
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<i32> {

@@ -22,6 +22,7 @@ pub mod staging;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,7 +108,11 @@ pub fn execute(
 ) -> Result<Report, ExecError> {
     let root = &ws.root;
     let mut lock = LockFile::load(root)?;
-    let hasher = Arc::new(Hasher::open(&ws.hash_state_dir())?);
+    let hashed = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&hashed);
+    let hasher = Arc::new(Hasher::open(&ws.hash_state_dir())?.with_progress(move |n| {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }));
     let store = Arc::new(Store::open(&ws.cache_dir())?);
     let _ = events.send(Event::Plan {
         stages: order.len(),
@@ -135,7 +140,7 @@ pub fn execute(
         }
     }
 
-    warm_source_deps(dag, order, root, &hasher);
+    warm_source_deps(dag, order, root, &hasher, &hashed, &events);
 
     let run = RunDir::new(&ws.runs_dir());
     if !opts.dry_run {
@@ -463,20 +468,61 @@ fn cached_entry(store: &Store, fingerprint: &str) -> Option<crate::lockfile::Loc
 }
 
 /// Hashes, in parallel and up front, every dep that no stage makes (the sources), so the
-/// sequential freshness checks find their digests in the hash cache.
-fn warm_source_deps(dag: &Dag, order: &[StageId], root: &Path, hasher: &Hasher) {
-    let outs: Vec<&str> = dag
+/// sequential freshness checks find their digests in the hash cache. Reports the bytes it reads
+/// when that takes long enough to be worth a line (a first run over a large dataset).
+fn warm_source_deps(
+    dag: &Dag,
+    order: &[StageId],
+    root: &Path,
+    hasher: &Hasher,
+    hashed: &AtomicU64,
+    events: &Sender,
+) {
+    let producers: std::collections::BTreeSet<&str> = dag
         .stages
         .iter()
         .flat_map(|s| s.outs.iter().map(|o| o.path.as_str()))
         .collect();
+    let made_by_a_stage = |dep: &str| {
+        producers
+            .range(..=dep)
+            .next_back()
+            .is_some_and(|o| crate::dag::is_within(dep, o))
+            || producers
+                .range(dep..)
+                .next()
+                .is_some_and(|o| crate::dag::is_within(o, dep))
+    };
     let mut paths: Vec<std::path::PathBuf> = order
         .iter()
         .flat_map(|&id| dag.stages[id].deps.iter())
-        .filter(|d| !outs.iter().any(|o| crate::dag::overlaps(&d.path, o)))
+        .filter(|d| !made_by_a_stage(&d.path))
         .map(|d| root.join(&d.path))
         .collect();
     paths.sort();
     paths.dedup();
-    let _ = hasher.digest_many(&paths);
+    let started = Instant::now();
+    let report_after = Duration::from_millis(500);
+    std::thread::scope(|scope| {
+        let work = scope.spawn(|| hasher.digest_many(&paths));
+        while !work.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            if started.elapsed() >= report_after {
+                let bytes = hashed.load(Ordering::Relaxed);
+                let _ = events.send(Event::Hashing {
+                    bytes,
+                    elapsed: started.elapsed(),
+                    done: false,
+                });
+            }
+        }
+    });
+    if started.elapsed() >= report_after {
+        let bytes = hashed.load(Ordering::Relaxed);
+        let _ = events.send(Event::Hashing {
+            bytes,
+            elapsed: started.elapsed(),
+            done: true,
+        });
+    }
 }
