@@ -82,6 +82,11 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Re-hash every cached object; move corrupt ones to quarantine (exit 4 if any).
+    Fsck {
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Rerun a stage in a scratch directory and compare its outputs with `repro.lock`.
     Verify {
         #[arg(value_name = "STAGE")]

@@ -118,6 +118,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit_code::OK)
         }
         Command::Gc { dry_run, no_wait } => gc(&locate()?, dry_run, no_wait),
+        Command::Fsck { no_wait } => fsck(&locate()?, no_wait),
         Command::Verify {
             stage,
             no_wait,
@@ -333,6 +334,26 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
     );
     repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
     Ok(exit_code::OK)
+}
+
+fn fsck(ws: &Workspace, no_wait: bool) -> Result<i32> {
+    let _lock = ws.lock(!no_wait, &|h| {
+        eprintln!("waiting for the project lock, held by {h}")
+    })?;
+    let store = repro::cache::Store::open(&ws.cache_dir())?;
+    let corrupt = store.fsck()?;
+    if corrupt.is_empty() {
+        println!("every cached object matches its hash");
+        return Ok(exit_code::OK);
+    }
+    for id in &corrupt {
+        println!("corrupt  {id} (moved to quarantine)");
+    }
+    println!(
+        "{} corrupt object(s); the stages that need them will rerun or be restored from another copy",
+        corrupt.len()
+    );
+    Ok(exit_code::STATE)
 }
 
 fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<i32> {

@@ -253,3 +253,41 @@ fn gc_keeps_what_the_lock_needs() {
     assert!(p.ran().is_empty());
     assert_eq!(p.read("data/scaled.txt"), "2\n4\n6\n8\n10\n");
 }
+
+#[test]
+fn fsck_finds_a_corrupt_object_and_the_next_run_recovers() {
+    let p = Project::new(FOUR_STAGES);
+    p.ok(&["all"]);
+    assert_eq!(
+        p.ok(&["fsck"]).stdout.trim(),
+        "every cached object matches its hash"
+    );
+    // Corrupt the object that holds data/scaled.txt, then lose the workspace copy too.
+    let lock: serde_json::Value = serde_json::from_str(&p.read("repro.lock")).unwrap();
+    let sha = lock["stages"]["scale"]["outputs"]["data/scaled.txt"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = p
+        .root()
+        .join(".repro/cache/v1/objects")
+        .join(&sha[..2])
+        .join(&sha[2..]);
+    let mut perms = std::fs::metadata(&object).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).unwrap();
+    std::fs::write(&object, "garbage\n").unwrap();
+    let out = p.repro(&["fsck"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stdout.contains(&sha), "{out:?}");
+    std::fs::remove_file(p.root().join("data/scaled.txt")).unwrap();
+    p.ran();
+    p.ok(&["all"]);
+    assert_eq!(
+        p.ran(),
+        stages(&["scale"]),
+        "no good copy: the stage reruns"
+    );
+    assert_eq!(p.read("data/scaled.txt"), "2\n4\n6\n8\n10\n");
+}

@@ -28,7 +28,7 @@ fn unknown_builtin_lists_the_known_ones() {
 #[test]
 fn every_command_has_help() {
     for cmd in [
-        "all", "run", "status", "dag", "gc", "verify", "metrics", "builtin",
+        "all", "run", "status", "dag", "gc", "fsck", "verify", "metrics", "builtin",
     ] {
         let out = std::process::Command::new(crate::harness::bin())
             .args([cmd, "--help"])
