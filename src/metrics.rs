@@ -204,7 +204,8 @@ pub fn render_diff(rows: &[DiffRow], format: Format) -> String {
     render_table(&["path", "metric", "old", "new", "change"], &table, format)
 }
 
-fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String {
+/// A table as aligned text, Markdown or CSV.
+pub fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> String {
     let mut out = String::new();
     match format {
         Format::Csv => {

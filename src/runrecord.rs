@@ -142,6 +142,41 @@ pub fn load_all(runs_dir: &Path) -> Vec<RunRecord> {
     records
 }
 
+/// A table of run records (`repro runs`).
+pub fn render(records: &[&RunRecord], format: crate::metrics::Format) -> String {
+    if format == crate::metrics::Format::Json {
+        return serde_json::to_string_pretty(records).expect("run records serialize") + "\n";
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.stage.clone(),
+                serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                format!("{:.2}", r.wall_seconds),
+                format!("{:.1}", r.peak_rss_kib as f64 / 1024.0),
+                if r.cache_hit { "yes" } else { "no" }.to_string(),
+                r.run.clone(),
+            ]
+        })
+        .collect();
+    crate::metrics::render_table(
+        &[
+            "stage",
+            "outcome",
+            "wall_s",
+            "peak_rss_mib",
+            "cache_hit",
+            "run",
+        ],
+        &rows,
+        format,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,11 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// The latest run record of every stage: outcome, wall time, peak memory, cache hit.
+    Runs {
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Re-hash every cached object; move corrupt ones to quarantine (exit 4 if any).
     Fsck {
         #[arg(long)]

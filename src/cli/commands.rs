@@ -119,6 +119,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Gc { dry_run, no_wait } => gc(&locate()?, dry_run, no_wait),
         Command::Fsck { no_wait } => fsck(&locate()?, no_wait),
+        Command::Runs { format } => runs(&locate()?, &format),
         Command::Verify {
             stage,
             no_wait,
@@ -333,6 +334,18 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
         stats.runs_kept
     );
     repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
+    Ok(exit_code::OK)
+}
+
+fn runs(ws: &Workspace, format: &FormatArgs) -> Result<i32> {
+    // The latest record of each stage, in stage-name order.
+    let mut latest: std::collections::BTreeMap<String, repro::runrecord::RunRecord> =
+        Default::default();
+    for r in repro::runrecord::load_all(&ws.runs_dir()) {
+        latest.insert(r.stage.clone(), r);
+    }
+    let records: Vec<&repro::runrecord::RunRecord> = latest.values().collect();
+    print!("{}", repro::runrecord::render(&records, format_of(format)));
     Ok(exit_code::OK)
 }
 

@@ -255,7 +255,14 @@ fn run_in_view(
         dir.join(&stage.wdir)
     };
 
-    let mut env = vec![("REPRO_CPUS".to_string(), job.grant.cpus.to_string())];
+    let mut env = vec![
+        ("REPRO_CPUS".to_string(), job.grant.cpus.to_string()),
+        // Read-only provenance (e.g. `repro -C "$REPRO_WORKSPACE" runs`); never write there.
+        (
+            "REPRO_WORKSPACE".to_string(),
+            shared.root.display().to_string(),
+        ),
+    ];
     if !job.grant.gpus.is_empty() {
         let ids: Vec<String> = job.grant.gpus.iter().map(u32::to_string).collect();
         env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));

@@ -28,7 +28,7 @@ fn unknown_builtin_lists_the_known_ones() {
 #[test]
 fn every_command_has_help() {
     for cmd in [
-        "all", "run", "status", "dag", "gc", "fsck", "verify", "metrics", "builtin",
+        "all", "run", "status", "dag", "gc", "fsck", "runs", "verify", "metrics", "builtin",
     ] {
         let out = std::process::Command::new(crate::harness::bin())
             .args([cmd, "--help"])
@@ -51,4 +51,23 @@ fn status_output_is_the_contract() {
     insta::assert_snapshot!("status_after_param_change", out.stdout);
     let json = p.repro(&["status", "--set", "scale=3", "--json"]);
     insta::assert_snapshot!("status_after_param_change_json", json.stdout);
+}
+
+#[test]
+fn runs_lists_the_latest_record_of_each_stage_even_from_inside_a_stage() {
+    let p = Project::new(&format!(
+        "{}  table:\n    cmd: {} -C \"$REPRO_WORKSPACE\" runs --csv > runs.csv\n    deps: [metrics.json]\n    outs: [runs.csv]\n    always_changed: true\n",
+        crate::FOUR_STAGES,
+        crate::harness::bin()
+    ));
+    p.ok(&["all", "-j", "1"]);
+    let runs = p.read("runs.csv");
+    assert!(runs.starts_with("stage,outcome,wall_s,peak_rss_mib,cache_hit,run\n"), "{runs}");
+    for s in ["gen", "scale", "shift", "sum"] {
+        assert!(runs.contains(&format!("\n{s},succeeded,")), "{runs}");
+    }
+    let json = p.ok(&["runs", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    assert!(v.as_array().unwrap().iter().all(|r| r["peak_rss_kib"].as_u64().unwrap() > 0));
 }
