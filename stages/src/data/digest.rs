@@ -1,0 +1,95 @@
+//! Content hashes for fetch pins: sha256 of a file, and a manifest hash for a directory.
+//!
+//! A pin (`sha256:` in a `fetch` stage) names the content **as stored after unpacking**, so
+//! mirrors that serve the same data in different wrappers (a `.gz` from the authors, a raw file
+//! in a PyPI sdist, a `.deb`) verify against one pin.
+//!
+//! - A file's hash is the sha256 of its bytes.
+//! - A directory's hash is the sha256 of its manifest: one line per regular file,
+//!   `RELPATH SHA256HEX\n`, where RELPATH is relative to the directory with `/` separators, lines
+//!   sorted by RELPATH bytes. This is the same manifest the engine uses for directory outputs, so
+//!   a pin can be copied from `repro.lock`. A symlink contributes `RELPATH -> TARGET\n` (its
+//!   target text is content too); empty directories contribute nothing.
+//!
+//! What must never change silently: the manifest text. Every pin in every pipeline is a hash of
+//! it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::DataError;
+
+/// sha256 hex of a file's bytes.
+pub fn file_sha256(path: &Path) -> Result<String, DataError> {
+    let mut f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| DataError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// md5 hex of a file's bytes (only to check the checksums dataset authors publish).
+pub fn file_md5(path: &Path) -> Result<String, DataError> {
+    use md5::Md5;
+    let mut f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| DataError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The manifest text of a directory (see the module doc).
+pub fn manifest(dir: &Path) -> Result<String, DataError> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    walk(dir, "", &mut lines)?;
+    lines.sort();
+    Ok(lines.into_iter().map(|(_, line)| line).collect())
+}
+
+/// Collects `(relpath, line)` pairs so the sort is by path, not by line text.
+fn walk(dir: &Path, prefix: &str, lines: &mut Vec<(String, String)>) -> Result<(), DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = entry.path();
+        let ft = entry.file_type().map_err(|e| DataError::io("stat", &path, e))?;
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| DataError::io("read link", &path, e))?;
+            let line = format!("{rel} -> {}\n", target.display());
+            lines.push((rel, line));
+        } else if ft.is_dir() {
+            walk(&path, &rel, lines)?;
+        } else if ft.is_file() {
+            let line = format!("{rel} {}\n", file_sha256(&path)?);
+            lines.push((rel, line));
+        }
+    }
+    Ok(())
+}
+
+/// The content hash of a file or directory, as pins are written.
+pub fn content_sha256(path: &Path) -> Result<String, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io("stat", path, e))?;
+    if meta.is_dir() {
+        Ok(hex::encode(Sha256::digest(manifest(path)?.as_bytes())))
+    } else {
+        file_sha256(path)
+    }
+}
