@@ -15,11 +15,18 @@
 //! [`crate::StageError`] at the seam.
 
 pub mod atomic;
+pub mod cifar;
+pub mod convert;
 pub mod digest;
 pub mod download;
 pub mod error;
 pub mod fetch;
+pub mod idx;
+pub mod known;
 pub mod prepared;
+pub mod stacked;
+pub mod stage;
+pub mod stl;
 pub mod synthetic;
 pub mod unpack;
 
