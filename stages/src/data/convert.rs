@@ -57,7 +57,11 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
     };
     let ds = match (family, split) {
         ("mnist" | "fashion-mnist" | "fashion", "train" | "test" | "all") => {
-            let set = if family == "mnist" { "mnist" } else { "fashion-mnist" };
+            let set = if family == "mnist" {
+                "mnist"
+            } else {
+                "fashion-mnist"
+            };
             mnist_like(raw, set, split)?
         }
         ("stacked", "mnist") => {
@@ -65,7 +69,11 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
             stacked::stack(&pool, params.n.unwrap_or(128_000), params.seed.unwrap_or(0))?
         }
         ("cifar10", "train" | "test") => {
-            let files: &[&str] = if split == "train" { &cifar::TRAIN_FILES } else { &cifar::TEST_FILES };
+            let files: &[&str] = if split == "train" {
+                &cifar::TRAIN_FILES
+            } else {
+                &cifar::TEST_FILES
+            };
             let (pixels, shape, labels) = cifar::read_files(raw, files)?;
             images("cifar10", split, pixels, shape, Some(labels))
         }
@@ -81,12 +89,19 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
         }
     };
     let mut ds = ds;
-    ds.metadata.insert("converter".to_string(), name.to_string());
+    ds.metadata
+        .insert("converter".to_string(), name.to_string());
     ds.validate()?;
     Ok(ds)
 }
 
-fn images(set: &str, split: &str, pixels: Vec<u8>, shape: [usize; 4], labels: Option<Vec<u32>>) -> Dataset {
+fn images(
+    set: &str,
+    split: &str,
+    pixels: Vec<u8>,
+    shape: [usize; 4],
+    labels: Option<Vec<u32>>,
+) -> Dataset {
     let mut metadata = BTreeMap::new();
     metadata.insert("split".to_string(), split.to_string());
     Dataset {
@@ -111,7 +126,11 @@ fn mnist_like(raw: &Path, set: &str, split: &str) -> Result<Dataset, DataError> 
         if i > 0 && s[1..] != shape[1..] {
             return Err(DataError::Invalid {
                 name: set.to_string(),
-                message: format!("train images are {:?} but test images are {:?}", &shape[1..], &s[1..]),
+                message: format!(
+                    "train images are {:?} but test images are {:?}",
+                    &shape[1..],
+                    &s[1..]
+                ),
             });
         }
         shape = [shape[0] + s[0], s[1], s[2], s[3]];

@@ -28,7 +28,9 @@ pub fn file_sha256(path: &Path) -> Result<String, DataError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(|e| DataError::io("read", path, e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| DataError::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -44,7 +46,9 @@ pub fn file_md5(path: &Path) -> Result<String, DataError> {
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(|e| DataError::io("read", path, e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| DataError::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -67,11 +71,18 @@ fn walk(dir: &Path, prefix: &str, lines: &mut Vec<(String, String)>) -> Result<(
     for entry in entries {
         let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let path = entry.path();
-        let ft = entry.file_type().map_err(|e| DataError::io("stat", &path, e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| DataError::io("stat", &path, e))?;
         if ft.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|e| DataError::io("read link", &path, e))?;
+            let target =
+                std::fs::read_link(&path).map_err(|e| DataError::io("read link", &path, e))?;
             let line = format!("{rel} -> {}\n", target.display());
             lines.push((rel, line));
         } else if ft.is_dir() {

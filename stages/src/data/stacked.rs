@@ -18,15 +18,23 @@ use super::DataError;
 
 /// Builds `n` Stacked-MNIST samples from a grey MNIST pool (`[N,1,H,W]` pixels and labels).
 pub fn stack(pool: &Dataset, n: usize, seed: u64) -> Result<Dataset, DataError> {
-    let invalid = |m: String| DataError::Invalid { name: pool.name.clone(), message: m };
+    let invalid = |m: String| DataError::Invalid {
+        name: pool.name.clone(),
+        message: m,
+    };
     let Samples::Images { pixels, shape } = &pool.samples else {
         return Err(invalid("stacked MNIST needs images, found points".into()));
     };
     let [count, c, h, w] = *shape;
     if c != 1 || count == 0 {
-        return Err(invalid(format!("stacked MNIST needs a non-empty grey pool, found shape {shape:?}")));
+        return Err(invalid(format!(
+            "stacked MNIST needs a non-empty grey pool, found shape {shape:?}"
+        )));
     }
-    let labels = pool.labels.as_ref().ok_or_else(|| invalid("stacked MNIST needs labels".into()))?;
+    let labels = pool
+        .labels
+        .as_ref()
+        .ok_or_else(|| invalid("stacked MNIST needs labels".into()))?;
     if let Some(bad) = labels.iter().find(|&&l| l > 9) {
         return Err(invalid(format!("label {bad} is not a digit")));
     }
@@ -50,7 +58,10 @@ pub fn stack(pool: &Dataset, n: usize, seed: u64) -> Result<Dataset, DataError> 
     metadata.insert("modes".to_string(), "1000".to_string());
     Ok(Dataset {
         name: "stacked-mnist".to_string(),
-        samples: Samples::Images { pixels: out, shape: [n, 3, h, w] },
+        samples: Samples::Images {
+            pixels: out,
+            shape: [n, 3, h, w],
+        },
         labels: Some(modes),
         metadata,
     })

@@ -89,7 +89,10 @@ struct FetchParams {
 }
 
 fn params_error(ctx: &Context, message: String) -> StageError {
-    StageError::Params { kind: ctx.kind().to_string(), message }
+    StageError::Params {
+        kind: ctx.kind().to_string(),
+        message,
+    }
 }
 
 fn run_fetch(ctx: &Context) -> Result<(), StageError> {
@@ -111,7 +114,10 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
         }
     };
     if p.prepare.is_some() != p.prepared.is_some() {
-        return Err(params_error(ctx, "`prepare:` (a converter) and `prepared:` (its output file) go together".into()));
+        return Err(params_error(
+            ctx,
+            "`prepare:` (a converter) and `prepared:` (its output file) go together".into(),
+        ));
     }
     let mut http = HttpOptions::default();
     if let Some(r) = p.retries {
@@ -127,12 +133,31 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
     if let Some(m) = p.max_bytes {
         limits.max_bytes = m;
     }
-    let spec = FetchSpec { name: p.name.clone(), sources, sha256: pin, out: p.out.clone(), http, limits };
+    let spec = FetchSpec {
+        name: p.name.clone(),
+        sources,
+        sha256: pin,
+        out: p.out.clone(),
+        http,
+        limits,
+    };
     let report = |done: u64, total: u64, msg: &str| ctx.progress(done, total, msg);
     fetch(&spec, &report).map_err(StageError::domain)?;
     if let (Some(conv), Some(dest)) = (p.prepare, p.prepared) {
-        ctx.progress(0, 0, &format!("{}: preparing `{}` with `{conv}`", p.name, dest.display()));
-        let ds = convert(&conv, &p.out, &ConvertParams { n: p.n, seed: p.seed }).map_err(StageError::domain)?;
+        ctx.progress(
+            0,
+            0,
+            &format!("{}: preparing `{}` with `{conv}`", p.name, dest.display()),
+        );
+        let ds = convert(
+            &conv,
+            &p.out,
+            &ConvertParams {
+                n: p.n,
+                seed: p.seed,
+            },
+        )
+        .map_err(StageError::domain)?;
         prepared::save(&dest, &ds).map_err(StageError::domain)?;
     }
     Ok(())
@@ -153,8 +178,25 @@ struct PrepareParams {
 
 fn run_prepare(ctx: &Context) -> Result<(), StageError> {
     let p: PrepareParams = ctx.params()?;
-    ctx.progress(0, 1, &format!("preparing `{}` from `{}` with `{}`", p.out.display(), p.from.display(), p.converter));
-    let ds = convert(&p.converter, &p.from, &ConvertParams { n: p.n, seed: p.seed }).map_err(|e| match e {
+    ctx.progress(
+        0,
+        1,
+        &format!(
+            "preparing `{}` from `{}` with `{}`",
+            p.out.display(),
+            p.from.display(),
+            p.converter
+        ),
+    );
+    let ds = convert(
+        &p.converter,
+        &p.from,
+        &ConvertParams {
+            n: p.n,
+            seed: p.seed,
+        },
+    )
+    .map_err(|e| match e {
         DataError::Unknown(m) => params_error(ctx, m),
         e => StageError::domain(e),
     })?;
@@ -174,8 +216,12 @@ struct SyntheticParams {
 
 fn run_synthetic(ctx: &Context) -> Result<(), StageError> {
     let p: SyntheticParams = ctx.params()?;
-    let ds = synthetic::by_name(&p.set, p.n, p.seed)
-        .ok_or_else(|| params_error(ctx, format!("unknown synthetic set `{}`; use `ring` or `grid`", p.set)))?;
+    let ds = synthetic::by_name(&p.set, p.n, p.seed).ok_or_else(|| {
+        params_error(
+            ctx,
+            format!("unknown synthetic set `{}`; use `ring` or `grid`", p.set),
+        )
+    })?;
     prepared::save(&p.out, &ds).map_err(StageError::domain)?;
     ctx.progress(1, 1, &format!("{}: {} points", p.set, p.n));
     Ok(())

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 
+/// Pixels `[N,3,96,96]` flat, their shape, and labels (none for `unlabeled`).
+pub type Split = (Vec<u8>, [usize; 4], Option<Vec<u32>>);
+
 const FORMAT: &str = "STL-10 binary";
 /// Side of an STL-10 image.
 pub const SIDE: usize = 96;
@@ -26,7 +29,10 @@ pub fn read_images(path: &Path) -> Result<(Vec<u8>, [usize; 4]), DataError> {
         return Err(DataError::raw(
             path,
             FORMAT,
-            format!("{} bytes is not a whole number of {IMAGE}-byte images", bytes.len()),
+            format!(
+                "{} bytes is not a whole number of {IMAGE}-byte images",
+                bytes.len()
+            ),
         ));
     }
     let n = bytes.len() / IMAGE;
@@ -55,7 +61,11 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>, DataError> {
             if (1..=10).contains(&b) {
                 Ok(b as u32 - 1)
             } else {
-                Err(DataError::raw(path, FORMAT, format!("label {i} is {b}, expected 1..=10")))
+                Err(DataError::raw(
+                    path,
+                    FORMAT,
+                    format!("label {i} is {b}, expected 1..=10"),
+                ))
             }
         })
         .collect()
@@ -72,7 +82,7 @@ fn bin_dir(dir: &Path) -> PathBuf {
 }
 
 /// Reads a split: `train`, `test` (labelled) or `unlabeled`.
-pub fn read_split(dir: &Path, split: &str) -> Result<(Vec<u8>, [usize; 4], Option<Vec<u32>>), DataError> {
+pub fn read_split(dir: &Path, split: &str) -> Result<Split, DataError> {
     let dir = bin_dir(dir);
     let x = dir.join(format!("{split}_X.bin"));
     if !x.is_file() {
@@ -88,7 +98,11 @@ pub fn read_split(dir: &Path, split: &str) -> Result<(Vec<u8>, [usize; 4], Optio
         let y = dir.join(format!("{split}_y.bin"));
         let labels = read_labels(&y)?;
         if labels.len() != shape[0] {
-            return Err(DataError::raw(&y, FORMAT, format!("{} labels for {} images", labels.len(), shape[0])));
+            return Err(DataError::raw(
+                &y,
+                FORMAT,
+                format!("{} labels for {} images", labels.len(), shape[0]),
+            ));
         }
         Some(labels)
     };

@@ -36,7 +36,10 @@ impl Default for Limits {
     /// 64 GiB and one million entries: far above any dataset here (STL-10 is 2.6 GB unpacked),
     /// far below what fills a disk by accident.
     fn default() -> Self {
-        Limits { max_bytes: 64 << 30, max_entries: 1_000_000 }
+        Limits {
+            max_bytes: 64 << 30,
+            max_entries: 1_000_000,
+        }
     }
 }
 
@@ -81,7 +84,10 @@ impl ArchiveKind {
             (".deb", ArchiveKind::Deb),
             (".gz", ArchiveKind::Gz),
         ];
-        kinds.iter().find(|(ext, _)| n.ends_with(ext)).map(|(_, k)| *k)
+        kinds
+            .iter()
+            .find(|(ext, _)| n.ends_with(ext))
+            .map(|(_, k)| *k)
     }
 }
 
@@ -94,20 +100,33 @@ pub fn unpack(
 ) -> Result<(), DataError> {
     fs::create_dir_all(dest).map_err(|e| DataError::io("create directory", dest, e))?;
     let open = || File::open(archive).map_err(|e| DataError::io("open", archive, e));
-    let mut budget = Budget { archive: archive.to_path_buf(), limits: *limits, bytes: 0, entries: 0 };
+    let mut budget = Budget {
+        archive: archive.to_path_buf(),
+        limits: *limits,
+        bytes: 0,
+        entries: 0,
+    };
     match kind {
         ArchiveKind::Tar => untar(BufReader::new(open()?), dest, &mut budget),
-        ArchiveKind::TarGz => {
-            untar(flate2::read::MultiGzDecoder::new(BufReader::new(open()?)), dest, &mut budget)
-        }
+        ArchiveKind::TarGz => untar(
+            flate2::read::MultiGzDecoder::new(BufReader::new(open()?)),
+            dest,
+            &mut budget,
+        ),
         ArchiveKind::TarXz => {
             let tar = unxz_to_temp(open()?, dest, &mut budget)?;
             untar(BufReader::new(tar), dest, &mut budget)
         }
         ArchiveKind::Zip => unzip(open()?, dest, &mut budget),
         ArchiveKind::Gz => {
-            let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let out = name.strip_suffix(".gz").filter(|s| !s.is_empty()).unwrap_or("data");
+            let name = archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let out = name
+                .strip_suffix(".gz")
+                .filter(|s| !s.is_empty())
+                .unwrap_or("data");
             gunzip_file(archive, &dest.join(out), limits)
         }
         ArchiveKind::Deb => undeb(open()?, dest, &mut budget),
@@ -119,14 +138,24 @@ pub fn gunzip_file(src: &Path, out: &Path, limits: &Limits) -> Result<(), DataEr
     let input = File::open(src).map_err(|e| DataError::io("open", src, e))?;
     let mut reader = flate2::read::MultiGzDecoder::new(BufReader::new(input));
     let mut file = File::create(out).map_err(|e| DataError::io("create", out, e))?;
-    let mut budget = Budget { archive: src.to_path_buf(), limits: *limits, bytes: 0, entries: 0 };
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    budget.copy(&mut reader, &mut file, &name).map_err(|e| match e {
-        DataError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
-            DataError::raw(src, "gzip", source.to_string())
-        }
-        other => other,
-    })?;
+    let mut budget = Budget {
+        archive: src.to_path_buf(),
+        limits: *limits,
+        bytes: 0,
+        entries: 0,
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    budget
+        .copy(&mut reader, &mut file, &name)
+        .map_err(|e| match e {
+            DataError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
+                DataError::raw(src, "gzip", source.to_string())
+            }
+            other => other,
+        })?;
     Ok(())
 }
 
@@ -159,12 +188,17 @@ impl Budget {
     }
 
     /// Copies `reader` to `writer`, counting bytes against the limit as they flow.
-    fn copy(&mut self, reader: &mut dyn Read, writer: &mut dyn Write, name: &str) -> Result<(), DataError> {
+    fn copy(
+        &mut self,
+        reader: &mut dyn Read,
+        writer: &mut dyn Write,
+        name: &str,
+    ) -> Result<(), DataError> {
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = reader.read(&mut buf).map_err(|e| {
-                DataError::io("read from archive", self.archive.clone(), e)
-            })?;
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| DataError::io("read from archive", self.archive.clone(), e))?;
             if n == 0 {
                 return Ok(());
             }
@@ -172,7 +206,10 @@ impl Budget {
             if self.bytes > self.limits.max_bytes {
                 return Err(self.refuse(
                     name,
-                    format!("takes the unpacked size past the limit of {} bytes", self.limits.max_bytes),
+                    format!(
+                        "takes the unpacked size past the limit of {} bytes",
+                        self.limits.max_bytes
+                    ),
                 ));
             }
             writer
@@ -200,7 +237,10 @@ fn safe_relative(path: &Path) -> Result<PathBuf, String> {
 /// Whether a symlink at `link` (relative to the destination) pointing to `target` stays inside.
 fn link_stays_inside(link: &Path, target: &Path) -> Result<(), String> {
     if target.is_absolute() {
-        return Err(format!("is a symlink to the absolute path `{}`", target.display()));
+        return Err(format!(
+            "is a symlink to the absolute path `{}`",
+            target.display()
+        ));
     }
     // Depth of the directory holding the link, then walk the target lexically.
     let mut depth: i64 = link.components().count() as i64 - 1;
@@ -225,7 +265,12 @@ fn link_stays_inside(link: &Path, target: &Path) -> Result<(), String> {
 
 /// Refuses to write at `rel` if any existing ancestor inside `dest` is a symlink, and removes a
 /// leaf symlink so that creating the file never follows it.
-fn prepare_target(dest: &Path, rel: &Path, budget: &Budget, name: &str) -> Result<PathBuf, DataError> {
+fn prepare_target(
+    dest: &Path,
+    rel: &Path,
+    budget: &Budget,
+    name: &str,
+) -> Result<PathBuf, DataError> {
     let mut cur = dest.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for (i, c) in comps.iter().enumerate() {
@@ -283,13 +328,14 @@ fn untar<R: Read>(reader: R, dest: &Path, budget: &mut Budget) -> Result<(), Dat
         match kind {
             T::Directory => {
                 let target = prepare_target(dest, &rel, budget, &name)?;
-                fs::create_dir_all(&target).map_err(|e| DataError::io("create directory", target, e))?;
+                fs::create_dir_all(&target)
+                    .map_err(|e| DataError::io("create directory", target, e))?;
             }
             T::Regular | T::Continuous => {
                 let mode = entry.header().mode().unwrap_or(0o644);
                 let target = prepare_target(dest, &rel, budget, &name)?;
-                let mut file =
-                    File::create(&target).map_err(|e| DataError::io("create", target.clone(), e))?;
+                let mut file = File::create(&target)
+                    .map_err(|e| DataError::io("create", target.clone(), e))?;
                 budget.copy(&mut entry, &mut file, &name)?;
                 set_executable(&target, mode);
             }
@@ -310,24 +356,39 @@ fn untar<R: Read>(reader: R, dest: &Path, budget: &mut Budget) -> Result<(), Dat
                     .map_err(|e| DataError::io("read link target from", budget.archive.clone(), e))?
                     .ok_or_else(|| budget.refuse(&name, "is a hard link without a target"))?
                     .into_owned();
-                let src_rel = safe_relative(&link)
-                    .map_err(|r| budget.refuse(&name, format!("is a hard link whose target {r}")))?;
+                let src_rel = safe_relative(&link).map_err(|r| {
+                    budget.refuse(&name, format!("is a hard link whose target {r}"))
+                })?;
                 let src = prepare_target(dest, &src_rel, budget, &name)?;
                 let meta = fs::symlink_metadata(&src).map_err(|_| {
-                    budget.refuse(&name, format!("is a hard link to `{}`, which is not unpacked", link.display()))
+                    budget.refuse(
+                        &name,
+                        format!(
+                            "is a hard link to `{}`, which is not unpacked",
+                            link.display()
+                        ),
+                    )
                 })?;
                 if !meta.is_file() {
-                    return Err(budget.refuse(&name, "is a hard link to something that is not a regular file"));
+                    return Err(budget.refuse(
+                        &name,
+                        "is a hard link to something that is not a regular file",
+                    ));
                 }
                 let target = prepare_target(dest, &rel, budget, &name)?;
-                let mut from = File::open(&src).map_err(|e| DataError::io("open", src.clone(), e))?;
-                let mut to = File::create(&target).map_err(|e| DataError::io("create", target.clone(), e))?;
+                let mut from =
+                    File::open(&src).map_err(|e| DataError::io("open", src.clone(), e))?;
+                let mut to = File::create(&target)
+                    .map_err(|e| DataError::io("create", target.clone(), e))?;
                 budget.copy(&mut from, &mut to, &name)?;
             }
             // Metadata records the tar crate does not fold into the next entry itself.
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
             other => {
-                return Err(budget.refuse(&name, format!("is a special file ({other:?}), not a file, directory or link")))
+                return Err(budget.refuse(
+                    &name,
+                    format!("is a special file ({other:?}), not a file, directory or link"),
+                ))
             }
         }
     }
@@ -350,7 +411,8 @@ fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
         }
         if entry.is_dir() {
             let target = prepare_target(dest, &rel, budget, &name)?;
-            fs::create_dir_all(&target).map_err(|e| DataError::io("create directory", target, e))?;
+            fs::create_dir_all(&target)
+                .map_err(|e| DataError::io("create directory", target, e))?;
         } else if entry.is_symlink() {
             let mut link = String::new();
             entry
@@ -363,10 +425,13 @@ fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
         } else {
             let mode = entry.unix_mode().unwrap_or(0o644);
             if mode & 0o170000 != 0 && mode & 0o170000 != 0o100000 {
-                return Err(budget.refuse(&name, "is a special file, not a file, directory or link"));
+                return Err(
+                    budget.refuse(&name, "is a special file, not a file, directory or link")
+                );
             }
             let target = prepare_target(dest, &rel, budget, &name)?;
-            let mut out = File::create(&target).map_err(|e| DataError::io("create", target.clone(), e))?;
+            let mut out =
+                File::create(&target).map_err(|e| DataError::io("create", target.clone(), e))?;
             budget.copy(&mut entry, &mut out, &name)?;
             set_executable(&target, mode);
         }
@@ -376,21 +441,29 @@ fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
 
 /// Decompresses an xz stream into an anonymous temp file beside `dest`, within the byte limit.
 fn unxz_to_temp(input: File, dest: &Path, budget: &mut Budget) -> Result<File, DataError> {
-    let mut tmp = tempfile::tempfile_in(dest).map_err(|e| DataError::io("create a temp file in", dest, e))?;
+    let mut tmp =
+        tempfile::tempfile_in(dest).map_err(|e| DataError::io("create a temp file in", dest, e))?;
     {
-        let mut limited = LimitedWriter { inner: &mut tmp, left: budget.limits.max_bytes };
+        let mut limited = LimitedWriter {
+            inner: &mut tmp,
+            left: budget.limits.max_bytes,
+        };
         let mut reader = BufReader::new(input);
         if let Err(e) = lzma_rs::xz_decompress(&mut reader, &mut limited) {
             if limited.left == 0 {
                 return Err(budget.refuse(
                     "(xz stream)",
-                    format!("decompresses past the limit of {} bytes", budget.limits.max_bytes),
+                    format!(
+                        "decompresses past the limit of {} bytes",
+                        budget.limits.max_bytes
+                    ),
                 ));
             }
             return Err(DataError::raw(budget.archive.clone(), "xz", e.to_string()));
         }
     }
-    tmp.rewind().map_err(|e| DataError::io("rewind temp file in", dest, e))?;
+    tmp.rewind()
+        .map_err(|e| DataError::io("rewind temp file in", dest, e))?;
     Ok(tmp)
 }
 
@@ -420,7 +493,8 @@ fn undeb(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
     let bad = |b: &Budget, m: &str| DataError::raw(b.archive.clone(), "deb (ar)", m.to_string());
     let mut r = BufReader::new(file);
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).map_err(|_| bad(budget, "too short for an ar header"))?;
+    r.read_exact(&mut magic)
+        .map_err(|_| bad(budget, "too short for an ar header"))?;
     if &magic != b"!<arch>\n" {
         return Err(bad(budget, "missing the `!<arch>` magic"));
     }
@@ -436,7 +510,10 @@ fn undeb(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
         if &header[58..60] != b"`\n" {
             return Err(bad(budget, "corrupt member header"));
         }
-        let name = String::from_utf8_lossy(&header[0..16]).trim_end().trim_end_matches('/').to_string();
+        let name = String::from_utf8_lossy(&header[0..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
         let size: u64 = String::from_utf8_lossy(&header[48..58])
             .trim()
             .parse()
