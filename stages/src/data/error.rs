@@ -50,7 +50,7 @@ pub enum DataError {
         actual: String,
     },
     /// Every source of a fetch failed.
-    #[error("could not fetch `{name}` from any of its {} source(s):\n{}", attempts.len(), attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
+    #[error("could not fetch `{name}` from any of its {} source(s):\n{}\nto work offline, get the content onto this machine some other way and add it as a `path:` source", attempts.len(), attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
     AllSourcesFailed { name: String, attempts: Vec<String> },
     /// One source failed (collected into [`DataError::AllSourcesFailed`]).
     #[error("{0}")]
