@@ -24,26 +24,18 @@ use super::DataError;
 
 /// sha256 hex of a file's bytes.
 pub fn file_sha256(path: &Path) -> Result<String, DataError> {
-    let mut f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| DataError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    hash_file::<Sha256>(path)
 }
 
 /// md5 hex of a file's bytes (only to check the checksums dataset authors publish).
 pub fn file_md5(path: &Path) -> Result<String, DataError> {
-    use md5::Md5;
+    hash_file::<md5::Md5>(path)
+}
+
+/// Streams a file through any digest (sha2 and md-5 share the `digest` traits).
+fn hash_file<D: Digest>(path: &Path) -> Result<String, DataError> {
     let mut f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
-    let mut h = Md5::new();
+    let mut h = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = f
