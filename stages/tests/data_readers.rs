@@ -191,3 +191,38 @@ fn stacked_mnist_stacks_pool_digits_with_mode_labels() {
     .unwrap();
     assert_eq!(via_converter.samples, ds.samples);
 }
+
+#[test]
+fn prepare_builtin_converts_a_fetched_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stacked.safetensors");
+    let params = serde_json::json!({
+        "from": fixture("mnist"), "as": "stacked-mnist", "n": 40, "seed": 3, "out": out
+    });
+    let b = stages::lookup("prepare").expect("prepare is registered");
+    (b.run)(&stages::Context::new(
+        "prepare",
+        params.as_object().unwrap().clone(),
+    ))
+    .unwrap();
+    let got = prepared::load(&out).unwrap();
+    let pool = convert("mnist-all", &fixture("mnist"), &ConvertParams::default()).unwrap();
+    let want = stacked::stack(&pool, 40, 3).unwrap();
+    assert_eq!(got.samples, want.samples);
+    assert_eq!(got.labels, want.labels);
+    assert_eq!(
+        got.metadata.get("converter").map(String::as_str),
+        Some("stacked-mnist")
+    );
+
+    let bad = serde_json::json!({"from": fixture("mnist"), "as": "svhn-train", "out": out});
+    let err = (b.run)(&stages::Context::new(
+        "prepare",
+        bad.as_object().unwrap().clone(),
+    ))
+    .unwrap_err();
+    assert!(
+        err.is_params() && err.to_string().contains("unknown converter `svhn-train`"),
+        "{err}"
+    );
+}
