@@ -7,9 +7,12 @@
 //! - A file's hash is the sha256 of its bytes.
 //! - A directory's hash is the sha256 of its manifest: one line per regular file,
 //!   `RELPATH SHA256HEX\n`, where RELPATH is relative to the directory with `/` separators, lines
-//!   sorted by RELPATH bytes. This is the same manifest the engine uses for directory outputs, so
-//!   a pin can be copied from `repro.lock`. A symlink contributes `RELPATH -> TARGET\n` (its
-//!   target text is content too); empty directories contribute nothing.
+//!   sorted by RELPATH bytes. A symlink contributes `RELPATH -> TARGET\n` (its target text is
+//!   content too); empty directories contribute nothing.
+//!
+//! The file-line format is the one specified for the engine's directory hashes (`hash.rs`), so
+//! that a pin can be copied from `repro.lock`; the engine cannot be called from this crate, so
+//! the two implementations must be kept in step (`tests/data_digest.rs` spells the text out).
 //!
 //! What must never change silently: the manifest text. Every pin in every pipeline is a hash of
 //! it.
