@@ -18,13 +18,22 @@ fn manifest_lists_nested_files_sorted_by_path() {
     std::fs::write(d.path().join("a b.txt"), b"space").unwrap();
     std::os::unix::fs::symlink("z.txt", d.path().join("link")).unwrap();
     let want = format!(
-        "a b.txt {}\nb/c/deep.bin {}\nlink -> z.txt\nz.txt {}\n",
+        "a b.txt {}\nb/c/deep.bin {}\nlink {}\nz.txt {}\n",
         sha(b"space"),
         sha(b"deep"),
+        sha(b"zed"),
         sha(b"zed")
     );
     assert_eq!(manifest(d.path()).unwrap(), want);
     assert_eq!(content_sha256(d.path()).unwrap(), sha(want.as_bytes()));
+    // Links leaving the directory make the hash an error, as in the engine.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("f"), d.path().join("out")).unwrap();
+    assert!(manifest(d.path())
+        .unwrap_err()
+        .to_string()
+        .contains("points outside"));
     // A single file's hash is its bytes' sha256.
     assert_eq!(
         content_sha256(&d.path().join("z.txt")).unwrap(),

@@ -7,8 +7,9 @@
 //! - A file's hash is the sha256 of its bytes.
 //! - A directory's hash is the sha256 of its manifest: one line per regular file,
 //!   `RELPATH SHA256HEX\n`, where RELPATH is relative to the directory with `/` separators, lines
-//!   sorted by RELPATH bytes. A symlink contributes `RELPATH -> TARGET\n` (its target text is
-//!   content too); empty directories contribute nothing.
+//!   sorted by RELPATH bytes. Empty directories contribute nothing. A symlink is followed when
+//!   its target lies inside the directory (its content is hashed under the link's path); one
+//!   pointing outside, a dangling one, a cycle, and special files are errors.
 //!
 //! The file-line format is the one specified for the engine's directory hashes (`hash.rs`), so
 //! that a pin can be copied from `repro.lock`; the engine cannot be called from this crate, so
@@ -54,14 +55,23 @@ fn hash_file<D: Digest>(path: &Path) -> Result<String, DataError> {
 
 /// The manifest text of a directory (see the module doc).
 pub fn manifest(dir: &Path) -> Result<String, DataError> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| DataError::io("resolve", dir, e))?;
     let mut lines: Vec<(String, String)> = Vec::new();
-    walk(dir, "", &mut lines)?;
+    walk(&root, &root, "", &mut lines)?;
     lines.sort();
     Ok(lines.into_iter().map(|(_, line)| line).collect())
 }
 
-/// Collects `(relpath, line)` pairs so the sort is by path, not by line text.
-fn walk(dir: &Path, prefix: &str, lines: &mut Vec<(String, String)>) -> Result<(), DataError> {
+/// Collects `(relpath, line)` pairs so the sort is by path, not by line text. `dir` is
+/// canonical, so a symlink's resolved target can be compared with `root` and with `dir`.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    lines: &mut Vec<(String, String)>,
+) -> Result<(), DataError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
@@ -71,20 +81,44 @@ fn walk(dir: &Path, prefix: &str, lines: &mut Vec<(String, String)>) -> Result<(
         } else {
             format!("{prefix}/{name}")
         };
-        let path = entry.path();
-        let ft = entry
+        let mut path = entry.path();
+        let mut ft = entry
             .file_type()
             .map_err(|e| DataError::io("stat", &path, e))?;
         if ft.is_symlink() {
-            let target =
-                std::fs::read_link(&path).map_err(|e| DataError::io("read link", &path, e))?;
-            let line = format!("{rel} -> {}\n", target.display());
-            lines.push((rel, line));
-        } else if ft.is_dir() {
-            walk(&path, &rel, lines)?;
+            // Followed when it stays inside, as the engine's hash does: the content is hashed
+            // under the link's own path.
+            let target = path.canonicalize().map_err(|_| {
+                DataError::Source(format!("symlink `{}` is dangling", path.display()))
+            })?;
+            if !target.starts_with(root) {
+                return Err(DataError::Source(format!(
+                    "symlink `{}` points outside `{}`",
+                    path.display(),
+                    root.display()
+                )));
+            }
+            ft = std::fs::metadata(&target)
+                .map_err(|e| DataError::io("stat", &target, e))?
+                .file_type();
+            if ft.is_dir() && dir.starts_with(&target) {
+                return Err(DataError::Source(format!(
+                    "symlink `{}` points to a directory that contains it",
+                    path.display()
+                )));
+            }
+            path = target;
+        }
+        if ft.is_dir() {
+            walk(root, &path, &rel, lines)?;
         } else if ft.is_file() {
             let line = format!("{rel} {}\n", file_sha256(&path)?);
             lines.push((rel, line));
+        } else {
+            return Err(DataError::Source(format!(
+                "`{}` is a special file (socket, fifo or device); it cannot be hashed",
+                path.display()
+            )));
         }
     }
     Ok(())
