@@ -22,17 +22,29 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], for content produced piecewise by `fill` (through a buffered writer).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), DataError> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(|e| DataError::io("create directory", dir, e))?;
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| DataError::io("create a temp file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| DataError::io("write", tmp.path().to_path_buf(), e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    fill(&mut w).map_err(|e| DataError::io("write", &tmp_path, e))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| DataError::io("write", &tmp_path, e.into_error()))?;
     tmp.as_file()
         .sync_all()
-        .map_err(|e| DataError::io("sync", tmp.path().to_path_buf(), e))?;
+        .map_err(|e| DataError::io("sync", &tmp_path, e))?;
     tmp.persist(path)
         .map_err(|e| DataError::io("rename into", path, e.error))?;
     Ok(())

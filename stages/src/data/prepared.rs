@@ -32,7 +32,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
-use super::atomic::write_atomic;
+use super::atomic::write_atomic_with;
 use super::DataError;
 
 /// The tensor holding image samples.
@@ -128,13 +128,42 @@ impl Dataset {
 }
 
 /// Reads a prepared dataset.
+///
+/// The pixels are cut out of the file buffer in place rather than copied, so loading a
+/// multi-gigabyte image set (STL-10 unlabeled is 2.7 GB) needs its size in memory, not twice.
 pub fn load(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io("read", path, e))?;
-    from_bytes(path, &bytes)
+    let mut bytes = std::fs::read(path).map_err(|e| DataError::io("read", path, e))?;
+    let (mut ds, pixel_range) = parse(path, &bytes, false)?;
+    if let (Some(range), Samples::Images { pixels, .. }) = (pixel_range, &mut ds.samples) {
+        bytes.truncate(range.end);
+        bytes.drain(..range.start);
+        *pixels = bytes;
+    }
+    ds.validate().map_err(|e| DataError::Prepared {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(ds)
 }
 
 /// Parses a prepared dataset from the bytes of a file (`path` only names it in errors).
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Dataset, DataError> {
+    let (ds, _) = parse(path, bytes, true)?;
+    ds.validate().map_err(|e| DataError::Prepared {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(ds)
+}
+
+/// Parses everything; image pixels are copied only when `copy_pixels`, otherwise left empty
+/// and their byte range in `bytes` returned. The caller validates.
+fn parse(
+    path: &Path,
+    bytes: &[u8],
+    copy_pixels: bool,
+) -> Result<(Dataset, Option<std::ops::Range<usize>>), DataError> {
+    let mut pixel_range = None;
     let bad = |message: String| DataError::Prepared {
         path: path.to_path_buf(),
         message,
@@ -177,10 +206,15 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Dataset, DataError> {
                     t.shape()
                 ))
             })?;
-            Samples::Images {
-                pixels: t.data().to_vec(),
-                shape,
-            }
+            let pixels = if copy_pixels {
+                t.data().to_vec()
+            } else {
+                // The view borrows `bytes`, so its offset is a plain pointer difference.
+                let start = t.data().as_ptr() as usize - bytes.as_ptr() as usize;
+                pixel_range = Some(start..start + t.data().len());
+                Vec::new()
+            };
+            Samples::Images { pixels, shape }
         }
         (None, Some(t)) => {
             if t.dtype() != Dtype::F32 {
@@ -219,8 +253,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Dataset, DataError> {
         labels,
         metadata,
     };
-    ds.validate().map_err(|e| bad(e.to_string()))?;
-    Ok(ds)
+    Ok((ds, pixel_range))
 }
 
 /// Reads labels stored as any integer type, refusing values that do not fit u32.
@@ -279,6 +312,17 @@ type Part<'a> = (&'static str, &'static str, Vec<usize>, Cow<'a, [u8]>);
 /// with spaces to 8 bytes, then the data); tensors are ordered as safetensors orders them
 /// (wider dtype first, then by name), so `labels` (u32) precedes `images` (u8) and stays aligned.
 pub fn to_bytes(ds: &Dataset) -> Result<Vec<u8>, DataError> {
+    let (head, parts) = encode(ds)?;
+    let mut out = Vec::with_capacity(head.len() + parts.iter().map(|p| p.3.len()).sum::<usize>());
+    out.extend_from_slice(&head);
+    for (_, _, _, bytes) in parts {
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+/// The length prefix and header, and the tensors' bytes in file order.
+fn encode(ds: &Dataset) -> Result<(Vec<u8>, Vec<Part<'_>>), DataError> {
     ds.validate()?;
     if ds.metadata.contains_key(NAME_KEY) {
         return Err(DataError::Invalid {
@@ -332,17 +376,23 @@ pub fn to_bytes(ds: &Dataset) -> Result<Vec<u8>, DataError> {
             message: e.to_string(),
         })?;
     header.resize(header.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + header.len() + offset);
-    out.extend((header.len() as u64).to_le_bytes());
-    out.extend(header);
-    for (_, _, _, bytes) in parts {
-        out.extend_from_slice(&bytes);
-    }
-    Ok(out)
+    let mut head = Vec::with_capacity(8 + header.len());
+    head.extend((header.len() as u64).to_le_bytes());
+    head.extend(header);
+    Ok((head, parts))
 }
 
 /// Writes a prepared dataset atomically (temp file in the same directory, fsync, rename).
+///
+/// The pixels are streamed to the file from the dataset's own buffer, never copied into a
+/// second in-memory file image.
 pub fn save(path: &Path, ds: &Dataset) -> Result<(), DataError> {
-    let bytes = to_bytes(ds)?;
-    write_atomic(path, &bytes)
+    let (head, parts) = encode(ds)?;
+    write_atomic_with(path, |w| {
+        w.write_all(&head)?;
+        for (_, _, _, bytes) in &parts {
+            w.write_all(bytes)?;
+        }
+        Ok(())
+    })
 }
