@@ -304,6 +304,35 @@ fn a_404_falls_through_to_the_next_source() {
 }
 
 #[test]
+fn malformed_pins_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, b"x").unwrap();
+    let out = dir.path().join("out");
+    let (r, _) = run(&spec(
+        "toy",
+        vec![Source::path(&local)],
+        Some("abc".into()),
+        &out,
+    ));
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("must be 64 hex digits, found `abc`"));
+    let (r, _) = run(&spec(
+        "toy",
+        vec![Source::path(&local).md5("xyz")],
+        None,
+        &out,
+    ));
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("malformed checksum `xyz`"));
+    assert!(!out.exists());
+}
+
+#[test]
 fn all_sources_failing_lists_each_one() {
     let server = serve(vec![]);
     let dir = tempfile::tempdir().unwrap();

@@ -226,6 +226,24 @@ pub fn fetch(spec: &FetchSpec, progress: ProgressFn<'_>) -> Result<Fetched, Data
             spec.name
         )));
     }
+    let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(pin) = spec.sha256.as_deref().filter(|p| !is_hex(p, 64)) {
+        return Err(DataError::Unknown(format!(
+            "the `sha256:` pin of `{}` must be 64 hex digits, found `{pin}`",
+            spec.name
+        )));
+    }
+    for s in &spec.sources {
+        let bad_md5 = s.md5.as_deref().filter(|m| !is_hex(m, 32));
+        let bad_sha = s.sha256.as_deref().filter(|m| !is_hex(m, 64));
+        if let Some(v) = bad_md5.or(bad_sha) {
+            return Err(DataError::Unknown(format!(
+                "source {} of `{}` has a malformed checksum `{v}` (md5: 32 hex digits, sha256: 64)",
+                s.describe(),
+                spec.name
+            )));
+        }
+    }
     let parent = parent_dir(&spec.out).to_path_buf();
     fs::create_dir_all(&parent).map_err(|e| DataError::io("create directory", &parent, e))?;
     remove_stale_work_dirs(&parent, &spec.out);
