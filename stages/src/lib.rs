@@ -12,12 +12,13 @@
 //! new default), so every cached result of the old code is recomputed.
 
 pub mod builtin;
+pub mod data;
 
 pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[]
+    &[data::stage::FETCH, data::stage::PREPARE, data::stage::SYNTHETIC]
 }
 
 /// The builtin registered under `kind`, if any.

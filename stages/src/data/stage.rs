@@ -1,0 +1,228 @@
+//! The data builtins: `fetch`, `prepare` and `synthetic`.
+//!
+//! ```yaml
+//! # A known dataset: default sources and pin from `known::`.
+//! - builtin: fetch
+//!   with: {name: mnist, out: data/mnist, prepare: mnist-train, prepared: data/mnist_train.safetensors}
+//! # Explicit sources (tried in order) and pin.
+//! - builtin: fetch
+//!   with:
+//!     name: toy
+//!     sources: [{url: "https://example.org/toy.tar.gz", member: toy}, {path: /mnt/mirror/toy}]
+//!     sha256: 0123...
+//!     out: data/toy
+//! # Raw -> prepared as its own stage; synthetic sets in-process.
+//! - builtin: prepare
+//!   with: {from: data/mnist, as: stacked-mnist, n: 128000, seed: 0, out: data/stacked.safetensors}
+//! - builtin: synthetic
+//!   with: {set: ring, n: 100000, seed: 0, out: data/ring.safetensors}
+//! ```
+//!
+//! Params are checked with `deny_unknown_fields`, so a misspelled key fails the stage before any
+//! download. Transfer knobs (`retries`, `timeout_secs`, `max_bytes`) do not change what is
+//! fetched, only how; they still enter the fingerprint as params, which is harmless.
+//!
+//! Versions (enter the fingerprint; bump when the output's meaning changes): `fetch` 1,
+//! `prepare` 1, `synthetic` 1.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::convert::{convert, ConvertParams};
+use super::download::HttpOptions;
+use super::fetch::{fetch, FetchSpec, Source};
+use super::unpack::Limits;
+use super::{known, prepared, synthetic, DataError};
+use crate::builtin::{Builtin, Context, StageError};
+
+/// The `fetch` builtin.
+pub const FETCH: Builtin = Builtin {
+    kind: "fetch",
+    version: 1,
+    summary: "fetch a dataset or weights from ordered sources, verified against a sha256 pin",
+    run: run_fetch,
+};
+
+/// The `prepare` builtin.
+pub const PREPARE: Builtin = Builtin {
+    kind: "prepare",
+    version: 1,
+    summary: "convert a fetched raw dataset into the prepared safetensors format",
+    run: run_prepare,
+};
+
+/// The `synthetic` builtin.
+pub const SYNTHETIC: Builtin = Builtin {
+    kind: "synthetic",
+    version: 1,
+    summary: "generate a seeded 2-D Gaussian mixture (ring of 8, grid of 25)",
+    run: run_synthetic,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchParams {
+    name: String,
+    #[serde(default)]
+    sources: Option<Vec<Source>>,
+    #[serde(default)]
+    sha256: Option<String>,
+    out: PathBuf,
+    #[serde(default)]
+    prepare: Option<String>,
+    #[serde(default)]
+    prepared: Option<PathBuf>,
+    #[serde(default)]
+    n: Option<usize>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    backoff_ms: Option<u64>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+}
+
+fn params_error(ctx: &Context, message: String) -> StageError {
+    StageError::Params {
+        kind: ctx.kind().to_string(),
+        message,
+    }
+}
+
+fn run_fetch(ctx: &Context) -> Result<(), StageError> {
+    let p: FetchParams = ctx.params()?;
+    let (sources, pin) = match p.sources {
+        Some(s) => (s, p.sha256.clone()),
+        None => {
+            let k = known::lookup(&p.name).ok_or_else(|| {
+                params_error(
+                    ctx,
+                    format!(
+                        "`{}` is not a known dataset ({}); give `sources:` and `sha256:`",
+                        p.name,
+                        known::NAMES.join(", ")
+                    ),
+                )
+            })?;
+            (k.sources, p.sha256.clone().or(k.sha256.map(str::to_string)))
+        }
+    };
+    if p.prepare.is_some() != p.prepared.is_some() {
+        return Err(params_error(
+            ctx,
+            "`prepare:` (a converter) and `prepared:` (its output file) go together".into(),
+        ));
+    }
+    let mut http = HttpOptions::default();
+    if let Some(r) = p.retries {
+        http.retries = r;
+    }
+    if let Some(t) = p.timeout_secs {
+        http.timeout = Duration::from_secs(t);
+    }
+    if let Some(b) = p.backoff_ms {
+        http.backoff = Duration::from_millis(b);
+    }
+    let mut limits = Limits::default();
+    if let Some(m) = p.max_bytes {
+        limits.max_bytes = m;
+    }
+    let spec = FetchSpec {
+        name: p.name.clone(),
+        sources,
+        sha256: pin,
+        out: p.out.clone(),
+        http,
+        limits,
+    };
+    let report = |done: u64, total: u64, msg: &str| ctx.progress(done, total, msg);
+    fetch(&spec, &report).map_err(StageError::domain)?;
+    if let (Some(conv), Some(dest)) = (p.prepare, p.prepared) {
+        ctx.progress(
+            0,
+            0,
+            &format!("{}: preparing `{}` with `{conv}`", p.name, dest.display()),
+        );
+        let ds = convert(
+            &conv,
+            &p.out,
+            &ConvertParams {
+                n: p.n,
+                seed: p.seed,
+            },
+        )
+        .map_err(StageError::domain)?;
+        prepared::save(&dest, &ds).map_err(StageError::domain)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrepareParams {
+    from: PathBuf,
+    #[serde(rename = "as")]
+    converter: String,
+    out: PathBuf,
+    #[serde(default)]
+    n: Option<usize>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+fn run_prepare(ctx: &Context) -> Result<(), StageError> {
+    let p: PrepareParams = ctx.params()?;
+    ctx.progress(
+        0,
+        1,
+        &format!(
+            "preparing `{}` from `{}` with `{}`",
+            p.out.display(),
+            p.from.display(),
+            p.converter
+        ),
+    );
+    let ds = convert(
+        &p.converter,
+        &p.from,
+        &ConvertParams {
+            n: p.n,
+            seed: p.seed,
+        },
+    )
+    .map_err(|e| match e {
+        DataError::Unknown(m) => params_error(ctx, m),
+        e => StageError::domain(e),
+    })?;
+    prepared::save(&p.out, &ds).map_err(StageError::domain)?;
+    ctx.progress(1, 1, &format!("prepared {} samples", ds.len()));
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyntheticParams {
+    set: String,
+    n: usize,
+    seed: u64,
+    out: PathBuf,
+}
+
+fn run_synthetic(ctx: &Context) -> Result<(), StageError> {
+    let p: SyntheticParams = ctx.params()?;
+    let ds = synthetic::by_name(&p.set, p.n, p.seed).ok_or_else(|| {
+        params_error(
+            ctx,
+            format!("unknown synthetic set `{}`; use `ring` or `grid`", p.set),
+        )
+    })?;
+    prepared::save(&p.out, &ds).map_err(StageError::domain)?;
+    ctx.progress(1, 1, &format!("{}: {} points", p.set, p.n));
+    Ok(())
+}
