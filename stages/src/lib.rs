@@ -18,7 +18,11 @@ pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[data::stage::FETCH, data::stage::PREPARE, data::stage::SYNTHETIC]
+    &[
+        data::stage::FETCH,
+        data::stage::PREPARE,
+        data::stage::SYNTHETIC,
+    ]
 }
 
 /// The builtin registered under `kind`, if any.

@@ -62,12 +62,19 @@ fn runs_lists_the_latest_record_of_each_stage_even_from_inside_a_stage() {
     ));
     p.ok(&["all", "-j", "1"]);
     let runs = p.read("runs.csv");
-    assert!(runs.starts_with("stage,outcome,wall_s,peak_rss_mib,cache_hit,run\n"), "{runs}");
+    assert!(
+        runs.starts_with("stage,outcome,wall_s,peak_rss_mib,cache_hit,run\n"),
+        "{runs}"
+    );
     for s in ["gen", "scale", "shift", "sum"] {
         assert!(runs.contains(&format!("\n{s},succeeded,")), "{runs}");
     }
     let json = p.ok(&["runs", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 5);
-    assert!(v.as_array().unwrap().iter().all(|r| r["peak_rss_kib"].as_u64().unwrap() > 0));
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["peak_rss_kib"].as_u64().unwrap() > 0));
 }
