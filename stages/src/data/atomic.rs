@@ -37,6 +37,11 @@ pub fn write_atomic_with(
         .tempfile_in(dir)
         .map_err(|e| DataError::io("create a temp file in", dir, e))?;
     let tmp_path = tmp.path().to_path_buf();
+    // Temp files are created 0600; the published file should read like any other (0644).
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(|e| DataError::io("set permissions of", &tmp_path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
     fill(&mut w).map_err(|e| DataError::io("write", &tmp_path, e))?;
     let tmp = w

@@ -136,9 +136,16 @@ fn attempt(
     if have > 0 {
         req = req.header(RANGE, format!("bytes={have}-"));
     }
-    let mut resp = req
-        .send()
-        .map_err(|e| Attempt::Retry(format!("request failed: {}", error_chain(&e))))?;
+    let mut resp = req.send().map_err(|e| {
+        let msg = format!("request failed: {}", error_chain(&e));
+        // A host name that does not resolve will not resolve a few seconds later either (an
+        // offline machine): go to the next source at once instead of backing off.
+        if e.is_connect() && msg.contains("dns error") {
+            Attempt::Final(msg)
+        } else {
+            Attempt::Retry(msg)
+        }
+    })?;
     let status = resp.status();
     let header_u64 = |name| {
         resp.headers()
