@@ -19,7 +19,7 @@ while (($#)); do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-gen=../shared/bench/gen_pipeline_bench.py
+gen=$(cd .. && pwd)/shared/bench/gen_pipeline_bench.py
 [ -f "$gen" ] || { echo "missing $gen" >&2; exit 2; }
 work=${BENCH_DIR:-$PWD/.bench}
 mkdir -p "$work"
