@@ -234,6 +234,9 @@ pub enum SpecErrorKind {
 
     #[error("bad fan-out in stage `{stage}`: {reason}")]
     BadFanOut { stage: String, reason: String },
+
+    #[error("unknown executor `{kind}`; use `local` or `slurm`")]
+    UnknownExecutor { kind: String },
 }
 
 fn duplicate_origin(first: Location, same_template: bool) -> String {
