@@ -11,10 +11,44 @@ R="${REPRO_SLURM_DIR:-/var/tmp/repro-slurm}"
 CONF="$R/slurm.conf"
 say() { echo "slurm-up: $*" >&2; }
 
+conf_text() {
+  cat <<CONF
+ClusterName=repro-ci
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$R/munge/munge.socket.2
+StateSaveLocation=$R/state
+SlurmdSpoolDir=$R/spool
+SlurmctldPidFile=$R/run/slurmctld.pid
+SlurmdPidFile=$R/run/slurmd.pid
+SlurmctldLogFile=$R/log/slurmctld.log
+SlurmdLogFile=$R/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$R/log/jobcomp.txt
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MpiDefault=none
+MinJobAge=60
+KillWait=5
+GresTypes=gpu
+# 8 CPUs whatever the machine has (config_overrides), so GPUs, not cores, limit the test jobs.
+SlurmdParameters=config_overrides
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=8 RealMemory=4000 Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
 alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 idle() { SLURM_CONF="$CONF" timeout 5 sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
 
-if [[ -f "$CONF" ]] && alive "$R/munge/munged.pid" && alive "$R/run/slurmctld.pid" \
+if [[ -f "$CONF" ]] && [[ "$(conf_text)" == "$(cat "$CONF")" ]] && alive "$R/munge/munged.pid" && alive "$R/run/slurmctld.pid" \
   && alive "$R/run/slurmd.pid" && idle; then
   say "already up under $R"
   echo "SLURM_CONF=$CONF"
@@ -44,40 +78,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # Stop leftovers of a half-started cluster before starting again.
 "$(dirname "$0")/down.sh" >/dev/null 2>&1 || true
 mkdir -p "$R"/{state,spool,log,run,munge}
+conf_text >"$CONF"
 chown munge:munge "$R/munge"
 chmod 755 "$R/munge" # 700 fails: munged wants execute permission for all on its socket dir
 [[ -s /etc/munge/munge.key ]] || { mungekey --create >/dev/null 2>&1 || \
   (dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null && chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key); }
 
-cat >"$CONF" <<CONF
-ClusterName=repro-ci
-SlurmctldHost=localhost
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$R/munge/munge.socket.2
-StateSaveLocation=$R/state
-SlurmdSpoolDir=$R/spool
-SlurmctldPidFile=$R/run/slurmctld.pid
-SlurmdPidFile=$R/run/slurmd.pid
-SlurmctldLogFile=$R/log/slurmctld.log
-SlurmdLogFile=$R/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/filetxt
-JobCompLoc=$R/log/jobcomp.txt
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-MpiDefault=none
-MinJobAge=60
-KillWait=5
-GresTypes=gpu
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=1000 Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-CONF
 # Two fake GPUs: --gres scheduling and CUDA_VISIBLE_DEVICES are testable without hardware.
 printf 'NodeName=localhost Name=gpu File=/dev/null\nNodeName=localhost Name=gpu File=/dev/zero\n' >"$R/gres.conf"
 

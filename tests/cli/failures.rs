@@ -104,7 +104,7 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
         .unwrap();
     // Wait until the slow stage is inside its sleep (it wrote started.txt into its staging dir).
     let start = Instant::now();
-    while !staged_contains(&p, "started.txt", "2") {
+    while !p.staged_contains("started.txt", "2") {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "stage never started"
@@ -136,22 +136,6 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
     assert_eq!(leftovers, 0);
 }
 
-fn staged_contains(p: &Project, rel: &str, content: &str) -> bool {
-    let tmp = p.root().join(".repro/tmp");
-    let Ok(runs) = std::fs::read_dir(tmp) else {
-        return false;
-    };
-    runs.flatten().any(|run| {
-        std::fs::read_dir(run.path())
-            .map(|stages| {
-                stages.flatten().any(|s| {
-                    std::fs::read_to_string(s.path().join(rel)).is_ok_and(|c| c.trim() == content)
-                })
-            })
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
     let p = Project::new(SLOW);
@@ -161,7 +145,7 @@ fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while !staged_contains(&p, "started.txt", "1") {
+    while !p.staged_contains("started.txt", "1") {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "stage never started"
