@@ -97,10 +97,10 @@ impl Default for SlurmConfig {
 pub enum SlurmError {
     #[error("cannot run `sbatch` ({0}); is the SLURM client installed and on PATH, and `SLURM_CONF` set?")]
     Spawn(std::io::Error),
-    #[error("sbatch refused the job of stage `{stage}`: {message}")]
-    Refused { stage: String, message: String },
-    #[error("sbatch printed no job id for stage `{stage}` (it said `{output}`)")]
-    NoJobId { stage: String, output: String },
+    #[error("sbatch refused the job ({message}); check the stage's `resources` and the partition, account and `--slurm-arg` settings")]
+    Refused { message: String },
+    #[error("sbatch printed no job id (it said `{output}`); `--parsable` output was expected")]
+    NoJobId { output: String },
 }
 
 /// Runs stages as SLURM batch jobs. Cheap to construct; the poller starts with the first job.
@@ -160,24 +160,31 @@ impl Backend for Slurm {
         }
         let dir = launch.staging_dir.join(JOB_DIR);
         std::fs::create_dir_all(&dir)?;
-        crate::fsutil::write_atomic(&dir.join("job.sh"), wrapper_script(&launch, &dir).as_bytes())?;
-        let args = sbatch_args(&self.config, launch.stage, &launch.resources, launch.cwd, &dir);
+        crate::fsutil::write_atomic(
+            &dir.join("job.sh"),
+            wrapper_script(&launch, &dir).as_bytes(),
+        )?;
+        let args = sbatch_args(
+            &self.config,
+            launch.stage,
+            &launch.resources,
+            launch.cwd,
+            &dir,
+        );
         let out = Command::new("sbatch")
             .args(&args)
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| std::io::Error::other(SlurmError::Spawn(e)))?;
         if !out.status.success() {
-            let message = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
-            return Err(std::io::Error::other(SlurmError::Refused {
-                stage: launch.stage.to_string(),
-                message,
-            }));
+            let message = String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', "; ");
+            return Err(std::io::Error::other(SlurmError::Refused { message }));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let Some(id) = parse_job_id(&stdout) else {
             return Err(std::io::Error::other(SlurmError::NoJobId {
-                stage: launch.stage.to_string(),
                 output: stdout.trim().to_string(),
             }));
         };
@@ -353,7 +360,10 @@ pub fn wrapper_script(launch: &Launch<'_>, job_dir: &Path) -> String {
         s.push_str("  export RAYON_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\"\n");
     }
     s.push_str("fi\n");
-    s.push_str(&format!("exec 3>>\"$J/progress\" >>{} 2>&1\n", q(launch.log_path)));
+    s.push_str(&format!(
+        "exec 3>>\"$J/progress\" >>{} 2>&1\n",
+        q(launch.log_path)
+    ));
     // With a trap, sh waits for the running command to end before handling the signal, so an
     // interrupted stage still gets its exitcode written.
     s.push_str("stopped=\ntrap 'stopped=1' INT TERM\n");
@@ -462,7 +472,11 @@ fn tail_progress(t: &mut Tracked) {
 /// Appends a note to the stage's log, so the failure message (its tail) carries it.
 fn note_in_log(log: &Path, note: &str) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
         let _ = writeln!(f, "repro: {note}");
     }
 }
@@ -595,7 +609,13 @@ mod tests {
             gpus: 2,
             mem: (3 << 30) + 1,
         };
-        let args = sbatch_args(&config, "train@sn", &r, Path::new("/w/s"), Path::new("/w/s/.j"));
+        let args = sbatch_args(
+            &config,
+            "train@sn",
+            &r,
+            Path::new("/w/s"),
+            Path::new("/w/s/.j"),
+        );
         assert_eq!(
             args,
             [
@@ -648,7 +668,12 @@ mod tests {
         std::fs::create_dir_all(&job).unwrap();
         let log = tmp.path().join("stage.log");
         let grant = Grant::default();
-        let sh = |line: &str| (PathBuf::from("/bin/sh"), vec!["-c".to_string(), line.to_string()]);
+        let sh = |line: &str| {
+            (
+                PathBuf::from("/bin/sh"),
+                vec!["-c".to_string(), line.to_string()],
+            )
+        };
         let launch = Launch {
             stage: "it's",
             invocations: vec![
@@ -700,7 +725,11 @@ mod tests {
         tail_progress(&mut t);
         assert_eq!(rx.try_recv().ok(), Some((1, 2)));
         // A half-written line waits for its newline.
-        std::fs::write(job.join("progress"), "{\"step\": 1, \"total\": 2}\n{\"step\": 2,").unwrap();
+        std::fs::write(
+            job.join("progress"),
+            "{\"step\": 1, \"total\": 2}\n{\"step\": 2,",
+        )
+        .unwrap();
         tail_progress(&mut t);
         assert!(rx.try_recv().is_err());
         let mut f = std::fs::OpenOptions::new()

@@ -237,6 +237,9 @@ pub enum SpecErrorKind {
 
     #[error("unknown executor `{kind}`; use `local` or `slurm`")]
     UnknownExecutor { kind: String },
+
+    #[error("`executor` has no `kind`; add `kind: slurm` (or `kind: local`)")]
+    ExecutorWithoutKind,
 }
 
 fn duplicate_origin(first: Location, same_template: bool) -> String {

@@ -27,10 +27,14 @@ pub(crate) fn parse(n: &Node) -> Result<Executor, SpecError> {
         });
     }
     let Some(entries) = n.as_map() else {
-        return Err(wrong(
-            "executor",
-            n,
-            "`local`, `slurm`, or a map like `{kind: slurm, partition: gpu}`",
+        return Err(SpecError::at(
+            n.loc,
+            SpecErrorKind::WrongType {
+                what: "executor".into(),
+                context: "at the top level".into(),
+                expected: "`local`, `slurm`, or a map like `{kind: slurm, partition: gpu}`",
+                found: n.type_name(),
+            },
         ));
     };
     let mut ex = Executor {
@@ -83,7 +87,7 @@ pub(crate) fn parse(n: &Node) -> Result<Executor, SpecError> {
         }
     }
     if !has_kind {
-        return Err(wrong("executor", n, "a map with `kind: local` or `kind: slurm`"));
+        return Err(SpecError::at(n.loc, SpecErrorKind::ExecutorWithoutKind));
     }
     Ok(ex)
 }
@@ -120,4 +124,71 @@ fn wrong(what: &str, n: &Node, expected: &'static str) -> SpecError {
             found: n.type_name(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::spec::{parse, Executor, ExecutorKind, LoadOptions, SpecError};
+
+    const STAGES: &str = "stages:\n  a:\n    cmd: echo a\n";
+
+    fn load(executor: &str) -> Result<Option<Executor>, SpecError> {
+        let text = format!("{executor}\n{STAGES}");
+        parse(&text, Path::new("pipeline.yaml"), &LoadOptions::default()).map(|p| p.executor)
+    }
+
+    #[test]
+    fn the_block_and_the_shorthand_are_read() {
+        assert_eq!(load("").unwrap(), None);
+        let short = load("executor: slurm").unwrap().unwrap();
+        assert_eq!(short.kind, ExecutorKind::Slurm);
+        assert_eq!(short.partition, None);
+        let full = load(
+            "executor:\n  kind: slurm\n  partition: gpu\n  account: lab\n  time: 90\n  extra_args: [--qos=high, \"--constraint=a100\"]",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(full.kind, ExecutorKind::Slurm);
+        assert_eq!(full.partition.as_deref(), Some("gpu"));
+        assert_eq!(full.account.as_deref(), Some("lab"));
+        assert_eq!(full.time.as_deref(), Some("90"));
+        assert_eq!(full.extra_args, ["--qos=high", "--constraint=a100"]);
+        assert_eq!((full.location.line, full.location.col), (2, 3));
+        assert_eq!(
+            load("executor: {kind: local}").unwrap().unwrap().kind,
+            ExecutorKind::Local
+        );
+    }
+
+    #[test]
+    fn mistakes_point_at_their_node() {
+        let cases = [
+            (
+                "executor: pbs",
+                "pipeline.yaml:1:11: unknown executor `pbs`; use `local` or `slurm`",
+            ),
+            (
+                "executor:\n  kind: slurm\n  partiton: gpu",
+                "pipeline.yaml:3:3: unknown key `partiton` in `executor` (expected one of: kind, partition, account, time, extra_args)",
+            ),
+            (
+                "executor: {kind: slurm, extra_args: --qos=high}",
+                "pipeline.yaml:1:37: `extra_args` in `executor` must be a list of sbatch arguments like `[--qos=high]`, found a string",
+            ),
+            (
+                "executor: {partition: gpu}",
+                "pipeline.yaml:1:11: `executor` has no `kind`; add `kind: slurm` (or `kind: local`)",
+            ),
+            (
+                "executor: [slurm]",
+                "pipeline.yaml:1:11: `executor` at the top level must be `local`, `slurm`, or a map like `{kind: slurm, partition: gpu}`, found a list",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load(yaml).unwrap_err();
+            assert_eq!(e.to_string(), want, "{yaml}");
+        }
+    }
 }

@@ -83,7 +83,11 @@ fn timed_stage(name: &str, sleep: u32, resources: &str) -> String {
 fn span(p: &Project, name: &str) -> (String, String, u128, u128) {
     let text = p.read(&format!("{name}.txt"));
     let mut lines = text.lines();
-    let first: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let first: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     let end = lines.next().unwrap_or_default().trim().parse().unwrap();
     (
         first[0].to_string(),
@@ -120,7 +124,11 @@ fn independent_stages_run_as_parallel_jobs_and_a_rerun_submits_nothing() {
         "the two 2 s jobs overlap in time: {a:?} {b:?}"
     );
     let c = p.read("c.txt");
-    assert_eq!(c.lines().last(), Some("1"), "REPRO_CPUS is SLURM's grant: {c}");
+    assert_eq!(
+        c.lines().last(),
+        Some("1"),
+        "REPRO_CPUS is SLURM's grant: {c}"
+    );
     assert_eq!(p.ran(), ["par_a", "par_b", "par_c"]);
     // The staging views are gone, and the lock holds every stage.
     let lock = p.read("repro.lock");
@@ -157,10 +165,8 @@ fn gpu_ids_come_from_slurm_and_a_third_gpu_job_waits() {
     );
     let mut most = 0;
     for s in &spans {
-        let at_start: Vec<&(String, String, u128, u128)> = spans
-            .iter()
-            .filter(|o| o.2 <= s.2 && s.2 < o.3)
-            .collect();
+        let at_start: Vec<&(String, String, u128, u128)> =
+            spans.iter().filter(|o| o.2 <= s.2 && s.2 < o.3).collect();
         most = most.max(at_start.len());
         for o in &at_start {
             if o.0 != s.0 {
@@ -193,7 +199,10 @@ stages:
     );
     let out = p.repro(&slurm(&["all"]));
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("failed   fail_bad: exit code 3"), "{out:?}");
+    assert!(
+        out.stderr.contains("failed   fail_bad: exit code 3"),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("about to fail"), "{out:?}");
     assert!(
         out.stderr.contains("repro: slurm job ") && out.stderr.contains("ended with exit code 3"),
@@ -232,7 +241,8 @@ stages:
     let start = Instant::now();
     loop {
         let q = queued(&["int_a", "int_b"]);
-        let started = p.staged_contains("started_a.txt", "1") || p.staged_contains("started_b.txt", "1");
+        let started =
+            p.staged_contains("started_a.txt", "1") || p.staged_contains("started_b.txt", "1");
         if started
             && q.iter().any(|l| l.ends_with("RUNNING"))
             && q.iter().any(|l| l.ends_with("PENDING"))
@@ -283,7 +293,12 @@ stages:
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ppid ...`; comm may hold spaces, so read after the last `)`.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The PIDs whose command line names `needle` (a path unique to one test's job).
@@ -352,7 +367,9 @@ stages:
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("slurm job {id} of stage `lost_job` left the queue")),
+        stderr.contains(&format!(
+            "slurm job {id} of stage `lost_job` left the queue"
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("without writing its exit code"), "{stderr}");
@@ -379,7 +396,7 @@ stages:
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr
-            .contains("sbatch refused the job of stage `cfg_where`")
+            .contains("cannot start stage `cfg_where`: sbatch refused the job")
             && out.stderr.contains("nosuch"),
         "{out:?}"
     );
