@@ -215,7 +215,7 @@ impl Backend for Slurm {
         self.shared.wake.notify_all();
         // An interrupt that arrived while sbatch ran missed this job: cancel it now.
         if process::interrupted() || self.shared.interrupting.load(Ordering::SeqCst) {
-            scancel(&[], &[id.clone()]);
+            scancel(&[], std::slice::from_ref(&id));
         }
         match rx.recv() {
             Ok(exit) => Ok(exit),
@@ -481,6 +481,19 @@ fn note_in_log(log: &Path, note: &str) {
     }
 }
 
+/// Copies the tail of SLURM's own output for a failed job (`slurmstepd: error: *** JOB 5
+/// CANCELLED DUE TO TIME LIMIT ***`) into the stage's log, where the failure message shows it.
+fn relay_slurm_output(t: &Tracked, id: &str) {
+    let path = t.dir.join(format!("slurm-{id}.out"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for line in &lines[lines.len().saturating_sub(5)..] {
+        note_in_log(&t.log, &format!("slurm: {line}"));
+    }
+}
+
 fn poll_loop(shared: &Tracker, lost_grace: Duration) {
     let mut interval = POLL_MIN;
     let mut next_squeue = Instant::now();
@@ -497,6 +510,9 @@ fn poll_loop(shared: &Tracker, lost_grace: Duration) {
         for (id, t) in jobs.iter_mut() {
             tail_progress(t);
             if let Some(exit) = read_exit(&t.dir) {
+                if !exit.success() {
+                    relay_slurm_output(t, id);
+                }
                 finished.push((id.clone(), exit));
             } else if killed {
                 finished.push((
