@@ -20,12 +20,15 @@
 //! The stage's stdout and stderr go to the run's log (`.repro/runs/<run>/<stage>.log`), and the
 //! wrapper appends one `repro: slurm job ...` line naming the job, host, GPUs and exit code, so
 //! a failure message (which quotes the log's tail) names the job. SLURM's own output for the
-//! job (`slurmstepd: error: ...`) goes to `<staging>/.repro-slurm/slurm-<id>.out`.
+//! job (`slurmstepd: error: ...`) goes to `<staging>/.repro-slurm/slurm-<id>.out`; when a job
+//! fails, its last lines are copied into the stage's log too (a time limit is said there).
 //!
 //! One poller thread serves all jobs. Every [`TICK`] it reads the cheap local files (progress,
 //! `exitcode`); only every so often it asks SLURM, with one batched `squeue -h -j id1,id2,...
-//! -o '%i %T'` for all jobs in flight, backing off from [`POLL_MIN`] to [`POLL_MAX`] while
-//! nothing changes (a busy cluster's controller is shared by everyone). A job that SLURM no
+//! -o '%i %T %r'` for all jobs in flight, backing off from [`POLL_MIN`] to [`POLL_MAX`] while
+//! nothing changes (a busy cluster's controller is shared by everyone); an interrupt asks at
+//! once. Each job's state and pending reason reach the reporter as progress messages
+//! (`slurm job 12 pending (Resources)`). A job that SLURM no
 //! longer lists as pending or running, yet has written no `exitcode` for `lost_grace` (time for
 //! a shared filesystem to show the file), is reported as lost: failed, with its id, its last
 //! state and the path of SLURM's output for it.
@@ -148,6 +151,8 @@ struct Tracked {
     on_progress: ProgressFn,
     /// The last state `squeue` reported (`SUBMITTED` until the first poll).
     state: String,
+    /// Why SLURM keeps it pending (`Resources`, `Priority`), as `squeue` said it.
+    reason: String,
     /// When the job was first seen out of the queue without an `exitcode`.
     gone_since: Option<Instant>,
     done: mpsc::Sender<Exit>,
@@ -206,6 +211,7 @@ impl Backend for Slurm {
                     progress_partial: Vec::new(),
                     on_progress,
                     state: "SUBMITTED".into(),
+                    reason: String::new(),
                     gone_since: None,
                     done: tx,
                 },
@@ -408,12 +414,16 @@ fn in_flight(state: &str) -> bool {
     )
 }
 
-/// Parses `squeue -h -o '%i %T'` lines into id -> state.
-pub fn parse_squeue(text: &str) -> HashMap<String, String> {
+/// Parses `squeue -h -o '%i %T %r'` lines into id -> (state, reason).
+pub fn parse_squeue(text: &str) -> HashMap<String, (String, String)> {
     text.lines()
         .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_string(), it.next()?.to_string()))
+            let mut it = l.splitn(3, ' ');
+            let id = it.next()?.trim();
+            let state = it.next()?.trim();
+            let reason = it.next().unwrap_or("").trim();
+            (!id.is_empty() && !state.is_empty())
+                .then(|| (id.to_string(), (state.to_string(), reason.to_string())))
         })
         .collect()
 }
@@ -497,6 +507,7 @@ fn relay_slurm_output(t: &Tracked, id: &str) {
 fn poll_loop(shared: &Tracker, lost_grace: Duration) {
     let mut interval = POLL_MIN;
     let mut next_squeue = Instant::now();
+    let mut saw_interrupt = false;
     loop {
         let mut jobs = lock(&shared.jobs);
         while jobs.is_empty() {
@@ -506,6 +517,12 @@ fn poll_loop(shared: &Tracker, lost_grace: Duration) {
         }
         let killed = shared.killed.load(Ordering::SeqCst);
         let interrupting = shared.interrupting.load(Ordering::SeqCst);
+        if interrupting && !saw_interrupt {
+            // Cancelled pending jobs are seen gone only by squeue: ask now, not after backoff.
+            saw_interrupt = true;
+            interval = POLL_MIN;
+            next_squeue = Instant::now();
+        }
         let mut finished: Vec<(String, Exit)> = Vec::new();
         for (id, t) in jobs.iter_mut() {
             tail_progress(t);
@@ -549,21 +566,26 @@ fn poll_loop(shared: &Tracker, lost_grace: Duration) {
             let mut jobs = lock(&shared.jobs);
             if let Some(states) = states {
                 for (id, t) in jobs.iter_mut() {
-                    let Some(state) = states
+                    let Some((state, reason)) = states
                         .get(id)
                         .cloned()
-                        .or_else(|| ids.contains(id).then(|| "GONE".to_string()))
+                        .or_else(|| ids.contains(id).then(|| ("GONE".into(), String::new())))
                     else {
                         continue;
                     };
-                    if state != t.state {
+                    if state != t.state || reason != t.reason {
                         changed = true;
+                        let why = match reason.as_str() {
+                            "" | "None" => String::new(),
+                            r => format!(" ({r})"),
+                        };
                         (t.on_progress)(Progress {
                             step: 0,
                             total: 0,
-                            message: format!("slurm job {id} {}", state.to_lowercase()),
+                            message: format!("slurm job {id} {}{why}", state.to_lowercase()),
                         });
                         t.state = state;
+                        t.reason = reason;
                     }
                     if !in_flight(&t.state) && t.gone_since.is_none() {
                         t.gone_since = Some(Instant::now());
@@ -588,11 +610,11 @@ fn poll_loop(shared: &Tracker, lost_grace: Duration) {
     }
 }
 
-/// One batched `squeue` for `ids`: id -> state for the jobs SLURM still lists. `None` when
+/// One batched `squeue` for `ids`: id -> (state, reason) for the jobs SLURM still lists. `None` when
 /// `squeue` itself failed (controller down): nothing is concluded from that.
-fn squeue(ids: &[String]) -> Option<HashMap<String, String>> {
+fn squeue(ids: &[String]) -> Option<HashMap<String, (String, String)>> {
     let out = Command::new("squeue")
-        .args(["-h", "-o", "%i %T", "-j", &ids.join(",")])
+        .args(["-h", "-o", "%i %T %r", "-j", &ids.join(",")])
         .stdin(std::process::Stdio::null())
         .output()
         .ok()?;
@@ -669,9 +691,12 @@ mod tests {
         assert_eq!(parse_job_id("45;cluster\n"), Some("45".into()));
         assert_eq!(parse_job_id("Submitted batch job 9\n"), None);
         assert_eq!(parse_job_id(""), None);
-        let states = parse_squeue("12 RUNNING\n13 PENDING\n\n");
-        assert_eq!(states.get("12").map(String::as_str), Some("RUNNING"));
-        assert_eq!(states.get("13").map(String::as_str), Some("PENDING"));
+        let states = parse_squeue("12 RUNNING None\n13 PENDING Resources\n14 PENDING\n\n");
+        let get = |id: &str| states.get(id).map(|(s, r)| (s.as_str(), r.as_str()));
+        assert_eq!(get("12"), Some(("RUNNING", "None")));
+        assert_eq!(get("13"), Some(("PENDING", "Resources")));
+        assert_eq!(get("14"), Some(("PENDING", "")));
+        assert_eq!(states.len(), 3);
         assert!(in_flight("PENDING") && in_flight("COMPLETING") && !in_flight("NODE_FAIL"));
     }
 
@@ -735,6 +760,7 @@ mod tests {
                 let _ = lock(&tx).send((p.step, p.total));
             }),
             state: "RUNNING".into(),
+            reason: String::new(),
             gone_since: None,
             done: mpsc::channel().0,
         };

@@ -154,7 +154,11 @@ fn gpu_ids_come_from_slurm_and_a_third_gpu_job_waits() {
     }
     let p = Project::new(&yaml);
     // No `--gpus`: on a cluster the GPUs are SLURM's to hand out, not this machine's.
-    p.ok(&slurm(&["all"]));
+    let out = p.ok(&slurm(&["all", "--json"]));
+    assert!(
+        out.stdout.contains("pending (Resources)"),
+        "the waiting job's reason reaches the reporter: {out:?}"
+    );
     let spans: Vec<_> = ["gpu_1", "gpu_2", "gpu_3"]
         .iter()
         .map(|s| span(&p, s))
@@ -238,23 +242,16 @@ stages:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let q = queued(&["int_a", "int_b"]);
-        let started =
-            p.staged_contains("started_a.txt", "1") || p.staged_contains("started_b.txt", "1");
-        if started
-            && q.iter().any(|l| l.ends_with("RUNNING"))
-            && q.iter().any(|l| l.ends_with("PENDING"))
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "one job never started while the other waited: {q:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "one job never started while the other waited",
+        Duration::from_secs(20),
+        || {
+            let q = queued(&["int_a", "int_b"]);
+            (p.staged_contains("started_a.txt", "1") || p.staged_contains("started_b.txt", "1"))
+                && q.iter().any(|l| l.ends_with("RUNNING"))
+                && q.iter().any(|l| l.ends_with("PENDING"))
+        },
+    );
     let t = Instant::now();
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -271,21 +268,11 @@ stages:
         "{stderr}"
     );
     assert!(!p.exists("a.txt") && !p.exists("b.txt"));
-    let t = Instant::now();
-    loop {
-        let left = queued(&["int_a", "int_b"]);
-        if left
+    wait_until("our jobs are cancelled", Duration::from_secs(10), || {
+        queued(&["int_a", "int_b"])
             .iter()
             .all(|l| !l.ends_with("RUNNING") && !l.ends_with("PENDING"))
-        {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "our jobs are cancelled: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let again = p.repro(&["status"]);
     assert!(again.stdout.contains("int_a: never run"), "{again:?}");
 }
@@ -299,6 +286,15 @@ fn parent_of(pid: i32) -> Option<i32> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Polls `ready` every 50 ms until it holds; fails the test after `limit`, saying `what`.
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The PIDs whose command line names `needle` (a path unique to one test's job).
@@ -335,19 +331,19 @@ stages:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let id = loop {
+    let mut id = String::new();
+    wait_until("the job never started", Duration::from_secs(20), || {
         if p.staged_contains("started.txt", "1") {
             if let Some(line) = queued(&["lost_job"]).first() {
-                break line.split_whitespace().nth(1).unwrap().to_string();
+                id = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
             }
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the job never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        !id.is_empty()
+    });
     // SIGKILL to the job's wrapper script: the job ends without writing `exitcode`, as when a
     // node dies under it.
     // SLURM runs a copy of the script from its spool, so find it as the parent of the
