@@ -13,6 +13,11 @@
 //! recorded); with `--keep-going` only its downstream stages are skipped. Ctrl-C forwards SIGINT
 //! to every running stage's process group, waits for them (SIGKILL after a grace period), records
 //! them as interrupted and returns; the project lock is released when the caller drops it.
+//!
+//! Where stage processes run is the caller's choice ([`Options::backend`]); everything above
+//! is the same for every backend. A backend that schedules resources itself (SLURM) gets job
+//! slots only from the pool: its scheduler grants cpus, memory and GPU ids, so neither the
+//! machine's size nor `--gpus` limits what is submitted.
 
 pub mod backend;
 pub mod job;

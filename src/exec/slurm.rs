@@ -347,7 +347,10 @@ pub fn wrapper_script(launch: &Launch<'_>, job_dir: &Path) -> String {
         launch.stage.replace('\n', " ")
     ));
     s.push_str(&format!("J={}\n", q(job_dir)));
-    s.push_str(&format!("cd {} || exit 127\n", q(launch.cwd)));
+    s.push_str(&format!(
+        "cd {} || {{ echo \"repro: cannot enter the staging view on $(hostname); is the workspace on a filesystem the nodes share?\" >&2; exit 127; }}\n",
+        q(launch.cwd)
+    ));
     s.push_str(&format!(
         "export REPRO_STAGE={} REPRO_PROGRESS_FD=3\n",
         sh_quote(launch.stage)
@@ -375,7 +378,7 @@ pub fn wrapper_script(launch: &Launch<'_>, job_dir: &Path) -> String {
     s.push_str("stopped=\ntrap 'stopped=1' INT TERM\n");
     s.push_str("started=$(date +%s)\nrc=0\n");
     s.push_str(
-        "step() {\n  if [ -x /usr/bin/time ]; then /usr/bin/time -q -a -o \"$J/rusage\" -f %M \"$@\"\n  else \"$@\"; fi\n}\n",
+        "step() {\n  if [ -x /usr/bin/time ]; then /usr/bin/time -a -o \"$J/rusage\" -f %M \"$@\"\n  else \"$@\"; fi\n}\n",
     );
     for (program, args) in &launch.invocations {
         let mut words = vec![q(program)];
@@ -542,7 +545,7 @@ fn poll_loop(shared: &Tracker, lost_grace: Duration) {
             } else if let Some(since) = t.gone_since {
                 if interrupting || since.elapsed() >= lost_grace {
                     let note = format!(
-                        "slurm job {id} of stage `{}` left the queue in state {} without writing its exit code; slurm's output for it is `{}`",
+                        "slurm job {id} of stage `{}` left the queue in state {} without writing its exit code; slurm's output for it is `{}` (if that file is missing, check that the workspace is on a filesystem the nodes share)",
                         t.stage,
                         t.state,
                         t.dir.join(format!("slurm-{id}.out")).display()
