@@ -43,8 +43,10 @@
 //! Ctrl-C: [`Backend::interrupt`] sends SIGINT to our running jobs (`scancel --full
 //! --signal=INT`, the batch shell and everything it started) and cancels our pending ones;
 //! [`Backend::kill`] cancels them all (`scancel`, SIGTERM then SIGKILL after SLURM's
-//! `KillWait`) and stops waiting for them. Known limit: a `kill -9` of `repro` leaves its jobs
-//! in SLURM; they write only into a staging view that the next run deletes.
+//! `KillWait`) and stops waiting for them. Known limit: a second Ctrl-C (which ends `repro` at
+//! once) or a `kill -9` of `repro` leaves its jobs in SLURM; they write only into a staging view
+//! that the next run deletes, and their names (`repro:<stage>`) make them easy to find
+//! (`squeue -n repro:train@sn`, `scancel -n ...`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};

@@ -138,6 +138,15 @@ fn independent_stages_run_as_parallel_jobs_and_a_rerun_submits_nothing() {
         .unwrap_or(0);
     assert_eq!(left, 0, "staging views are removed after success");
 
+    // The run record is filled from the files the wrapper wrote: exit code, and peak RSS where
+    // the node has GNU time.
+    let record = run_record(&p, "par_a");
+    assert_eq!(record["outcome"], "succeeded", "{record}");
+    assert_eq!(record["exit_code"], 0, "{record}");
+    if std::path::Path::new("/usr/bin/time").exists() {
+        assert!(record["peak_rss_kib"].as_u64() > Some(0), "{record}");
+    }
+
     let again = p.ok(&slurm(&["all"]));
     assert!(again.stderr.contains("3 fresh"), "{again:?}");
     assert!(p.ran().is_empty(), "a fresh pipeline submits no job");
@@ -286,6 +295,18 @@ fn parent_of(pid: i32) -> Option<i32> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The run record of `stage` from the only run under `.repro/runs`.
+fn run_record(p: &Project, stage: &str) -> serde_json::Value {
+    let runs = p.root().join(".repro/runs");
+    let run = std::fs::read_dir(&runs)
+        .expect("a run directory")
+        .flatten()
+        .next()
+        .expect("one run");
+    let text = std::fs::read_to_string(run.path().join(format!("{stage}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 /// Polls `ready` every 50 ms until it holds; fails the test after `limit`, saying `what`.
