@@ -422,3 +422,19 @@ stages:
     p.ok(&["all", "--executor", "local", "--force"]);
     assert_eq!(p.read("where.txt"), "local\n");
 }
+
+/// Needs no cluster: a bad `executor:` stops `repro` before anything is submitted.
+#[test]
+fn a_bad_executor_block_is_a_usage_error_at_its_line() {
+    let p = Project::new("executor:\n  kind: slurm\n  extra_args: --qos=high\nstages:\n  a:\n    cmd: echo a > a.txt\n    outs: [a.txt]\n");
+    let out = p.repro(&["all"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("pipeline.yaml:3:15")
+            && out
+                .stderr
+                .contains("`extra_args` in `executor` must be a list"),
+        "{out:?}"
+    );
+    assert!(!p.exists("a.txt") && !p.exists("repro.lock"));
+}
