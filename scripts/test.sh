@@ -1,6 +1,24 @@
 #!/usr/bin/env bash
 # The test command: sets up what the tests need on a fresh machine, then runs every test.
+# A one-node SLURM cluster (scripts/slurm/up.sh) serves the SLURM executor's tests and is stopped
+# again on the way out, also when a test fails. Where it cannot start (no root, no apt), those
+# tests say "skipped: <why>" and pass, except in CI (CI=true), where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+
+started_slurm=0
+stop_slurm() { if ((started_slurm)); then scripts/slurm/down.sh || true; fi; }
+trap stop_slurm EXIT
+if [[ -n "${SLURM_CONF:-}" ]] && SLURM_CONF="$SLURM_CONF" sinfo -h >/dev/null 2>&1; then
+  echo "test: using the running SLURM cluster at SLURM_CONF=$SLURM_CONF" >&2
+elif conf_line="$(scripts/slurm/up.sh | tail -n 1)"; then
+  started_slurm=1
+  export "${conf_line?}"
+  echo "test: started a one-node SLURM cluster, $conf_line" >&2
+else
+  echo "test: no SLURM cluster (scripts/slurm/up.sh failed); the SLURM tests will say why" >&2
+  [[ "${CI:-}" == true ]] && echo "test: CI=true, so they will fail" >&2
+fi
+
 cargo test --workspace --locked "$@"

@@ -200,4 +200,38 @@ pub struct RunArgs {
     /// Print events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+/// Where stages run; each flag overrides the same key of `executor:` in `pipeline.yaml`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecutorArgs {
+    /// `local` (child processes) or `slurm` (one sbatch job per stage, on a shared filesystem)
+    /// [default: `executor:` in pipeline.yaml, else local].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub executor: Option<ExecutorChoice>,
+    /// SLURM partition (`sbatch --partition`).
+    #[arg(long, value_name = "NAME")]
+    pub slurm_partition: Option<String>,
+    /// SLURM account (`sbatch --account`).
+    #[arg(long, value_name = "NAME")]
+    pub slurm_account: Option<String>,
+    /// Time limit of each job (`sbatch --time`, e.g. `2:00:00`).
+    #[arg(long, value_name = "TIME")]
+    pub slurm_time: Option<String>,
+    /// One more sbatch argument, passed last; repeatable (`--slurm-arg=--qos=high`).
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_args: Vec<String>,
+    /// Seconds a job that left the SLURM queue may take to show its exit code on the shared
+    /// filesystem before it is reported lost.
+    #[arg(long, value_name = "SECS", env = "REPRO_SLURM_LOST_GRACE", hide = true)]
+    pub slurm_lost_grace: Option<f64>,
+}
+
+/// `--executor`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    Local,
+    Slurm,
 }

@@ -22,7 +22,9 @@ use repro::reporter::{self, Mode};
 use repro::spec::{self, LoadOptions};
 use repro::workspace::{Workspace, WorkspaceError};
 
-use super::args::{Cli, Command, FormatArgs, MetricsCommand, RunArgs, SpecArgs};
+use super::args::{
+    Cli, Command, ExecutorArgs, ExecutorChoice, FormatArgs, MetricsCommand, RunArgs, SpecArgs,
+};
 
 /// Maps an error to its exit code: spec and graph errors are usage errors, a busy lock has its
 /// own code, state and I/O errors theirs.
@@ -161,7 +163,9 @@ fn run_pipeline(
     run: &RunArgs,
     verbose: u8,
 ) -> Result<i32> {
-    let dag = load_dag(ws, &run.spec)?;
+    let pipeline = spec::load(&display_path(ws), &load_options(&run.spec))?;
+    let backend = backend_for(pipeline.executor.as_ref(), &run.executor)?;
+    let dag = Dag::build(pipeline, &ws.root)?;
     let order = dag.select(targets, selection)?;
     let force: BTreeSet<StageId> = if run.force {
         order.iter().copied().collect()
@@ -170,9 +174,14 @@ fn run_pipeline(
     };
     let opts = exec::Options {
         jobs: run.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            if backend.schedules_resources() {
+                // The cluster queues what it cannot run yet; keep a generous number in flight.
+                CLUSTER_JOBS
+            } else {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }
         }),
         force,
         dry_run: run.dry_run,
@@ -180,6 +189,7 @@ fn run_pipeline(
         gpus: exec::resources::gpu_pool(run.gpus.as_deref()),
         run_cache: !run.no_run_cache,
         prune_lock: targets.is_empty(),
+        backend,
     };
     let mode = if run.json { Mode::Json } else { Mode::detect() };
     let (tx, rx) = mpsc::channel();
@@ -215,6 +225,45 @@ fn run_pipeline(
     }
     let _ = summary;
     Ok(exit_code::OK)
+}
+
+/// Stages in flight at most on a cluster executor when `-j` is not given.
+const CLUSTER_JOBS: usize = 100;
+
+/// The executor: the command line's flags over `executor:` in `pipeline.yaml`, key by key.
+fn backend_for(
+    file: Option<&spec::Executor>,
+    flags: &ExecutorArgs,
+) -> Result<std::sync::Arc<dyn exec::backend::Backend>> {
+    let kind = match (flags.executor, file.map(|e| e.kind)) {
+        (Some(ExecutorChoice::Slurm), _) | (None, Some(spec::ExecutorKind::Slurm)) => {
+            spec::ExecutorKind::Slurm
+        }
+        _ => spec::ExecutorKind::Local,
+    };
+    if kind == spec::ExecutorKind::Local {
+        return Ok(std::sync::Arc::new(exec::backend::Local::default()));
+    }
+    let mut config = exec::slurm::SlurmConfig::default();
+    if let Some(e) = file {
+        config.partition = e.partition.clone();
+        config.account = e.account.clone();
+        config.time = e.time.clone();
+        config.extra_args = e.extra_args.clone();
+    }
+    config.partition = flags.slurm_partition.clone().or(config.partition);
+    config.account = flags.slurm_account.clone().or(config.account);
+    config.time = flags.slurm_time.clone().or(config.time);
+    config.extra_args.extend(flags.slurm_args.iter().cloned());
+    if let Some(secs) = flags.slurm_lost_grace {
+        if !(secs.is_finite() && secs >= 0.0) {
+            bail!(UsageError(format!(
+                "`REPRO_SLURM_LOST_GRACE` must be a number of seconds, not `{secs}`"
+            )));
+        }
+        config.lost_grace = std::time::Duration::from_secs_f64(secs);
+    }
+    Ok(std::sync::Arc::new(exec::slurm::Slurm::new(config)))
 }
 
 /// One stage's line in `repro status`.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::process::{self, Exit, Progress, Running};
 use super::resources::Grant;
+use crate::spec::Resources;
 
 /// One stage ready to run in its staging view.
 pub struct Launch<'a> {
@@ -18,9 +19,15 @@ pub struct Launch<'a> {
     /// Program and arguments of each command line, run in order.
     pub invocations: Vec<(PathBuf, Vec<String>)>,
     pub cwd: &'a Path,
+    /// The root of the stage's staging view (`cwd` is it, or its `wdir` inside it). A backend
+    /// may keep its own files for the job here; they are never outs.
+    pub staging_dir: &'a Path,
     pub env: Vec<(String, String)>,
     pub log_path: &'a Path,
     pub grant: &'a Grant,
+    /// What the stage declared; a backend that schedules resources itself maps it to its own
+    /// requests.
+    pub resources: Resources,
 }
 
 /// Receives a stage's progress reports (from any thread).
@@ -35,6 +42,20 @@ pub trait Backend: Send + Sync {
     fn interrupt(&self);
     /// The grace period is over: stop every running stage now.
     fn kill(&self);
+    /// A short name for messages (`local`, `slurm`).
+    fn name(&self) -> &'static str;
+    /// True when the backend's own scheduler grants cpus, memory and GPUs (a cluster): the
+    /// scheduler then bounds only how many stages are in flight, hands out no GPU ids, and
+    /// leaves a request larger than this machine to the backend to accept or refuse.
+    fn schedules_resources(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Debug for dyn Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Runs stages as child processes of this `repro`.
@@ -78,5 +99,9 @@ impl Backend for Local {
 
     fn kill(&self) {
         self.running.signal_all(libc::SIGKILL);
+    }
+
+    fn name(&self) -> &'static str {
+        "local"
     }
 }

@@ -298,9 +298,11 @@ fn run_in_view(
         stage: &stage.name,
         invocations,
         cwd: &cwd,
+        staging_dir: dir,
         env,
         log_path,
         grant: &job.grant,
+        resources: stage.resources,
     };
     let total = match shared.backend.run(launch, on_progress) {
         Ok(e) => e,

@@ -13,11 +13,17 @@
 //! recorded); with `--keep-going` only its downstream stages are skipped. Ctrl-C forwards SIGINT
 //! to every running stage's process group, waits for them (SIGKILL after a grace period), records
 //! them as interrupted and returns; the project lock is released when the caller drops it.
+//!
+//! Where stage processes run is the caller's choice ([`Options::backend`]); everything above
+//! is the same for every backend. A backend that schedules resources itself (SLURM) gets job
+//! slots only from the pool: its scheduler grants cpus, memory and GPU ids, so neither the
+//! machine's size nor `--gpus` limits what is submitted.
 
 pub mod backend;
 pub mod job;
 pub mod process;
 pub mod resources;
+pub mod slurm;
 pub mod staging;
 
 use std::collections::{BTreeSet, HashSet};
@@ -55,6 +61,8 @@ pub struct Options {
     pub run_cache: bool,
     /// Drop lock entries of stages no longer in the pipeline (a full `repro all`).
     pub prune_lock: bool,
+    /// Where stage processes run: [`backend::Local`] or a cluster ([`slurm::Slurm`]).
+    pub backend: Arc<dyn backend::Backend>,
 }
 
 /// What happened, for the exit code.
@@ -119,15 +127,21 @@ pub fn execute(
     });
 
     let selected: HashSet<StageId> = order.iter().copied().collect();
-    let mut pool = Pool::new(
-        opts.jobs,
-        std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-        resources::total_memory(),
-        opts.gpus.clone(),
-    );
-    if !opts.dry_run {
+    // A cluster grants cpus, memory and GPUs itself: here only the number in flight is bounded.
+    let cluster = opts.backend.schedules_resources();
+    let mut pool = if cluster {
+        Pool::new(opts.jobs, u32::MAX, 0, Vec::new())
+    } else {
+        Pool::new(
+            opts.jobs,
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            resources::total_memory(),
+            opts.gpus.clone(),
+        )
+    };
+    if !opts.dry_run && !cluster {
         for &id in order {
             let s = &dag.stages[id];
             if s.resources.gpus as usize > pool.gpu_count() && !s.frozen {
@@ -152,7 +166,7 @@ pub fn execute(
         run,
         hasher: Arc::clone(&hasher),
         store: Arc::clone(&store),
-        backend: Arc::new(backend::Local::default()),
+        backend: Arc::clone(&opts.backend),
         exe: std::env::current_exe().map_err(ExecError::Exe)?,
         all_outs: dag
             .stages
@@ -343,7 +357,7 @@ pub fn execute(
             let mut i = 0;
             while i < queued.len() {
                 let id = order[queued[i].0];
-                let resources = if matches!(queued[i].1.mode, Mode::Restore(_)) {
+                let resources = if cluster || matches!(queued[i].1.mode, Mode::Restore(_)) {
                     crate::spec::Resources::default()
                 } else {
                     dag.stages[id].resources

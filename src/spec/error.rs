@@ -234,6 +234,12 @@ pub enum SpecErrorKind {
 
     #[error("bad fan-out in stage `{stage}`: {reason}")]
     BadFanOut { stage: String, reason: String },
+
+    #[error("unknown executor `{kind}`; use `local` or `slurm`")]
+    UnknownExecutor { kind: String },
+
+    #[error("`executor` has no `kind`; add `kind: slurm` (or `kind: local`)")]
+    ExecutorWithoutKind,
 }
 
 fn duplicate_origin(first: Location, same_template: bool) -> String {

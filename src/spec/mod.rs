@@ -8,7 +8,8 @@
 //! The passes, in order (the order is part of the meaning; see each module's doc):
 //! 1. [`node`]: YAML to a located tree (values by serde_norway, positions by [`marks`], which
 //!    reads libyaml's event stream: the same parser serde_norway uses, so both agree).
-//! 2. Top-level schema: `vars`, `params`, `default_profile`, `profiles`, `stages`.
+//! 2. Top-level schema: `vars`, `params`, `default_profile`, `profiles`, `stages`, and
+//!    [`executor`] (where stages run; never part of a fingerprint).
 //! 3. [`overlay`]: the profile (`--profile`, else `default_profile:`) deep-merged over `params:`,
 //!    then each `--set key.path=value`.
 //! 4. [`fanout`]: each stage template to its members (`matrix:`, `foreach:`), DVC's naming.
@@ -20,6 +21,7 @@
 //! writing one out, cycles, and deps that neither exist nor are made by a stage.
 
 pub mod error;
+mod executor;
 mod fanout;
 mod interp;
 mod keys;
@@ -52,7 +54,14 @@ pub struct LoadOptions {
 }
 
 /// Top-level keys of `pipeline.yaml`.
-const TOP_KEYS: &[&str] = &["vars", "params", "default_profile", "profiles", "stages"];
+const TOP_KEYS: &[&str] = &[
+    "vars",
+    "params",
+    "default_profile",
+    "profiles",
+    "stages",
+    "executor",
+];
 
 /// Reads and parses the pipeline file at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
@@ -155,6 +164,7 @@ fn resolve(
             .ok_or_else(|| wrong_top("stages", n, "a map of stage names to stages"))?,
     };
     let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins)?;
+    let executor = get("executor").map(executor::parse).transpose()?;
 
     Ok(Pipeline {
         file: file.to_path_buf(),
@@ -162,6 +172,7 @@ fn resolve(
         params,
         stages,
         groups,
+        executor,
     })
 }
 

@@ -31,6 +31,31 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// Fan-out group name -> its members' names, in expansion order.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The top-level `executor:` block, if any (the command line overrides it).
+    pub executor: Option<Executor>,
+}
+
+/// Where stages run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// Child processes of `repro` on this machine.
+    Local,
+    /// One SLURM batch job per stage, on a filesystem shared with the nodes.
+    Slurm,
+}
+
+/// The top-level `executor:` block. Never part of any fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Executor {
+    pub kind: ExecutorKind,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// sbatch `--time`, as written.
+    pub time: Option<String>,
+    /// Passed to sbatch after everything else.
+    pub extra_args: Vec<String>,
+    pub location: Location,
 }
 
 /// What a stage runs.

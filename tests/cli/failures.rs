@@ -103,7 +103,7 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
         .spawn()
         .unwrap();
     // Wait until the slow stage is inside its sleep (it wrote started.txt into its staging dir).
-    wait_until_staged(&p, "started.txt", "2");
+    p.wait_until_staged("started.txt", "2");
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -129,34 +129,6 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
     assert_eq!(leftovers, 0);
 }
 
-/// Waits (20 s at most) until a staging directory holds `rel` with `content`.
-fn wait_until_staged(p: &Project, rel: &str, content: &str) {
-    let start = Instant::now();
-    while !staged_contains(p, rel, content) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "stage never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn staged_contains(p: &Project, rel: &str, content: &str) -> bool {
-    let tmp = p.root().join(".repro/tmp");
-    let Ok(runs) = std::fs::read_dir(tmp) else {
-        return false;
-    };
-    runs.flatten().any(|run| {
-        std::fs::read_dir(run.path())
-            .map(|stages| {
-                stages.flatten().any(|s| {
-                    std::fs::read_to_string(s.path().join(rel)).is_ok_and(|c| c.trim() == content)
-                })
-            })
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
     let p = Project::new(SLOW);
@@ -165,7 +137,7 @@ fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until_staged(&p, "started.txt", "1");
+    p.wait_until_staged("started.txt", "1");
     let t = Instant::now();
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

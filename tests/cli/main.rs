@@ -1,5 +1,6 @@
 //! Integration tests: the real `repro` binary on small shell pipelines in temp dirs.
 
+#[path = "../common/mod.rs"]
 mod harness;
 
 mod caching;

@@ -1,4 +1,6 @@
-//! A temp-dir project and a way to run the real `repro` binary in it.
+//! A temp-dir project and a way to run the real `repro` binary in it, shared by the test
+//! binaries (`tests/cli`, `tests/slurm`); each uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -84,6 +86,36 @@ impl Project {
         let out = self.repro(args);
         assert_eq!(out.code, 0, "repro {args:?} failed:\n{out:?}");
         out
+    }
+
+    /// True when some stage's staging directory (`.repro/tmp/<run>/<stage>/`) holds `rel` with
+    /// `content` (trimmed): the stage is running and got that far.
+    /// Waits (20 s at most) until a staging directory holds `rel` with `content`.
+    pub fn wait_until_staged(&self, rel: &str, content: &str) {
+        let start = std::time::Instant::now();
+        while !self.staged_contains(rel, content) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "stage never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn staged_contains(&self, rel: &str, content: &str) -> bool {
+        let Ok(runs) = std::fs::read_dir(self.root().join(".repro/tmp")) else {
+            return false;
+        };
+        runs.flatten().any(|run| {
+            std::fs::read_dir(run.path())
+                .map(|stages| {
+                    stages.flatten().any(|s| {
+                        std::fs::read_to_string(s.path().join(rel))
+                            .is_ok_and(|c| c.trim() == content)
+                    })
+                })
+                .unwrap_or(false)
+        })
     }
 
     /// The stage names that ran since the last call (in completion order), and clears the log.
