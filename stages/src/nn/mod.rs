@@ -96,6 +96,13 @@ impl Store {
         Ok(var)
     }
 
+    /// Registers a buffer from a tensor (converted to the store's dtype and device).
+    pub fn buffer_from(&mut self, name: &str, t: &Tensor) -> Result<Var> {
+        let var = Var::from_tensor(&t.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        self.buffers.insert(name.to_string(), var.clone());
+        Ok(var)
+    }
+
     fn host_tensor(&self, shape: &[usize], values: Vec<f32>) -> Result<Tensor> {
         Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
             .to_dtype(self.dtype)?

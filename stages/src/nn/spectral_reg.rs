@@ -27,7 +27,6 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Tensor, Var};
-use faer::Mat;
 use serde::Deserialize;
 
 use super::linalg;
@@ -223,14 +222,11 @@ impl GraphSr {
             return Ok(None);
         }
         let (u, _, v) = linalg::thin_svd(&m, name)?;
-        let take = |a: &Mat<f64>| -> Vec<f32> {
-            (0..a.nrows())
-                .flat_map(|r| (0..k).map(move |c| (r, c)))
-                .map(|(r, c)| a[(r, c)] as f32)
-                .collect()
-        };
-        let u_k = store.buffer(&format!("{name}.sr_u"), &[m.nrows(), k], take(&u))?;
-        let v_k = store.buffer(&format!("{name}.sr_v"), &[m.ncols(), k], take(&v))?;
+        let (dt, dev) = (store.dtype(), store.device().clone());
+        let u_k = linalg::from_mat(&u.subcols(0, k).to_owned(), &[m.nrows(), k], dt, &dev)?;
+        let v_k = linalg::from_mat(&v.subcols(0, k).to_owned(), &[m.ncols(), k], dt, &dev)?;
+        let u_k = store.buffer_from(&format!("{name}.sr_u"), &u_k)?;
+        let v_k = store.buffer_from(&format!("{name}.sr_v"), &v_k)?;
         Ok(Some(GraphSr { k, u_k, v_k }))
     }
 
