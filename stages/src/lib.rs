@@ -14,12 +14,13 @@
 pub mod builtin;
 pub mod data;
 pub mod nn;
+pub mod train;
 
 pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[]
+    &[train::BUILTIN]
 }
 
 /// The builtin registered under `kind`, if any.
