@@ -118,7 +118,7 @@ pub fn project_static(layer: &SpectralNorm, i: f64) -> Result<()> {
     }
     let (u, mut s, v) = linalg::thin_svd(&m, layer.name())?;
     let s1 = s[0];
-    if !(s1 > 0.0) {
+    if s1.is_nan() || s1 <= 0.0 {
         return Ok(());
     }
     for (j, x) in s.iter_mut().enumerate() {
@@ -151,7 +151,7 @@ impl DynamicSr {
         }
         let (u, s, v) = linalg::thin_svd(&m, layer.name())?;
         let s1 = s[0];
-        if !(s1 > 0.0) {
+        if s1.is_nan() || s1 <= 0.0 {
             return Ok(());
         }
         let ratios: Vec<f64> = s.iter().map(|x| x / s1).collect();
@@ -298,12 +298,12 @@ impl Regularizer {
     /// After a D optimizer step of G-iteration `iteration`: static/dynamic projection if due.
     pub fn after_d_step(&mut self, iteration: u64, layers: &[&SpectralNorm]) -> Result<()> {
         match &self.mode {
-            SrMode::Static { i, every, start } if iteration >= *start && iteration % every == 0 => {
+            SrMode::Static { i, every, start } if iteration >= *start && iteration.is_multiple_of(*every) => {
                 for layer in layers {
                     project_static(layer, *i)?;
                 }
             }
-            SrMode::Dynamic { every, start } if iteration >= *start && iteration % every == 0 => {
+            SrMode::Dynamic { every, start } if iteration >= *start && iteration.is_multiple_of(*every) => {
                 for layer in layers {
                     self.dynamic.apply(layer)?;
                 }

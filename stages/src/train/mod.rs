@@ -150,7 +150,7 @@ pub fn train(
         DataShape::Points { .. } => data.values.iter().fold(0f32, |m, x| m.max(x.abs())) * 1.1,
         DataShape::Images { .. } => 1.0,
     };
-    let due = |t: u64, every: u64| every > 0 && t % every == 0;
+    let due = |t: u64, every: u64| every > 0 && t.is_multiple_of(every);
     let stop_at = params
         .stop_after
         .unwrap_or(params.iterations)

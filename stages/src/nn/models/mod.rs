@@ -160,7 +160,7 @@ impl ModelConfig {
 /// The generators start from `H/8 x H/8` and double three times, so images must be square with
 /// a side divisible by 8 (32 for CIFAR-10, 48 for STL-10).
 fn image_bottom(model: &str, height: usize, width: usize) -> Result<usize> {
-    if height != width || height % 8 != 0 || height == 0 {
+    if height != width || !height.is_multiple_of(8) || height == 0 {
         return Err(NnError::Unsupported {
             model: model.to_string(),
             what: format!("{height}x{width} images"),
