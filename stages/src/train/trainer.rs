@@ -208,7 +208,8 @@ impl Trainer {
         }
     }
 
-    fn d_step(&mut self, data: &HostData, lr: f64) -> Result<f64, TrainError> {
+    /// One D update (with its SR hooks) at learning rate `lr`; returns the D loss.
+    pub fn d_step(&mut self, data: &HostData, lr: f64) -> Result<f64, TrainError> {
         self.sr.before_d_step(&self.sn_layers())?;
         let real = self.real_batch(data)?;
         let z = self.noise(self.batch)?;
@@ -233,7 +234,8 @@ impl Trainer {
         Ok(value)
     }
 
-    fn g_step(&mut self, lr: f64) -> Result<f64, TrainError> {
+    /// One G update at learning rate `lr`; returns the G loss.
+    pub fn g_step(&mut self, lr: f64) -> Result<f64, TrainError> {
         let z = self.noise(self.g_batch)?;
         let d_fake = self.gan.d.forward(&self.gan.g.forward(&z, true)?, true)?;
         let loss = match self.loss {
