@@ -36,6 +36,12 @@ pub fn from_mat(m: &Mat<f64>, shape: &[usize], dtype: DType, device: &Device) ->
         .to_device(device)?)
 }
 
+/// Overwrites the variable `w` with the host matrix `m` (same element count, row-major).
+pub fn set_var(w: &candle_core::Var, m: &Mat<f64>) -> Result<()> {
+    w.set(&from_mat(m, w.dims(), w.dtype(), w.device())?)?;
+    Ok(())
+}
+
 /// Thin SVD: `(U, s, V)` with `s` descending and `M = U diag(s) V^T`.
 pub fn thin_svd(m: &Mat<f64>, layer: &str) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>)> {
     let svd = m.thin_svd().map_err(|_| NnError::Svd {

@@ -125,13 +125,7 @@ pub fn project_static(layer: &SpectralNorm, i: f64) -> Result<()> {
         *x = if j < k { 1.0 } else { *x / s1 };
     }
     let rebuilt = linalg::rebuild(&u, &s, &v);
-    w.set(&linalg::from_mat(
-        &rebuilt,
-        w.dims(),
-        w.dtype(),
-        w.device(),
-    )?)?;
-    Ok(())
+    linalg::set_var(w, &rebuilt)
 }
 
 /// The running maxima of dynamic SR: layer name -> `gamma_j = max s_j / s_1` by sorted index.
@@ -165,12 +159,7 @@ impl DynamicSr {
                 }
                 let target: Vec<f64> = gamma.iter().map(|g| s1 * g).collect();
                 let rebuilt = linalg::rebuild(&u, &target, &v);
-                w.set(&linalg::from_mat(
-                    &rebuilt,
-                    w.dims(),
-                    w.dtype(),
-                    w.device(),
-                )?)?;
+                linalg::set_var(w, &rebuilt)?;
             }
         }
         Ok(())
@@ -251,12 +240,8 @@ impl GraphSr {
         let m = linalg::to_mat(weight.as_tensor())?;
         let v_prev = linalg::to_mat(self.v_k.as_tensor())?;
         let (u, _, v) = linalg::subspace_step(&m, &v_prev, name)?;
-        let (dt, dev) = (self.u_k.dtype(), self.u_k.device().clone());
-        self.u_k
-            .set(&linalg::from_mat(&u, self.u_k.dims(), dt, &dev)?)?;
-        self.v_k
-            .set(&linalg::from_mat(&v, self.v_k.dims(), dt, &dev)?)?;
-        Ok(())
+        linalg::set_var(&self.u_k, &u)?;
+        linalg::set_var(&self.v_k, &v)
     }
 
     /// The tracked bases `(U_k, V_k)` as tensors.
@@ -298,12 +283,16 @@ impl Regularizer {
     /// After a D optimizer step of G-iteration `iteration`: static/dynamic projection if due.
     pub fn after_d_step(&mut self, iteration: u64, layers: &[&SpectralNorm]) -> Result<()> {
         match &self.mode {
-            SrMode::Static { i, every, start } if iteration >= *start && iteration.is_multiple_of(*every) => {
+            SrMode::Static { i, every, start }
+                if iteration >= *start && iteration.is_multiple_of(*every) =>
+            {
                 for layer in layers {
                     project_static(layer, *i)?;
                 }
             }
-            SrMode::Dynamic { every, start } if iteration >= *start && iteration.is_multiple_of(*every) => {
+            SrMode::Dynamic { every, start }
+                if iteration >= *start && iteration.is_multiple_of(*every) =>
+            {
                 for layer in layers {
                     self.dynamic.apply(layer)?;
                 }
