@@ -13,6 +13,8 @@
 
 pub mod builtin;
 pub mod data;
+pub mod nn;
+pub mod train;
 
 pub use builtin::{Builtin, Context, StageError};
 
@@ -22,6 +24,7 @@ pub fn registry() -> &'static [Builtin] {
         data::stage::FETCH,
         data::stage::PREPARE,
         data::stage::SYNTHETIC,
+        train::BUILTIN,
     ]
 }
 

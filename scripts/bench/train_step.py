@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `stages/examples/train_step.rs`: the SN paper's standard CNN (Table 3),
+batch 64, 32x32x3, hinge loss, Adam (2e-4, 0, 0.9), SN via torch.nn.utils.spectral_norm.
+Prints one JSON object per measurement (median of ROUNDS steps after 3 warm-up steps)."""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+ch, B = 64, 64
+SN = nn.utils.spectral_norm
+
+
+def lrelu():
+    return nn.LeakyReLU(0.1)
+
+
+G = nn.Sequential(
+    nn.Linear(128, 4 * 4 * 8 * ch), nn.Unflatten(1, (8 * ch, 4, 4)), nn.BatchNorm2d(8 * ch), nn.ReLU(),
+    nn.ConvTranspose2d(8 * ch, 4 * ch, 4, 2, 1), nn.BatchNorm2d(4 * ch), nn.ReLU(),
+    nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1), nn.BatchNorm2d(2 * ch), nn.ReLU(),
+    nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU(),
+    nn.Conv2d(ch, 3, 3, 1, 1), nn.Tanh(),
+)
+D = nn.Sequential(
+    SN(nn.Conv2d(3, ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(ch, ch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(ch, 2 * ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(2 * ch, 2 * ch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(2 * ch, 4 * ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(4 * ch, 4 * ch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(4 * ch, 8 * ch, 3, 1, 1)), lrelu(), nn.Flatten(), SN(nn.Linear(4 * 4 * 8 * ch, 1)),
+)
+opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.9))
+opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
+real = torch.rand(256, 3, 32, 32) * 2 - 1
+
+
+def d_step():
+    x = real[torch.randint(0, 256, (B,))]
+    with torch.no_grad():
+        fake = G(torch.randn(B, 128))
+    loss = torch.relu(1 - D(x)).mean() + torch.relu(1 + D(fake)).mean()
+    opt_d.zero_grad()
+    loss.backward()
+    opt_d.step()
+
+
+def g_step():
+    loss = -D(G(torch.randn(B, 128))).mean()
+    opt_g.zero_grad()
+    loss.backward()
+    opt_g.step()
+
+
+def timed(f):
+    for _ in range(3):
+        f()
+    ts = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
+for what, f in (("d_step", d_step), ("g_step", g_step)):
+    print(json.dumps({"impl": "torch", "what": what, "seconds": timed(f)}))

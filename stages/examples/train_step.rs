@@ -1,0 +1,84 @@
+//! Benchmark: one D step and one G step of the SN paper's standard CNN (batch 64, 32x32x3,
+//! hinge loss, Adam), and the cost of one SR pass (static, dynamic, graph) over its D.
+//! Run by `scripts/bench/train_step.sh`, which builds this with `--release` and runs PyTorch
+//! on the same model in the same session. Prints one JSON object per measurement.
+//!
+//! Usage: `train_step [ROUNDS]` (median of ROUNDS timed steps after 3 warm-up steps).
+
+use std::time::Instant;
+
+use candle_core::Device;
+use serde_json::json;
+use stages::nn::models::DataShape;
+use stages::nn::spectral_reg::{project_static, DynamicSr};
+use stages::train::params::TrainParams;
+use stages::train::trainer::{HostData, Trainer};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time<F: FnMut()>(rounds: usize, mut f: F) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    median(
+        (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn params(sr: serde_json::Value) -> TrainParams {
+    serde_json::from_value(json!({
+        "dataset": "unused", "model": {"arch": "cnn", "g_ch": 64, "d_ch": 64},
+        "batch_size": 64, "iterations": 100000, "loss": "hinge", "optimizer": "resnet", "sr": sr,
+    }))
+    .expect("benchmark params are valid")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let shape = DataShape::Images { channels: 3, height: 32, width: 32 };
+    let n = 256;
+    let values: Vec<f32> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+    let data = HostData { values, n, shape };
+    let report = |what: &str, secs: f64| println!("{}", json!({"impl": "ours", "what": what, "seconds": secs}));
+
+    let mut t = Trainer::new(&params(json!("none")), shape, &Device::Cpu)?;
+    let d = time(rounds, || {
+        t.d_step(&data, 2e-4).expect("d step");
+    });
+    report("d_step", d);
+    let g = time(rounds, || {
+        t.g_step(2e-4).expect("g step");
+    });
+    report("g_step", g);
+
+    let layers = t.sn_layers();
+    report("sr_static_pass", time(rounds, || layers.iter().for_each(|l| project_static(l, 0.5).expect("static"))));
+    let mut dynamic = DynamicSr::default();
+    layers.iter().for_each(|l| dynamic.apply(l).expect("dynamic record"));
+    report("sr_dynamic_pass", time(rounds, || layers.iter().for_each(|l| dynamic.apply(l).expect("dynamic"))));
+
+    let mut tg = Trainer::new(&params(json!({"mode": "graph", "i": 0.5})), shape, &Device::Cpu)?;
+    let graph_layers = tg.sn_layers();
+    report(
+        "sr_graph_pass",
+        time(rounds, || {
+            graph_layers.iter().for_each(|l| l.graph().map(|g| g.refresh(l.name(), l.weight()).expect("refresh")).unwrap_or(()))
+        }),
+    );
+    report(
+        "d_step_graph_sr",
+        time(rounds, || {
+            tg.d_step(&data, 2e-4).expect("graph d step");
+        }),
+    );
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Layers (linear, conv, transposed conv, BatchNorm) and the [`Builder`] that registers their
+//! state in a [`Store`] under dotted names.
+//!
+//! A discriminator weight is spectrally normalized or not depending on the builder's
+//! [`SnConfig`]; a generator is built without SN (the CIFAR/STL setting of both papers). Every
+//! SN weight built is also recorded in the builder, so a model can hand its SN layers to the
+//! regularizer and the spectra monitor in name order without listing them by hand.
+
+use candle_core::{Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+use super::init::{self, Init};
+use super::spectral_norm::SpectralNorm;
+use super::spectral_reg::GraphSr;
+use super::{Result, Store};
+use std::rc::Rc;
+
+/// Whether a network's weights are spectrally normalized, and with which graph-mode SR.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnConfig {
+    /// Spectral normalization on every weight.
+    pub enabled: bool,
+    /// Graph-mode SR fraction `i` (only with `enabled`).
+    pub graph_i: Option<f64>,
+}
+
+impl SnConfig {
+    /// No normalization (the generators).
+    pub const OFF: SnConfig = SnConfig {
+        enabled: false,
+        graph_i: None,
+    };
+    /// Plain SN (the discriminators).
+    pub const SN: SnConfig = SnConfig {
+        enabled: true,
+        graph_i: None,
+    };
+}
+
+/// A weight as the layer uses it: raw, or spectrally normalized.
+pub enum Weight {
+    /// Used as is.
+    Plain(Var),
+    /// Divided by its spectral norm on every forward.
+    Sn(Rc<SpectralNorm>),
+}
+
+impl Weight {
+    /// The tensor the layer multiplies by.
+    pub fn effective(&self, train: bool) -> Result<Tensor> {
+        match self {
+            Weight::Plain(w) => Ok(w.as_tensor().clone()),
+            Weight::Sn(sn) => sn.normalized(train),
+        }
+    }
+}
+
+/// Registers parameters and buffers under a name prefix, drawing initial values from `rng`.
+pub struct Builder<'a> {
+    store: &'a mut Store,
+    rng: &'a mut ChaCha8Rng,
+    sn: SnConfig,
+    sn_layers: Vec<Rc<SpectralNorm>>,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder filling `store`, with `sn` applied to every weight it creates.
+    pub fn new(store: &'a mut Store, rng: &'a mut ChaCha8Rng, sn: SnConfig) -> Self {
+        Builder {
+            store,
+            rng,
+            sn,
+            sn_layers: Vec::new(),
+        }
+    }
+
+    /// The SN layers built so far, sorted by name (the SR paper's layer numbering).
+    pub fn into_sn_layers(self) -> Vec<Rc<SpectralNorm>> {
+        let mut layers = self.sn_layers;
+        layers.sort_by(|a, b| a.name().cmp(b.name()));
+        layers
+    }
+
+    fn tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        fans: (usize, usize),
+    ) -> Result<Var> {
+        let n = shape.iter().product();
+        let values = init.draw(self.rng, n, fans.0, fans.1);
+        self.store.param(name, shape, values)
+    }
+
+    fn weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        fans: (usize, usize),
+    ) -> Result<Weight> {
+        let w = self.tensor(&format!("{name}.weight"), shape, init, fans)?;
+        if !self.sn.enabled {
+            return Ok(Weight::Plain(w));
+        }
+        let u0 = init::standard_normal(self.rng, shape[0]);
+        let u = self
+            .store
+            .buffer(&format!("{name}.u"), &[shape[0], 1], u0)?;
+        let graph = match self.sn.graph_i {
+            Some(i) => GraphSr::new(self.store, name, &w, i)?,
+            None => None,
+        };
+        let sn = Rc::new(SpectralNorm::new(name, w, u, graph));
+        self.sn_layers.push(sn.clone());
+        Ok(Weight::Sn(sn))
+    }
+
+    fn bias(&mut self, name: &str, n: usize, bias: bool) -> Result<Option<Var>> {
+        if !bias {
+            return Ok(None);
+        }
+        Ok(Some(self.tensor(
+            &format!("{name}.bias"),
+            &[n],
+            Init::Constant(0.0),
+            (0, 0),
+        )?))
+    }
+
+    /// A dense layer `d_in -> d_out`.
+    pub fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        init: Init,
+    ) -> Result<Linear> {
+        let weight = self.weight(name, &[d_out, d_in], init, (d_in, d_out))?;
+        Ok(Linear {
+            weight,
+            bias: self.bias(name, d_out, bias)?,
+        })
+    }
+
+    /// A `k x k` convolution `c_in -> c_out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        init: Init,
+    ) -> Result<Conv2d> {
+        let weight = self.weight(
+            name,
+            &[c_out, c_in, k, k],
+            init,
+            (c_in * k * k, c_out * k * k),
+        )?;
+        Ok(Conv2d {
+            weight,
+            bias: self.bias(name, c_out, true)?,
+            stride,
+            pad,
+        })
+    }
+
+    /// A `k x k` transposed convolution `c_in -> c_out` (generators only: never normalized).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_transpose(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        init: Init,
+    ) -> Result<ConvTranspose2d> {
+        let weight = self.tensor(
+            &format!("{name}.weight"),
+            &[c_in, c_out, k, k],
+            init,
+            (c_in * k * k, c_out * k * k),
+        )?;
+        let bias = self.tensor(
+            &format!("{name}.bias"),
+            &[c_out],
+            Init::Constant(0.0),
+            (0, 0),
+        )?;
+        Ok(ConvTranspose2d {
+            weight,
+            bias,
+            stride,
+            pad,
+        })
+    }
+
+    /// BatchNorm over the channels of an NCHW tensor, Chainer defaults (decay 0.9, eps 2e-5).
+    pub fn batch_norm(&mut self, name: &str, channels: usize) -> Result<BatchNorm2d> {
+        let gamma = self.tensor(
+            &format!("{name}.gamma"),
+            &[channels],
+            Init::Constant(1.0),
+            (0, 0),
+        )?;
+        let beta = self.tensor(
+            &format!("{name}.beta"),
+            &[channels],
+            Init::Constant(0.0),
+            (0, 0),
+        )?;
+        let mean = self.store.buffer(
+            &format!("{name}.running_mean"),
+            &[channels],
+            vec![0.0; channels],
+        )?;
+        let var = self.store.buffer(
+            &format!("{name}.running_var"),
+            &[channels],
+            vec![1.0; channels],
+        )?;
+        Ok(BatchNorm2d {
+            gamma,
+            beta,
+            mean,
+            var,
+            decay: 0.9,
+            eps: 2e-5,
+        })
+    }
+}
+
+/// `y = x W^T + b`.
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Var>,
+}
+
+impl Linear {
+    /// `x`: (N, d_in) -> (N, d_out).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.effective(train)?.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b.as_tensor())?,
+            None => y,
+        })
+    }
+}
+
+fn add_channel_bias(y: Tensor, b: &Var) -> Result<Tensor> {
+    let c = b.dims()[0];
+    Ok(y.broadcast_add(&b.as_tensor().reshape((1, c, 1, 1))?)?)
+}
+
+/// A 2-D convolution with bias.
+pub struct Conv2d {
+    weight: Weight,
+    bias: Option<Var>,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv2d {
+    /// NCHW in, NCHW out.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight.effective(train)?, self.pad, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => add_channel_bias(y, b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// A 2-D transposed convolution with bias.
+pub struct ConvTranspose2d {
+    weight: Var,
+    bias: Var,
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvTranspose2d {
+    /// NCHW in, NCHW out (`k4 s2 p1` doubles the spatial size).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv_transpose2d(self.weight.as_tensor(), self.pad, 0, self.stride, 1)?;
+        add_channel_bias(y, &self.bias)
+    }
+}
+
+/// Batch normalization over the channel axis of NCHW tensors.
+///
+/// Training mode normalizes with the batch statistics and updates the running ones as Chainer
+/// does (`running = decay running + (1 - decay) batch`, unbiased batch variance); eval mode
+/// (sample generation) uses the running statistics.
+pub struct BatchNorm2d {
+    gamma: Var,
+    beta: Var,
+    mean: Var,
+    var: Var,
+    decay: f64,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    /// NCHW in, NCHW out.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (mean, var) = if train {
+            let mean = x.mean_keepdim((0, 2, 3))?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+            let m = (n * h * w) as f64;
+            let unbiased = var
+                .detach()
+                .affine(m / (m - 1.0).max(1.0), 0.0)?
+                .flatten_all()?;
+            let new_mean = (self.mean.as_tensor().affine(self.decay, 0.0)?
+                + mean.detach().flatten_all()?.affine(1.0 - self.decay, 0.0)?)?;
+            let new_var = (self.var.as_tensor().affine(self.decay, 0.0)?
+                + unbiased.affine(1.0 - self.decay, 0.0)?)?;
+            self.mean.set(&new_mean)?;
+            self.var.set(&new_var)?;
+            (mean, var)
+        } else {
+            (
+                self.mean.as_tensor().detach().reshape((1, c, 1, 1))?,
+                self.var.as_tensor().detach().reshape((1, c, 1, 1))?,
+            )
+        };
+        let inv = var.affine(1.0, self.eps)?.sqrt()?.recip()?;
+        let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&inv)?;
+        let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;
+        let b = self.beta.as_tensor().reshape((1, c, 1, 1))?;
+        Ok(xhat.broadcast_mul(&g)?.broadcast_add(&b)?)
+    }
+}

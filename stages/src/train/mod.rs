@@ -1,0 +1,301 @@
+//! The `train-gan` builtin: trains an (SN/SR-)GAN and writes one run directory.
+//!
+//! The stage reads a prepared dataset, builds G and D from `model:`, and runs `iterations`
+//! generator updates ([`trainer`] owns the update rules and the training state, [`outputs`] the
+//! files). It is restartable: when `OUT/checkpoint.safetensors` exists (the engine copies
+//! `persist: true` outs into the staging directory) and was written under the same identity
+//! params ([`params::TrainParams::identity`]), training resumes from it, and on the CPU the
+//! result is bit-identical to an uninterrupted run. A checkpoint from other params is an error,
+//! not silently discarded work.
+//!
+//! When things are written, for completed G iteration `t`: a log row when `t % log_every == 0`,
+//! spectra when `t % spectra_every == 0`, samples when `t % sample_every == 0`, a checkpoint when
+//! `t % checkpoint_every == 0`; and all of them at the end (`t == iterations`), plus
+//! `samples/final.safetensors`. With `stop_after: k` the run checkpoints at `k` and returns.
+//! A NaN or infinite loss ends the stage with an error naming the iteration.
+
+pub mod device;
+pub mod outputs;
+pub mod params;
+pub mod trainer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::builtin::{Builtin, Context, StageError};
+use crate::data::error::DataError;
+use crate::data::prepared::{self, Samples};
+use crate::nn::models::DataShape;
+use crate::nn::NnError;
+use params::TrainParams;
+use trainer::{HostData, Trainer};
+
+/// The registry entry.
+pub const BUILTIN: Builtin = Builtin {
+    kind: "train-gan",
+    version: 1,
+    summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
+    run,
+};
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A model, SN or SR operation failed.
+    #[error(transparent)]
+    Nn(#[from] NnError),
+    /// A tensor operation outside the models failed.
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The dataset could not be read.
+    #[error("cannot read the training data `{path}`: {source}")]
+    Data {
+        path: PathBuf,
+        #[source]
+        source: DataError,
+    },
+    /// An output file could not be written.
+    #[error("cannot write `{path}`: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: DataError,
+    },
+    /// A sample grid could not be encoded.
+    #[error("cannot encode the png `{path}`: {message}")]
+    Png { path: PathBuf, message: String },
+    /// A loss became NaN or infinite.
+    #[error("the {which} loss is {value} at iteration {iteration}; training diverged, lower `lr` or check the data")]
+    NonFinite {
+        iteration: u64,
+        which: &'static str,
+        value: f64,
+    },
+    /// The checkpoint is unreadable.
+    #[error("cannot read the checkpoint `{path}`: {message}; delete it to start over")]
+    Checkpoint { path: PathBuf, message: String },
+    /// The checkpoint lacks a piece of state.
+    #[error("the checkpoint lacks `{key}` or it is malformed; delete it to start over")]
+    CorruptCheckpoint { key: &'static str },
+    /// The checkpoint was written under other params.
+    #[error("the checkpoint `{path}` was written with different params (model, optimizer, seed, ...); delete `{out}` to start over or restore the params")]
+    ParamsChanged { path: PathBuf, out: PathBuf },
+    /// The requested device cannot be used.
+    #[error("device `{spec}` cannot be used: {why}")]
+    Device { spec: String, why: String },
+    /// The data does not fit the model.
+    #[error("the training data `{path}` does not fit: {message}")]
+    DataShape { path: PathBuf, message: String },
+}
+
+fn run(ctx: &Context) -> Result<(), StageError> {
+    let params: TrainParams = ctx.params()?;
+    params.validate().map_err(|message| StageError::Params {
+        kind: ctx.kind().to_string(),
+        message,
+    })?;
+    train(&params, &|step, total, msg| ctx.progress(step, total, msg))
+        .map(|_| ())
+        .map_err(StageError::domain)
+}
+
+/// What a finished (or stopped) call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The G iteration the run started from (0, or the checkpoint's).
+    pub resumed_from: u64,
+    /// Completed G iterations when it returned.
+    pub iteration: u64,
+}
+
+/// Trains with validated `params`, reporting progress through `progress(step, total, message)`.
+pub fn train(
+    params: &TrainParams,
+    progress: &dyn Fn(u64, u64, &str),
+) -> Result<Outcome, TrainError> {
+    let (device, notice) = device::select(&params.device)?;
+    if let Some(notice) = notice {
+        progress(0, params.iterations, &notice);
+    }
+    let data = load_data(&params.dataset)?;
+    let mut trainer = Trainer::new(params, data.shape, &device)?;
+    let identity = identity_hash(params);
+    let out = &params.out;
+    let ckpt_path = out.join("checkpoint.safetensors");
+    if ckpt_path.exists() {
+        let state = read_checkpoint(&ckpt_path)?;
+        let stored: Vec<u8> = state
+            .get("identity")
+            .ok_or(TrainError::CorruptCheckpoint { key: "identity" })?
+            .to_vec1()?;
+        if stored != identity {
+            return Err(TrainError::ParamsChanged {
+                path: ckpt_path,
+                out: out.clone(),
+            });
+        }
+        trainer.import(&state)?;
+        progress(
+            trainer.iteration,
+            params.iterations,
+            &format!("resumed from iteration {}", trainer.iteration),
+        );
+    }
+    let resumed_from = trainer.iteration;
+    let mut log = outputs::Log::open(&out.join("log.csv"), trainer.iteration);
+    let extent = match data.shape {
+        DataShape::Points { .. } => data.values.iter().fold(0f32, |m, x| m.max(x.abs())) * 1.1,
+        DataShape::Images { .. } => 1.0,
+    };
+    let due = |t: u64, every: u64| every > 0 && t.is_multiple_of(every);
+    let stop_at = params
+        .stop_after
+        .unwrap_or(params.iterations)
+        .min(params.iterations);
+    let mut clock = Instant::now();
+    let mut since_log = 0u64;
+    while trainer.iteration < stop_at {
+        let lr = trainer.lr_at(trainer.iteration);
+        let losses = trainer.iterate(&data)?;
+        since_log += 1;
+        let t = trainer.iteration;
+        let end = t == params.iterations;
+        if due(t, params.log_every) || end {
+            let secs = clock.elapsed().as_secs_f64() / since_log as f64;
+            log.append(t, losses.d, losses.g, lr, secs)?;
+            progress(
+                t,
+                params.iterations,
+                &format!(
+                    "loss_d {:.4} loss_g {:.4} lr {lr:.3e} {secs:.3}s/it",
+                    losses.d, losses.g
+                ),
+            );
+            clock = Instant::now();
+            since_log = 0;
+        }
+        if due(t, params.spectra_every) || end {
+            outputs::write_spectra(&out.join("spectra"), t, &trainer.sn_layers())?;
+        }
+        if due(t, params.sample_every) || end {
+            write_samples(&trainer, params, t, end, &data, extent)?;
+        }
+        if due(t, params.checkpoint_every) || end || t == stop_at {
+            write_checkpoint(&ckpt_path, &trainer.export(&identity)?)?;
+        }
+    }
+    Ok(Outcome {
+        resumed_from,
+        iteration: trainer.iteration,
+    })
+}
+
+/// sha256 of the identity params as JSON.
+fn identity_hash(params: &TrainParams) -> [u8; 32] {
+    let json = serde_json::to_vec(&params.identity()).unwrap_or_default();
+    Sha256::digest(&json).into()
+}
+
+fn load_data(path: &Path) -> Result<HostData, TrainError> {
+    let ds = prepared::load(path).map_err(|source| TrainError::Data {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let shape_err = |message: String| TrainError::DataShape {
+        path: path.to_path_buf(),
+        message,
+    };
+    match ds.samples {
+        Samples::Images {
+            pixels,
+            shape: [n, c, h, w],
+        } => {
+            if n == 0 {
+                return Err(shape_err("it holds no samples".into()));
+            }
+            let values = pixels.iter().map(|p| *p as f32 / 127.5 - 1.0).collect();
+            Ok(HostData {
+                values,
+                n,
+                shape: DataShape::Images {
+                    channels: c,
+                    height: h,
+                    width: w,
+                },
+            })
+        }
+        Samples::Points {
+            coords,
+            shape: [n, d],
+        } => {
+            if n == 0 {
+                return Err(shape_err("it holds no samples".into()));
+            }
+            Ok(HostData {
+                values: coords,
+                n,
+                shape: DataShape::Points { dim: d },
+            })
+        }
+    }
+}
+
+fn write_samples(
+    trainer: &Trainer,
+    params: &TrainParams,
+    t: u64,
+    end: bool,
+    data: &HostData,
+    extent: f32,
+) -> Result<(), TrainError> {
+    if params.eval_samples == 0 {
+        return Ok(());
+    }
+    let dir = params.out.join("samples");
+    let (values, dims) = trainer.eval_samples(params.seed, params.eval_samples)?;
+    let ds = outputs::samples_dataset(&values, &dims, t, params.seed);
+    outputs::write_samples(&dir.join(format!("{t}.safetensors")), &ds)?;
+    let real = match data.shape {
+        DataShape::Points { .. } => Some((&data.values[..data.values.len().min(4096)], extent)),
+        DataShape::Images { .. } => None,
+    };
+    outputs::sample_png(&dir.join(format!("{t}.png")), &ds, real)?;
+    if end {
+        outputs::write_samples(&dir.join("final.safetensors"), &ds)?;
+    }
+    Ok(())
+}
+
+fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, candle_core::Tensor>, TrainError> {
+    let map = candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| {
+        TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(map.into_iter().collect())
+}
+
+fn write_checkpoint(
+    path: &Path,
+    state: &BTreeMap<String, candle_core::Tensor>,
+) -> Result<(), TrainError> {
+    let map: HashMap<String, candle_core::Tensor> = state.clone().into_iter().collect();
+    let dir = crate::data::atomic::parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::Output {
+        path: dir.to_path_buf(),
+        source: DataError::io("create directory", dir, e),
+    })?;
+    let tmp = dir.join(".tmp-checkpoint.safetensors");
+    candle_core::safetensors::save(&map, &tmp).map_err(|e| TrainError::Checkpoint {
+        path: tmp.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::Output {
+        path: path.to_path_buf(),
+        source: DataError::io("rename into", path, e),
+    })
+}

@@ -1,0 +1,262 @@
+//! The `with:` params of `train-gan`, their defaults, and which of them define the run.
+//!
+//! What must never change silently: a default (it changes the results of every stage that
+//! relies on it, so it needs a builtin version bump) and [`TrainParams::identity`], the subset
+//! of params a checkpoint is bound to. Params outside the identity (intervals, `stop_after`,
+//! `out`, `device`, `eval_samples`) can change between a run and its resume without changing
+//! the trained weights.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nn::models::ModelConfig;
+use crate::nn::optim::{AdamConfig, Preset};
+use crate::nn::spectral_reg::SrMode;
+
+/// The GAN loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// `L_D = E relu(1 - D(x)) + E relu(1 + D(G(z)))`, `L_G = -E D(G(z))` (SN paper Eq. 17).
+    Hinge,
+    /// Non-saturating: `L_D = E softplus(-D(x)) + E softplus(D(G(z)))`, `L_G = E softplus(-D(G(z)))`.
+    Standard,
+}
+
+/// How the learning rate moves over the G iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    /// Constant (the SN paper's standard CNN runs).
+    #[default]
+    None,
+    /// Linear from `lr` at iteration 0 to 0 at `iterations` (sngan_projection's `LinearShift`).
+    Linear,
+}
+
+/// `sr: none` or `sr: {mode: ...}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum SrRepr {
+    Word(String),
+    Mode(SrMode),
+}
+
+impl TryFrom<SrRepr> for SrParam {
+    type Error = String;
+    fn try_from(r: SrRepr) -> Result<Self, String> {
+        match r {
+            SrRepr::Word(w) if w == "none" => Ok(SrParam(SrMode::None)),
+            SrRepr::Word(w) => Err(format!(
+                "`sr: {w}` is not a mode; use `none` or a map like `{{mode: static, i: 0.5}}`"
+            )),
+            SrRepr::Mode(m) => Ok(SrParam(m)),
+        }
+    }
+}
+
+/// Spectral regularization setting, accepting the bare word `none`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "SrRepr")]
+pub struct SrParam(pub SrMode);
+
+impl Default for SrParam {
+    fn default() -> Self {
+        SrParam(SrMode::None)
+    }
+}
+
+fn d_z() -> usize {
+    128
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_true() -> bool {
+    true
+}
+fn d_hinge() -> Loss {
+    Loss::Hinge
+}
+fn d_1000() -> u64 {
+    1000
+}
+fn d_100() -> u64 {
+    100
+}
+fn d_eval() -> usize {
+    5000
+}
+fn d_out() -> PathBuf {
+    PathBuf::from("run")
+}
+fn d_device() -> String {
+    "cpu".to_string()
+}
+
+/// Everything a `train-gan` stage is configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// The prepared dataset (one safetensors file), relative to the stage directory.
+    pub dataset: PathBuf,
+    /// Architecture and widths.
+    pub model: ModelConfig,
+    /// Noise dimension (128 in both papers).
+    #[serde(default = "d_z")]
+    pub z_dim: usize,
+    /// Real (and fake) samples per D step.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Fake samples per G step (sngan_projection's ResNet uses 2x the batch); default `batch_size`.
+    #[serde(default)]
+    pub g_batch_size: Option<usize>,
+    /// Generator updates in the full run.
+    pub iterations: u64,
+    /// Stop (with a checkpoint) after this many G iterations; a rerun resumes. For tests and
+    /// time-boxed jobs.
+    #[serde(default)]
+    pub stop_after: Option<u64>,
+    /// `hinge` or `standard`.
+    #[serde(default = "d_hinge")]
+    pub loss: Loss,
+    /// Adam setting: the SN paper's `A`..`F`, or `resnet`.
+    pub optimizer: Preset,
+    /// Overrides the preset's learning rate.
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Overrides the preset's beta1.
+    #[serde(default)]
+    pub beta1: Option<f64>,
+    /// Overrides the preset's beta2.
+    #[serde(default)]
+    pub beta2: Option<f64>,
+    /// Overrides the preset's D steps per G step.
+    #[serde(default)]
+    pub n_dis: Option<u32>,
+    /// `none` or `linear`.
+    #[serde(default)]
+    pub lr_decay: LrDecay,
+    /// Spectral normalization of every D layer.
+    #[serde(default = "d_true")]
+    pub sn: bool,
+    /// Spectral regularization on top of SN.
+    #[serde(default)]
+    pub sr: SrParam,
+    /// Seeds every random stream of the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Log row (and progress) every this many G iterations; 0 = never.
+    #[serde(default = "d_100")]
+    pub log_every: u64,
+    /// Spectra dump interval; 0 = only at the end.
+    #[serde(default = "d_1000")]
+    pub spectra_every: u64,
+    /// Checkpoint interval; 0 = only at the end (or at `stop_after`).
+    #[serde(default = "d_1000")]
+    pub checkpoint_every: u64,
+    /// Sample (grid + safetensors) interval; 0 = only at the end.
+    #[serde(default = "d_1000")]
+    pub sample_every: u64,
+    /// Samples written per sample point, from a fixed z.
+    #[serde(default = "d_eval")]
+    pub eval_samples: usize,
+    /// The run directory.
+    #[serde(default = "d_out")]
+    pub out: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "d_device")]
+    pub device: String,
+}
+
+/// The params that define the trained weights; a checkpoint is only resumed under equal ones.
+#[derive(Debug, Serialize)]
+pub struct Identity<'a> {
+    model: String,
+    z_dim: usize,
+    batch_size: usize,
+    g_batch_size: usize,
+    iterations: u64,
+    loss: Loss,
+    adam: (f64, f64, f64),
+    n_dis: u32,
+    lr_decay: LrDecay,
+    sn: bool,
+    sr: String,
+    seed: u64,
+    dataset: &'a std::path::Path,
+}
+
+impl TrainParams {
+    /// Adam's settings after overrides.
+    pub fn adam(&self) -> AdamConfig {
+        let (lr, b1, b2, _) = self.optimizer.settings();
+        AdamConfig {
+            lr: self.lr.unwrap_or(lr),
+            beta1: self.beta1.unwrap_or(b1),
+            beta2: self.beta2.unwrap_or(b2),
+            eps: 1e-8,
+        }
+    }
+
+    /// D steps per G step after overrides.
+    pub fn n_dis(&self) -> u32 {
+        self.n_dis.unwrap_or(self.optimizer.settings().3)
+    }
+
+    /// Fake samples per G step.
+    pub fn g_batch(&self) -> usize {
+        self.g_batch_size.unwrap_or(self.batch_size)
+    }
+
+    /// The checkpoint-binding subset of the params.
+    pub fn identity(&self) -> Identity<'_> {
+        let a = self.adam();
+        Identity {
+            model: format!("{:?}", self.model),
+            z_dim: self.z_dim,
+            batch_size: self.batch_size,
+            g_batch_size: self.g_batch(),
+            iterations: self.iterations,
+            loss: self.loss,
+            adam: (a.lr, a.beta1, a.beta2),
+            n_dis: self.n_dis(),
+            lr_decay: self.lr_decay,
+            sn: self.sn,
+            sr: format!("{:?}", self.sr.0),
+            seed: self.seed,
+            dataset: &self.dataset,
+        }
+    }
+
+    /// Checks values serde cannot; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.iterations == 0 {
+            return Err("`iterations` must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.g_batch() == 0 || self.z_dim == 0 {
+            return Err("`batch_size`, `g_batch_size` and `z_dim` must be at least 1".into());
+        }
+        if self.n_dis() == 0 {
+            return Err("`n_dis` must be at least 1".into());
+        }
+        let a = self.adam();
+        if a.lr.is_nan() || a.lr <= 0.0 || !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
+            return Err(format!(
+                "adam needs `lr` > 0 and betas in [0, 1), got lr={}, beta1={}, beta2={}",
+                a.lr, a.beta1, a.beta2
+            ));
+        }
+        if !self.sn && self.sr.0 != SrMode::None {
+            return Err(
+                "`sr` regularizes spectrally normalized layers; set `sn: true` or `sr: none`"
+                    .into(),
+            );
+        }
+        if self.stop_after == Some(0) {
+            return Err("`stop_after` must be at least 1".into());
+        }
+        self.sr.0.validate()
+    }
+}
