@@ -12,6 +12,8 @@
 //! new default), so every cached result of the old code is recomputed.
 
 pub mod builtin;
+pub mod metrics;
+pub mod torchfile;
 
 pub use builtin::{Builtin, Context, StageError};
 
