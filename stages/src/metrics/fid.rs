@@ -2,23 +2,23 @@
 //!
 //! Statistics follow pytorch-fid/TTUR (metrics.md §3): μ is the column mean and Σ the
 //! *unbiased* (N−1) covariance of the features, both in f64. The distance is
-//! `‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr √(Σ₁Σ₂)`, where the last trace is computed by
-//! eigenvalues rather than `scipy.linalg.sqrtm`: the eigenvalues of Σ₁Σ₂ are those of the
-//! symmetric PSD `M = Σ₁^½ Σ₂ Σ₁^½`, so `Tr √(Σ₁Σ₂) = Σᵢ √max(λᵢ(M), 0)` with two symmetric
-//! eigendecompositions (faer). That is real-valued and stable where sqrtm produces complex
+//! `‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr √(Σ₁Σ₂)`, where the last trace is computed from
+//! eigenvalues rather than `scipy.linalg.sqrtm`: the eigenvalues of Σ₁Σ₂ are those of a
+//! symmetric PSD matrix, so `Tr √(Σ₁Σ₂) = Σᵢ √max(λᵢ, 0)` (see `trace_sqrt` for how, and why not
+//! faer's generic eigensolver). That is real-valued and stable where sqrtm produces complex
 //! noise; in exact arithmetic it equals the sqrtm trace, and the test fixture checks it against
-//! pytorch-fid's sqrtm formula to 1e-6 relative.
+//! pytorch-fid's sqrtm formula to 1e-6 relative, full-rank and rank-deficient.
 //!
-//! Clamping: negative eigenvalues of Σ₁ and of M are rounding noise of PSD matrices and are
-//! clamped to 0. If a decomposition still fails or gives a non-finite value, 1e-6 is added to
-//! both diagonals (pytorch-fid's fallback) and the detail says so; callers log it.
+//! Clamping: negative eigenvalues are rounding noise of PSD matrices and count as 0. If the
+//! iteration still fails or gives a non-finite value, 1e-6 is added to both diagonals
+//! (pytorch-fid's fallback) and [`FrechetDetail::eps_added`] says so; callers log it.
 //!
 //! Stats files use pytorch-fid's npz layout (`mu` [d], `sigma` [d, d], f64), so reference
 //! statistics can be exchanged with it in both directions.
 
 use std::path::Path;
 
-use faer::{Mat, Side};
+use faer::Mat;
 
 use super::npy::{read_npz, write_npz, NpyArray};
 use super::MetricsError;
@@ -177,23 +177,19 @@ pub fn frechet_distance_detail(a: &Stats, b: &Stats) -> Result<FrechetDetail, Me
     })
 }
 
-/// `Tr √(Σ₁Σ₂)` by the symmetric route, with `eps` on both diagonals; `None` when not finite.
+/// `Tr √(Σ₁Σ₂)` with `eps` on both diagonals; `None` when not finite.
 fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize, eps: f64) -> Option<f64> {
-    let at = |s: &[f64], i: usize, j: usize| s[i * d + j] + if i == j { eps } else { 0.0 };
     // Symmetrize: covariances written by other tools can differ from their transpose in the
-    // last bit, and the self-adjoint solver only reads one triangle anyway.
-    let m1 = Mat::from_fn(d, d, |i, j| 0.5 * (at(s1, i, j) + at(s1, j, i)));
-    let m2 = Mat::from_fn(d, d, |i, j| 0.5 * (at(s2, i, j) + at(s2, j, i)));
-    let e = m1.self_adjoint_eigen(Side::Lower).ok()?;
-    let u = e.U();
-    let s = e.S().column_vector();
-    let root = Mat::from_fn(d, d, |i, j| u[(i, j)] * s[j].max(0.0).sqrt());
-    let half = &root * u.transpose(); // Σ₁^½
-    let m = &(&half * &m2) * &half;
-    let m = Mat::from_fn(d, d, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
-    let lambdas = m.self_adjoint_eigenvalues(Side::Lower).ok()?;
-    let t: f64 = lambdas.iter().map(|l| l.max(0.0).sqrt()).sum();
-    t.is_finite().then_some(t)
+    // last bit.
+    let sym = |s: &[f64]| -> Vec<f64> {
+        (0..d * d)
+            .map(|k| {
+                let (i, j) = (k / d, k % d);
+                0.5 * (s[i * d + j] + s[j * d + i]) + if i == j { eps } else { 0.0 }
+            })
+            .collect()
+    };
+    super::trace_sqrt::trace_sqrt_product(&sym(s1), &sym(s2), d)
 }
 
 #[cfg(test)]

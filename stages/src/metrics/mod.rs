@@ -12,6 +12,7 @@ pub mod inception_score;
 pub mod inception_weights;
 pub mod npy;
 pub mod resize;
+pub mod trace_sqrt;
 
 use std::path::{Path, PathBuf};
 
