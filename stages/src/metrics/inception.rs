@@ -312,9 +312,12 @@ impl InceptionNet {
     }
 }
 
+/// A tensor read from the weight file: shape and f32 values.
+type Loaded = (Vec<usize>, Vec<f32>);
+
 fn load_unit(
     unit: &Unit,
-    get: &dyn Fn(&str) -> Result<(Vec<usize>, Vec<f32>), MetricsError>,
+    get: &dyn Fn(&str) -> Result<Loaded, MetricsError>,
     device: &Device,
 ) -> Result<Conv, MetricsError> {
     let n = unit.name;

@@ -108,11 +108,7 @@ pub fn inception_score_of(
     match &features.logits {
         None => Ok(None),
         Some(l) => {
-            let classes = if features.n == 0 {
-                0
-            } else {
-                l.len() / features.n
-            };
+            let classes = l.len().checked_div(features.n).unwrap_or(0);
             inception_score(l, features.n, classes, splits).map(Some)
         }
     }

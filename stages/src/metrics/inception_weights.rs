@@ -495,7 +495,7 @@ fn write_safetensors(
     }
     let mut head = serde_json::Value::Object(header).to_string().into_bytes();
     // The format asks for the data to start 8-byte aligned; spaces are valid JSON padding.
-    while head.len() % 8 != 0 {
+    while !head.len().is_multiple_of(8) {
         head.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + head.len() + offset);

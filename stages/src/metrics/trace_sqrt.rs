@@ -82,8 +82,7 @@ fn pivoted_cholesky(a: &[f64], d: usize) -> (Vec<usize>, Vec<f64>, usize) {
             c.fill(0.0);
         }
         let pk = perm[k];
-        let (done, col) = l.split_at_mut(k * d);
-        let _ = done;
+        let col = &mut l[k * d..];
         for j in 0..rest {
             let v = (a[perm[k + 1 + j] * d + pk] - c[j]) / lkk;
             col[k + 1 + j] = v;

@@ -427,7 +427,7 @@ fn long_value(b: Vec<u8>) -> Value {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, TorchFileError> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(bad("odd number of items for a dict"));
     }
     let mut it = items.into_iter();
