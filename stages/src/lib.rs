@@ -13,7 +13,9 @@
 
 pub mod builtin;
 pub mod data;
+pub mod metrics;
 pub mod nn;
+pub mod torchfile;
 pub mod train;
 
 pub use builtin::{Builtin, Context, StageError};

@@ -1,0 +1,137 @@
+//! `fid_cli` resolves its three input kinds (PNG folder, prepared dataset, npz stats) to the
+//! same statistics. The expected values are analytic (identical image sets give FID 0), so no
+//! reference fixture is involved beyond the weights (fetched by `inception_common`; skipped
+//! without pip).
+
+mod inception_common;
+
+use std::path::Path;
+
+use stages::metrics::fid_cli::{fid_cli, FidCliOptions};
+
+const H: usize = 20;
+const W: usize = 24;
+
+/// Two fixed images, planar RGB: a grey gradient (saved as a grey PNG) and a colour pattern.
+fn images() -> Vec<Vec<u8>> {
+    let plane = H * W;
+    let grey: Vec<u8> = (0..plane)
+        .map(|k| ((k % W) * 10 + (k / W) * 3) as u8)
+        .collect();
+    let mut a = Vec::with_capacity(3 * plane);
+    for _ in 0..3 {
+        a.extend_from_slice(&grey);
+    }
+    let b: Vec<u8> = (0..3 * plane)
+        .map(|k| ((k * 37 + (k / plane) * 80) % 256) as u8)
+        .collect();
+    vec![a, b]
+}
+
+fn write_png(path: &Path, rgb_planar: &[u8], grey: bool) {
+    let file = std::fs::File::create(path).expect("create png");
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
+    enc.set_color(if grey {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().expect("png header");
+    let plane = H * W;
+    let data: Vec<u8> = if grey {
+        rgb_planar[..plane].to_vec()
+    } else {
+        (0..plane)
+            .flat_map(|i| {
+                [
+                    rgb_planar[i],
+                    rgb_planar[plane + i],
+                    rgb_planar[2 * plane + i],
+                ]
+            })
+            .collect()
+    };
+    w.write_image_data(&data).expect("png data");
+}
+
+fn write_prepared(path: &Path, images: &[Vec<u8>]) {
+    let data: Vec<u8> = images.concat();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::U8,
+        vec![images.len(), 3, H, W],
+        &data,
+    )
+    .expect("view");
+    safetensors::tensor::serialize_to_file([("images", view)], None, path).expect("write");
+}
+
+#[test]
+fn png_folder_prepared_dataset_and_npz_agree() {
+    let Some(weights) = inception_common::fid_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let imgs = images();
+    let pngs = dir.path().join("pngs");
+    std::fs::create_dir(&pngs).expect("mkdir");
+    write_png(&pngs.join("0.png"), &imgs[0], true);
+    write_png(&pngs.join("1.png"), &imgs[1], false);
+    std::fs::write(pngs.join("notes.txt"), "not an image").expect("write");
+    let prepared = dir.path().join("set.safetensors");
+    write_prepared(&prepared, &imgs);
+
+    let opts = FidCliOptions { batch: 2 };
+    let fid = fid_cli(&pngs, &prepared, &weights, &opts, &|_, _, _| {}).expect("fid");
+    assert!(
+        fid.abs() < 1e-3,
+        "same images through PNG and safetensors: FID {fid}"
+    );
+
+    // Stats saved as npz stand in for the images they came from.
+    let net = stages::metrics::fid_cli::load_any_weights(&weights).expect("weights");
+    let f = net
+        .features(&imgs.concat(), [2, 3, H, W], 2, &|_, _| {})
+        .expect("features");
+    let stats = stages::metrics::fid::Stats::from_features(&f.pool3, 2, 2048).expect("stats");
+    let npz = dir.path().join("ref.npz");
+    stats.save_npz(&npz).expect("npz");
+    let fid = fid_cli(&npz, &npz, &weights, &opts, &|_, _, _| {}).expect("fid");
+    assert!(fid.abs() < 1e-6, "npz against itself: {fid}");
+    let swapped = [imgs[1].clone(), imgs[1].clone()];
+    write_prepared(&prepared, &swapped);
+    let fid = fid_cli(&npz, &prepared, &weights, &opts, &|_, _, _| {}).expect("fid");
+    assert!(fid > 1.0, "different images must be far apart: {fid}");
+}
+
+#[test]
+fn unusable_inputs_are_errors_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No weights are needed to reject these: the inputs fail before the network loads.
+    let weights = dir.path().join("absent.safetensors");
+    let one = dir.path().join("one.safetensors");
+    write_prepared(&one, &images()[..1]);
+    let err = fid_cli(
+        &one,
+        &one,
+        &weights,
+        &FidCliOptions::default(),
+        &|_, _, _| {},
+    );
+    let msg = err.expect_err("one image").to_string();
+    assert!(msg.contains("at least 2"), "{msg}");
+    let points = dir.path().join("points.safetensors");
+    let data = vec![0u8; 4 * 2 * 4];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4, 2], &data)
+        .expect("view");
+    safetensors::tensor::serialize_to_file([("points", view)], None, &points).expect("write");
+    let err = fid_cli(
+        &points,
+        &points,
+        &weights,
+        &FidCliOptions::default(),
+        &|_, _, _| {},
+    );
+    let msg = err.expect_err("points").to_string();
+    assert!(msg.contains("no `images` tensor"), "{msg}");
+}
