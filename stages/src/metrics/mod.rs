@@ -19,10 +19,21 @@ use std::path::PathBuf;
 pub enum MetricsError {
     /// A feature or sample array does not have the size its shape claims.
     #[error("{what}: expected {expected} values for shape {shape}, found {found}")]
-    Shape { what: String, shape: String, expected: usize, found: usize },
+    Shape {
+        what: String,
+        shape: String,
+        expected: usize,
+        found: usize,
+    },
     /// Two sets compared against each other live in different spaces.
-    #[error("{what}: dimensions differ ({left} vs {right}); compute both with the same feature network")]
-    DimensionMismatch { what: String, left: usize, right: usize },
+    #[error(
+        "{what}: dimensions differ ({left} vs {right}); compute both with the same feature network"
+    )]
+    DimensionMismatch {
+        what: String,
+        left: usize,
+        right: usize,
+    },
     /// A set is too small for the neighbourhood size asked for.
     #[error("{what}: {n} samples cannot give a {k}-nearest-neighbour radius; use at least {} samples", k + 1)]
     TooFewSamples { what: String, n: usize, k: usize },

@@ -70,7 +70,9 @@ impl Mixture {
             )));
         }
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(MetricsError::Invalid(format!("mixture sigma must be positive, got {sigma}")));
+            return Err(MetricsError::Invalid(format!(
+                "mixture sigma must be positive, got {sigma}"
+            )));
         }
         Ok(Mixture { means, dim, sigma })
     }
@@ -109,10 +111,16 @@ impl Mixture {
                 .means
                 .chunks_exact(self.dim)
                 .map(|mean| {
-                    mean.iter().zip(point).map(|(m, &p)| (f64::from(p) - m).powi(2)).sum::<f64>()
+                    mean.iter()
+                        .zip(point)
+                        .map(|(m, &p)| (f64::from(p) - m).powi(2))
+                        .sum::<f64>()
                 })
                 .enumerate()
-                .fold((0, f64::INFINITY), |best, (i, sq)| if sq < best.1 { (i, sq) } else { best });
+                .fold(
+                    (0, f64::INFINITY),
+                    |best, (i, sq)| if sq < best.1 { (i, sq) } else { best },
+                );
             // Isotropic σ: the normalized distance is the Euclidean one over σ.
             if sq.sqrt() / self.sigma < HIGH_QUALITY_STD {
                 counts[mode] += 1;
@@ -122,7 +130,11 @@ impl Mixture {
         Ok(MixtureModes {
             modes_captured: counts.iter().filter(|&&c| c > 0).count(),
             modes_total: self.len(),
-            high_quality_share: if n == 0 { 0.0 } else { n_high_quality as f64 / n as f64 },
+            high_quality_share: if n == 0 {
+                0.0
+            } else {
+                n_high_quality as f64 / n as f64
+            },
             reverse_kl: kl_to_uniform(&counts),
             n_samples: n,
             n_high_quality,
@@ -178,9 +190,12 @@ pub fn stacked_mnist_modes(digits: &[u8]) -> Result<StackedMnistModes, MetricsEr
     let mut counts = vec![0u64; STACKED_MNIST_MODES];
     for triple in digits.chunks_exact(3) {
         if let Some(bad) = triple.iter().find(|&&d| d > 9) {
-            return Err(MetricsError::Invalid(format!("stacked mnist prediction {bad} is not a digit")));
+            return Err(MetricsError::Invalid(format!(
+                "stacked mnist prediction {bad} is not a digit"
+            )));
         }
-        let mode = usize::from(triple[0]) * 100 + usize::from(triple[1]) * 10 + usize::from(triple[2]);
+        let mode =
+            usize::from(triple[0]) * 100 + usize::from(triple[1]) * 10 + usize::from(triple[2]);
         counts[mode] += 1;
     }
     Ok(StackedMnistModes {

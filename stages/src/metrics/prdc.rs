@@ -56,11 +56,22 @@ impl PointSet {
             });
         }
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(MetricsError::NonFinite { what: what.to_string(), index });
+            return Err(MetricsError::NonFinite {
+                what: what.to_string(),
+                index,
+            });
         }
         let data: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
-        let sq_norms = data.chunks_exact(d).map(|row| row.iter().map(|v| v * v).sum()).collect();
-        Ok(PointSet { data, sq_norms, n, d })
+        let sq_norms = data
+            .chunks_exact(d)
+            .map(|row| row.iter().map(|v| v * v).sum())
+            .collect();
+        Ok(PointSet {
+            data,
+            sq_norms,
+            n,
+            d,
+        })
     }
 
     /// Number of points.
@@ -112,7 +123,10 @@ fn distance_block(x: &PointSet, y: &PointSet, start: usize, rows: usize, same: b
 
 /// Row blocks of a set of `n` rows, as (start, rows).
 fn blocks(n: usize) -> Vec<(usize, usize)> {
-    (0..n).step_by(BLOCK_ROWS).map(|s| (s, BLOCK_ROWS.min(n - s))).collect()
+    (0..n)
+        .step_by(BLOCK_ROWS)
+        .map(|s| (s, BLOCK_ROWS.min(n - s)))
+        .collect()
 }
 
 /// For every point, the distance to its k-th nearest neighbour in the same set, not counting
@@ -120,10 +134,16 @@ fn blocks(n: usize) -> Vec<(usize, usize)> {
 pub fn knn_radii(set: &PointSet, ks: &[usize], what: &str) -> Result<Vec<Vec<f64>>, MetricsError> {
     let max_k = ks.iter().copied().max().unwrap_or(0);
     if ks.contains(&0) {
-        return Err(MetricsError::Invalid(format!("{what}: neighbourhood size k must be at least 1")));
+        return Err(MetricsError::Invalid(format!(
+            "{what}: neighbourhood size k must be at least 1"
+        )));
     }
     if set.n <= max_k {
-        return Err(MetricsError::TooFewSamples { what: what.to_string(), n: set.n, k: max_k });
+        return Err(MetricsError::TooFewSamples {
+            what: what.to_string(),
+            n: set.n,
+            k: max_k,
+        });
     }
     let per_block: Vec<Vec<Vec<f64>>> = blocks(set.n)
         .into_par_iter()
@@ -218,10 +238,18 @@ impl Tally {
     }
 
     fn merge(mut self, other: Tally) -> Tally {
-        for (a, b) in self.fake_in_real_closed.iter_mut().zip(&other.fake_in_real_closed) {
+        for (a, b) in self
+            .fake_in_real_closed
+            .iter_mut()
+            .zip(&other.fake_in_real_closed)
+        {
             *a |= b;
         }
-        for (a, b) in self.fake_in_real_open.iter_mut().zip(&other.fake_in_real_open) {
+        for (a, b) in self
+            .fake_in_real_open
+            .iter_mut()
+            .zip(&other.fake_in_real_open)
+        {
             *a |= b;
         }
         for (a, b) in self.fake_ball_count.iter_mut().zip(&other.fake_ball_count) {
@@ -251,8 +279,14 @@ pub fn manifold_metrics(
     }
     let mut real_r = knn_radii(real, &[k_pr, k_dc], "real features")?.into_iter();
     let mut fake_r = knn_radii(fake, &[k_pr, k_dc], "fake features")?.into_iter();
-    let (real_pr, real_dc) = (real_r.next().unwrap_or_default(), real_r.next().unwrap_or_default());
-    let (fake_pr, fake_dc) = (fake_r.next().unwrap_or_default(), fake_r.next().unwrap_or_default());
+    let (real_pr, real_dc) = (
+        real_r.next().unwrap_or_default(),
+        real_r.next().unwrap_or_default(),
+    );
+    let (fake_pr, fake_dc) = (
+        fake_r.next().unwrap_or_default(),
+        fake_r.next().unwrap_or_default(),
+    );
 
     let m = fake.n;
     let tally = blocks(real.n)
