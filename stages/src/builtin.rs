@@ -60,11 +60,7 @@ impl StageError {
 
     /// An I/O error with the path and what was being done to it.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StageError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        StageError::Io { action, path: path.into(), source }
     }
 
     /// Whether the error is the user's params rather than the stage's work (exit code 2, not 1).
@@ -93,11 +89,7 @@ impl Context {
                 // SAFETY: the engine opened this fd for us and nothing else in the process owns it.
                 unsafe { File::from_raw_fd(fd) }
             });
-        Context {
-            kind: kind.to_string(),
-            params,
-            progress: Mutex::new(progress),
-        }
+        Context { kind: kind.to_string(), params, progress: Mutex::new(progress) }
     }
 
     /// The builtin kind being run.
