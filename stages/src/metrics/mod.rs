@@ -58,3 +58,67 @@ pub enum MetricsError {
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }
+
+/// Writes a file by letting `write` fill a temporary file beside `path`, then renaming it into
+/// place, so a crash never leaves a half-written output that looks complete.
+pub(crate) fn write_atomic_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&std::path::Path) -> Result<(), MetricsError>,
+) -> Result<(), MetricsError> {
+    let io = |action, source| MetricsError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io("create the directory of", e))?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(&dir).map_err(|e| io("create a temporary file for", e))?;
+    write(tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| io("rename into place", e.error))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), MetricsError> {
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|source| MetricsError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Writes `value` as pretty JSON (with a final newline) to `path` atomically.
+pub(crate) fn write_json(
+    path: &std::path::Path,
+    value: &impl serde::Serialize,
+) -> Result<(), MetricsError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| {
+        MetricsError::Invalid(format!("cannot encode `{}` as json: {e}", path.display()))
+    })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Lowercase hex sha256 of a file's bytes: what identifies a network's weights in a report.
+pub fn sha256_file(path: &std::path::Path) -> Result<String, MetricsError> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|source| MetricsError::Io {
+        action: "open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|source| MetricsError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(hex::encode(hasher.finalize()))
+}
