@@ -89,7 +89,7 @@ impl LabelledImages<'_> {
             });
         }
         if let Some(bad) = self.labels.iter().find(|&&l| l as usize >= CLASSES) {
-            return Err(MetricsError::Invalid(format!(
+            return Err(MetricsError::Input(format!(
                 "{what}: label {bad} is not a digit"
             )));
         }
@@ -157,7 +157,7 @@ impl DigitClassifier {
     ) -> Result<Self, MetricsError> {
         let n = train.check("training images")?;
         if n == 0 || config.batch_size == 0 || config.epochs == 0 {
-            return Err(MetricsError::Invalid(format!(
+            return Err(MetricsError::Input(format!(
                 "training needs images, a batch size and epochs (got {n} images, batch {}, {} epochs)",
                 config.batch_size, config.epochs
             )));
@@ -222,7 +222,7 @@ impl DigitClassifier {
     pub fn accuracy(&self, test: LabelledImages<'_>) -> Result<f64, MetricsError> {
         let n = test.check("test images")?;
         if n == 0 {
-            return Err(MetricsError::Invalid("test set is empty".to_string()));
+            return Err(MetricsError::Input("test set is empty".to_string()));
         }
         let pred = self.predict(test.pixels)?;
         let hits = pred

@@ -40,9 +40,9 @@ pub enum MetricsError {
     /// A value is NaN or infinite, which would make every comparison meaningless.
     #[error("{what}: value at index {index} is not finite; check the generator's output for NaN")]
     NonFinite { what: String, index: usize },
-    /// A parameter of a metric is out of its domain.
-    #[error("invalid metric parameter: {0}")]
-    Invalid(String),
+    /// An input or parameter is out of its domain.
+    #[error("invalid input: {0}")]
+    Input(String),
     /// A file could not be read or written.
     #[error("{action} `{path}`: {source}")]
     Io {
@@ -100,7 +100,7 @@ pub(crate) fn write_json(
     value: &impl serde::Serialize,
 ) -> Result<(), MetricsError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| {
-        MetricsError::Invalid(format!("cannot encode `{}` as json: {e}", path.display()))
+        MetricsError::Input(format!("cannot encode `{}` as json: {e}", path.display()))
     })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())

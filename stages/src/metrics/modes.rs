@@ -64,13 +64,13 @@ impl Mixture {
     /// Checks the means and σ.
     pub fn new(means: Vec<f64>, dim: usize, sigma: f64) -> Result<Self, MetricsError> {
         if dim == 0 || means.is_empty() || means.len() % dim != 0 {
-            return Err(MetricsError::Invalid(format!(
+            return Err(MetricsError::Input(format!(
                 "mixture means: {} values do not form rows of dimension {dim}",
                 means.len()
             )));
         }
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(MetricsError::Invalid(format!(
+            return Err(MetricsError::Input(format!(
                 "mixture sigma must be positive, got {sigma}"
             )));
         }
@@ -182,7 +182,7 @@ pub struct StackedMnistModes {
 /// `digits` holds three predictions per sample, channel order, each in 0..10.
 pub fn stacked_mnist_modes(digits: &[u8]) -> Result<StackedMnistModes, MetricsError> {
     if digits.is_empty() || digits.len() % 3 != 0 {
-        return Err(MetricsError::Invalid(format!(
+        return Err(MetricsError::Input(format!(
             "stacked mnist predictions: need three digits per sample, got {} values",
             digits.len()
         )));
@@ -190,7 +190,7 @@ pub fn stacked_mnist_modes(digits: &[u8]) -> Result<StackedMnistModes, MetricsEr
     let mut counts = vec![0u64; STACKED_MNIST_MODES];
     for triple in digits.chunks_exact(3) {
         if let Some(bad) = triple.iter().find(|&&d| d > 9) {
-            return Err(MetricsError::Invalid(format!(
+            return Err(MetricsError::Input(format!(
                 "stacked mnist prediction {bad} is not a digit"
             )));
         }

@@ -134,7 +134,7 @@ fn blocks(n: usize) -> Vec<(usize, usize)> {
 pub fn knn_radii(set: &PointSet, ks: &[usize], what: &str) -> Result<Vec<Vec<f64>>, MetricsError> {
     let max_k = ks.iter().copied().max().unwrap_or(0);
     if ks.contains(&0) {
-        return Err(MetricsError::Invalid(format!(
+        return Err(MetricsError::Input(format!(
             "{what}: neighbourhood size k must be at least 1"
         )));
     }
