@@ -12,6 +12,7 @@
 //! new default), so every cached result of the old code is recomputed.
 
 pub mod builtin;
+pub mod data;
 pub mod metrics;
 
 pub use builtin::{Builtin, Context, StageError};

@@ -1,0 +1,81 @@
+//! The one error type of the `data` module.
+//!
+//! Every variant names what failed (a path, a dataset, a source) and what the user can do about
+//! it, because a data stage usually fails far away from the person who wrote the pipeline: on a
+//! cluster node without a registry client, behind a proxy, with a corrupted mirror. The messages
+//! are lowercase and put names in backticks, as everywhere in `repro`.
+
+use std::path::PathBuf;
+
+/// Why reading, writing, fetching or unpacking a dataset failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file or directory could not be read or written.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A prepared dataset file is not valid safetensors.
+    #[error("`{path}` is not a valid safetensors file ({message}); delete it and re-run the stage that made it")]
+    Safetensors { path: PathBuf, message: String },
+    /// A prepared dataset file is valid safetensors but does not follow the prepared format.
+    #[error("`{path}` is not a prepared dataset: {message}")]
+    Prepared { path: PathBuf, message: String },
+    /// An in-memory dataset is inconsistent (shape vs buffer length, labels vs samples).
+    #[error("dataset `{name}` is inconsistent: {message}")]
+    Invalid { name: String, message: String },
+    /// A raw dataset file (IDX, CIFAR binary, STL binary) is malformed or cut short.
+    #[error("`{path}` is not a valid {format} file: {message}; fetch it again (the download may be truncated)")]
+    Raw {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
+    /// Content did not match its pinned hash; nothing was published.
+    #[error("`{name}`: content from {source_desc} has sha256 {actual}, but the pin is {expected}; nothing was published (if the source is right, update `sha256:`)")]
+    HashMismatch {
+        name: String,
+        source_desc: String,
+        expected: String,
+        actual: String,
+    },
+    /// Every source of a fetch failed.
+    #[error("could not fetch `{name}` from any of its {} source(s):\n{}", attempts.len(), attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
+    AllSourcesFailed { name: String, attempts: Vec<String> },
+    /// One source failed (collected into [`DataError::AllSourcesFailed`]).
+    #[error("{0}")]
+    Source(String),
+    /// An archive entry would escape the destination or break a limit.
+    #[error("refusing to unpack `{archive}`: entry `{entry}` {reason}")]
+    UnsafeArchive {
+        archive: PathBuf,
+        entry: String,
+        reason: String,
+    },
+    /// An unknown dataset name, converter or source kind.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+impl DataError {
+    /// An I/O error with the path and what was being done to it.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A malformed raw file.
+    pub fn raw(path: impl Into<PathBuf>, format: &'static str, message: impl Into<String>) -> Self {
+        DataError::Raw {
+            path: path.into(),
+            format,
+            message: message.into(),
+        }
+    }
+}
