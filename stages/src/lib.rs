@@ -19,7 +19,14 @@ pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[]
+    &[
+        Builtin {
+            kind: "train-classifier",
+            version: metrics::classifier::VERSION,
+            summary: "train the MNIST digit classifier that counts Stacked MNIST modes",
+            run: metrics::classifier::run_train_classifier,
+        },
+    ]
 }
 
 /// The builtin registered under `kind`, if any.

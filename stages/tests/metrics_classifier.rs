@@ -127,3 +127,78 @@ fn rejects_mismatched_inputs() {
     std::fs::write(&junk, b"not safetensors").expect("write");
     assert!(DigitClassifier::load(&junk).is_err());
 }
+
+fn save_prepared(path: &Path, pixels: &[u8], labels: &[u32]) {
+    use stages::data::prepared::{save, Dataset, Samples};
+    let ds = Dataset {
+        name: "digits28".to_string(),
+        samples: Samples::Images {
+            pixels: pixels.to_vec(),
+            shape: [labels.len(), 1, 28, 28],
+        },
+        labels: Some(labels.to_vec()),
+        metadata: Default::default(),
+    };
+    save(path, &ds).expect("save prepared");
+}
+
+fn run_builtin(params: serde_json::Value) -> Result<(), stages::StageError> {
+    let builtin = stages::lookup("train-classifier").expect("registered");
+    let serde_json::Value::Object(map) = params else {
+        panic!("params must be a map")
+    };
+    (builtin.run)(&stages::Context::new("train-classifier", map))
+}
+
+#[test]
+fn builtin_writes_weights_and_accuracy() {
+    let d = digits();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (train, test) = (
+        dir.path().join("train.safetensors"),
+        dir.path().join("test.safetensors"),
+    );
+    save_prepared(&train, &d.train_px, &d.train_y);
+    save_prepared(&test, &d.test_px, &d.test_y);
+    let (weights, metrics) = (
+        dir.path().join("out/clf.safetensors"),
+        dir.path().join("out/metrics.json"),
+    );
+    run_builtin(serde_json::json!({
+        "train": train, "test": test, "weights": weights, "metrics": metrics,
+        "epochs": 3, "batch_size": 10, "learning_rate": 2e-3, "seed": 3, "train_limit": 300,
+    }))
+    .expect("train-classifier runs");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).expect("metrics.json"))
+            .expect("json");
+    let acc = report["test_accuracy"].as_f64().expect("accuracy");
+    assert!(
+        acc > 0.5,
+        "three epochs on 300 digits should beat chance (0.1) clearly: {acc}"
+    );
+    assert_eq!(report["n_train"], 300);
+    assert_eq!(report["n_test"], 300);
+    assert_eq!(report["config"]["epochs"], 3);
+    let sha = stages::metrics::sha256_file(&weights).expect("hash");
+    assert_eq!(report["weights_sha256"], sha.as_str());
+    // The weights load back as a classifier.
+    DigitClassifier::load(&weights).expect("weights load");
+}
+
+#[test]
+fn builtin_rejects_unknown_params_and_unlabelled_data() {
+    let err = run_builtin(serde_json::json!({"train": "a", "test": "b", "epochs": 1, "epoch": 2}))
+        .expect_err("unknown key");
+    assert!(
+        err.is_params() && err.to_string().contains("epoch"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pts = dir.path().join("points.safetensors");
+    stages::data::prepared::save(&pts, &stages::data::synthetic::ring(10, 1)).expect("save");
+    let err = run_builtin(serde_json::json!({"train": pts, "test": pts, "epochs": 1}))
+        .expect_err("points are not mnist");
+    assert!(err.to_string().contains("prepared mnist"), "{err}");
+}

@@ -22,7 +22,7 @@
 //! CPU) is never used. On CPU the same seed gives the same weights file.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -32,6 +32,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::MetricsError;
+use crate::builtin::{Context, StageError};
+
+/// The `train-classifier` builtin's version: bump when the same params train a different net.
+pub const VERSION: u32 = 1;
 
 /// Side of the square input images.
 pub const IMAGE_SIDE: usize = 28;
@@ -342,6 +346,143 @@ fn gather(pixels: &[u8], indices: &[usize], device: &Device) -> Result<Tensor, M
         (indices.len(), 1, IMAGE_SIDE, IMAGE_SIDE),
         device,
     )?)
+}
+
+/// Params of the `train-classifier` builtin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainClassifierParams {
+    /// Prepared MNIST training set.
+    train: PathBuf,
+    /// Prepared MNIST test set.
+    test: PathBuf,
+    /// Where the weights go.
+    #[serde(default = "default_weights")]
+    weights: PathBuf,
+    /// Where the test accuracy and training settings go.
+    #[serde(default = "default_metrics")]
+    metrics: PathBuf,
+    epochs: usize,
+    #[serde(default = "default_batch_size")]
+    batch_size: usize,
+    #[serde(default = "default_learning_rate")]
+    learning_rate: f64,
+    #[serde(default)]
+    seed: u64,
+    /// Train on the first this-many training images only (quick profiles).
+    #[serde(default)]
+    train_limit: Option<usize>,
+    /// Fail the stage when the test accuracy ends below this (the paper profile asks 0.99).
+    #[serde(default)]
+    min_accuracy: Option<f64>,
+}
+
+fn default_weights() -> PathBuf {
+    PathBuf::from("classifier.safetensors")
+}
+fn default_metrics() -> PathBuf {
+    PathBuf::from("metrics.json")
+}
+fn default_batch_size() -> usize {
+    128
+}
+fn default_learning_rate() -> f64 {
+    1e-3
+}
+
+/// What `train-classifier` writes to its `metrics.json`.
+#[derive(Debug, Serialize)]
+struct ClassifierReport {
+    test_accuracy: f64,
+    n_train: usize,
+    n_test: usize,
+    weights_sha256: String,
+    architecture: &'static str,
+    config: TrainConfig,
+}
+
+/// Architecture tag written beside the accuracy, so a report can say what counted the modes.
+pub const ARCHITECTURE: &str = "conv32-pool2-conv64-pool2-dropout0.25-dense128-dropout0.5-dense10";
+
+/// The `train-classifier` builtin: trains on prepared MNIST, writes weights and test accuracy.
+pub fn run_train_classifier(ctx: &Context) -> Result<(), StageError> {
+    let p: TrainClassifierParams = ctx.params()?;
+    let params_err = |message: String| StageError::Params {
+        kind: ctx.kind().to_string(),
+        message,
+    };
+    let (train_px, mut train_labels) = load_mnist(&p.train).map_err(StageError::domain)?;
+    let (test_px, test_labels) = load_mnist(&p.test).map_err(StageError::domain)?;
+    let mut train_px = train_px.as_slice();
+    if let Some(limit) = p.train_limit {
+        if limit == 0 {
+            return Err(params_err("`train_limit` must be at least 1".to_string()));
+        }
+        let limit = limit.min(train_labels.len());
+        train_labels.truncate(limit);
+        train_px = &train_px[..limit * PIXELS];
+    }
+    let config = TrainConfig {
+        epochs: p.epochs,
+        batch_size: p.batch_size,
+        learning_rate: p.learning_rate,
+        seed: p.seed,
+    };
+    let train = LabelledImages {
+        pixels: train_px,
+        labels: &train_labels,
+    };
+    let test = LabelledImages {
+        pixels: &test_px,
+        labels: &test_labels,
+    };
+    let report_every = (train_labels.len().div_ceil(config.batch_size.max(1)) / 10).max(1);
+    let net = DigitClassifier::train(train, &config, &|step, total| {
+        if step % report_every == 0 || step == total {
+            ctx.progress(step as u64, total as u64, "training classifier");
+        }
+    })
+    .map_err(StageError::domain)?;
+    let accuracy = net.accuracy(test).map_err(StageError::domain)?;
+    net.save(&p.weights).map_err(StageError::domain)?;
+    let report = ClassifierReport {
+        test_accuracy: accuracy,
+        n_train: train_labels.len(),
+        n_test: test_labels.len(),
+        weights_sha256: super::sha256_file(&p.weights).map_err(StageError::domain)?,
+        architecture: ARCHITECTURE,
+        config,
+    };
+    super::write_json(&p.metrics, &report).map_err(StageError::domain)?;
+    if let Some(min) = p.min_accuracy {
+        if accuracy < min {
+            return Err(StageError::domain(MetricsError::Input(format!(
+                "classifier test accuracy {accuracy:.4} is below `min_accuracy` {min}; raise `epochs`"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// Pixels and labels of a prepared MNIST file: single-channel 28×28 images with labels.
+fn load_mnist(path: &Path) -> Result<(Vec<u8>, Vec<u32>), MetricsError> {
+    let ds = super::load_prepared(path)?;
+    let labels = ds.labels.ok_or_else(|| {
+        MetricsError::Input(format!(
+            "`{}` has no labels; point `train`/`test` at prepared mnist",
+            path.display()
+        ))
+    })?;
+    match ds.samples {
+        crate::data::prepared::Samples::Images {
+            pixels,
+            shape: [n, 1, 28, 28],
+        } if n == labels.len() => Ok((pixels, labels)),
+        _ => Err(MetricsError::Input(format!(
+            "`{}` is not labelled 1x28x28 images; point `train`/`test` at prepared mnist",
+            path.display()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub enum MetricsError {
     /// A safetensors file is malformed or lacks a tensor.
     #[error("safetensors `{path}`: {message}")]
     Safetensors { path: PathBuf, message: String },
+    /// A prepared dataset (samples or reference) could not be read.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// The tensor library failed.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
@@ -121,4 +124,11 @@ pub fn sha256_file(path: &std::path::Path) -> Result<String, MetricsError> {
         source,
     })?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads a prepared dataset (samples, references, MNIST splits).
+pub(crate) fn load_prepared(
+    path: &std::path::Path,
+) -> Result<crate::data::prepared::Dataset, MetricsError> {
+    Ok(crate::data::prepared::load(path)?)
 }
