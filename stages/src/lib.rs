@@ -14,6 +14,7 @@
 pub mod builtin;
 pub mod data;
 pub mod metrics;
+pub mod torchfile;
 
 pub use builtin::{Builtin, Context, StageError};
 
