@@ -27,6 +27,12 @@ pub fn registry() -> &'static [Builtin] {
             summary: "train the MNIST digit classifier that counts Stacked MNIST modes",
             run: metrics::classifier::run_train_classifier,
         },
+        Builtin {
+            kind: "evaluate",
+            version: metrics::evaluate::VERSION,
+            summary: "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
+            run: metrics::evaluate::run_evaluate,
+        },
     ]
 }
 

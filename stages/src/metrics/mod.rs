@@ -56,10 +56,21 @@ pub enum MetricsError {
     Image { path: PathBuf, message: String },
     /// A feature or sample array does not have the size its shape claims.
     #[error("{what}: expected {expected} values for shape {shape}, found {found}")]
-    Shape { what: String, shape: String, expected: usize, found: usize },
+    Shape {
+        what: String,
+        shape: String,
+        expected: usize,
+        found: usize,
+    },
     /// Two sets compared against each other live in different spaces.
-    #[error("{what}: dimensions differ ({left} vs {right}); compute both with the same feature network")]
-    DimensionMismatch { what: String, left: usize, right: usize },
+    #[error(
+        "{what}: dimensions differ ({left} vs {right}); compute both with the same feature network"
+    )]
+    DimensionMismatch {
+        what: String,
+        left: usize,
+        right: usize,
+    },
     /// A set is too small for the neighbourhood size asked for.
     #[error("{what}: {n} samples cannot give a {k}-nearest-neighbour radius; use at least {} samples", k + 1)]
     TooFewSamples { what: String, n: usize, k: usize },
@@ -113,16 +124,20 @@ pub(crate) fn write_atomic_with(
     let tmp = tempfile::NamedTempFile::new_in(&dir)
         .map_err(|e| MetricsError::io("create a temp file in", &dir, e))?;
     write(tmp.path())?;
-    tmp.persist(path).map_err(|e| MetricsError::io("rename into", path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| MetricsError::io("rename into", path, e.error))?;
     Ok(())
 }
 
 /// Writes `value` as pretty JSON (with a final newline) to `path` atomically.
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), MetricsError> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| MetricsError::Input(format!("cannot encode `{}` as json: {e}", path.display())))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| {
+        MetricsError::Input(format!("cannot encode `{}` as json: {e}", path.display()))
+    })?;
     text.push('\n');
-    write_atomic_with(path, |tmp| std::fs::write(tmp, &text).map_err(|e| MetricsError::io("write", path, e)))
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| MetricsError::io("write", path, e))
+    })
 }
 
 /// Lowercase hex sha256 of a file's bytes: what identifies a network's weights in a report.
