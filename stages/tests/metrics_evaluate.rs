@@ -7,7 +7,7 @@
 #[path = "inception_common/mod.rs"]
 mod inception_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use stages::data::prepared::{save, Dataset, Samples};
@@ -252,7 +252,7 @@ fn random_images(n: usize, seed: u64) -> Vec<u8> {
     (0..n * 3 * 16 * 16).map(|_| rng.random::<u8>()).collect()
 }
 
-fn save_images(path: &PathBuf, pixels: Vec<u8>, n: usize) {
+fn save_images(path: &Path, pixels: Vec<u8>, n: usize) {
     let ds = Dataset {
         name: "images".to_string(),
         samples: Samples::Images {

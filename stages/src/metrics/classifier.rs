@@ -199,7 +199,7 @@ impl DigitClassifier {
 
     /// The most likely digit of each of the `pixels.len() / 784` images.
     pub fn predict(&self, pixels: &[u8]) -> Result<Vec<u8>, MetricsError> {
-        if pixels.len() % PIXELS != 0 {
+        if !pixels.len().is_multiple_of(PIXELS) {
             return Err(MetricsError::Shape {
                 what: "images to classify".to_string(),
                 shape: "[N, 1, 28, 28]".to_string(),

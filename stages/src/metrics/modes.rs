@@ -63,7 +63,7 @@ pub struct MixtureModes {
 impl Mixture {
     /// Checks the means and σ.
     pub fn new(means: Vec<f64>, dim: usize, sigma: f64) -> Result<Self, MetricsError> {
-        if dim == 0 || means.is_empty() || means.len() % dim != 0 {
+        if dim == 0 || means.is_empty() || !means.len().is_multiple_of(dim) {
             return Err(MetricsError::Input(format!(
                 "mixture means: {} values do not form rows of dimension {dim}",
                 means.len()
@@ -89,7 +89,7 @@ impl Mixture {
 
     /// Assigns each of the `points` (row-major, `self.dim` wide) to its nearest mode and counts.
     pub fn evaluate(&self, points: &[f32]) -> Result<MixtureModes, MetricsError> {
-        if points.len() % self.dim != 0 {
+        if !points.len().is_multiple_of(self.dim) {
             return Err(MetricsError::Shape {
                 what: "generated points".to_string(),
                 shape: format!("[N, {}]", self.dim),
@@ -181,7 +181,7 @@ pub struct StackedMnistModes {
 /// Counts the modes of Stacked MNIST samples from the digit predicted for each channel:
 /// `digits` holds three predictions per sample, channel order, each in 0..10.
 pub fn stacked_mnist_modes(digits: &[u8]) -> Result<StackedMnistModes, MetricsError> {
-    if digits.is_empty() || digits.len() % 3 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(3) {
         return Err(MetricsError::Input(format!(
             "stacked mnist predictions: need three digits per sample, got {} values",
             digits.len()
