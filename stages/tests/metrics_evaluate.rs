@@ -80,7 +80,7 @@ fn ring_run_directory_gives_one_row_per_iteration_final_last() {
 
     let m = run(json!({
         "samples": s(&samples), "dataset_kind": "ring", "reference": s(&reference),
-        "metrics": s(&metrics), "prdc_samples": 1500,
+        "metrics": s(&metrics), "prdc_samples": 1500, "reference_samples": 1800,
     }))
     .expect("evaluate");
 
@@ -118,7 +118,7 @@ fn ring_run_directory_gives_one_row_per_iteration_final_last() {
         "coverage {cov_one} / {cov_all}"
     );
     assert_eq!(rows[2]["prdc"]["n_real"], 1500);
-    assert_eq!(m["n_reference"], 2000);
+    assert_eq!(m["n_reference"], 1800);
     assert_eq!(m["evaluate_version"], stages::metrics::evaluate::VERSION);
     assert_eq!(m["feature_net"], Value::Null);
 }

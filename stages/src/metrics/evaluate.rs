@@ -78,6 +78,10 @@ struct EvaluateParams {
     /// Use at most this many samples of each file (all when absent).
     #[serde(default)]
     max_samples: Option<usize>,
+    /// Use at most the first this-many reference samples (all when absent). Inception features
+    /// of a large reference are expensive on CPU; an `.npz` of statistics avoids them for FID.
+    #[serde(default)]
+    reference_samples: Option<usize>,
     /// PRDC uses the first this-many samples of each set: its cost grows with n².
     #[serde(default = "default_prdc_samples")]
     prdc_samples: usize,
@@ -245,7 +249,8 @@ impl ImageEvaluator {
             }
             Some(path) => {
                 let ds = super::load_prepared(path)?;
-                let (pixels, shape) = images(&ds, path, usize::MAX)?;
+                let cap = p.reference_samples.unwrap_or(usize::MAX);
+                let (pixels, shape) = images(&ds, path, cap)?;
                 let f = features(&net, pixels, shape, p, progress, "reference features")?;
                 let d = f.pool3.len() / f.n.max(1);
                 let stats = Stats::from_features(&f.pool3, f.n, d)?;
@@ -273,7 +278,7 @@ impl ImageEvaluator {
     }
 
     fn evaluate(
-        &mut self,
+        &self,
         pixels: &[u8],
         shape: [usize; 4],
         p: &EvaluateParams,
@@ -496,7 +501,7 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
         _ => None,
     };
 
-    let mut images_eval = match p.dataset_kind {
+    let images_eval = match p.dataset_kind {
         DatasetKind::Images | DatasetKind::StackedMnist => ImageEvaluator::new(
             p.inception_weights.as_deref(),
             p.reference.as_deref(),
@@ -545,7 +550,7 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
                 let (rc, rn, rd) = points(
                     reference,
                     p.reference.as_deref().unwrap_or(path),
-                    usize::MAX,
+                    p.reference_samples.unwrap_or(usize::MAX),
                 )?;
                 row.prdc = Some(prdc_on((rc, rn, rd), (coords, n, d), p)?);
             }
@@ -564,7 +569,7 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
             let digits = net.predict(pixels)?;
             row.stacked_mnist = Some(stacked_mnist_modes(&digits)?);
         }
-        if let Some(eval) = images_eval.as_mut() {
+        if let Some(eval) = &images_eval {
             let (pixels, shape) = images(&ds, path, cap)?;
             let m = eval.evaluate(pixels, shape, p, progress)?;
             row.fid = Some(m.fid);
@@ -581,7 +586,7 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
         samples: show(&p.samples),
         reference: p.reference.as_deref().map(show),
         n_reference: match (&reference_points, &images_eval) {
-            (Some(ds), _) => Some(ds.len()),
+            (Some(ds), _) => Some(ds.len().min(p.reference_samples.unwrap_or(usize::MAX))),
             (None, Some(eval)) => eval.n_reference(),
             _ => None,
         },
