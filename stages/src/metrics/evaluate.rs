@@ -20,8 +20,9 @@
 //! weights: a number is only comparable with numbers made by the same networks.
 //!
 //! What must never change silently: the json keys (the report reads them), the row order, the
-//! sample caps (`max_samples`, `prdc_samples`: PRDC uses the *first* n samples of each set), and
-//! the metric conventions of the modules this calls. Bump [`VERSION`] when any of them changes.
+//! sample caps (`max_samples`, `reference_samples`, `prdc_samples`: each keeps the *first* n
+//! samples of its set), and the metric conventions of the modules this calls. Bump [`VERSION`]
+//! when any of them changes.
 
 use std::path::{Path, PathBuf};
 
