@@ -125,7 +125,8 @@ pub enum Metric<T> {
     Value(T),
     /// Not computed: `{"value": null, "reason": "..."}`.
     Unavailable {
-        /// Always null, so readers can test `value` uniformly.
+        /// Always null; a reader tells an unavailable metric by its `reason` key, which no
+        /// computed value has.
         value: Option<()>,
         /// Why, in words a user can act on.
         reason: String,
