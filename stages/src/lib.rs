@@ -27,6 +27,18 @@ pub fn registry() -> &'static [Builtin] {
         data::stage::PREPARE,
         data::stage::SYNTHETIC,
         train::BUILTIN,
+        Builtin {
+            kind: "train-classifier",
+            version: metrics::classifier::VERSION,
+            summary: "train the MNIST digit classifier that counts Stacked MNIST modes",
+            run: metrics::classifier::run_train_classifier,
+        },
+        Builtin {
+            kind: "evaluate",
+            version: metrics::evaluate::VERSION,
+            summary: "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
+            run: metrics::evaluate::run_evaluate,
+        },
     ]
 }
 

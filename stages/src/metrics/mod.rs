@@ -1,16 +1,21 @@
-//! GAN evaluation metrics: the FID Inception network, FID, IS (and, from other modules,
-//! precision/recall/density/coverage and mode counts).
+//! GAN evaluation metrics: the FID Inception network, FID, IS, precision/recall/density/
+//! coverage, mode counts on the synthetic benchmarks and Stacked MNIST (with its digit
+//! classifier), and the `evaluate` builtin that writes them all to `metrics.json`.
 //!
 //! [`MetricsError`] is the one error type of every metric module: a plain enum, so each metric
 //! adds the variants it needs. Metric code never prints; long computations take a progress
 //! callback and the calling stage forwards it to its `Context`.
 
+pub mod classifier;
+pub mod evaluate;
 pub mod fid;
 pub mod fid_cli;
 pub mod inception;
 pub mod inception_score;
 pub mod inception_weights;
+pub mod modes;
 pub mod npy;
+pub mod prdc;
 pub mod resize;
 pub mod trace_sqrt;
 
@@ -50,6 +55,32 @@ pub enum MetricsError {
     Linalg(String),
     #[error("cannot decode image `{path}`: {message}")]
     Image { path: PathBuf, message: String },
+    /// A feature or sample array does not have the size its shape claims.
+    #[error("{what}: expected {expected} values for shape {shape}, found {found}")]
+    Shape {
+        what: String,
+        shape: String,
+        expected: usize,
+        found: usize,
+    },
+    /// Two sets compared against each other live in different spaces.
+    #[error(
+        "{what}: dimensions differ ({left} vs {right}); compute both with the same feature network"
+    )]
+    DimensionMismatch {
+        what: String,
+        left: usize,
+        right: usize,
+    },
+    /// A set is too small for the neighbourhood size asked for.
+    #[error("{what}: {n} samples cannot give a {k}-nearest-neighbour radius; use at least {} samples", k + 1)]
+    TooFewSamples { what: String, n: usize, k: usize },
+    /// A value is NaN or infinite, which would make every comparison meaningless.
+    #[error("{what}: value at index {index} is not finite; check the generator's output for NaN")]
+    NonFinite { what: String, index: usize },
+    /// A prepared dataset (samples, reference, MNIST split) could not be read.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 impl MetricsError {
@@ -77,4 +108,49 @@ pub(crate) fn write_atomic(dst: &Path, bytes: &[u8]) -> Result<(), MetricsError>
     tmp.persist(dst)
         .map_err(|e| MetricsError::io("rename into", dst, e.error))?;
     Ok(())
+}
+
+/// Writes a file by letting `write` fill a temporary file beside `path` (creating the
+/// directory if needed), then renaming it into place, so a crash never leaves a half-written
+/// output that looks complete.
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), MetricsError>,
+) -> Result<(), MetricsError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| MetricsError::io("create the directory", &dir, e))?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir)
+        .map_err(|e| MetricsError::io("create a temp file in", &dir, e))?;
+    write(tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| MetricsError::io("rename into", path, e.error))?;
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON (with a final newline) to `path` atomically.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), MetricsError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| {
+        MetricsError::Input(format!("cannot encode `{}` as json: {e}", path.display()))
+    })?;
+    text.push('\n');
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| MetricsError::io("write", path, e))
+    })
+}
+
+/// Lowercase hex sha256 of a file's bytes: what identifies a network's weights in a report.
+pub fn sha256_file(path: &Path) -> Result<String, MetricsError> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|e| MetricsError::io("open", path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| MetricsError::io("read", path, e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads a prepared dataset (samples, references, MNIST splits).
+pub(crate) fn load_prepared(path: &Path) -> Result<crate::data::prepared::Dataset, MetricsError> {
+    Ok(crate::data::prepared::load(path)?)
 }
