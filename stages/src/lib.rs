@@ -36,7 +36,8 @@ pub fn registry() -> &'static [Builtin] {
         Builtin {
             kind: "evaluate",
             version: metrics::evaluate::VERSION,
-            summary: "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
+            summary:
+                "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
             run: metrics::evaluate::run_evaluate,
         },
     ]
