@@ -33,6 +33,7 @@ pub fn registry() -> &'static [Builtin] {
             summary: "train the MNIST digit classifier that counts Stacked MNIST modes",
             run: metrics::classifier::run_train_classifier,
         },
+        metrics::inception_weights::BUILTIN,
         Builtin {
             kind: "evaluate",
             version: metrics::evaluate::VERSION,

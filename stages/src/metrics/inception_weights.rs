@@ -507,3 +507,33 @@ fn write_safetensors(
     crate::metrics::write_atomic(dst, &out)?;
     Ok(out)
 }
+
+/// The `convert-inception` builtin: a fetched PyTorch FID Inception file (`.pth` state dict or
+/// TorchScript `.pt`) into the safetensors layout [`super::inception::InceptionNet::load`] reads.
+/// Version 1; bump it when the layout or the conversion changes.
+pub const BUILTIN: crate::builtin::Builtin = crate::builtin::Builtin {
+    kind: "convert-inception",
+    version: 1,
+    summary: "convert FID Inception weights (.pth or TorchScript) into repro's safetensors layout",
+    run: run_convert,
+};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConvertParams {
+    from: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+fn run_convert(ctx: &crate::builtin::Context) -> Result<(), crate::builtin::StageError> {
+    let p: ConvertParams = ctx.params()?;
+    ctx.progress(0, 1, &format!("converting `{}`", p.from.display()));
+    let info = convert_weights(&p.from, &p.out).map_err(crate::builtin::StageError::domain)?;
+    let logits = if info.has_logits { "with logits (IS available)" } else { "pool3 only (no IS)" };
+    ctx.progress(
+        1,
+        1,
+        &format!("{} tensors, {} parameters, {logits}", info.tensors, info.parameters),
+    );
+    Ok(())
+}

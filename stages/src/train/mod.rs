@@ -97,6 +97,14 @@ fn run(ctx: &Context) -> Result<(), StageError> {
         kind: ctx.kind().to_string(),
         message,
     })?;
+    // The run's own record of what it was asked to do, for readers that join runs (the report).
+    let mut text = serde_json::to_vec_pretty(ctx.raw_params()).map_err(|e| StageError::Params {
+        kind: ctx.kind().to_string(),
+        message: e.to_string(),
+    })?;
+    text.push(b'\n');
+    crate::data::atomic::write_atomic(&params.out.join("params.json"), &text)
+        .map_err(StageError::domain)?;
     train(&params, &|step, total, msg| ctx.progress(step, total, msg))
         .map(|_| ())
         .map_err(StageError::domain)

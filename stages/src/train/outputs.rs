@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! OUT/checkpoint.safetensors   the whole training state (see trainer.rs), atomic
+//! OUT/params.json              the stage's `with:` map as given (written by the builtin)
 //! OUT/log.csv                  iteration,loss_d,loss_g,lr,seconds_per_step
 //! OUT/spectra/<iter>.csv       layer,name,index,sigma: every singular value of every SN layer's
 //!                              normalized weight (the one the forward uses), descending

@@ -47,10 +47,15 @@ impl TryFrom<SrRepr> for SrParam {
     type Error = String;
     fn try_from(r: SrRepr) -> Result<Self, String> {
         match r {
-            SrRepr::Word(w) if w == "none" => Ok(SrParam(SrMode::None)),
-            SrRepr::Word(w) => Err(format!(
-                "`sr: {w}` is not a mode; use `none` or a map like `{{mode: static, i: 0.5}}`"
-            )),
+            // A bare mode name takes that mode's defaults (`sr: static` is `{mode: static}`), so
+            // a pipeline can fan out over `[none, static, dynamic, graph]`.
+            SrRepr::Word(w) => serde_json::from_value(serde_json::json!({ "mode": w }))
+                .map(SrParam)
+                .map_err(|_| {
+                    format!(
+                        "`sr: {w}` is not a mode; use none, static, dynamic or graph, or a map like `{{mode: static, i: 0.5}}`"
+                    )
+                }),
             SrRepr::Mode(m) => Ok(SrParam(m)),
         }
     }
@@ -262,5 +267,24 @@ impl TrainParams {
             return Err("`stop_after` must be at least 1".into());
         }
         self.sr.0.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sr(v: serde_json::Value) -> Result<SrMode, String> {
+        serde_json::from_value::<SrParam>(v).map(|p| p.0).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sr_accepts_bare_mode_names_with_their_defaults() {
+        assert_eq!(sr(serde_json::json!("none")).unwrap(), SrMode::None);
+        assert_eq!(sr(serde_json::json!("static")).unwrap(), sr(serde_json::json!({"mode": "static"})).unwrap());
+        assert_eq!(sr(serde_json::json!("graph")).unwrap(), sr(serde_json::json!({"mode": "graph"})).unwrap());
+        assert!(matches!(sr(serde_json::json!("dynamic")).unwrap(), SrMode::Dynamic { .. }));
+        let err = sr(serde_json::json!("statik")).unwrap_err();
+        assert!(err.contains("use none, static, dynamic or graph"), "{err}");
     }
 }
