@@ -12,12 +12,13 @@
 //! new default), so every cached result of the old code is recomputed.
 
 pub mod builtin;
+pub mod spectral;
 
 pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[]
+    &[spectral::BUILTIN]
 }
 
 /// The builtin registered under `kind`, if any.
