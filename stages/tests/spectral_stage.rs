@@ -208,6 +208,13 @@ fn a_run_without_spectra_or_with_a_bad_file_says_where() {
         "{err}"
     );
 
+    let missing = tmp.path().join("missing");
+    let err = run_builtin(json!({ "run": missing, "out": tmp.path().join("o") })).unwrap_err();
+    assert!(
+        err.to_string().contains("no `<iteration>.csv` files"),
+        "{err}"
+    );
+
     let run = tmp.path().join("run");
     write_run(&run);
     std::fs::write(

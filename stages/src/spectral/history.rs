@@ -37,7 +37,16 @@ pub struct LayerHistory {
 
 /// The spectra files of `dir`, as `(iteration, path)` sorted by iteration.
 pub fn spectra_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpectralError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SpectralError::io("list", dir, e))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A run that never logged spectra has no `spectra/` at all: say that, not ENOENT.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SpectralError::NoSpectra {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(SpectralError::io("list", dir, e)),
+    };
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| SpectralError::io("list", dir, e))?;
