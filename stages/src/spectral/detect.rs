@@ -23,11 +23,8 @@
 //! output and its fingerprint through its params, so changing a default means bumping the
 //! builtin's version.
 
-use serde::{Deserialize, Serialize};
-
 /// The detector's thresholds (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Detector {
     /// A normalized singular value counts toward `share_above` when strictly above this.
     pub threshold: f64,
