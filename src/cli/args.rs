@@ -106,6 +106,16 @@ pub enum Command {
         #[command(subcommand)]
         command: MetricsCommand,
     },
+    /// The singular values of every weight matrix (rank-2 or rank-4 float tensor) in a
+    /// safetensors file, with the spectral-collapse summaries.
+    Spectrum {
+        /// A safetensors file (a repro checkpoint or one saved by PyTorch).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Machine-readable output, every singular value included.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one builtin stage kind in the current directory (the engine runs builtins this way).
     Builtin {
         /// The kind (`repro builtin --list` shows them).

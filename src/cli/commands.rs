@@ -128,6 +128,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             spec,
         } => verify(&locate()?, &stage, no_wait, &spec),
         Command::Metrics { command } => metrics_cmd(&locate()?, command),
+        Command::Spectrum { file, json } => spectrum(&start.join(file), json),
     }
 }
 
@@ -625,4 +626,97 @@ fn builtin(
             })
         }
     }
+}
+
+/// `repro spectrum FILE`: the library computes, this only formats. A file that cannot be read
+/// as safetensors is a usage error (exit 2); a tensor that cannot be decomposed fails (exit 1).
+fn spectrum(file: &Path, json_out: bool) -> Result<i32> {
+    use stages::spectral::{checkpoint_spectra, SpectralError};
+    let spectra = checkpoint_spectra(file).map_err(|e| match e {
+        SpectralError::Io { .. } | SpectralError::Safetensors { .. } => {
+            anyhow::Error::new(UsageError(e.to_string()))
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    if json_out {
+        let layers: Vec<Value> = spectra
+            .tensors
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "dtype": t.dtype,
+                    "shape": t.shape,
+                    "sigma1": t.summary.sigma1,
+                    "share_above_0_5": t.summary.share_above,
+                    "auc": t.summary.auc,
+                    "effective_rank": t.summary.effective_rank,
+                    "singular_values": t.singular_values,
+                })
+            })
+            .collect();
+        let skipped: Vec<Value> = spectra
+            .skipped
+            .iter()
+            .map(|t| json!({ "name": t.name, "dtype": t.dtype, "shape": t.shape }))
+            .collect();
+        let doc = json!({ "layers": layers, "skipped": skipped });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(exit_code::OK);
+    }
+    let shape = |s: &[usize]| {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
+    let name_w = spectra
+        .tensors
+        .iter()
+        .map(|t| t.name.chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let shape_w = spectra
+        .tensors
+        .iter()
+        .map(|t| shape(&t.shape).len())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    println!(
+        "{:<name_w$}  {:<shape_w$}  {:<5}  {:>10}  {:>9}  {:>14}",
+        "name", "shape", "dtype", "sigma_1", "share>0.5", "effective rank"
+    );
+    for t in &spectra.tensors {
+        let rank = format!(
+            "{:.2} / {}",
+            t.summary.effective_rank,
+            t.singular_values.len()
+        );
+        println!(
+            "{:<name_w$}  {:<shape_w$}  {:<5}  {:>10.4}  {:>9.3}  {:>14}",
+            t.name,
+            shape(&t.shape),
+            t.dtype,
+            t.summary.sigma1,
+            t.summary.share_above,
+            rank
+        );
+    }
+    if spectra.tensors.is_empty() {
+        println!(
+            "(no rank-2 or rank-4 float tensors in `{}`)",
+            file.display()
+        );
+    }
+    for t in &spectra.skipped {
+        println!(
+            "skipped `{}` ({} {}): not a float tensor",
+            t.name,
+            t.dtype,
+            shape(&t.shape)
+        );
+    }
+    Ok(exit_code::OK)
 }

@@ -15,6 +15,7 @@ pub mod builtin;
 pub mod data;
 pub mod metrics;
 pub mod nn;
+pub mod spectral;
 pub mod torchfile;
 pub mod train;
 
@@ -41,6 +42,7 @@ pub fn registry() -> &'static [Builtin] {
                 "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
             run: metrics::evaluate::run_evaluate,
         },
+        spectral::BUILTIN,
     ]
 }
 

@@ -7,6 +7,7 @@ mod caching;
 mod failures;
 mod scheduling;
 mod spec_errors;
+mod spectrum;
 mod tools;
 
 /// Four stages: `gen` feeds `scale` and `shift`, which feed `sum` (a metrics file).

@@ -1,0 +1,253 @@
+//! The `spectral` builtin: a training run's logged spectra in, the collapse analysis out.
+//!
+//! Params (`with:`):
+//! ```yaml
+//! run: runs/sn_c8_32        # a train-gan run directory; its spectra/ is read
+//! out: analysis/sn_c8_32    # a directory (gets spectral.json and spectral.csv), or a path
+//!                           # ending in .json (the CSV goes beside it, same stem, .csv)
+//! layers: [9, block4.c2]    # optional: SR layer numbers or layer names; default every layer
+//! threshold: 0.5            # detector thresholds, defaults on `Detector::default`
+//! drop: 0.5
+//! min_drop: 0.15
+//! window: 1
+//! recover: 0.8
+//! ```
+//!
+//! Outputs, both byte-identical for the same spectra and params (no timestamps, no absolute
+//! paths, layers by number and iterations ascending, JSON object keys sorted, floats in one
+//! fixed format per file):
+//! - `spectral.json`: the detector's params, the collapsed layers, and per layer its number,
+//!   name, `r`, the logged iterations, each summary as an array over them, `collapse_iteration`
+//!   (or null) and the `collapsed` verdict. Floats are serde_json's shortest round-trip form, so
+//!   a reader gets the exact f64.
+//! - `spectral.csv`: the long table `layer,iteration,share_above,auc,effective_rank,sigma1` for
+//!   the report, floats with 6 decimals.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::detect::Detector;
+use super::history::{read_history, LayerHistory};
+use crate::builtin::{Builtin, Context, StageError};
+
+/// The registry entry.
+pub const BUILTIN: Builtin = Builtin {
+    kind: "spectral",
+    version: 1,
+    summary: "spectral-collapse summaries and the collapse iteration per layer of a run's spectra/",
+    run,
+};
+
+/// The header of `spectral.csv`.
+pub const CSV_HEADER: &str = "layer,iteration,share_above,auc,effective_rank,sigma1";
+
+/// A layer picked by the SR paper's number or by its name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum LayerRef {
+    Number(u32),
+    Name(String),
+}
+
+impl LayerRef {
+    fn matches(&self, h: &LayerHistory) -> bool {
+        match self {
+            LayerRef::Number(n) => h.layer == *n,
+            LayerRef::Name(name) => h.name == *name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    run: PathBuf,
+    out: PathBuf,
+    #[serde(default)]
+    layers: Option<Vec<LayerRef>>,
+    threshold: Option<f64>,
+    drop: Option<f64>,
+    min_drop: Option<f64>,
+    window: Option<usize>,
+    recover: Option<f64>,
+}
+
+impl Params {
+    fn detector(&self) -> Detector {
+        let d = Detector::default();
+        Detector {
+            threshold: self.threshold.unwrap_or(d.threshold),
+            drop: self.drop.unwrap_or(d.drop),
+            min_drop: self.min_drop.unwrap_or(d.min_drop),
+            window: self.window.unwrap_or(d.window),
+            recover: self.recover.unwrap_or(d.recover),
+        }
+    }
+
+    /// Where `spectral.json` and `spectral.csv` go.
+    fn out_paths(&self) -> (PathBuf, PathBuf) {
+        if self.out.extension().is_some_and(|e| e == "json") {
+            (self.out.clone(), self.out.with_extension("csv"))
+        } else {
+            (
+                self.out.join("spectral.json"),
+                self.out.join("spectral.csv"),
+            )
+        }
+    }
+}
+
+fn run(ctx: &Context) -> Result<(), StageError> {
+    let params: Params = ctx.params()?;
+    let params_error = |message: String| StageError::Params {
+        kind: ctx.kind().to_string(),
+        message,
+    };
+    let detector = params.detector();
+    detector.check().map_err(params_error)?;
+    let spectra = params.run.join("spectra");
+    let all = read_history(&spectra, detector.threshold, |done, total| {
+        ctx.progress(done as u64, total as u64, "read spectra")
+    })
+    .map_err(StageError::domain)?;
+    let layers = select(all, params.layers.as_deref()).map_err(params_error)?;
+    let (json_path, csv_path) = params.out_paths();
+    write_atomic(&json_path, analysis_json(&layers, &detector).as_bytes())?;
+    write_atomic(&csv_path, long_csv(&layers).as_bytes())?;
+    Ok(())
+}
+
+/// The layers `wanted` names (all when `None`), in layer order; an unknown name is an error
+/// listing the known ones.
+fn select(
+    all: Vec<LayerHistory>,
+    wanted: Option<&[LayerRef]>,
+) -> Result<Vec<LayerHistory>, String> {
+    let Some(wanted) = wanted else {
+        return Ok(all);
+    };
+    if let Some(missing) = wanted.iter().find(|w| !all.iter().any(|h| w.matches(h))) {
+        let known: Vec<String> = all
+            .iter()
+            .map(|h| format!("{} (`{}`)", h.layer, h.name))
+            .collect();
+        let what = match missing {
+            LayerRef::Number(n) => format!("layer {n}"),
+            LayerRef::Name(name) => format!("layer `{name}`"),
+        };
+        return Err(format!(
+            "`layers`: {what} is not in the run's spectra; the run has {}",
+            known.join(", ")
+        ));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|h| wanted.iter().any(|w| w.matches(h)))
+        .collect())
+}
+
+/// `spectral.json`'s text (see the module docs).
+pub fn analysis_json(layers: &[LayerHistory], detector: &Detector) -> String {
+    let points = |h: &LayerHistory| -> Vec<(u64, f64)> {
+        h.points
+            .iter()
+            .map(|(it, s)| (*it, s.share_above))
+            .collect()
+    };
+    let series = |h: &LayerHistory, f: fn(&super::Summary) -> f64| -> Vec<f64> {
+        h.points.iter().map(|(_, s)| f(s)).collect()
+    };
+    let mut collapsed_layers = Vec::new();
+    let mut out_layers = Vec::new();
+    for h in layers {
+        let found = detector.detect(&points(h));
+        if found.collapsed {
+            collapsed_layers.push(h.layer);
+        }
+        out_layers.push(json!({
+            "layer": h.layer,
+            "name": h.name,
+            "rank": h.rank,
+            "iterations": h.points.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "share_above": series(h, |s| s.share_above),
+            "auc": series(h, |s| s.auc),
+            "effective_rank": series(h, |s| s.effective_rank),
+            "sigma1": series(h, |s| s.sigma1),
+            "collapse_iteration": found.collapse_iteration,
+            "collapsed": found.collapsed,
+        }));
+    }
+    let doc = json!({
+        "detector": {
+            "summary": "share_above",
+            "threshold": detector.threshold,
+            "drop": detector.drop,
+            "min_drop": detector.min_drop,
+            "window": detector.window,
+            "recover": detector.recover,
+        },
+        "collapsed": !collapsed_layers.is_empty(),
+        "collapsed_layers": collapsed_layers,
+        "layers": out_layers,
+    });
+    let mut text = serde_json::to_string_pretty(&sorted_keys(doc))
+        .expect("a JSON value of finite numbers always serializes");
+    text.push('\n');
+    text
+}
+
+/// `spectral.csv`'s text: one row per layer and logged iteration.
+pub fn long_csv(layers: &[LayerHistory]) -> String {
+    let mut text = String::from(CSV_HEADER);
+    text.push('\n');
+    for h in layers {
+        for (it, s) in &h.points {
+            // Writing into a String cannot fail.
+            let _ = writeln!(
+                text,
+                "{},{it},{:.6},{:.6},{:.6},{:.6}",
+                h.layer, s.share_above, s.auc, s.effective_rank, s.sigma1
+            );
+        }
+    }
+    text
+}
+
+/// `v` with every object's keys in sorted order (serde_json here keeps insertion order).
+fn sorted_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect::<Map<_, _>>(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory, so a killed stage never
+/// leaves half a file that looks whole.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| StageError::io("create directory", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| StageError::io("create a temp file in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| StageError::io("write", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| StageError::io("rename into", path, e.error))?;
+    Ok(())
+}
