@@ -116,6 +116,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The FID between two image sets, like `python -m pytorch_fid A B`.
+    Fid {
+        /// A folder of PNG images, a prepared dataset (safetensors), or an `.npz` with `mu` and
+        /// `sigma`.
+        #[arg(value_name = "A")]
+        a: PathBuf,
+        #[arg(value_name = "B")]
+        b: PathBuf,
+        /// The FID Inception weights: repro's safetensors, a pytorch-fid `.pth` or the
+        /// fid-helper TorchScript `.pt`.
+        #[arg(long, value_name = "FILE", env = "REPRO_FID_WEIGHTS")]
+        weights: Option<PathBuf>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Print `{"fid": <number>}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one builtin stage kind in the current directory (the engine runs builtins this way).
     Builtin {
         /// The kind (`repro builtin --list` shows them).

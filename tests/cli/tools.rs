@@ -28,7 +28,8 @@ fn unknown_builtin_lists_the_known_ones() {
 #[test]
 fn every_command_has_help() {
     for cmd in [
-        "all", "run", "status", "dag", "gc", "fsck", "runs", "verify", "metrics", "builtin",
+        "all", "run", "status", "dag", "gc", "fsck", "runs", "verify", "spectrum", "fid",
+        "metrics", "builtin",
     ] {
         let out = std::process::Command::new(crate::harness::bin())
             .args([cmd, "--help"])
@@ -77,4 +78,24 @@ fn runs_lists_the_latest_record_of_each_stage_even_from_inside_a_stage() {
         .unwrap()
         .iter()
         .all(|r| r["peak_rss_kib"].as_u64().unwrap() > 0));
+}
+
+#[test]
+fn fid_of_statistics_and_a_clear_error_without_weights() {
+    let p = Project::new("stages: {}\n");
+    let stats = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("stages/tests/fixtures/inception/stats_a.npz");
+    let stats = stats.to_str().unwrap();
+    let out = p.ok(&["fid", stats, stats, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(v["fid"].as_f64().unwrap().abs() < 1e-6, "{out:?}");
+
+    std::fs::create_dir_all(p.root().join("imgs")).unwrap();
+    let out = p.repro(&["fid", "imgs", stats]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no FID Inception weights at `data/fid/inception.safetensors`"),
+        "{out:?}"
+    );
 }

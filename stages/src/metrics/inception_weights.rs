@@ -529,11 +529,18 @@ fn run_convert(ctx: &crate::builtin::Context) -> Result<(), crate::builtin::Stag
     let p: ConvertParams = ctx.params()?;
     ctx.progress(0, 1, &format!("converting `{}`", p.from.display()));
     let info = convert_weights(&p.from, &p.out).map_err(crate::builtin::StageError::domain)?;
-    let logits = if info.has_logits { "with logits (IS available)" } else { "pool3 only (no IS)" };
+    let logits = if info.has_logits {
+        "with logits (IS available)"
+    } else {
+        "pool3 only (no IS)"
+    };
     ctx.progress(
         1,
         1,
-        &format!("{} tensors, {} parameters, {logits}", info.tensors, info.parameters),
+        &format!(
+            "{} tensors, {} parameters, {logits}",
+            info.tensors, info.parameters
+        ),
     );
     Ok(())
 }

@@ -275,15 +275,26 @@ mod tests {
     use super::*;
 
     fn sr(v: serde_json::Value) -> Result<SrMode, String> {
-        serde_json::from_value::<SrParam>(v).map(|p| p.0).map_err(|e| e.to_string())
+        serde_json::from_value::<SrParam>(v)
+            .map(|p| p.0)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn sr_accepts_bare_mode_names_with_their_defaults() {
         assert_eq!(sr(serde_json::json!("none")).unwrap(), SrMode::None);
-        assert_eq!(sr(serde_json::json!("static")).unwrap(), sr(serde_json::json!({"mode": "static"})).unwrap());
-        assert_eq!(sr(serde_json::json!("graph")).unwrap(), sr(serde_json::json!({"mode": "graph"})).unwrap());
-        assert!(matches!(sr(serde_json::json!("dynamic")).unwrap(), SrMode::Dynamic { .. }));
+        assert_eq!(
+            sr(serde_json::json!("static")).unwrap(),
+            sr(serde_json::json!({"mode": "static"})).unwrap()
+        );
+        assert_eq!(
+            sr(serde_json::json!("graph")).unwrap(),
+            sr(serde_json::json!({"mode": "graph"})).unwrap()
+        );
+        assert!(matches!(
+            sr(serde_json::json!("dynamic")).unwrap(),
+            SrMode::Dynamic { .. }
+        ));
         let err = sr(serde_json::json!("statik")).unwrap_err();
         assert!(err.contains("use none, static, dynamic or graph"), "{err}");
     }
