@@ -78,6 +78,9 @@ struct FetchParams {
     n: Option<usize>,
     #[serde(default)]
     seed: Option<u64>,
+    /// With `prepare:`: zero pixels added on every side of every image.
+    #[serde(default)]
+    pad: usize,
     #[serde(default)]
     retries: Option<u32>,
     #[serde(default)]
@@ -155,6 +158,7 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
             &ConvertParams {
                 n: p.n,
                 seed: p.seed,
+                pad: p.pad,
             },
         )
         .map_err(StageError::domain)?;
@@ -174,6 +178,9 @@ struct PrepareParams {
     n: Option<usize>,
     #[serde(default)]
     seed: Option<u64>,
+    /// Zero pixels added on every side of every image.
+    #[serde(default)]
+    pad: usize,
 }
 
 fn run_prepare(ctx: &Context) -> Result<(), StageError> {
@@ -194,6 +201,7 @@ fn run_prepare(ctx: &Context) -> Result<(), StageError> {
         &ConvertParams {
             n: p.n,
             seed: p.seed,
+            pad: p.pad,
         },
     )
     .map_err(|e| match e {
