@@ -163,7 +163,11 @@ fn resolve(
             .as_map()
             .ok_or_else(|| wrong_top("stages", n, "a map of stage names to stages"))?,
     };
-    let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins)?;
+    let active = Active {
+        profile: selected.map(|(p, _)| p),
+        defined: profiles.iter().map(|e| e.key.as_str()).collect(),
+    };
+    let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins, &active)?;
     let executor = get("executor").map(executor::parse).transpose()?;
 
     Ok(Pipeline {
@@ -219,11 +223,55 @@ fn apply_overlays(
 type Expanded = (Vec<Stage>, BTreeMap<String, Vec<String>>);
 
 /// Every entry of `stages:` checked, fanned out and built, with the fan-out groups.
+/// The profile in force and the defined ones, for stages restricted with `profiles:`.
+struct Active<'a> {
+    profile: Option<&'a str>,
+    defined: Vec<&'a str>,
+}
+
+/// Whether a stage with an optional `profiles: [..]` list exists under the active profile. A
+/// stage without the key exists under every profile; a listed name must be a defined profile.
+fn in_active_profile(entry: &node::Entry, active: &Active) -> Result<bool, SpecError> {
+    let Some(list) = entry.node.get("profiles") else {
+        return Ok(true);
+    };
+    let wrong = |n: &Node| {
+        SpecError::at(
+            n.loc,
+            SpecErrorKind::WrongType {
+                what: "`profiles`".into(),
+                context: format!("in stage `{}`", entry.key).into(),
+                expected: "a list of profile names",
+                found: n.type_name(),
+            },
+        )
+    };
+    let node::Val::Seq(items) = &list.node.val else {
+        return Err(wrong(&list.node));
+    };
+    let mut names = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str().ok_or_else(|| wrong(item))?;
+        if !active.defined.contains(&name) {
+            return Err(SpecError::at(
+                item.loc,
+                SpecErrorKind::UnknownProfile {
+                    profile: name.to_owned(),
+                    defined: active.defined.iter().map(|d| d.to_string()).collect(),
+                },
+            ));
+        }
+        names.push(name);
+    }
+    Ok(active.profile.is_some_and(|p| names.contains(&p)))
+}
+
 fn expand_stages(
     entries: &[node::Entry],
     vars: &serde_json::Map<String, Value>,
     params: &Value,
     builtins: &dyn Builtins,
+    active: &Active,
 ) -> Result<Expanded, SpecError> {
     let base = Scope {
         item: None,
@@ -236,6 +284,9 @@ fn expand_stages(
     let mut seen: HashMap<String, Location> = HashMap::with_capacity(entries.len());
     for entry in entries {
         fanout::check_stage_name(&entry.key, entry.key_loc)?;
+        if !in_active_profile(entry, active)? {
+            continue;
+        }
         match entry.node.get("do") {
             Some(d) if entry.node.get("foreach").is_some() => {
                 stage::check_keys(&d.node, &entry.key, true)?

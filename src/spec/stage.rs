@@ -38,7 +38,7 @@ pub(crate) const STAGE_KEYS: &[&str] = &[
     "env",
 ];
 /// Keys allowed next to the body keys in the stage map itself (not under `do:`).
-const FANOUT_KEYS: &[&str] = &["matrix", "foreach", "do"];
+const FANOUT_KEYS: &[&str] = &["matrix", "foreach", "do", "profiles"];
 const OUT_KEYS: &[&str] = &["path", "cache", "persist"];
 const RESOURCE_KEYS: &[&str] = &["cpus", "gpus", "mem"];
 
@@ -75,7 +75,7 @@ pub(crate) fn check_keys(body: &Node, stage: &str, in_do: bool) -> Result<(), Sp
         if !known {
             let mut expected = STAGE_KEYS.to_vec();
             if !in_do {
-                expected.extend_from_slice(&["matrix", "foreach"]);
+                expected.extend_from_slice(&["matrix", "foreach", "profiles"]);
             }
             return Err(SpecError::at(
                 e.key_loc,
