@@ -43,12 +43,23 @@ fn params(sr: serde_json::Value) -> TrainParams {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let shape = DataShape::Images { channels: 3, height: 32, width: 32 };
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let shape = DataShape::Images {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
     let n = 256;
-    let values: Vec<f32> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+    let values: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+        .collect();
     let data = HostData { values, n, shape };
-    let report = |what: &str, secs: f64| println!("{}", json!({"impl": "ours", "what": what, "seconds": secs}));
+    let report = |what: &str, secs: f64| {
+        println!("{}", json!({"impl": "ours", "what": what, "seconds": secs}))
+    };
 
     let mut t = Trainer::new(&params(json!("none")), shape, &Device::Cpu)?;
     let d = time(rounds, || {
@@ -61,17 +72,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("g_step", g);
 
     let layers = t.sn_layers();
-    report("sr_static_pass", time(rounds, || layers.iter().for_each(|l| project_static(l, 0.5).expect("static"))));
+    report(
+        "sr_static_pass",
+        time(rounds, || {
+            layers
+                .iter()
+                .for_each(|l| project_static(l, 0.5).expect("static"))
+        }),
+    );
     let mut dynamic = DynamicSr::default();
-    layers.iter().for_each(|l| dynamic.apply(l).expect("dynamic record"));
-    report("sr_dynamic_pass", time(rounds, || layers.iter().for_each(|l| dynamic.apply(l).expect("dynamic"))));
+    layers
+        .iter()
+        .for_each(|l| dynamic.apply(l).expect("dynamic record"));
+    report(
+        "sr_dynamic_pass",
+        time(rounds, || {
+            layers
+                .iter()
+                .for_each(|l| dynamic.apply(l).expect("dynamic"))
+        }),
+    );
 
-    let mut tg = Trainer::new(&params(json!({"mode": "graph", "i": 0.5})), shape, &Device::Cpu)?;
+    let mut tg = Trainer::new(
+        &params(json!({"mode": "graph", "i": 0.5})),
+        shape,
+        &Device::Cpu,
+    )?;
     let graph_layers = tg.sn_layers();
     report(
         "sr_graph_pass",
         time(rounds, || {
-            graph_layers.iter().for_each(|l| l.graph().map(|g| g.refresh(l.name(), l.weight()).expect("refresh")).unwrap_or(()))
+            graph_layers.iter().for_each(|l| {
+                l.graph()
+                    .map(|g| g.refresh(l.name(), l.weight()).expect("refresh"))
+                    .unwrap_or(())
+            })
         }),
     );
     report(

@@ -242,7 +242,11 @@ impl TrainParams {
             return Err("`n_dis` must be at least 1".into());
         }
         let a = self.adam();
-        if a.lr.is_nan() || a.lr <= 0.0 || !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
+        if a.lr.is_nan()
+            || a.lr <= 0.0
+            || !(0.0..1.0).contains(&a.beta1)
+            || !(0.0..1.0).contains(&a.beta2)
+        {
             return Err(format!(
                 "adam needs `lr` > 0 and betas in [0, 1), got lr={}, beta1={}, beta2={}",
                 a.lr, a.beta1, a.beta2
