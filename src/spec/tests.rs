@@ -986,3 +986,17 @@ fn render_from_file_reads_the_file_again() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(e.render_from_file(), format!("error: {e}"));
 }
+
+// ---- stage-level `profiles:` ----
+
+#[test]
+fn profiles_key_restricts_a_stage_to_those_profiles() {
+    let text = "params: {n: 1}\nprofiles: {quick: {n: 2}, paper: {n: 3}}\ndefault_profile: quick\nstages:\n  always:\n    cmd: echo ${n} > a\n    outs: [a]\n  gpu:\n    profiles: [paper]\n    matrix: {s: [1, 2]}\n    cmd: echo ${item.s} > g${item.s}\n    outs: [\"g${item.s}\"]\n";
+    let names = |p: &Pipeline| p.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ok(text)), vec!["always"]);
+    let paper = ok_with(text, &opts(Some("paper"), &[]));
+    assert_eq!(names(&paper), vec!["always", "gpu@1", "gpu@2"]);
+    let bad = err(&text.replace("profiles: [paper]", "profiles: [papr]"));
+    assert!(matches!(bad.kind, SpecErrorKind::UnknownProfile { .. }), "{bad}");
+    assert_eq!(bad.location.map(|l| (l.line, l.col)), Some((9, 16)));
+}
