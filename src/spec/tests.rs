@@ -997,6 +997,9 @@ fn profiles_key_restricts_a_stage_to_those_profiles() {
     let paper = ok_with(text, &opts(Some("paper"), &[]));
     assert_eq!(names(&paper), vec!["always", "gpu@1", "gpu@2"]);
     let bad = err(&text.replace("profiles: [paper]", "profiles: [papr]"));
-    assert!(matches!(bad.kind, SpecErrorKind::UnknownProfile { .. }), "{bad}");
+    assert!(
+        matches!(bad.kind, SpecErrorKind::UnknownProfile { .. }),
+        "{bad}"
+    );
     assert_eq!(bad.location.map(|l| (l.line, l.col)), Some((9, 16)));
 }

@@ -99,3 +99,34 @@ fn fid_of_statistics_and_a_clear_error_without_weights() {
         "{out:?}"
     );
 }
+
+/// The papers' pipeline is valid under both profiles on a machine with no GPU and no data.
+#[test]
+fn the_papers_pipeline_plans_under_both_profiles() {
+    let yaml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml")).unwrap();
+    let p = Project::new(&yaml);
+    let quick = p.ok(&["dag"]);
+    assert!(
+        quick
+            .stdout
+            .contains("toy-eval@ring-64-32-none-1 <- toy@ring-64-32-none-1"),
+        "{quick:?}"
+    );
+    assert!(
+        !quick.stdout.contains("sr-grid"),
+        "paper-only stages stay out of quick"
+    );
+    let paper = p.ok(&["dag", "--profile", "paper", "--mermaid"]);
+    assert!(paper.stdout.contains("sr-grid@256-128-static"), "{paper:?}");
+    let dry = p.ok(&["all", "--profile", "paper", "--dry-run"]);
+    assert!(
+        dry.stderr.contains("would run sr-grid@32-16-none"),
+        "{dry:?}"
+    );
+    p.ok(&["all", "--dry-run"]);
+    assert!(
+        !p.exists("repro.lock") && !p.exists("data"),
+        "a dry run writes nothing"
+    );
+}

@@ -95,7 +95,8 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
     let mut ds = ds;
     if params.pad > 0 {
         pad_images(&mut ds, params.pad)?;
-        ds.metadata.insert("pad".to_string(), params.pad.to_string());
+        ds.metadata
+            .insert("pad".to_string(), params.pad.to_string());
     }
     ds.metadata
         .insert("converter".to_string(), name.to_string());
@@ -106,7 +107,10 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
 /// Adds `pad` zero pixels on every side of every image.
 fn pad_images(ds: &mut Dataset, pad: usize) -> Result<(), DataError> {
     let Samples::Images { pixels, shape } = &mut ds.samples else {
-        return Err(DataError::Unknown(format!("`pad` applies to images, and `{}` holds points", ds.name)));
+        return Err(DataError::Unknown(format!(
+            "`pad` applies to images, and `{}` holds points",
+            ds.name
+        )));
     };
     let [n, c, h, w] = *shape;
     let (ph, pw) = (h + 2 * pad, w + 2 * pad);
@@ -173,9 +177,17 @@ mod tests {
 
     #[test]
     fn padding_centres_the_image_in_zeros() {
-        let mut ds = images("t", "train", vec![1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 2, 2], None);
+        let mut ds = images(
+            "t",
+            "train",
+            vec![1, 2, 3, 4, 5, 6, 7, 8],
+            [2, 1, 2, 2],
+            None,
+        );
         pad_images(&mut ds, 1).unwrap();
-        let Samples::Images { pixels, shape } = &ds.samples else { unreachable!() };
+        let Samples::Images { pixels, shape } = &ds.samples else {
+            unreachable!()
+        };
         assert_eq!(*shape, [2, 1, 4, 4]);
         #[rustfmt::skip]
         let first = [0, 0, 0, 0,
