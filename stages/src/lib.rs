@@ -12,12 +12,17 @@
 //! new default), so every cached result of the old code is recomputed.
 
 pub mod builtin;
+#[cfg(feature = "report")]
+pub mod report;
 
 pub use builtin::{Builtin, Context, StageError};
 
 /// Every builtin stage kind, in the order `repro builtin --list` shows them.
 pub fn registry() -> &'static [Builtin] {
-    &[]
+    &[
+        #[cfg(feature = "report")]
+        report::BUILTIN,
+    ]
 }
 
 /// The builtin registered under `kind`, if any.
