@@ -142,7 +142,14 @@ pub const METRICS: &[(&str, &str)] = &[
     ("recall", "recall"),
     ("density", "density"),
     ("coverage", "coverage"),
+    ("share_above", "σ share above threshold"),
+    ("auc", "spectrum AUC"),
+    ("effective_rank", "effective rank"),
 ];
+
+/// The metrics that come from `spectral.json` (the last logged value of the report's layer),
+/// not from `metrics.json`.
+pub const SPECTRAL_SUMMARIES: &[&str] = &["share_above", "auc", "effective_rank"];
 
 /// One row of `metrics.json`, reduced to the scalars in [`METRICS`] (absent or null = `None`).
 #[derive(Debug, Clone)]
@@ -159,6 +166,8 @@ pub struct LayerCollapse {
     pub name: String,
     pub collapsed: bool,
     pub collapse_iteration: Option<u64>,
+    /// The last logged value of each summary in [`SPECTRAL_SUMMARIES`] that the file has.
+    pub last: BTreeMap<&'static str, f64>,
 }
 
 /// An input of a run that the report could not use.
@@ -211,6 +220,20 @@ impl Run {
             .filter_map(|l| l.collapse_iteration.map(|it| (it, l.name.clone())))
             .min();
         Some((collapsed, first))
+    }
+
+    /// The final value of one metric: a spectral summary of `layer` (the highest layer when
+    /// `None`) from `spectral.json`, else the final `metrics.json` row's value.
+    pub fn final_value(&self, metric: &str, layer: Option<u64>) -> Option<f64> {
+        if SPECTRAL_SUMMARIES.contains(&metric) {
+            let layers = self.spectral.as_ref()?;
+            let chosen = match layer {
+                Some(l) => layers.iter().find(|x| x.layer == Some(l)),
+                None => layers.iter().max_by_key(|x| x.layer),
+            }?;
+            return chosen.last.get(metric).copied();
+        }
+        self.final_metrics()?.values.get(metric).copied().flatten()
     }
 }
 
@@ -458,6 +481,13 @@ fn parse_spectral(v: &Value) -> Result<Vec<LayerCollapse>, ReadFailure> {
                     .unwrap_or(fallback),
                 collapsed,
                 collapse_iteration: l.get("collapse_iteration").and_then(Value::as_u64),
+                last: SPECTRAL_SUMMARIES
+                    .iter()
+                    .filter_map(|k| {
+                        let v = l.get(*k)?.as_array()?.last()?.as_f64()?;
+                        Some((*k, v))
+                    })
+                    .collect(),
             })
         })
         .collect()

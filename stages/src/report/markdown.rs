@@ -396,7 +396,7 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
                     let cells: Vec<String> = v
                         .methods
                         .iter()
-                        .filter(|m| (m.0 == "SN") != sr && (sr || m.0 == "SN"))
+                        .filter(|m| if sr { m.0.starts_with("SR ") } else { m.0 == "SN" })
                         .map(|m| {
                             let c = collapse_cell(m.1, m.2, m.3, m.4);
                             if sr {

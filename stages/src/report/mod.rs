@@ -14,7 +14,7 @@
 //!   dag: reports/dag.mmd       # optional: a Mermaid flowchart (`repro dag --mermaid`)
 //!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
 //!   paper: false               # put the papers' numbers beside ours
-//!   spectra_layer: 9           # optional: the layer whose spectra are drawn (default: the last)
+//!   spectra_layer: 9           # optional: the layer drawn and summarized (default: the last)
 //!   figures: true              # draw figures (false: tables only)
 //!   out: reports               # the report directory
 //! ```
@@ -232,7 +232,7 @@ pub fn generate(
         runs.push(inputs::load_run(base, p, &mut missing)?);
     }
     let settings = inputs::settings(&runs);
-    let tables = tables::build(&runs, &settings)?;
+    let tables = tables::build(&runs, &settings, params.spectra_layer)?;
     let verdicts = markdown::verdicts(&tables)?;
 
     let mut files = Files::new();

@@ -3,7 +3,8 @@
 //! with the SN row of the same setting.
 //!
 //! What is decided here and must not change silently:
-//! - a run's numbers are its *final* metrics row (see `inputs::Run::final_metrics`);
+//! - a run's numbers are its *final* metrics row (see `inputs::Run::final_metrics`) and the
+//!   last logged spectral summaries of the report's layer (`inputs::Run::final_value`);
 //! - std is the sample standard deviation (ddof = 1), null for a single seed, as in the SN
 //!   paper's "mean ± sd over seeds";
 //! - a metric's mean ignores runs where it is null, and `<metric>_n` says how many runs it
@@ -40,16 +41,12 @@ impl From<PolarsError> for ReportError {
 }
 
 /// Builds every table from the runs and their setting labels (same order).
-pub fn build(runs: &[Run], settings: &[String]) -> Result<Tables, ReportError> {
-    let finals: Vec<_> = runs.iter().map(Run::final_metrics).collect();
+/// `layer` picks the layer whose spectral summaries are shown (the highest when `None`).
+pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Tables, ReportError> {
     let metrics: Vec<&'static str> = METRICS
         .iter()
         .map(|(m, _)| *m)
-        .filter(|m| {
-            finals
-                .iter()
-                .any(|f| f.is_some_and(|f| f.values.get(m).copied().flatten().is_some()))
-        })
+        .filter(|m| runs.iter().any(|r| r.final_value(m, layer).is_some()))
         .collect();
 
     let mut columns = vec![
@@ -76,10 +73,7 @@ pub fn build(runs: &[Run], settings: &[String]) -> Result<Tables, ReportError> {
         ),
     ];
     for m in &metrics {
-        let values: Vec<Option<f64>> = finals
-            .iter()
-            .map(|f| f.and_then(|f| f.values.get(m).copied().flatten()))
-            .collect();
+        let values: Vec<Option<f64>> = runs.iter().map(|r| r.final_value(m, layer)).collect();
         columns.push(Column::new((*m).into(), values));
     }
     let collapse: Vec<_> = runs.iter().map(Run::collapse).collect();
