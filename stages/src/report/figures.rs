@@ -24,7 +24,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::inputs::{show, Missing, Run};
-use super::ReportError;
+use super::{Files, ReportError};
 
 /// Figure size in pixels (PNG) and user units (SVG).
 pub const SIZE: (u32, u32) = (720, 450);
@@ -66,9 +66,6 @@ pub struct Chart {
     pub y_label: String,
     pub series: Vec<Series>,
 }
-
-/// Rendered figure files, keyed by path relative to the report's directory.
-pub type Files = BTreeMap<PathBuf, Vec<u8>>;
 
 impl Chart {
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {

@@ -554,3 +554,59 @@ pub fn settings(runs: &[Run]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn methods_are_labelled_from_sn_and_sr() {
+        let label = |v: Value| Method::from_params(&v).label();
+        assert_eq!(label(json!({"sr": "none"})), "SN");
+        assert_eq!(label(json!({})), "SN");
+        assert_eq!(label(json!({"sn": false, "sr": "none"})), "none");
+        assert_eq!(label(json!({"sr": {"mode": "static", "i": 0.5}})), "SR static (0.5)");
+        assert_eq!(label(json!({"sr": {"mode": "dynamic", "every": 5}})), "SR dynamic");
+        assert_eq!(label(json!({"sr": {"mode": "graph", "i": 0.25}})), "SR graph (0.25)");
+        assert_eq!(
+            label(json!({"sn": false, "sr": {"mode": "static", "i": 0.5}})),
+            "SR static (0.5), no SN"
+        );
+        assert!(Method::from_params(&json!({"sr": {"mode": "graph"}})).is_sr());
+        assert!(!Method::from_params(&json!({"sn": false})).is_sr());
+    }
+
+    fn run(params: Value) -> Run {
+        let mut flat = BTreeMap::new();
+        flatten("", &params, &mut flat);
+        if let Some(ds) = flat.get_mut("dataset") {
+            *ds = dataset_label(ds);
+        }
+        Run {
+            name: "r".into(),
+            dir: PathBuf::from("r"),
+            method: Method::from_params(&params),
+            seed: params.get("seed").and_then(Value::as_u64),
+            params: flat,
+            metrics: Vec::new(),
+            spectral: None,
+        }
+    }
+
+    #[test]
+    fn a_setting_is_what_varies_except_seed_and_method() {
+        let base = json!({"dataset": "data/ring.safetensors", "model": {"arch": "mlp", "hidden": 64},
+                          "batch_size": 64, "n_dis": 1, "seed": 1, "sr": "none", "out": "a"});
+        let mut other_seed = base.clone();
+        other_seed["seed"] = json!(2);
+        other_seed["sr"] = json!({"mode": "static", "i": 0.5});
+        other_seed["out"] = json!("b");
+        let mut other_ndis = base.clone();
+        other_ndis["n_dis"] = json!(5);
+        let s = settings(&[run(base), run(other_seed), run(other_ndis)]);
+        assert_eq!(s[0], "ring · mlp hidden=64 · batch 64 · n_dis=1");
+        assert_eq!(s[1], s[0]);
+        assert_eq!(s[2], "ring · mlp hidden=64 · batch 64 · n_dis=5");
+    }
+}
