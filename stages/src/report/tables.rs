@@ -149,9 +149,13 @@ pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Ta
         out_cols.push(col(format!("{m}_mean")).alias(sr_c.as_str()));
         let delta = col(format!("{m}_mean")) - col(sn_c.as_str());
         out_cols.push(delta.clone().alias(format!("{m}_delta")));
+        // |SN mean| without polars' `abs` feature (one more feature to build for one use).
+        let sn_abs = when(col(sn_c.as_str()).lt(lit(0.0)))
+            .then(lit(0.0) - col(sn_c.as_str()))
+            .otherwise(col(sn_c.as_str()));
         out_cols.push(
             when(col(sn_c.as_str()).neq(lit(0.0)))
-                .then(delta / col(sn_c.as_str()).abs() * lit(100.0))
+                .then(delta / sn_abs * lit(100.0))
                 .otherwise(lit(Null {}).cast(DataType::Float64))
                 .alias(format!("{m}_delta_pct")),
         );
