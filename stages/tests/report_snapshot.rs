@@ -77,7 +77,10 @@ fn report_matches_snapshots() {
             continue;
         }
         let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("no snapshot `{}` ({e}); run with UPDATE_SNAPSHOTS=1", path.display())
+            panic!(
+                "no snapshot `{}` ({e}); run with UPDATE_SNAPSHOTS=1",
+                path.display()
+            )
         });
         assert_eq!(got, want, "`{name}` differs from its snapshot");
     }
@@ -114,9 +117,13 @@ fn a_missing_metrics_file_is_reported_as_missing() {
         md.contains("| ring-srd-1 | metrics | `evals/ring-srd-1/metrics.json` | missing |"),
         "{md}"
     );
-    assert!(md.contains("| grid-srg-1 | spectral | `spectral/grid-srg-1/spectral.json` | missing |"));
+    assert!(
+        md.contains("| grid-srg-1 | spectral | `spectral/grid-srg-1/spectral.json` | missing |")
+    );
     // The run is still in the runs table, with no metric values.
-    assert!(md.contains("| ring-srd-1 | ring · mlp hidden=64 layers=2 · batch 64 · optimizer=C | SR dynamic | 1 |"));
+    assert!(md.contains(
+        "| ring-srd-1 | ring · mlp hidden=64 layers=2 · batch 64 · optimizer=C | SR dynamic | 1 |"
+    ));
     // A directory without params.json is not a run.
     assert!(!md.contains("notes"));
 }
@@ -152,7 +159,10 @@ fn explicit_runs_need_params() {
     }));
     match generate(&p, &fixtures(), &|_, _, _| {}) {
         Err(ReportError::MissingParams { run, .. }) => assert_eq!(run, "notes"),
-        other => panic!("expected a missing-params error, got {:?}", other.map(|f| f.len())),
+        other => panic!(
+            "expected a missing-params error, got {:?}",
+            other.map(|f| f.len())
+        ),
     }
 }
 
@@ -160,5 +170,8 @@ fn explicit_runs_need_params() {
 fn runs_and_runs_root_together_are_rejected() {
     let p = params(serde_json::json!({"runs": [], "runs_root": "runs"}));
     let err = generate(&p, &fixtures(), &|_, _, _| {}).expect_err("both forms at once");
-    assert!(err.to_string().contains("either `runs` or `runs_root`"), "{err}");
+    assert!(
+        err.to_string().contains("either `runs` or `runs_root`"),
+        "{err}"
+    );
 }

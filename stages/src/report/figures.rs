@@ -90,10 +90,7 @@ impl Chart {
             }
         };
         let (x0, x1) = if x1 > x0 { (x0, x1) } else { pad(x0, x1) };
-        (
-            (x0, x1),
-            pad(y0.min(if y0 >= 0.0 { 0.0 } else { y0 }), y1),
-        )
+        ((x0, x1), pad(y0.min(if y0 >= 0.0 { 0.0 } else { y0 }), y1))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
@@ -130,11 +127,7 @@ impl Chart {
             }
             if s.points.len() <= 30 {
                 chart
-                    .draw_series(
-                        s.points
-                            .iter()
-                            .map(|&p| Circle::new(p, 2, color.filled())),
-                    )
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled())))
                     .map_err(|e| err(&e))?;
             }
         }
@@ -208,7 +201,11 @@ pub fn method_color(rank: u32) -> RGBColor {
 
 /// Early iterations blue, late ones red.
 fn iteration_color(k: usize, n: usize) -> RGBColor {
-    let t = if n <= 1 { 1.0 } else { k as f64 / (n - 1) as f64 };
+    let t = if n <= 1 {
+        1.0
+    } else {
+        k as f64 / (n - 1) as f64
+    };
     let lerp = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
     RGBColor(lerp(30.0, 214.0), lerp(80.0, 39.0), lerp(200.0, 40.0))
 }
@@ -341,7 +338,11 @@ pub fn spectra_chart(run: &Run, layer: u64, layer_name: &str, spectra: &[Spectru
 }
 
 /// One curve chart per metric for the runs of one setting (`runs` all share the setting).
-pub fn curve_charts(setting: &str, runs: &[&Run], metrics: &[(&str, &str)]) -> Vec<(String, Chart)> {
+pub fn curve_charts(
+    setting: &str,
+    runs: &[&Run],
+    metrics: &[(&str, &str)],
+) -> Vec<(String, Chart)> {
     let mut charts = Vec::new();
     for (metric, heading) in metrics {
         let mut series = Vec::new();
@@ -481,7 +482,10 @@ mod tests {
 
     #[test]
     fn slugs_are_file_safe() {
-        assert_eq!(slug("ring · mlp hidden=128 · batch 64"), "ring-mlp-hidden-128-batch-64");
+        assert_eq!(
+            slug("ring · mlp hidden=128 · batch 64"),
+            "ring-mlp-hidden-128-batch-64"
+        );
         assert_eq!(slug("SR static (0.5)"), "sr-static-0p5");
     }
 }

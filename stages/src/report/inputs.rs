@@ -80,7 +80,9 @@ impl Method {
             (true, Some((m, _))) if m == "dynamic" => Method::SrDynamic,
             (true, Some((m, i))) if m == "graph" => Method::SrGraph(i),
             (sn, Some((m, i))) => {
-                let i = i.map(|i| format!(" ({})", fmt_param(i))).unwrap_or_default();
+                let i = i
+                    .map(|i| format!(" ({})", fmt_param(i)))
+                    .unwrap_or_default();
                 let sn = if sn { "" } else { ", no SN" };
                 Method::Other(format!("SR {m}{i}{sn}"))
             }
@@ -284,7 +286,11 @@ pub fn discover(
 }
 
 /// Reads one run. `params.json` must exist; the other pieces become [`Missing`] entries.
-pub fn load_run(base: &Path, paths: &RunPaths, missing: &mut Vec<Missing>) -> Result<Run, ReportError> {
+pub fn load_run(
+    base: &Path,
+    paths: &RunPaths,
+    missing: &mut Vec<Missing>,
+) -> Result<Run, ReportError> {
     let params_path = paths.run.join("params.json");
     let params: Value = read_json(base, &params_path).map_err(|e| match e {
         ReadFailure::Missing => ReportError::MissingParams {
@@ -311,7 +317,11 @@ pub fn load_run(base: &Path, paths: &RunPaths, missing: &mut Vec<Missing>) -> Re
     };
     let metrics = match &paths.eval {
         None => {
-            note("metrics", Path::new("-"), "missing (no `evals_root` or `eval` given)".into());
+            note(
+                "metrics",
+                Path::new("-"),
+                "missing (no `evals_root` or `eval` given)".into(),
+            );
             Vec::new()
         }
         Some(p) => match read_json(base, p).and_then(|v| parse_metrics(&v)) {
@@ -566,9 +576,18 @@ mod tests {
         assert_eq!(label(json!({"sr": "none"})), "SN");
         assert_eq!(label(json!({})), "SN");
         assert_eq!(label(json!({"sn": false, "sr": "none"})), "none");
-        assert_eq!(label(json!({"sr": {"mode": "static", "i": 0.5}})), "SR static (0.5)");
-        assert_eq!(label(json!({"sr": {"mode": "dynamic", "every": 5}})), "SR dynamic");
-        assert_eq!(label(json!({"sr": {"mode": "graph", "i": 0.25}})), "SR graph (0.25)");
+        assert_eq!(
+            label(json!({"sr": {"mode": "static", "i": 0.5}})),
+            "SR static (0.5)"
+        );
+        assert_eq!(
+            label(json!({"sr": {"mode": "dynamic", "every": 5}})),
+            "SR dynamic"
+        );
+        assert_eq!(
+            label(json!({"sr": {"mode": "graph", "i": 0.25}})),
+            "SR graph (0.25)"
+        );
         assert_eq!(
             label(json!({"sn": false, "sr": {"mode": "static", "i": 0.5}})),
             "SR static (0.5), no SN"

@@ -93,7 +93,10 @@ fn table_row(out: &mut String, cells: &[String]) {
 }
 
 fn table_head(out: &mut String, heads: &[&str]) {
-    table_row(out, &heads.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    table_row(
+        out,
+        &heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
     let _ = writeln!(out, "|{}", "---|".repeat(heads.len()));
 }
 
@@ -241,7 +244,10 @@ fn summary_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(
 
 fn deltas_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
     let mut heads = vec!["setting", "method"];
-    let names: Vec<String> = metrics.iter().map(|m| format!("Δ {}", heading(m))).collect();
+    let names: Vec<String> = metrics
+        .iter()
+        .map(|m| format!("Δ {}", heading(m)))
+        .collect();
     heads.extend(names.iter().map(String::as_str));
     table_head(out, &heads);
     for row in 0..df.height() {
@@ -329,7 +335,14 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
     );
     table_head(
         out,
-        &["section", "method", "IS CIFAR-10", "IS STL-10", "FID CIFAR-10", "FID STL-10"],
+        &[
+            "section",
+            "method",
+            "IS CIFAR-10",
+            "IS STL-10",
+            "FID CIFAR-10",
+            "FID STL-10",
+        ],
     );
     let d = |x: Option<&str>| x.unwrap_or("–").to_string();
     for r in SN_TABLE2 {
@@ -392,11 +405,19 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
             for g in sr_grid_match(&dataset, batch, d_ch) {
                 let verdict = doc.verdicts.iter().find(|v| &v.setting == setting);
                 let cell = |sr: bool| -> String {
-                    let Some(v) = verdict else { return "–".into() };
+                    let Some(v) = verdict else {
+                        return "–".into();
+                    };
                     let cells: Vec<String> = v
                         .methods
                         .iter()
-                        .filter(|m| if sr { m.0.starts_with("SR ") } else { m.0 == "SN" })
+                        .filter(|m| {
+                            if sr {
+                                m.0.starts_with("SR ")
+                            } else {
+                                m.0 == "SN"
+                            }
+                        })
                         .map(|m| {
                             let c = collapse_cell(m.1, m.2, m.3, m.4);
                             if sr {
@@ -416,7 +437,12 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
                     esc(setting),
                     g.name(),
                     format!("{} (inferred)", g.dataset_guess()),
-                    if g.sn_collapses { "collapses" } else { "no collapse" }.into(),
+                    if g.sn_collapses {
+                        "collapses"
+                    } else {
+                        "no collapse"
+                    }
+                    .into(),
                     "no collapse".into(),
                     cell(false),
                     cell(true),
@@ -430,7 +456,14 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
     } else {
         table_head(
             out,
-            &["our setting", "Table 2 row", "IS (paper)", "IS (ours)", "FID (paper)", "FID (ours)"],
+            &[
+                "our setting",
+                "Table 2 row",
+                "IS (paper)",
+                "IS (ours)",
+                "FID (paper)",
+                "FID (ours)",
+            ],
         );
         for r in &ours_rows {
             table_row(out, r);
@@ -532,7 +565,9 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
 
     out.push_str("## Missing inputs\n\n");
     if doc.missing.is_empty() {
-        out.push_str("None: every run has its metrics, spectral analysis, spectra and samples.\n\n");
+        out.push_str(
+            "None: every run has its metrics, spectral analysis, spectra and samples.\n\n",
+        );
     } else {
         table_head(&mut out, &["run", "input", "path", "status"]);
         for m in doc.missing {
@@ -618,7 +653,13 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
         out.push_str("The latest record of each stage. CSV: [stages.csv](stages.csv)\n\n");
         table_head(
             &mut out,
-            &["stage", "outcome", "wall time (s)", "peak memory (MiB)", "cache hit"],
+            &[
+                "stage",
+                "outcome",
+                "wall time (s)",
+                "peak memory (MiB)",
+                "cache hit",
+            ],
         );
         for s in stages {
             table_row(

@@ -241,7 +241,8 @@ pub fn generate(
     if params.figures {
         progress(paths.len() as u64, total, "drawing figures");
         for (run, slot) in runs.iter().zip(run_figures.iter_mut()) {
-            *slot = figures::run_figures(base, run, params.spectra_layer, &mut files, &mut missing)?;
+            *slot =
+                figures::run_figures(base, run, params.spectra_layer, &mut files, &mut missing)?;
         }
         let metric_heads: Vec<(&str, &str)> = inputs::METRICS
             .iter()
@@ -320,11 +321,17 @@ pub fn generate(
     let verdict_df = DataFrame::new_infer_height(vec![
         Column::new(
             "setting".into(),
-            verdicts.iter().map(|v| v.setting.clone()).collect::<Vec<_>>(),
+            verdicts
+                .iter()
+                .map(|v| v.setting.clone())
+                .collect::<Vec<_>>(),
         ),
         Column::new(
             "verdict".into(),
-            verdicts.iter().map(|v| v.sentence.clone()).collect::<Vec<_>>(),
+            verdicts
+                .iter()
+                .map(|v| v.sentence.clone())
+                .collect::<Vec<_>>(),
         ),
     ])?;
     files.insert("verdicts.csv".into(), tables::to_csv(&verdict_df)?);
@@ -373,7 +380,11 @@ fn read_stage_runs(base: &Path, path: &Path) -> Result<Vec<StageRun>, String> {
         Value::Array(a) => a,
         Value::Object(m) => match m.get("runs").or_else(|| m.get("records")) {
             Some(Value::Array(a)) => a,
-            _ => return Err("unreadable: expected an array of records or `{\"runs\": [...]}`".into()),
+            _ => {
+                return Err(
+                    "unreadable: expected an array of records or `{\"runs\": [...]}`".into(),
+                )
+            }
         },
         _ => return Err("unreadable: expected an array of records".into()),
     };

@@ -51,20 +51,104 @@ const fn row(
 /// SN paper Table 2 (sn_sr.md §2.3), in the paper's order. `""` = not reported.
 pub const SN_TABLE2: &[SnTable2Row] = &[
     row("", "Real data", "11.24±.12", "26.08±.26", "7.8", "7.9"),
-    row("Standard CNN", "Weight clipping", "6.41±.11", "7.57±.10", "42.6", "64.2"),
+    row(
+        "Standard CNN",
+        "Weight clipping",
+        "6.41±.11",
+        "7.57±.10",
+        "42.6",
+        "64.2",
+    ),
     row("Standard CNN", "GAN-GP", "6.93±.08", "", "37.7", ""),
-    row("Standard CNN", "WGAN-GP", "6.68±.06", "8.42±.13", "40.2", "55.1"),
+    row(
+        "Standard CNN",
+        "WGAN-GP",
+        "6.68±.06",
+        "8.42±.13",
+        "40.2",
+        "55.1",
+    ),
     row("Standard CNN", "Batch Norm.", "6.27±.10", "", "56.3", ""),
-    row("Standard CNN", "Layer Norm.", "7.19±.12", "7.61±.12", "33.9", "75.6"),
-    row("Standard CNN", "Weight Norm.", "6.84±.07", "7.16±.10", "34.7", "73.4"),
-    row("Standard CNN", "Orthonormal", "7.40±.12", "8.56±.07", "29.0", "46.7"),
-    row("Standard CNN", "SN-GANs", "7.42±.08", "8.28±.09", "29.3", "53.1"),
-    row("Standard CNN", "Orthonormal (2x updates)", "", "8.67±.08", "", "44.2"),
-    row("Standard CNN", "SN-GANs (2x updates)", "", "8.69±.09", "", "47.5"),
-    row("Standard CNN", "SN-GANs, hinge (Eq.17)", "7.58±.12", "", "25.5", ""),
-    row("Standard CNN", "SN-GANs, hinge (2x updates)", "", "8.79±.14", "", "43.2"),
-    row("ResNet", "Orthonormal, hinge", "7.92±.04", "8.72±.06", "23.8±.58", "42.4±.99"),
-    row("ResNet", "SN-GANs, hinge", "8.22±.05", "9.10±.04", "21.7±.21", "40.1±.50"),
+    row(
+        "Standard CNN",
+        "Layer Norm.",
+        "7.19±.12",
+        "7.61±.12",
+        "33.9",
+        "75.6",
+    ),
+    row(
+        "Standard CNN",
+        "Weight Norm.",
+        "6.84±.07",
+        "7.16±.10",
+        "34.7",
+        "73.4",
+    ),
+    row(
+        "Standard CNN",
+        "Orthonormal",
+        "7.40±.12",
+        "8.56±.07",
+        "29.0",
+        "46.7",
+    ),
+    row(
+        "Standard CNN",
+        "SN-GANs",
+        "7.42±.08",
+        "8.28±.09",
+        "29.3",
+        "53.1",
+    ),
+    row(
+        "Standard CNN",
+        "Orthonormal (2x updates)",
+        "",
+        "8.67±.08",
+        "",
+        "44.2",
+    ),
+    row(
+        "Standard CNN",
+        "SN-GANs (2x updates)",
+        "",
+        "8.69±.09",
+        "",
+        "47.5",
+    ),
+    row(
+        "Standard CNN",
+        "SN-GANs, hinge (Eq.17)",
+        "7.58±.12",
+        "",
+        "25.5",
+        "",
+    ),
+    row(
+        "Standard CNN",
+        "SN-GANs, hinge (2x updates)",
+        "",
+        "8.79±.14",
+        "",
+        "43.2",
+    ),
+    row(
+        "ResNet",
+        "Orthonormal, hinge",
+        "7.92±.04",
+        "8.72±.06",
+        "23.8±.58",
+        "42.4±.99",
+    ),
+    row(
+        "ResNet",
+        "SN-GANs, hinge",
+        "8.22±.05",
+        "9.10±.04",
+        "21.7±.21",
+        "40.1±.50",
+    ),
 ];
 
 /// The Table 2 row our SN runs of a given architecture and loss correspond to.
@@ -172,8 +256,8 @@ mod tests {
         assert_eq!(
             collapsed,
             [
-                "B64-64", "B128-64", "B256-64", "C8-32", "C16-32", "C32-32", "C64-32",
-                "C128-32", "E256-64", "E256-32"
+                "B64-64", "B128-64", "B256-64", "C8-32", "C16-32", "C32-32", "C64-32", "C128-32",
+                "E256-64", "E256-32"
             ]
         );
     }

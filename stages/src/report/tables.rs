@@ -79,7 +79,10 @@ pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Ta
     let collapse: Vec<_> = runs.iter().map(Run::collapse).collect();
     columns.push(Column::new(
         "collapsed".into(),
-        collapse.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<Option<bool>>>(),
+        collapse
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.0))
+            .collect::<Vec<Option<bool>>>(),
     ));
     columns.push(Column::new(
         "collapse_iteration".into(),
@@ -125,7 +128,12 @@ pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Ta
     let summary = runs_df
         .clone()
         .lazy()
-        .group_by([col("setting"), col("method"), col("method_rank"), col("is_sr")])
+        .group_by([
+            col("setting"),
+            col("method"),
+            col("method_rank"),
+            col("is_sr"),
+        ])
         .agg(aggs)
         .sort(
             ["setting", "method_rank", "method"],
