@@ -15,6 +15,8 @@ pub mod builtin;
 pub mod data;
 pub mod metrics;
 pub mod nn;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod spectral;
 pub mod torchfile;
 pub mod train;
@@ -43,6 +45,8 @@ pub fn registry() -> &'static [Builtin] {
             run: metrics::evaluate::run_evaluate,
         },
         spectral::BUILTIN,
+        #[cfg(feature = "report")]
+        report::BUILTIN,
     ]
 }
 

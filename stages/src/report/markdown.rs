@@ -1,0 +1,679 @@
+//! The Markdown report: the verdict setting by setting, the comparison tables, the runs, what
+//! is missing, the papers' numbers, the figures, the pipeline DAG and the stage runs.
+//!
+//! Decisions that must not change silently:
+//! - **The verdict is worded from the counts, whatever they are.** For each setting: how many SN
+//!   seeds collapsed spectrally, and for each SR method how many of its seeds did; SR "avoided"
+//!   collapse when SN collapsed in at least one seed and that SR method in none, "reduced" it
+//!   when its share is lower, and "did not avoid" it otherwise. No spectral analysis means
+//!   "unknown", never "no collapse".
+//! - **Numbers** are printed with [`fmt_num`] (about four significant digits); the CSV files keep
+//!   full precision. `–` means "no value" (null, or not computed); a missing input is listed in
+//!   "Missing inputs", never dropped.
+//! - Nothing time- or host-dependent is written except what the stage-run records carry (wall
+//!   time and memory are what those records measured), so equal inputs give equal bytes.
+
+use std::fmt::Write as _;
+
+use polars::prelude::DataFrame;
+
+use super::inputs::{Missing, Run, METRICS};
+use super::paper::{sn_table2_match, sr_grid_match, SN_TABLE2};
+use super::tables::{cell_f64, cell_str, Tables};
+use super::{figures::RunFigures, ReportError, StageRun, VERSION};
+
+/// Everything the Markdown shows.
+pub struct Document<'a> {
+    pub runs: &'a [Run],
+    pub settings: &'a [String],
+    pub tables: &'a Tables,
+    pub verdicts: &'a [Verdict],
+    pub missing: &'a [Missing],
+    pub run_figures: &'a [RunFigures],
+    /// `(setting, metric heading, PNG path)`.
+    pub curves: &'a [(String, String, String)],
+    pub paper: bool,
+    pub dag: Option<&'a str>,
+    pub stage_runs: Option<&'a [StageRun]>,
+}
+
+/// One setting's collapse counts per method and the sentence that sums them up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub setting: String,
+    /// `(method, runs, runs with spectral analysis, collapsed, mean collapse iteration)`.
+    pub methods: Vec<(String, u64, u64, u64, Option<f64>)>,
+    pub sentence: String,
+}
+
+/// A number for a table cell: about four significant digits, integers as integers.
+pub fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = x.abs();
+    if x == x.trunc() && a < 1e9 {
+        return format!("{x:.0}");
+    }
+    if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 10.0 {
+        format!("{x:.2}")
+    } else if a >= 0.01 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(fmt_num).unwrap_or_else(|| "–".into())
+}
+
+fn signed(x: f64) -> String {
+    let s = fmt_num(x);
+    if x > 0.0 {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn table_row(out: &mut String, cells: &[String]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+}
+
+fn table_head(out: &mut String, heads: &[&str]) {
+    table_row(
+        out,
+        &heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
+    let _ = writeln!(out, "|{}", "---|".repeat(heads.len()));
+}
+
+fn heading(metric: &str) -> &'static str {
+    METRICS
+        .iter()
+        .find(|(m, _)| *m == metric)
+        .map(|(_, h)| *h)
+        .unwrap_or("?")
+}
+
+/// Collapse counts as words: `2/3 collapsed (mean iteration 1500)`.
+fn collapse_cell(runs: u64, with_spectral: u64, collapsed: u64, mean_iter: Option<f64>) -> String {
+    if with_spectral == 0 {
+        return format!("unknown (no spectral analysis of {runs} run(s))");
+    }
+    let mut s = format!("{collapsed}/{with_spectral} collapsed");
+    if let Some(it) = mean_iter.filter(|_| collapsed > 0) {
+        let _ = write!(s, " (mean iteration {})", fmt_num(it));
+    }
+    if with_spectral < runs {
+        let _ = write!(s, "; {} without analysis", runs - with_spectral);
+    }
+    s
+}
+
+/// The verdicts of every setting, from the summary frame.
+pub fn verdicts(tables: &Tables) -> Result<Vec<Verdict>, ReportError> {
+    let s = &tables.summary;
+    let mut out: Vec<Verdict> = Vec::new();
+    for row in 0..s.height() {
+        let setting = cell_str(s, "setting", row)?.unwrap_or_default();
+        let method = cell_str(s, "method", row)?.unwrap_or_default();
+        let n = cell_f64(s, "n", row)?.unwrap_or(0.0) as u64;
+        let n_spec = cell_f64(s, "n_spectral", row)?.unwrap_or(0.0) as u64;
+        let n_col = cell_f64(s, "n_collapsed", row)?.unwrap_or(0.0) as u64;
+        let it = cell_f64(s, "collapse_iteration_mean", row)?;
+        match out.last_mut() {
+            Some(v) if v.setting == setting => v.methods.push((method, n, n_spec, n_col, it)),
+            _ => out.push(Verdict {
+                setting,
+                methods: vec![(method, n, n_spec, n_col, it)],
+                sentence: String::new(),
+            }),
+        }
+    }
+    let is_sr: std::collections::BTreeMap<String, bool> = (0..s.height())
+        .map(|row| {
+            Ok((
+                cell_str(s, "method", row)?.unwrap_or_default(),
+                matches!(
+                    super::tables::cell(s, "is_sr", row)?,
+                    polars::prelude::AnyValue::Boolean(true)
+                ),
+            ))
+        })
+        .collect::<Result<_, ReportError>>()?;
+    for v in &mut out {
+        v.sentence = sentence(&v.methods, &is_sr);
+    }
+    Ok(out)
+}
+
+fn sentence(
+    methods: &[(String, u64, u64, u64, Option<f64>)],
+    is_sr: &std::collections::BTreeMap<String, bool>,
+) -> String {
+    let Some(sn) = methods.iter().find(|m| m.0 == "SN") else {
+        return "no SN baseline in this setting".into();
+    };
+    let srs: Vec<_> = methods
+        .iter()
+        .filter(|m| is_sr.get(&m.0).copied().unwrap_or(false))
+        .collect();
+    let (_, _, sn_spec, sn_col, _) = *sn;
+    if sn_spec == 0 {
+        return "unknown: the SN runs have no spectral analysis".into();
+    }
+    let mut parts = Vec::new();
+    if sn_col == 0 {
+        parts.push(format!("SN did not collapse (0/{sn_spec})"));
+    } else {
+        parts.push(format!("SN collapsed ({sn_col}/{sn_spec})"));
+    }
+    for (name, _, spec, col, _) in srs {
+        let clause = if *spec == 0 {
+            format!("{name}: unknown (no spectral analysis)")
+        } else if sn_col == 0 {
+            if *col == 0 {
+                format!("{name} did not collapse either (0/{spec})")
+            } else {
+                format!("{name} collapsed although SN did not ({col}/{spec})")
+            }
+        } else if *col == 0 {
+            format!("{name} avoided it (0/{spec})")
+        } else if (*col as f64 / *spec as f64) < (sn_col as f64 / sn_spec as f64) {
+            format!("{name} reduced it ({col}/{spec})")
+        } else {
+            format!("{name} did not avoid it ({col}/{spec})")
+        };
+        parts.push(clause);
+    }
+    if parts.len() == 1 {
+        parts.push("no SR runs to compare".into());
+    }
+    parts.join("; ")
+}
+
+fn summary_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+    let mut heads = vec!["setting", "method", "n"];
+    heads.extend(metrics.iter().map(|m| heading(m)));
+    heads.push("spectral collapse");
+    table_head(out, &heads);
+    for row in 0..df.height() {
+        let n = cell_f64(df, "n", row)?.unwrap_or(0.0) as u64;
+        let mut cells = vec![
+            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
+            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
+            n.to_string(),
+        ];
+        for m in metrics {
+            let mean = cell_f64(df, &format!("{m}_mean"), row)?;
+            let std = cell_f64(df, &format!("{m}_std"), row)?;
+            let k = cell_f64(df, &format!("{m}_n"), row)?.unwrap_or(0.0) as u64;
+            let mut c = match (mean, std) {
+                (None, _) => "–".to_string(),
+                (Some(m), Some(s)) => format!("{} ± {}", fmt_num(m), fmt_num(s)),
+                (Some(m), None) => fmt_num(m),
+            };
+            if mean.is_some() && k < n {
+                let _ = write!(c, " (n={k})");
+            }
+            cells.push(c);
+        }
+        cells.push(collapse_cell(
+            n,
+            cell_f64(df, "n_spectral", row)?.unwrap_or(0.0) as u64,
+            cell_f64(df, "n_collapsed", row)?.unwrap_or(0.0) as u64,
+            cell_f64(df, "collapse_iteration_mean", row)?,
+        ));
+        table_row(out, &cells);
+    }
+    Ok(())
+}
+
+fn deltas_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+    let mut heads = vec!["setting", "method"];
+    let names: Vec<String> = metrics
+        .iter()
+        .map(|m| format!("Δ {}", heading(m)))
+        .collect();
+    heads.extend(names.iter().map(String::as_str));
+    table_head(out, &heads);
+    for row in 0..df.height() {
+        let mut cells = vec![
+            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
+            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
+        ];
+        for m in metrics {
+            let d = cell_f64(df, &format!("{m}_delta"), row)?;
+            let p = cell_f64(df, &format!("{m}_delta_pct"), row)?;
+            cells.push(match (d, p) {
+                (None, _) => "–".into(),
+                (Some(d), Some(p)) => format!("{} ({}%)", signed(d), signed(p)),
+                (Some(d), None) => signed(d),
+            });
+        }
+        table_row(out, &cells);
+    }
+    Ok(())
+}
+
+fn runs_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+    let mut heads = vec!["run", "setting", "method", "seed"];
+    heads.extend(metrics.iter().map(|m| heading(m)));
+    heads.push("spectral collapse");
+    table_head(out, &heads);
+    for row in 0..df.height() {
+        let mut cells = vec![
+            esc(&cell_str(df, "run", row)?.unwrap_or_default()),
+            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
+            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
+            cell_str(df, "seed", row)?.unwrap_or_else(|| "–".into()),
+        ];
+        for m in metrics {
+            cells.push(opt(cell_f64(df, m, row)?));
+        }
+        let collapsed = super::tables::cell(df, "collapsed", row)?;
+        cells.push(match collapsed {
+            polars::prelude::AnyValue::Boolean(true) => {
+                match (
+                    cell_f64(df, "collapse_iteration", row)?,
+                    cell_str(df, "collapse_layer", row)?,
+                ) {
+                    (Some(it), Some(l)) => format!("yes, at {} (`{}`)", fmt_num(it), esc(&l)),
+                    _ => "yes".into(),
+                }
+            }
+            polars::prelude::AnyValue::Boolean(false) => "no".into(),
+            _ => "unknown".into(),
+        });
+        table_row(out, &cells);
+    }
+    Ok(())
+}
+
+/// Our SN mean ± std of one metric in one setting, for the paper comparison.
+fn ours(tables: &Tables, setting: &str, method: &str, metric: &str) -> Result<String, ReportError> {
+    let s = &tables.summary;
+    if !tables.metrics.contains(&metric) {
+        return Ok("–".into());
+    }
+    for row in 0..s.height() {
+        if cell_str(s, "setting", row)?.as_deref() == Some(setting)
+            && cell_str(s, "method", row)?.as_deref() == Some(method)
+        {
+            let mean = cell_f64(s, &format!("{metric}_mean"), row)?;
+            let std = cell_f64(s, &format!("{metric}_std"), row)?;
+            return Ok(match (mean, std) {
+                (Some(m), Some(sd)) => format!("{} ± {}", fmt_num(m), fmt_num(sd)),
+                (Some(m), None) => fmt_num(m),
+                _ => "–".into(),
+            });
+        }
+    }
+    Ok("–".into())
+}
+
+fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
+    out.push_str("## The papers' numbers beside ours\n\n");
+    out.push_str(
+        "SN paper (Miyato et al. 2018), Table 2, exact values. Our columns are the SN runs of each \
+         setting on CIFAR-10 or STL-10 whose architecture and loss match the row (mean ± std over \
+         seeds); our Inception port and sample counts differ from the paper's, so compare gaps, \
+         not absolute values.\n\n",
+    );
+    table_head(
+        out,
+        &[
+            "section",
+            "method",
+            "IS CIFAR-10",
+            "IS STL-10",
+            "FID CIFAR-10",
+            "FID STL-10",
+        ],
+    );
+    let d = |x: Option<&str>| x.unwrap_or("–").to_string();
+    for r in SN_TABLE2 {
+        table_row(
+            out,
+            &[
+                d(Some(r.section).filter(|s| !s.is_empty())),
+                r.method.to_string(),
+                d(r.is_cifar10),
+                d(r.is_stl10),
+                d(r.fid_cifar10),
+                d(r.fid_stl10),
+            ],
+        );
+    }
+    out.push('\n');
+    // Our settings, deduplicated, with the first run of each as the params example.
+    let mut seen: Vec<&str> = Vec::new();
+    let mut ours_rows = Vec::new();
+    let mut grid_rows = Vec::new();
+    for (run, setting) in doc.runs.iter().zip(doc.settings) {
+        if seen.contains(&setting.as_str()) {
+            continue;
+        }
+        seen.push(setting);
+        let p = &run.params;
+        let dataset = p.get("dataset").cloned().unwrap_or_default();
+        let arch = p
+            .get("model.arch")
+            .or_else(|| p.get("model.kind"))
+            .cloned()
+            .unwrap_or_default();
+        let loss = p.get("loss").cloned().unwrap_or_else(|| "hinge".into());
+        let lower = dataset.to_ascii_lowercase().replace(['-', '_'], "");
+        let col = if lower.contains("cifar10") {
+            Some(true)
+        } else if lower.contains("stl10") {
+            Some(false)
+        } else {
+            None
+        };
+        if let (Some(cifar), Some(row)) = (col, sn_table2_match(&arch, &loss)) {
+            let (is_p, fid_p) = if cifar {
+                (row.is_cifar10, row.fid_cifar10)
+            } else {
+                (row.is_stl10, row.fid_stl10)
+            };
+            ours_rows.push(vec![
+                esc(setting),
+                format!("{} / {}", row.section, row.method),
+                d(is_p),
+                ours(doc.tables, setting, "SN", "is")?,
+                d(fid_p),
+                ours(doc.tables, setting, "SN", "fid")?,
+            ]);
+        }
+        let batch = p.get("batch_size").and_then(|b| b.parse::<usize>().ok());
+        let d_ch = p.get("model.d_ch").and_then(|b| b.parse::<usize>().ok());
+        if let (Some(batch), Some(d_ch)) = (batch, d_ch) {
+            for g in sr_grid_match(&dataset, batch, d_ch) {
+                let verdict = doc.verdicts.iter().find(|v| &v.setting == setting);
+                let cell = |sr: bool| -> String {
+                    let Some(v) = verdict else {
+                        return "–".into();
+                    };
+                    let cells: Vec<String> = v
+                        .methods
+                        .iter()
+                        .filter(|m| {
+                            if sr {
+                                m.0.starts_with("SR ")
+                            } else {
+                                m.0 == "SN"
+                            }
+                        })
+                        .map(|m| {
+                            let c = collapse_cell(m.1, m.2, m.3, m.4);
+                            if sr {
+                                format!("{}: {c}", m.0)
+                            } else {
+                                c
+                            }
+                        })
+                        .collect();
+                    if cells.is_empty() {
+                        "–".into()
+                    } else {
+                        cells.join("; ")
+                    }
+                };
+                grid_rows.push(vec![
+                    esc(setting),
+                    g.name(),
+                    format!("{} (inferred)", g.dataset_guess()),
+                    if g.sn_collapses {
+                        "collapses"
+                    } else {
+                        "no collapse"
+                    }
+                    .into(),
+                    "no collapse".into(),
+                    cell(false),
+                    cell(true),
+                ]);
+            }
+        }
+    }
+    out.push_str("Our SN runs beside Table 2:\n\n");
+    if ours_rows.is_empty() {
+        out.push_str("None of our settings is a CIFAR-10 or STL-10 run with a Table 2 architecture and loss.\n\n");
+    } else {
+        table_head(
+            out,
+            &[
+                "our setting",
+                "Table 2 row",
+                "IS (paper)",
+                "IS (ours)",
+                "FID (paper)",
+                "FID (ours)",
+            ],
+        );
+        for r in &ours_rows {
+            table_row(out, r);
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "SR paper (Liu et al. 2019), the 26-setting grid of Figs. 1–3: which settings collapse \
+         under SN (SR avoided all ten). The paper's per-setting IS/FID tables were not available \
+         to us, so only the collapse verdicts are compared.\n\n",
+    );
+    if grid_rows.is_empty() {
+        out.push_str("None of our settings matches a setting of the grid (dataset, batch size, D width).\n\n");
+    } else {
+        table_head(
+            out,
+            &[
+                "our setting",
+                "paper setting",
+                "paper dataset",
+                "SN (paper)",
+                "SR (paper)",
+                "SN (ours)",
+                "SR (ours)",
+            ],
+        );
+        for r in &grid_rows {
+            table_row(out, r);
+        }
+        out.push('\n');
+    }
+    Ok(())
+}
+
+/// The whole Markdown document.
+pub fn render(doc: &Document) -> Result<String, ReportError> {
+    let t = doc.tables;
+    let n_settings = doc.verdicts.len();
+    let mut out = String::new();
+    out.push_str("# Report: spectral collapse, SN against SR\n\n");
+    let _ = writeln!(
+        out,
+        "Made by the `report` builtin (version {VERSION}) from {} run(s) in {n_settings} setting(s). \
+         Each run counts with its final metrics row; ± is the sample standard deviation over seeds; \
+         `–` means no value. A setting is everything in the runs' params that varies, except the \
+         seed and the method.\n",
+        doc.runs.len()
+    );
+
+    out.push_str("## Verdict, setting by setting\n\n");
+    out.push_str(
+        "Spectral collapse as the `spectral` stage detected it (any layer of D). SR *avoided* \
+         collapse when SN collapsed in at least one seed and that SR method in none.\n\n",
+    );
+    // Columns in method-rank order, as the summary is sorted within each setting.
+    let mut ranked: Vec<(u32, String)> = Vec::new();
+    for row in 0..t.summary.height() {
+        let m = cell_str(&t.summary, "method", row)?.unwrap_or_default();
+        let rank = cell_f64(&t.summary, "method_rank", row)?.unwrap_or(9.0) as u32;
+        if !ranked.iter().any(|x| x.1 == m) {
+            ranked.push((rank, m));
+        }
+    }
+    ranked.sort();
+    let mut heads: Vec<&str> = vec!["setting"];
+    heads.extend(ranked.iter().map(|r| r.1.as_str()));
+    heads.push("verdict");
+    table_head(&mut out, &heads);
+    for v in doc.verdicts {
+        let mut cells = vec![esc(&v.setting)];
+        for (_, m) in &ranked {
+            cells.push(match v.methods.iter().find(|x| &x.0 == m) {
+                Some(x) => collapse_cell(x.1, x.2, x.3, x.4),
+                None => "–".into(),
+            });
+        }
+        cells.push(esc(&v.sentence));
+        table_row(&mut out, &cells);
+    }
+    out.push('\n');
+
+    let metrics = &t.metrics;
+    out.push_str("## Comparison: mean ± std over seeds\n\n");
+    summary_table(&mut out, &t.summary, metrics)?;
+    out.push_str("\nCSV: [summary.csv](summary.csv)\n\n");
+
+    out.push_str("## SN → SR deltas\n\n");
+    if t.deltas.height() == 0 {
+        out.push_str("No setting has both SN and SR runs.\n\n");
+    } else {
+        out.push_str("SR mean − SN mean of the same setting (percentage of |SN mean|).\n\n");
+        deltas_table(&mut out, &t.deltas, metrics)?;
+        out.push_str("\nCSV: [deltas.csv](deltas.csv)\n\n");
+    }
+
+    out.push_str("## Runs\n\n");
+    runs_table(&mut out, &t.runs, metrics)?;
+    out.push_str("\nCSV: [runs.csv](runs.csv)\n\n");
+
+    out.push_str("## Missing inputs\n\n");
+    if doc.missing.is_empty() {
+        out.push_str(
+            "None: every run has its metrics, spectral analysis, spectra and samples.\n\n",
+        );
+    } else {
+        table_head(&mut out, &["run", "input", "path", "status"]);
+        for m in doc.missing {
+            table_row(
+                &mut out,
+                &[
+                    esc(&m.run),
+                    m.what.to_string(),
+                    format!("`{}`", esc(&m.path)),
+                    esc(&m.reason),
+                ],
+            );
+        }
+        out.push('\n');
+    }
+
+    if doc.paper {
+        paper_section(&mut out, doc)?;
+    }
+
+    out.push_str("## Figures\n\n");
+    out.push_str("### Normalized spectra over training\n\n");
+    out.push_str(
+        "Singular values of the layer's normalized weight divided by the largest, against their \
+         index, one curve per logged iteration (blue early, red late), as in the SR paper's \
+         Figs. 1–3. Each PNG has an SVG beside it.\n\n",
+    );
+    let mut any = false;
+    for (run, f) in doc.runs.iter().zip(doc.run_figures) {
+        if let Some((layer, name, path)) = &f.spectra {
+            any = true;
+            let _ = writeln!(
+                out,
+                "![{} ({}), layer {layer} `{}`]({})\n",
+                run.name,
+                run.method.label(),
+                name,
+                path.to_string_lossy()
+            );
+        }
+    }
+    if !any {
+        out.push_str("No run has spectra.\n\n");
+    }
+    out.push_str("### Metrics over training\n\n");
+    if doc.curves.is_empty() {
+        out.push_str("No run has metrics at numbered iterations.\n\n");
+    }
+    for (setting, heading, path) in doc.curves {
+        let _ = writeln!(out, "![{heading}: {setting}]({path})\n");
+    }
+    out.push_str("### Sample grids\n\n");
+    let mut any = false;
+    for (run, f) in doc.runs.iter().zip(doc.run_figures) {
+        if let Some(path) = &f.samples {
+            any = true;
+            let _ = writeln!(
+                out,
+                "**{}** ({}):\n\n![samples of {}]({})\n",
+                run.name,
+                run.method.label(),
+                run.name,
+                path.to_string_lossy()
+            );
+        }
+    }
+    if !any {
+        out.push_str("No run has sample grids.\n\n");
+    }
+
+    if let Some(dag) = doc.dag {
+        out.push_str("## Pipeline\n\n");
+        let dag = dag.trim_end();
+        if dag.starts_with("```") {
+            let _ = writeln!(out, "{dag}\n");
+        } else {
+            let _ = writeln!(out, "```mermaid\n{dag}\n```\n");
+        }
+    }
+
+    if let Some(stages) = doc.stage_runs {
+        out.push_str("## Stage runs\n\n");
+        out.push_str("The latest record of each stage. CSV: [stages.csv](stages.csv)\n\n");
+        table_head(
+            &mut out,
+            &[
+                "stage",
+                "outcome",
+                "wall time (s)",
+                "peak memory (MiB)",
+                "cache hit",
+            ],
+        );
+        for s in stages {
+            table_row(
+                &mut out,
+                &[
+                    format!("`{}`", esc(&s.stage)),
+                    esc(&s.outcome),
+                    format!("{:.1}", s.wall_seconds),
+                    format!("{:.1}", s.peak_rss_kib as f64 / 1024.0),
+                    if s.cache_hit { "yes" } else { "no" }.into(),
+                ],
+            );
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,413 @@
+//! The `report` builtin: every run's params, metrics and spectral verdict joined into
+//! comparison tables (polars), written as Markdown and CSV, with figures (plotters, PNG + SVG).
+//!
+//! # Params (`with:`)
+//!
+//! ```yaml
+//! with:
+//!   runs_root: runs            # every subdirectory with a params.json is a run ...
+//!   evals_root: evals          # ... joined by name with evals/<name>/metrics.json
+//!   spectral_root: spectral    # ... and spectral/<name>/spectral.json
+//!   # or, instead of the three roots, an explicit list:
+//!   # runs: [{run: runs/ring-sn-1, eval: evals/ring-sn-1/metrics.json,
+//!   #         spectral: spectral/ring-sn-1/spectral.json}, ...]
+//!   dag: reports/dag.mmd       # optional: a Mermaid flowchart (`repro dag --mermaid`)
+//!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
+//!   paper: false               # put the papers' numbers beside ours
+//!   spectra_layer: 9           # optional: the layer drawn and summarized (default: the last)
+//!   figures: true              # draw figures (false: tables only)
+//!   out: reports               # the report directory
+//! ```
+//!
+//! # Outputs (under `out`)
+//!
+//! `report.md`; `runs.csv` (one row per run), `summary.csv` (setting x method, mean/std/count
+//! per metric, collapse counts), `deltas.csv` (SR minus SN per setting), `verdicts.csv`,
+//! `stages.csv` (with `run_records`); `figures/spectra/<run>.{png,svg}`,
+//! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`.
+//!
+//! # Design
+//!
+//! - A run's *method* comes from its params (`SN`, `SR static (i)`, `SR dynamic`,
+//!   `SR graph (i)`, `none`) and its *setting* is everything else that varies between runs,
+//!   except the seed (`inputs.rs`). Seeds of one setting and method are aggregated.
+//! - Missing pieces (no metrics, no spectral analysis, no spectra, no samples) are listed in the
+//!   report, never silently dropped; only a run without `params.json` is an error in the
+//!   explicit form, since it cannot be placed in a setting.
+//! - **Byte-identical output for equal inputs**: all files are produced in memory first, every
+//!   table is explicitly sorted, figures use a committed font and no timestamps, paths in the
+//!   report are the relative paths of the params. Then each file is written atomically.
+//! - What must never change silently: the CSV column names and the verdict wording (users and
+//!   the published `reports/` read them). Bump [`VERSION`] when the meaning of any output
+//!   changes.
+
+pub mod figures;
+pub mod inputs;
+pub mod markdown;
+pub mod paper;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{Column, DataFrame};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::builtin::{Builtin, Context, StageError};
+use inputs::{Missing, Run, RunPaths};
+
+/// The `report` builtin's version: enters the fingerprint of every report stage.
+pub const VERSION: u32 = 1;
+
+/// The registry entry.
+pub const BUILTIN: Builtin = Builtin {
+    kind: "report",
+    version: VERSION,
+    summary: "tables (Markdown, CSV) and figures comparing SN and SR runs",
+    run,
+};
+
+/// Why the report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("invalid report params: {0}")]
+    Params(String),
+    #[error("run `{run}` has no `{}`; every run needs the params it was trained with", .path.display())]
+    MissingParams { run: String, path: PathBuf },
+    #[error("cannot use `{}`: {message}", .path.display())]
+    BadInput { path: PathBuf, message: String },
+    #[error("cannot {action} `{}`: {source}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the tables failed: {0}")]
+    Table(String),
+    #[error("drawing a figure failed: {0}")]
+    Figure(String),
+}
+
+/// One explicitly listed run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// The run directory (holds `params.json`).
+    pub run: PathBuf,
+    /// Its `metrics.json`.
+    #[serde(default)]
+    pub eval: Option<PathBuf>,
+    /// Its `spectral.json`.
+    #[serde(default)]
+    pub spectral: Option<PathBuf>,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_out() -> PathBuf {
+    PathBuf::from("reports")
+}
+
+/// The `with:` params of `report` (see the module doc).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    #[serde(default)]
+    pub runs: Option<Vec<RunSpec>>,
+    #[serde(default)]
+    pub runs_root: Option<PathBuf>,
+    #[serde(default)]
+    pub evals_root: Option<PathBuf>,
+    #[serde(default)]
+    pub spectral_root: Option<PathBuf>,
+    #[serde(default)]
+    pub dag: Option<PathBuf>,
+    #[serde(default)]
+    pub run_records: Option<PathBuf>,
+    #[serde(default)]
+    pub paper: bool,
+    #[serde(default)]
+    pub spectra_layer: Option<u64>,
+    #[serde(default = "d_true")]
+    pub figures: bool,
+    #[serde(default = "d_out")]
+    pub out: PathBuf,
+}
+
+/// The latest record of one pipeline stage, for the stage-run table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRun {
+    pub stage: String,
+    pub outcome: String,
+    pub wall_seconds: f64,
+    pub peak_rss_kib: u64,
+    pub cache_hit: bool,
+}
+
+/// The report's files, by path relative to `out`.
+pub type Files = BTreeMap<PathBuf, Vec<u8>>;
+
+fn run(ctx: &Context) -> Result<(), StageError> {
+    let params: ReportParams = ctx.params()?;
+    let progress = |step, total, msg: &str| ctx.progress(step, total, msg);
+    let files = generate(&params, Path::new("."), &progress).map_err(|e| match e {
+        ReportError::Params(message) => StageError::Params {
+            kind: "report".into(),
+            message,
+        },
+        other => StageError::domain(other),
+    })?;
+    write_files(&params.out, &files).map_err(StageError::domain)
+}
+
+/// Writes every file under `out`, each to a temp file renamed into place.
+pub fn write_files(out: &Path, files: &Files) -> Result<(), ReportError> {
+    for (rel, bytes) in files {
+        let path = out.join(rel);
+        let dir = path.parent().unwrap_or(out);
+        let io = |action, source| ReportError::Io {
+            action,
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("write", e))?;
+        tmp.write_all(bytes).map_err(|e| io("write", e))?;
+        tmp.persist(&path).map_err(|e| io("write", e.error))?;
+    }
+    Ok(())
+}
+
+/// Makes every report file in memory. Paths in `params` are relative to `base`.
+pub fn generate(
+    params: &ReportParams,
+    base: &Path,
+    progress: &dyn Fn(u64, u64, &str),
+) -> Result<Files, ReportError> {
+    let paths: Vec<RunPaths> = match (&params.runs, &params.runs_root) {
+        (Some(_), Some(_)) => {
+            return Err(ReportError::Params(
+                "give either `runs` or `runs_root`, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ReportError::Params(
+                "give `runs_root` (with `evals_root`, `spectral_root`) or a `runs` list".into(),
+            ))
+        }
+        (Some(list), None) => list
+            .iter()
+            .map(|r| RunPaths {
+                name: r
+                    .run
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| inputs::show(&r.run)),
+                run: r.run.clone(),
+                eval: r.eval.clone(),
+                spectral: r.spectral.clone(),
+            })
+            .collect(),
+        (None, Some(root)) => inputs::discover(
+            base,
+            root,
+            params.evals_root.as_deref(),
+            params.spectral_root.as_deref(),
+        )?,
+    };
+    if paths.is_empty() {
+        return Err(ReportError::Params(
+            "no runs: no directory under `runs_root` holds a `params.json`".into(),
+        ));
+    }
+    let total = paths.len() as u64 + 2;
+    let mut missing = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
+    for (k, p) in paths.iter().enumerate() {
+        progress(k as u64, total, &format!("reading run `{}`", p.name));
+        runs.push(inputs::load_run(base, p, &mut missing)?);
+    }
+    let settings = inputs::settings(&runs);
+    let tables = tables::build(&runs, &settings, params.spectra_layer)?;
+    let verdicts = markdown::verdicts(&tables)?;
+
+    let mut files = Files::new();
+    let mut run_figures = vec![figures::RunFigures::default(); runs.len()];
+    let mut curves = Vec::new();
+    if params.figures {
+        progress(paths.len() as u64, total, "drawing figures");
+        for (run, slot) in runs.iter().zip(run_figures.iter_mut()) {
+            *slot =
+                figures::run_figures(base, run, params.spectra_layer, &mut files, &mut missing)?;
+        }
+        let metric_heads: Vec<(&str, &str)> = inputs::METRICS
+            .iter()
+            .copied()
+            .filter(|(m, _)| tables.metrics.contains(m) && *m != "modes_total")
+            .collect();
+        for v in &verdicts {
+            let group: Vec<&Run> = runs
+                .iter()
+                .zip(&settings)
+                .filter(|(_, s)| **s == v.setting)
+                .map(|(r, _)| r)
+                .collect();
+            for (metric, chart) in figures::curve_charts(&v.setting, &group, &metric_heads) {
+                let stem = PathBuf::from("figures/curves")
+                    .join(format!("{}-{metric}", figures::slug(&v.setting)));
+                chart.render_into(&stem, &mut files)?;
+                let heading = chart.y_label.clone();
+                curves.push((
+                    v.setting.clone(),
+                    heading,
+                    stem.with_extension("png").to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+
+    let dag = match &params.dag {
+        None => None,
+        Some(p) => match std::fs::read_to_string(base.join(p)) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                missing.push(Missing {
+                    run: "-".into(),
+                    what: "dag",
+                    path: inputs::show(p),
+                    reason: reason(&e),
+                });
+                None
+            }
+        },
+    };
+    let stage_runs = match &params.run_records {
+        None => None,
+        Some(p) => match read_stage_runs(base, p) {
+            Ok(s) => Some(s),
+            Err(r) => {
+                missing.push(Missing {
+                    run: "-".into(),
+                    what: "run records",
+                    path: inputs::show(p),
+                    reason: r,
+                });
+                None
+            }
+        },
+    };
+
+    progress(paths.len() as u64 + 1, total, "writing tables");
+    let doc = markdown::Document {
+        runs: &runs,
+        settings: &settings,
+        tables: &tables,
+        verdicts: &verdicts,
+        missing: &missing,
+        run_figures: &run_figures,
+        curves: &curves,
+        paper: params.paper,
+        dag: dag.as_deref(),
+        stage_runs: stage_runs.as_deref(),
+    };
+    files.insert("report.md".into(), markdown::render(&doc)?.into_bytes());
+    files.insert("runs.csv".into(), tables::to_csv(&tables.runs)?);
+    files.insert("summary.csv".into(), tables::to_csv(&tables.summary)?);
+    files.insert("deltas.csv".into(), tables::to_csv(&tables.deltas)?);
+    let verdict_df = DataFrame::new_infer_height(vec![
+        Column::new(
+            "setting".into(),
+            verdicts
+                .iter()
+                .map(|v| v.setting.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "verdict".into(),
+            verdicts
+                .iter()
+                .map(|v| v.sentence.clone())
+                .collect::<Vec<_>>(),
+        ),
+    ])?;
+    files.insert("verdicts.csv".into(), tables::to_csv(&verdict_df)?);
+    if let Some(stages) = &stage_runs {
+        let df = DataFrame::new_infer_height(vec![
+            Column::new(
+                "stage".into(),
+                stages.iter().map(|s| s.stage.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "outcome".into(),
+                stages.iter().map(|s| s.outcome.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "wall_seconds".into(),
+                stages.iter().map(|s| s.wall_seconds).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "peak_rss_kib".into(),
+                stages.iter().map(|s| s.peak_rss_kib).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "cache_hit".into(),
+                stages.iter().map(|s| s.cache_hit).collect::<Vec<_>>(),
+            ),
+        ])?;
+        files.insert("stages.csv".into(), tables::to_csv(&df)?);
+    }
+    progress(total, total, "report done");
+    Ok(files)
+}
+
+fn reason(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        "missing".into()
+    } else {
+        format!("unreadable: {e}")
+    }
+}
+
+/// The latest record of each stage (records later in the file win), sorted by stage name.
+fn read_stage_runs(base: &Path, path: &Path) -> Result<Vec<StageRun>, String> {
+    let bytes = std::fs::read(base.join(path)).map_err(|e| reason(&e))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))?;
+    let list = match &v {
+        Value::Array(a) => a,
+        Value::Object(m) => match m.get("runs").or_else(|| m.get("records")) {
+            Some(Value::Array(a)) => a,
+            _ => {
+                return Err(
+                    "unreadable: expected an array of records or `{\"runs\": [...]}`".into(),
+                )
+            }
+        },
+        _ => return Err("unreadable: expected an array of records".into()),
+    };
+    let mut latest: BTreeMap<String, StageRun> = BTreeMap::new();
+    for (k, r) in list.iter().enumerate() {
+        let stage = r
+            .get("stage")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("unreadable: record {k} has no `stage`"))?;
+        latest.insert(
+            stage.to_string(),
+            StageRun {
+                stage: stage.to_string(),
+                outcome: r
+                    .get("outcome")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+                wall_seconds: r.get("wall_seconds").and_then(Value::as_f64).unwrap_or(0.0),
+                peak_rss_kib: r.get("peak_rss_kib").and_then(Value::as_u64).unwrap_or(0),
+                cache_hit: r.get("cache_hit").and_then(Value::as_bool).unwrap_or(false),
+            },
+        );
+    }
+    Ok(latest.into_values().collect())
+}

@@ -1,0 +1,177 @@
+//! The report of a small fixed set of fake runs matches committed snapshots, is byte-identical
+//! across two runs, and names every missing input.
+//!
+//! Inputs: `tests/fixtures/report/` (runs, evals, spectral, dag, run records), written by
+//! `scripts/fixtures/report_runs.py`. Expected outputs: `tests/fixtures/report/expected/`.
+//! After an intended change of the report, regenerate the expected files with
+//!
+//! ```sh
+//! UPDATE_SNAPSHOTS=1 cargo test -p stages --test report_snapshot
+//! ```
+//!
+//! and read the diff before committing it.
+#![cfg(feature = "report")]
+
+use std::path::{Path, PathBuf};
+
+use stages::report::{generate, write_files, Files, ReportError, ReportParams};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
+}
+
+fn params(json: serde_json::Value) -> ReportParams {
+    serde_json::from_value(json).expect("test params deserialize")
+}
+
+fn full_params() -> ReportParams {
+    params(serde_json::json!({
+        "runs_root": "runs",
+        "evals_root": "evals",
+        "spectral_root": "spectral",
+        "dag": "dag.mmd",
+        "run_records": "run_records.json",
+        "paper": true,
+        "out": "unused",
+    }))
+}
+
+fn report(p: &ReportParams) -> Files {
+    generate(p, &fixtures(), &|_, _, _| {}).expect("the fixture report builds")
+}
+
+fn text(files: &Files, name: &str) -> String {
+    let bytes = files
+        .get(Path::new(name))
+        .unwrap_or_else(|| panic!("the report has no `{name}`"));
+    String::from_utf8(bytes.clone()).expect("utf-8 output")
+}
+
+#[test]
+fn report_matches_snapshots() {
+    let files = report(&full_params());
+    let expected = fixtures().join("expected");
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+    let mut names: Vec<String> = files
+        .keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let listing = names.join("\n") + "\n";
+    let mut snapshots = vec![("files.txt".to_string(), listing)];
+    for name in [
+        "report.md",
+        "runs.csv",
+        "summary.csv",
+        "deltas.csv",
+        "verdicts.csv",
+        "stages.csv",
+    ] {
+        snapshots.push((name.to_string(), text(&files, name)));
+    }
+    for (name, got) in snapshots {
+        let path = expected.join(&name);
+        if update {
+            std::fs::create_dir_all(&expected).expect("create expected dir");
+            std::fs::write(&path, &got).expect("write snapshot");
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no snapshot `{}` ({e}); run with UPDATE_SNAPSHOTS=1",
+                path.display()
+            )
+        });
+        assert_eq!(got, want, "`{name}` differs from its snapshot");
+    }
+}
+
+#[test]
+fn two_runs_give_identical_bytes_on_disk() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let first = report(&full_params());
+    let second = report(&full_params());
+    write_files(a.path(), &first).expect("write first");
+    write_files(b.path(), &second).expect("write second");
+    assert_eq!(first.len(), second.len());
+    for (rel, bytes) in &first {
+        let on_a = std::fs::read(a.path().join(rel)).expect("read back");
+        let on_b = std::fs::read(b.path().join(rel)).expect("read back");
+        assert_eq!(&on_a, bytes, "`{}` written as produced", rel.display());
+        assert!(on_a == on_b, "`{}` differs between two runs", rel.display());
+    }
+    // The figures are real images: PNG signature, and SVG text with the chart's title.
+    let png = &first[Path::new("figures/spectra/ring-sn-1.png")];
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = String::from_utf8(first[Path::new("figures/spectra/ring-sn-1.svg")].clone())
+        .expect("svg is text");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+    assert!(svg.contains("ring-sn-1"));
+}
+
+#[test]
+fn a_missing_metrics_file_is_reported_as_missing() {
+    let md = text(&report(&full_params()), "report.md");
+    assert!(
+        md.contains("| ring-srd-1 | metrics | `evals/ring-srd-1/metrics.json` | missing |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| grid-srg-1 | spectral | `spectral/grid-srg-1/spectral.json` | missing |")
+    );
+    // The run is still in the runs table, with no metric values.
+    assert!(md.contains(
+        "| ring-srd-1 | ring · mlp hidden=64 layers=2 · batch 64 · optimizer=C | SR dynamic | 1 |"
+    ));
+    // A directory without params.json is not a run.
+    assert!(!md.contains("notes"));
+}
+
+#[test]
+fn verdicts_follow_the_counts() {
+    let v = text(&report(&full_params()), "verdicts.csv");
+    assert!(v.contains(
+        "SN collapsed (2/2); SR static (0.5) avoided it (0/2); SR dynamic avoided it (0/1)"
+    ));
+    assert!(v.contains("SN collapsed (1/1); SR graph (0.5): unknown (no spectral analysis)"));
+}
+
+#[test]
+fn without_paper_there_is_no_paper_section_and_without_figures_no_figures() {
+    let mut p = full_params();
+    p.paper = false;
+    p.figures = false;
+    let files = report(&p);
+    let md = text(&files, "report.md");
+    assert!(!md.contains("The papers' numbers"));
+    assert!(files.keys().all(|k| !k.starts_with("figures")));
+}
+
+#[test]
+fn explicit_runs_need_params() {
+    let p = params(serde_json::json!({
+        "runs": [
+            {"run": "runs/ring-sn-1", "eval": "evals/ring-sn-1/metrics.json"},
+            {"run": "runs/notes"}
+        ],
+        "figures": false,
+    }));
+    match generate(&p, &fixtures(), &|_, _, _| {}) {
+        Err(ReportError::MissingParams { run, .. }) => assert_eq!(run, "notes"),
+        other => panic!(
+            "expected a missing-params error, got {:?}",
+            other.map(|f| f.len())
+        ),
+    }
+}
+
+#[test]
+fn runs_and_runs_root_together_are_rejected() {
+    let p = params(serde_json::json!({"runs": [], "runs_root": "runs"}));
+    let err = generate(&p, &fixtures(), &|_, _, _| {}).expect_err("both forms at once");
+    assert!(
+        err.to_string().contains("either `runs` or `runs_root`"),
+        "{err}"
+    );
+}
