@@ -24,8 +24,12 @@ skip() {
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >"$log" 2>&1 || skip "cannot create a python venv at \`$venv\`: $(tail -1 "$log")"
 fi
-# nvcc pulls its own runtime, crt and nvvm wheels; cccl (for <nv/target>) is pinned alongside.
-if ! "$venv/bin/pip" install --quiet 'nvidia-cuda-nvcc==13.0.*' 'nvidia-cuda-cccl==13.0.*' >"$log" 2>&1; then
+# nvcc's own runtime, crt and nvvm wheels must be pinned to 13.0 too: left to pip they resolve
+# to the newest (13.5), whose nvvm emits PTX 9.5 that the 13.0 ptxas rejects ("Unsupported
+# .version 9.5"). cccl provides <nv/target>.
+pins=('nvidia-cuda-nvcc==13.0.*' 'nvidia-cuda-cccl==13.0.*' 'nvidia-nvvm==13.0.*'
+  'nvidia-cuda-crt==13.0.*' 'nvidia-cuda-runtime==13.0.*')
+if ! "$venv/bin/pip" install --quiet "${pins[@]}" >"$log" 2>&1; then
   skip "installing nvcc 13.0 from the package index failed: $(tail -3 "$log" | tr '\n' ' ')"
 fi
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

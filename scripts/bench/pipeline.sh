@@ -7,7 +7,7 @@
 # and the ratio snakemake/repro for each. Snakemake is installed into a venv
 # (.bench/venv-snakemake) on first use; pass --no-peer to time repro alone.
 #
-# Usage: scripts/bench/pipeline.sh [--groups N] [--no-peer]
+# Usage: [REPRO_BIN=path] scripts/bench/pipeline.sh [--groups N] [--no-peer]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 groups=1000
@@ -23,8 +23,13 @@ gen=$(cd .. && pwd)/shared/bench/gen_pipeline_bench.py
 [ -f "$gen" ] || { echo "missing $gen" >&2; exit 2; }
 work=${BENCH_DIR:-$PWD/.bench}
 mkdir -p "$work"
-cargo build --release --locked -q
-repro=$PWD/target/release/repro
+# REPRO_BIN: time an existing binary instead of building one.
+if [ -n "${REPRO_BIN:-}" ]; then
+  repro=$(realpath "$REPRO_BIN")
+else
+  cargo build --release --locked -q
+  repro=$PWD/target/release/repro
+fi
 
 secs() { python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
 timeit() { # prints seconds taken by "$@"
