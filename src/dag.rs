@@ -157,28 +157,18 @@ impl Dag {
         let mut upstream: Vec<BTreeSet<StageId>> = vec![BTreeSet::new(); stages.len()];
         for (id, stage) in stages.iter().enumerate() {
             for dep in &stage.deps {
-                let mut found = false;
-                // An out that contains the dep: the nearest candidate sorts at or before it.
-                if let Some((path, &(pid, _))) = producers.range(..=dep.path.as_str()).next_back() {
-                    if is_within(&dep.path, path) {
-                        found = true;
-                        if pid == id {
-                            return Err(DagError::from(DagErrorKind::SelfDependency {
-                                file,
-                                stage: stage.name.clone(),
-                                path: dep.path.clone(),
-                                at: dep.location,
-                            }));
-                        }
-                        upstream[id].insert(pid);
-                    }
-                }
-                // Outs inside the dep (a dep on a whole directory that several stages fill).
+                // Producers of the dep: an out that contains it (the nearest candidate sorts at
+                // or before it), and outs inside it (a dep on a directory several stages fill).
                 let prefix = format!("{}/", dep.path);
+                let containing = producers
+                    .range(..=dep.path.as_str())
+                    .next_back()
+                    .filter(|(path, _)| is_within(&dep.path, path));
                 let inside = producers.range(dep.path.as_str()..).take_while(|(p, _)| {
                     **p == dep.path || p.starts_with(&prefix) || dep.path.is_empty()
                 });
-                for (_, &(pid, _)) in inside {
+                let mut found = false;
+                for (_, &(pid, _)) in containing.into_iter().chain(inside) {
                     found = true;
                     if pid == id {
                         return Err(DagError::from(DagErrorKind::SelfDependency {
