@@ -24,7 +24,6 @@
 //!   the report, floats with 6 decimals.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -235,19 +234,7 @@ fn sorted_keys(v: Value) -> Value {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory, so a killed stage never
-/// leaves half a file that looks whole.
+/// Writes through the crate's one atomic writer (temp file, fsync, rename, 0644).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| StageError::io("create directory", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| StageError::io("create a temp file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| StageError::io("write", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| StageError::io("rename into", path, e.error))?;
-    Ok(())
+    crate::data::atomic::write_atomic(path, bytes).map_err(StageError::domain)
 }
