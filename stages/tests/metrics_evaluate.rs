@@ -244,6 +244,48 @@ fn stacked_mnist_counts_the_classifiers_triples() {
         row.get("fid").is_none(),
         "no inception weights, no fid: {row}"
     );
+
+    // The same digits zero-padded to 32x32 (what `prepare` with `pad: 2` feeds the standard
+    // CNN) are cropped back to their centre: the same counts.
+    let padded: Vec<u8> = pixels
+        .chunks_exact(784)
+        .flat_map(|digit| {
+            let mut plane = vec![0u8; 32 * 32];
+            for (r, row) in digit.chunks_exact(28).enumerate() {
+                plane[(r + 2) * 32 + 2..(r + 2) * 32 + 30].copy_from_slice(row);
+            }
+            plane
+        })
+        .collect();
+    let padded_file = dir.path().join("padded.safetensors");
+    let mut padded_ds = ds.clone();
+    padded_ds.samples = Samples::Images {
+        pixels: padded,
+        shape: [n, 3, 32, 32],
+    };
+    save(&padded_file, &padded_ds).expect("save");
+    let m32 = run(json!({
+        "samples": s(&padded_file), "dataset_kind": "stacked-mnist", "classifier": s(&weights), "metrics": s(&metrics),
+    }))
+    .expect("evaluate padded");
+    assert_eq!(m32["rows"][0]["stacked_mnist"], row["stacked_mnist"]);
+
+    // An odd margin cannot be a centred 28x28 digit: an error naming the file and the shape.
+    let mut odd = ds.clone();
+    odd.samples = Samples::Images {
+        pixels: vec![0; n * 3 * 31 * 31],
+        shape: [n, 3, 31, 31],
+    };
+    let odd_file = dir.path().join("odd.safetensors");
+    save(&odd_file, &odd).expect("save");
+    let err = run(json!({
+        "samples": s(&odd_file), "dataset_kind": "stacked-mnist", "classifier": s(&weights), "metrics": s(&metrics),
+    }))
+    .expect_err("31x31");
+    assert!(
+        err.to_string().contains("odd.safetensors") && err.to_string().contains("31"),
+        "{err}"
+    );
 }
 
 fn random_images(n: usize, seed: u64) -> Vec<u8> {

@@ -8,8 +8,9 @@
 //! Which metrics a row gets is decided by `dataset_kind`, never guessed from the data:
 //! - `ring`, `grid`: the mode counts of `modes.rs` against the fixed mixtures of
 //!   `data::synthetic`, plus PRDC on the raw coordinates when a `reference` is given;
-//! - `stacked-mnist`: the classifier's mode count and reverse KL (a `classifier` is required),
-//!   plus the image metrics below when `inception_weights` is given;
+//! - `stacked-mnist`: the classifier's mode count and reverse KL (a `classifier` is required;
+//!   32×32 samples of the padded set are cropped back to the classifier's centred 28×28), plus
+//!   the image metrics below when `inception_weights` is given;
 //! - `images`: FID against `reference` (a prepared dataset or an `.npz` of statistics), IS when
 //!   the Inception weights carry logits, and PRDC on Inception pool3 features when the
 //!   reference is a dataset (an `.npz` holds no features, so PRDC is then unavailable).
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use candle_core::Device;
 
-use super::classifier::DigitClassifier;
+use super::classifier::{self, DigitClassifier};
 use super::fid::{frechet_distance, Stats};
 use super::inception::{Features, InceptionNet};
 use super::inception_score::inception_score_of;
@@ -445,6 +446,30 @@ fn images<'a>(
     }
 }
 
+/// Stacked MNIST samples as the classifier's 28×28 digits: `[n, 3, 28, 28]` as is, and larger
+/// even-margin sizes (the `pad: 2` of the standard CNN's 32×32 input) cropped to their centre,
+/// which undoes `prepare`'s zero padding exactly. The digit in each channel is what is counted.
+fn classifier_view(pixels: &[u8], shape: [usize; 4], what: &Path) -> Result<Vec<u8>, MetricsError> {
+    let side = classifier::IMAGE_SIDE;
+    let [n, c, h, w] = shape;
+    let margin = |s: usize| (s >= side && (s - side) % 2 == 0).then(|| (s - side) / 2);
+    let (Some(top), Some(left), 3) = (margin(h), margin(w), c) else {
+        return Err(MetricsError::Input(format!(
+            "`{}` has images of shape {:?}; stacked mnist needs [3, 28, 28], or [3, 28 + 2k, 28 + 2k] \
+             (cropped to the centre 28×28)",
+            what.display(),
+            &shape[1..]
+        )));
+    };
+    let mut out = Vec::with_capacity(n * c * side * side);
+    for plane in pixels.chunks_exact(h * w) {
+        for row in plane.chunks_exact(w).skip(top).take(side) {
+            out.extend_from_slice(&row[left..left + side]);
+        }
+    }
+    Ok(out)
+}
+
 /// PRDC between the first `prdc_samples` rows of two feature sets, each `(values, n, d)`.
 fn prdc_on(
     real: (&[f32], usize, usize),
@@ -559,16 +584,10 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
         }
         if let Some((net, _)) = &classifier {
             let (pixels, shape) = images(&ds, path, cap)?;
-            if shape[1..] != [3, 28, 28] {
-                return Err(MetricsError::Input(format!(
-                    "`{}` has images of shape {:?}, stacked mnist needs [3, 28, 28]",
-                    path.display(),
-                    &shape[1..]
-                )));
-            }
+            let digits = classifier_view(pixels, shape, path)?;
             // NCHW: the 784 pixels of sample i, channel c, are the (3i + c)-th image, so the
             // predictions come out as consecutive triples.
-            let digits = net.predict(pixels)?;
+            let digits = net.predict(&digits)?;
             row.stacked_mnist = Some(stacked_mnist_modes(&digits)?);
         }
         if let Some(eval) = &images_eval {
