@@ -307,10 +307,8 @@ fn save_images(path: &Path, pixels: Vec<u8>, n: usize) {
     save(path, &ds).expect("save");
 }
 
-/// Runs the real 2015-12-05 Inception on CPU: minutes even for a handful of images on two
-/// shared cores, so on request only (`-- --ignored`).
+/// Runs the real 2015-12-05 Inception on CPU end to end (about 10 s for 4 + 4 images here).
 #[test]
-#[ignore = "real FID Inception on CPU, minutes: run with --ignored"]
 fn images_get_fid_prdc_and_an_explained_missing_is() {
     let Some(weights) = inception_common::fid_weights() else {
         return;
