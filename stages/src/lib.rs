@@ -37,6 +37,7 @@ pub fn registry() -> &'static [Builtin] {
             run: metrics::classifier::run_train_classifier,
         },
         metrics::inception_weights::BUILTIN,
+        metrics::fid_stats::BUILTIN,
         Builtin {
             kind: "evaluate",
             version: metrics::evaluate::VERSION,

@@ -135,3 +135,44 @@ fn unusable_inputs_are_errors_naming_the_problem() {
     let msg = err.expect_err("points").to_string();
     assert!(msg.contains("no `images` tensor"), "{msg}");
 }
+
+/// The `fid-stats` builtin writes the statistics of the *first* `max_samples` images, with
+/// their count, in a file `repro fid` (and pytorch-fid) reads as a reference.
+#[test]
+fn fid_stats_builtin_summarizes_the_first_images() {
+    let Some(weights) = inception_common::fid_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let imgs = images();
+    let three = [imgs[0].clone(), imgs[1].clone(), imgs[1].clone()];
+    let prepared = dir.path().join("set.safetensors");
+    write_prepared(&prepared, &three);
+    let out = dir.path().join("stats/ref.npz");
+    let params = serde_json::json!({
+        "images": prepared, "inception_weights": weights, "max_samples": 2, "batch_size": 2,
+        "out": out,
+    });
+    let serde_json::Value::Object(params) = params else {
+        unreachable!()
+    };
+    let builtin = stages::lookup("fid-stats").expect("registered");
+    (builtin.run)(&stages::Context::new("fid-stats", params)).expect("fid-stats");
+
+    let stats = stages::metrics::fid::Stats::load_npz(&out).expect("npz");
+    assert_eq!(stats.n, 2, "the count travels with the statistics");
+    let first_two = dir.path().join("two.safetensors");
+    write_prepared(&first_two, &imgs);
+    let opts = FidCliOptions { batch: 2 };
+    let fid = fid_cli(&out, &first_two, &weights, &opts, &|_, _, _| {}).expect("fid");
+    assert!(fid.abs() < 1e-3, "stats of the first two images: FID {fid}");
+
+    let params = serde_json::json!({
+        "images": prepared, "inception_weights": weights, "max_samples": 0, "out": out,
+    });
+    let serde_json::Value::Object(params) = params else {
+        unreachable!()
+    };
+    let err = (builtin.run)(&stages::Context::new("fid-stats", params)).expect_err("zero");
+    assert!(err.to_string().contains("max_samples"), "{err}");
+}

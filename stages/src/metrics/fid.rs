@@ -79,7 +79,7 @@ impl Stats {
         self.mu.len()
     }
 
-    /// Writes pytorch-fid's layout: `mu` and `sigma` as f64 `.npy` members of a zip.
+    /// Writes pytorch-fid's layout: `mu` and `sigma` as f64 `.npy` members of a zip, plus `n`.
     pub fn save_npz(&self, path: &Path) -> Result<(), MetricsError> {
         let d = self.dim();
         write_npz(
@@ -97,6 +97,15 @@ impl Stats {
                     NpyArray {
                         shape: vec![d, d],
                         data: self.sigma.clone(),
+                    },
+                ),
+                // Not in pytorch-fid's files, and ignored by it: how many images the
+                // statistics summarize, so a FID row can say so.
+                (
+                    "n",
+                    NpyArray {
+                        shape: vec![],
+                        data: vec![self.n as f64],
                     },
                 ),
             ],
@@ -123,10 +132,17 @@ impl Stats {
                 mu.shape, sigma.shape
             )));
         }
+        // `n` is ours (see `save_npz`); pytorch-fid's files have none: 0 means unknown.
+        let n = match arrays.remove("n") {
+            Some(a) if a.shape.is_empty() && a.data.len() == 1 && a.data[0] >= 0.0 => {
+                a.data[0] as usize
+            }
+            _ => 0,
+        };
         Ok(Stats {
             mu: mu.data,
             sigma: sigma.data,
-            n: 0,
+            n,
         })
     }
 }

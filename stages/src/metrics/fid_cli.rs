@@ -84,11 +84,31 @@ fn input_stats<'n>(
     if input.extension().is_some_and(|e| e == "npz") {
         return Stats::load_npz(input);
     }
-    let groups = if input.is_dir() {
+    image_stats(input, usize::MAX, net, options.batch, progress)
+}
+
+/// FID statistics of the first `cap` images of a PNG folder or a prepared dataset.
+pub fn image_stats<'n>(
+    input: &Path,
+    cap: usize,
+    net: &dyn Fn() -> Result<&'n InceptionNet, MetricsError>,
+    batch: usize,
+    progress: &dyn Fn(&Path, usize, usize),
+) -> Result<Stats, MetricsError> {
+    let mut groups = if input.is_dir() {
         read_png_dir(input)?
     } else {
         read_prepared(input)?
     };
+    let mut left = cap;
+    for g in &mut groups {
+        let keep = g.shape[0].min(left);
+        let per = g.shape[1] * g.shape[2] * g.shape[3];
+        g.pixels.truncate(keep * per);
+        g.shape[0] = keep;
+        left -= keep;
+    }
+    groups.retain(|g| g.shape[0] > 0);
     let total: usize = groups.iter().map(|g| g.shape[0]).sum();
     if total < 2 {
         return Err(MetricsError::Input(format!(
@@ -101,7 +121,7 @@ fn input_stats<'n>(
     let mut done = 0;
     for g in &groups {
         let cb = |d: usize, _t: usize| progress(input, done + d, total);
-        let f = net.features(&g.pixels, g.shape, options.batch, &cb)?;
+        let f = net.features(&g.pixels, g.shape, batch, &cb)?;
         pool3.extend(f.pool3);
         done += g.shape[0];
     }

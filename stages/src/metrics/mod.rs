@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod evaluate;
 pub mod fid;
 pub mod fid_cli;
+pub mod fid_stats;
 pub mod inception;
 pub mod inception_score;
 pub mod inception_weights;

@@ -1,0 +1,87 @@
+//! The `fid-stats` builtin: a dataset's FID reference statistics, computed once.
+//!
+//! Every `evaluate` of an image grid compares against the same real images. Given a prepared
+//! dataset as `reference`, each would push those images through Inception again; a pipeline
+//! instead runs `fid-stats` once per dataset and hands the `.npz` to every `evaluate` (the
+//! engine caches it like any output). The file is pytorch-fid's layout (`mu` [2048] and
+//! `sigma` [2048, 2048] in f64) plus `n`, the image count, which pytorch-fid ignores: so
+//! `python -m pytorch_fid ours.npz theirs.npz` and `repro fid` both read it.
+//!
+//! What must never change silently: which images are summarized (the *first* `max_samples`,
+//! as `evaluate`'s caps) and the Inception input convention (`inception.rs`). Both change
+//! every FID computed against the file; bump [`VERSION`] when either does.
+//!
+//! An `.npz` holds no per-image features, so an `evaluate` given one reports precision/recall
+//! and density/coverage as unavailable, with that reason.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use super::fid_cli::image_stats;
+use super::inception::InceptionNet;
+use super::MetricsError;
+use crate::builtin::{Builtin, Context, StageError};
+
+/// Bump when the same params give different statistics.
+pub const VERSION: u32 = 1;
+
+/// The registry entry.
+pub const BUILTIN: Builtin = Builtin {
+    kind: "fid-stats",
+    version: VERSION,
+    summary: "FID reference statistics (mu, sigma) of a dataset's images, as pytorch-fid's npz",
+    run,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// A prepared dataset (safetensors with `images`) or a folder of PNGs.
+    images: PathBuf,
+    /// The converted FID Inception weights (`convert-inception`).
+    inception_weights: PathBuf,
+    /// Summarize only the first this-many images (all when absent).
+    #[serde(default)]
+    max_samples: Option<usize>,
+    /// Images per Inception forward pass.
+    #[serde(default = "default_batch_size")]
+    batch_size: usize,
+    /// The `.npz` to write.
+    out: PathBuf,
+}
+
+fn default_batch_size() -> usize {
+    32
+}
+
+fn run(ctx: &Context) -> Result<(), StageError> {
+    let p: Params = ctx.params()?;
+    if p.batch_size == 0 || p.max_samples == Some(0) {
+        return Err(StageError::Params {
+            kind: ctx.kind().to_string(),
+            message: "`batch_size` and `max_samples` must be at least 1".to_string(),
+        });
+    }
+    let net: OnceLock<InceptionNet> = OnceLock::new();
+    let load = || -> Result<&InceptionNet, MetricsError> {
+        if let Some(n) = net.get() {
+            return Ok(n);
+        }
+        let loaded = InceptionNet::load(&p.inception_weights, &candle_core::Device::Cpu)?;
+        Ok(net.get_or_init(|| loaded))
+    };
+    let stats = image_stats(
+        &p.images,
+        p.max_samples.unwrap_or(usize::MAX),
+        &load,
+        p.batch_size,
+        &|_, done, total| ctx.progress(done as u64, total as u64, "reference features"),
+    )
+    .map_err(StageError::domain)?;
+    if let Some(dir) = p.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
+    }
+    stats.save_npz(&p.out).map_err(StageError::domain)
+}
