@@ -48,7 +48,6 @@ pub mod paper;
 pub mod tables;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{Column, DataFrame};
@@ -85,6 +84,8 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::data::DataError),
     #[error("building the tables failed: {0}")]
     Table(String),
     #[error("drawing a figure failed: {0}")]
@@ -164,20 +165,10 @@ fn run(ctx: &Context) -> Result<(), StageError> {
     write_files(&params.out, &files).map_err(StageError::domain)
 }
 
-/// Writes every file under `out`, each to a temp file renamed into place.
+/// Writes every file under `out`, each atomically (temp file, fsync, rename; mode 0644).
 pub fn write_files(out: &Path, files: &Files) -> Result<(), ReportError> {
     for (rel, bytes) in files {
-        let path = out.join(rel);
-        let dir = path.parent().unwrap_or(out);
-        let io = |action, source| ReportError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("write", e))?;
-        tmp.write_all(bytes).map_err(|e| io("write", e))?;
-        tmp.persist(&path).map_err(|e| io("write", e.error))?;
+        crate::data::atomic::write_atomic(&out.join(rel), bytes)?;
     }
     Ok(())
 }
