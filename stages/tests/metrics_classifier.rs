@@ -47,6 +47,7 @@ fn config(seed: u64) -> TrainConfig {
         epochs: 4,
         batch_size: 16,
         learning_rate: 2e-3,
+        lr_decay: 1.0,
         seed,
     }
 }

@@ -192,6 +192,7 @@ fn stacked_mnist_counts_the_classifiers_triples() {
         epochs: 1,
         batch_size: 20,
         learning_rate: 2e-3,
+        lr_decay: 1.0,
         seed: 5,
     };
     let net = DigitClassifier::train(train, &cfg, &|_, _| {}).expect("train");

@@ -66,8 +66,12 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Images per Adam step.
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Adam learning rate of the first epoch.
     pub learning_rate: f64,
+    /// The learning rate is multiplied by this after every epoch (1: constant). Against the
+    /// same architecture in PyTorch, batch 64 with 0.7 reached 99.05% test accuracy after 5
+    /// epochs where a constant rate was at 98.9% after 4 (scripts/fixtures/classifier_recipe.py).
+    pub lr_decay: f64,
     /// Seeds initialization, shuffling and dropout.
     pub seed: u64,
 }
@@ -160,10 +164,10 @@ impl DigitClassifier {
         progress: &dyn Fn(usize, usize),
     ) -> Result<Self, MetricsError> {
         let n = train.check("training images")?;
-        if n == 0 || config.batch_size == 0 || config.epochs == 0 {
+        if n == 0 || config.batch_size == 0 || config.epochs == 0 || config.lr_decay <= 0.0 {
             return Err(MetricsError::Input(format!(
-                "training needs images, a batch size and epochs (got {n} images, batch {}, {} epochs)",
-                config.batch_size, config.epochs
+                "training needs images, a batch size, epochs and a positive `lr_decay` (got {n} images, batch {}, {} epochs, lr_decay {})",
+                config.batch_size, config.epochs, config.lr_decay
             )));
         }
         let device = Device::Cpu;
@@ -181,7 +185,8 @@ impl DigitClassifier {
         let total = steps_per_epoch * config.epochs;
         let mut order: Vec<usize> = (0..n).collect();
         let mut step = 0;
-        for _ in 0..config.epochs {
+        for epoch in 0..config.epochs {
+            opt.set_learning_rate(config.learning_rate * config.lr_decay.powi(epoch as i32));
             order.shuffle(&mut rng);
             for batch in order.chunks(config.batch_size) {
                 let x = gather(train.pixels, batch, &device)?;
@@ -367,6 +372,8 @@ struct TrainClassifierParams {
     batch_size: usize,
     #[serde(default = "default_learning_rate")]
     learning_rate: f64,
+    #[serde(default = "default_lr_decay")]
+    lr_decay: f64,
     #[serde(default)]
     seed: u64,
     /// Train on the first this-many training images only (quick profiles).
@@ -388,6 +395,9 @@ fn default_batch_size() -> usize {
 }
 fn default_learning_rate() -> f64 {
     1e-3
+}
+fn default_lr_decay() -> f64 {
+    1.0
 }
 
 /// What `train-classifier` writes to its `metrics.json`.
@@ -426,6 +436,7 @@ pub fn run_train_classifier(ctx: &Context) -> Result<(), StageError> {
         epochs: p.epochs,
         batch_size: p.batch_size,
         learning_rate: p.learning_rate,
+        lr_decay: p.lr_decay,
         seed: p.seed,
     };
     let train = LabelledImages {
