@@ -364,15 +364,8 @@ fn load_unit(
 
 /// conv (with folded batch norm) then ReLU.
 fn conv(x: &Tensor, c: &Conv) -> Result<Tensor, MetricsError> {
-    let (ph, pw) = c.pad;
-    let y = if ph == pw {
-        x.conv2d(&c.weight, ph, c.stride, 1, 1)?
-    } else {
-        // candle pads both axes alike; pad the asymmetric kernels by hand.
-        x.pad_with_zeros(2, ph, ph)?
-            .pad_with_zeros(3, pw, pw)?
-            .conv2d(&c.weight, 0, c.stride, 1, 1)?
-    };
+    // The fast CPU kernel pads each axis on its own (no padded copy for the 1x7 / 7x1 kernels).
+    let y = crate::nn::kernels::conv2d(x, &c.weight, c.stride, c.pad)?;
     Ok(y.broadcast_add(&c.bias)?.relu()?)
 }
 

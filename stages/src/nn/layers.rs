@@ -10,6 +10,7 @@ use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init::{self, Init};
+use super::kernels;
 use super::spectral_norm::SpectralNorm;
 use super::spectral_reg::GraphSr;
 use super::{Result, Store};
@@ -271,7 +272,8 @@ pub struct Conv2d {
 impl Conv2d {
     /// NCHW in, NCHW out.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight.effective(train)?, self.pad, self.stride, 1, 1)?;
+        let w = self.weight.effective(train)?;
+        let y = kernels::conv2d(x, &w, self.stride, (self.pad, self.pad))?;
         match &self.bias {
             Some(b) => add_channel_bias(y, b),
             None => Ok(y),
@@ -290,7 +292,7 @@ pub struct ConvTranspose2d {
 impl ConvTranspose2d {
     /// NCHW in, NCHW out (`k4 s2 p1` doubles the spatial size).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(self.weight.as_tensor(), self.pad, 0, self.stride, 1)?;
+        let y = kernels::conv_transpose2d(x, self.weight.as_tensor(), self.stride, self.pad)?;
         add_channel_bias(y, &self.bias)
     }
 }
