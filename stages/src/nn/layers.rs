@@ -256,11 +256,6 @@ impl Linear {
     }
 }
 
-fn add_channel_bias(y: Tensor, b: &Var) -> Result<Tensor> {
-    let c = b.dims()[0];
-    Ok(y.broadcast_add(&b.as_tensor().reshape((1, c, 1, 1))?)?)
-}
-
 /// A 2-D convolution with bias.
 pub struct Conv2d {
     weight: Weight,
@@ -273,11 +268,14 @@ impl Conv2d {
     /// NCHW in, NCHW out.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = self.weight.effective(train)?;
-        let y = kernels::conv2d(x, &w, self.stride, (self.pad, self.pad))?;
-        match &self.bias {
-            Some(b) => add_channel_bias(y, b),
-            None => Ok(y),
-        }
+        let b = self.bias.as_ref().map(|b| b.as_tensor());
+        Ok(kernels::conv2d(
+            x,
+            &w,
+            b,
+            self.stride,
+            (self.pad, self.pad),
+        )?)
     }
 }
 
@@ -292,8 +290,14 @@ pub struct ConvTranspose2d {
 impl ConvTranspose2d {
     /// NCHW in, NCHW out (`k4 s2 p1` doubles the spatial size).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = kernels::conv_transpose2d(x, self.weight.as_tensor(), self.stride, self.pad)?;
-        add_channel_bias(y, &self.bias)
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        Ok(kernels::conv_transpose2d(
+            x,
+            w,
+            Some(b),
+            self.stride,
+            self.pad,
+        )?)
     }
 }
 

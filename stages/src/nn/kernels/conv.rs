@@ -18,12 +18,14 @@
 use std::borrow::Cow;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use super::im2col::{col2im, im2col, ConvGeom};
 use super::matmul::{matmul, View};
-use super::{cpu_slices, Elem};
+use super::{cpu_slice, cpu_slices, Elem};
 
 /// Columns (samples x positions) a chunk aims for: wide enough that one GEMM amortizes packing
 /// its weight operand, and that the weight-gradient product has a long reduction.
@@ -66,8 +68,17 @@ fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
     }
 }
 
-/// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw))`.
-pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+/// Sets every `row`-long row of `m` (rows cycling through the channels) to its channel's bias,
+/// so a GEMM or col2im can accumulate onto it (no separate pass for the bias).
+fn fill_bias<T: Elem>(m: &mut [T], row: usize, bias: Option<&[T]>) {
+    let Some(bias) = bias else { return };
+    for (i, r) in m.chunks_exact_mut(row.max(1)).enumerate() {
+        r.fill(bias[i % bias.len()]);
+    }
+}
+
+/// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw)) [+ bias (O)]`.
+pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let mut y = vec![T::ZERO; g.n * g.out_len()];
     if y.is_empty() {
         return y;
@@ -80,25 +91,35 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
             let s = yc.len() / g.out_len();
             let cols = s * p;
             let wv = View::rows(w, k);
+            let acc = bias.is_some();
             if g.is_pointwise() && s == 1 {
-                matmul((g.o, p, k), yc, false, wv, View::rows(xc, p));
+                fill_bias(yc, p, bias);
+                matmul((g.o, p, k), yc, acc, wv, View::rows(xc, p));
                 return;
             }
             let mut col = vec![T::ZERO; k * cols];
             im2col(g, xc, &mut col);
             if s == 1 {
-                matmul((g.o, cols, k), yc, false, wv, View::rows(&col, cols));
+                fill_bias(yc, p, bias);
+                matmul((g.o, cols, k), yc, acc, wv, View::rows(&col, cols));
             } else {
                 let mut tmp = vec![T::ZERO; g.o * cols];
-                matmul((g.o, cols, k), &mut tmp, false, wv, View::rows(&col, cols));
+                fill_bias(&mut tmp, cols, bias);
+                matmul((g.o, cols, k), &mut tmp, acc, wv, View::rows(&col, cols));
                 cols_to_samples(g, &tmp, yc);
             }
         });
     y
 }
 
-/// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)`.
-pub(crate) fn backward_data<T: Elem>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
+/// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)` [`+ bias (C)`:
+/// the transposed convolution's bias].
+pub(crate) fn backward_data<T: Elem>(
+    g: &ConvGeom,
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let mut dx = vec![T::ZERO; g.n * g.in_len()];
     if dx.is_empty() {
         return dx;
@@ -112,8 +133,9 @@ pub(crate) fn backward_data<T: Elem>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> 
             let cols = s * p;
             let wt = View::transposed(w, k);
             let dym = samples_to_cols(g, dyc);
+            fill_bias(dxc, g.h * g.w, bias);
             if g.is_pointwise() && s == 1 {
-                matmul((k, p, g.o), dxc, false, wt, View::rows(&dym, p));
+                matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(&dym, p));
                 return;
             }
             let mut dcol = vec![T::ZERO; k * cols];
@@ -166,6 +188,40 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
     dw
 }
 
+/// The bias gradient: `db (C)` = the sum of `dy (N x C x ...)` over all but the channel axis.
+///
+/// Each channel is one task summing in sample-then-position order, so the result does not
+/// depend on the thread count. (candle's `sum_keepdim((0, 2, 3))` is an index-arithmetic loop
+/// that cost as much as a convolution here.)
+pub(crate) fn channel_sum<T: Elem>(dy: &[T], (n, c, plane): (usize, usize, usize)) -> Vec<T> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = T::ZERO;
+            for sample in 0..n {
+                let row = &dy[(sample * c + ch) * plane..][..plane];
+                // Eight partial sums: vectorizable, and still a fixed order.
+                let mut lanes = [T::ZERO; 8];
+                let mut chunks = row.chunks_exact(8);
+                for chunk in &mut chunks {
+                    for (l, &v) in lanes.iter_mut().zip(chunk) {
+                        *l += v;
+                    }
+                }
+                for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+                    *l += v;
+                }
+                let mut part = T::ZERO;
+                for l in lanes {
+                    part += l;
+                }
+                total += part;
+            }
+            total
+        })
+        .collect()
+}
+
 /// Which of a convolution's three linear maps a [`Pass`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PassKind {
@@ -186,6 +242,14 @@ pub(crate) struct Pass {
 }
 
 impl Pass {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PassKind::Forward => "fast-conv2d-forward",
+            PassKind::BackwardData => "fast-conv2d-backward-data",
+            PassKind::BackwardWeight => "fast-conv2d-backward-weight",
+        }
+    }
+
     fn shapes(&self) -> ([usize; 4], [usize; 4], [usize; 4]) {
         let g = &self.geom;
         let x = [g.n, g.c, g.h, g.w];
@@ -198,23 +262,78 @@ impl Pass {
         }
     }
 
-    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T> {
+    fn run<T: Elem>(&self, a: &[T], b: &[T], bias: Option<&[T]>) -> Vec<T> {
         let g = &self.geom;
         match self.kind {
-            PassKind::Forward => forward(g, a, b),
-            PassKind::BackwardData => backward_data(g, a, b),
+            PassKind::Forward => forward(g, a, b, bias),
+            PassKind::BackwardData => backward_data(g, a, b, bias),
             PassKind::BackwardWeight => backward_weight(g, a, b),
         }
+    }
+
+    /// Checks the operands against the geometry and runs the pass on their dtype.
+    pub(crate) fn dispatch(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (a, b, out) = self.shapes();
+        if l1.dims() != a || l2.dims() != b {
+            bail!(
+                "{name}: operands {:?} and {:?} do not match the geometry {:?}",
+                l1.dims(),
+                l2.dims(),
+                self.geom
+            );
+        }
+        let bias_len = match self.kind {
+            PassKind::Forward => self.geom.o,
+            PassKind::BackwardData => self.geom.c,
+            PassKind::BackwardWeight => 0,
+        };
+        if let Some((_, l3)) = bias {
+            if l3.dims().iter().product::<usize>() != bias_len {
+                bail!(
+                    "{name}: bias {:?} does not have {bias_len} elements",
+                    l3.dims()
+                );
+            }
+        }
+        fn typed<T: Elem>(
+            pass: &Pass,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            bias: Option<(&CpuStorage, &Layout)>,
+        ) -> Result<Vec<T>> {
+            let name = pass.name();
+            let (a, b) = cpu_slices::<T>(name, s1, l1, s2, l2)?;
+            let bias = match bias {
+                Some((s3, l3)) => Some(cpu_slice::<T>(name, s3, l3)?),
+                None => None,
+            };
+            Ok(pass.run(a, b, bias))
+        }
+        let same = |s: &CpuStorage| s.dtype() == s1.dtype();
+        if !same(s2) || bias.is_some_and(|(s3, _)| !same(s3)) {
+            bail!("{name}: operands of different dtypes");
+        }
+        let storage = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(typed(self, (s1, l1), (s2, l2), bias)?),
+            CpuStorage::F64(_) => CpuStorage::F64(typed(self, (s1, l1), (s2, l2), bias)?),
+            _ => bail!(
+                "{name}: only f32 and f64 are supported, got {:?}",
+                s1.dtype()
+            ),
+        };
+        Ok((storage, Shape::from(out.to_vec())))
     }
 }
 
 impl CustomOp2 for Pass {
     fn name(&self) -> &'static str {
-        match self.kind {
-            PassKind::Forward => "fast-conv2d-forward",
-            PassKind::BackwardData => "fast-conv2d-backward-data",
-            PassKind::BackwardWeight => "fast-conv2d-backward-weight",
-        }
+        self.name()
     }
 
     fn cpu_fwd(
@@ -224,33 +343,54 @@ impl CustomOp2 for Pass {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b, out) = self.shapes();
-        if l1.dims() != a || l2.dims() != b {
-            bail!(
-                "{}: operands {:?} and {:?} do not match the geometry {:?}",
-                self.name(),
-                l1.dims(),
-                l2.dims(),
-                self.geom
-            );
+        self.dispatch((s1, l1), (s2, l2), None)
+    }
+}
+
+/// A [`Pass`] plus a bias (`Forward`: per output channel; `BackwardData`: per input channel).
+impl CustomOp3 for Pass {
+    fn name(&self) -> &'static str {
+        self.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// `(N, C, ...) -> (C)`: [`channel_sum`] as a candle op without gradient.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "fast-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.dims();
+        if dims.len() < 2 {
+            bail!("{}: expected at least 2 dims, got {dims:?}", self.name());
         }
-        let storage = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (a, b) = cpu_slices::<f32>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F32(self.run(a, b))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (a, b) = cpu_slices::<f64>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F64(self.run(a, b))
-            }
+        let nc = (dims[0], dims[1], dims[2..].iter().product());
+        let storage = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
+            CpuStorage::F64(_) => CpuStorage::F64(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
             _ => bail!(
-                "{}: only f32 and f64 operands of one dtype are supported, got {:?} and {:?}",
+                "{}: only f32 and f64 are supported, got {:?}",
                 self.name(),
-                s1.dtype(),
-                s2.dtype()
+                s.dtype()
             ),
         };
-        Ok((storage, Shape::from(out.to_vec())))
+        Ok((storage, Shape::from(dims[1])))
     }
 }
 
@@ -273,6 +413,25 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    fn pass(&self, kind: PassKind, x: &[usize], w: &[usize]) -> Result<Pass> {
+        Ok(Pass {
+            kind,
+            geom: self.geom(x, w)?,
+        })
+    }
+
+    /// `(dx, dw)`, each one pass.
+    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let dx = dy.apply_op2_no_bwd(w, &self.pass(PassKind::BackwardData, x.dims(), w.dims())?)?;
+        let dw = x.apply_op2_no_bwd(
+            dy,
+            &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?,
+        )?;
+        Ok((dx, dw))
+    }
+}
+
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "fast-conv2d"
@@ -285,12 +444,8 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let geom = self.geom(l1.dims(), l2.dims())?;
-        Pass {
-            kind: PassKind::Forward,
-            geom,
-        }
-        .cpu_fwd(s1, l1, s2, l2)
+        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -300,22 +455,41 @@ impl CustomOp2 for Conv2d {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let geom = self.geom(x.dims(), w.dims())?;
-        let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(
-            w,
-            &Pass {
-                kind: PassKind::BackwardData,
-                geom,
-            },
-        )?;
-        let dw = x.apply_op2_no_bwd(
-            &dy,
-            &Pass {
-                kind: PassKind::BackwardWeight,
-                geom,
-            },
-        )?;
+        let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `conv2d(x, w) + b` with the bias added inside the kernel and its gradient one pass.
+impl CustomOp3 for Conv2d {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (dx, dw) = self.grads(x, w, &dy)?;
+        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

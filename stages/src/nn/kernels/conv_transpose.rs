@@ -9,9 +9,9 @@
 //!
 //! Only `output_padding = 0` is supported (the generators' `k4 s2 p1` doubling needs no more).
 
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::conv::{Pass, PassKind};
+use super::conv::{ChannelSum, Pass, PassKind};
 use super::im2col::ConvGeom;
 
 /// `conv_transpose2d(x, w)` with per-axis padding, differentiable in both operands.
@@ -47,6 +47,23 @@ impl ConvTranspose2d {
     }
 }
 
+impl ConvTranspose2d {
+    fn pass(&self, kind: PassKind, x: &[usize], w: &[usize]) -> Result<Pass> {
+        Ok(Pass {
+            kind,
+            geom: self.geom(x, w)?,
+        })
+    }
+
+    /// `(dx, dw)`, each one pass.
+    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let dx = dy.apply_op2_no_bwd(w, &self.pass(PassKind::Forward, x.dims(), w.dims())?)?;
+        let dw =
+            dy.apply_op2_no_bwd(x, &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?)?;
+        Ok((dx, dw))
+    }
+}
+
 impl CustomOp2 for ConvTranspose2d {
     fn name(&self) -> &'static str {
         "fast-conv-transpose2d"
@@ -59,12 +76,8 @@ impl CustomOp2 for ConvTranspose2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let geom = self.geom(l1.dims(), l2.dims())?;
-        Pass {
-            kind: PassKind::BackwardData,
-            geom,
-        }
-        .cpu_fwd(s1, l1, s2, l2)
+        self.pass(PassKind::BackwardData, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -74,22 +87,41 @@ impl CustomOp2 for ConvTranspose2d {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let geom = self.geom(x.dims(), w.dims())?;
-        let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(
-            w,
-            &Pass {
-                kind: PassKind::Forward,
-                geom,
-            },
-        )?;
-        let dw = dy.apply_op2_no_bwd(
-            x,
-            &Pass {
-                kind: PassKind::BackwardWeight,
-                geom,
-            },
-        )?;
+        let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `conv_transpose2d(x, w) + b`, the bias the starting value of the col2im accumulation.
+impl CustomOp3 for ConvTranspose2d {
+    fn name(&self) -> &'static str {
+        "fast-conv-transpose2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.pass(PassKind::BackwardData, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (dx, dw) = self.grads(x, w, &dy)?;
+        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

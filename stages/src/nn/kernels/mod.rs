@@ -80,37 +80,65 @@ fn fast(ts: &[&Tensor]) -> bool {
         && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
 }
 
-/// `conv2d(x, w)` (groups 1, dilation 1) with padding `(ph, pw)` on the two spatial axes.
+/// `conv2d(x, w) [+ b]` (groups 1, dilation 1) with padding `(ph, pw)` on the two spatial axes.
 ///
-/// `x: (N, C, H, W)`, `w: (O, C, kh, kw)`; differentiable in both.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: (usize, usize)) -> Result<Tensor> {
-    if fast(&[x, w]) {
+/// `x: (N, C, H, W)`, `w: (O, C, kh, kw)`, `b: (O)`; differentiable in all.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: (usize, usize),
+) -> Result<Tensor> {
+    if fast(&[x, w]) && b.is_none_or(|b| fast(&[x, b])) {
         let op = conv::Conv2d { stride, pad };
-        return x.contiguous()?.apply_op2(&w.contiguous()?, op);
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
     }
     let (ph, pw) = pad;
-    if ph == pw {
-        x.conv2d(w, ph, stride, 1, 1)
+    let y = if ph == pw {
+        x.conv2d(w, ph, stride, 1, 1)?
     } else {
         // candle pads both axes alike; pad the input by hand for asymmetric padding.
         x.pad_with_zeros(2, ph, ph)?
             .pad_with_zeros(3, pw, pw)?
-            .conv2d(w, 0, stride, 1, 1)
-    }
+            .conv2d(w, 0, stride, 1, 1)?
+    };
+    add_channel_bias(y, b)
 }
 
-/// `conv_transpose2d(x, w)` (groups 1, dilation 1, output padding 0) with padding `pad`.
+/// `conv_transpose2d(x, w) [+ b]` (groups 1, dilation 1, output padding 0) with padding `pad`.
 ///
-/// `x: (N, C_in, H, W)`, `w: (C_in, C_out, kh, kw)`; differentiable in both.
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    if fast(&[x, w]) {
+/// `x: (N, C_in, H, W)`, `w: (C_in, C_out, kh, kw)`, `b: (C_out)`; differentiable in all.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    if fast(&[x, w]) && b.is_none_or(|b| fast(&[x, b])) {
         let op = conv_transpose::ConvTranspose2d {
             stride,
             pad: (pad, pad),
         };
-        return x.contiguous()?.apply_op2(&w.contiguous()?, op);
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
     }
-    x.conv_transpose2d(w, pad, 0, stride, 1)
+    add_channel_bias(x.conv_transpose2d(w, pad, 0, stride, 1)?, b)
+}
+
+fn add_channel_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
 }
 
 /// Leaky ReLU with negative slope `slope`, one pass each way on the CPU.

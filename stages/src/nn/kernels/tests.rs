@@ -50,6 +50,11 @@ fn reference_conv(x: &Tensor, w: &Tensor, stride: usize, (ph, pw): (usize, usize
 /// Inception padding, 1x1, and batches that do not divide into the chunk size. (Stride 2 with
 /// `H != W` parity is left to the finite-difference test: candle's own conv2d backward fails
 /// there, deriving both axes' output padding from the height.)
+fn add_bias(y: &Tensor, b: &Tensor) -> Tensor {
+    y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1)).unwrap())
+        .unwrap()
+}
+
 /// (x shape, w shape, stride, (ph, pw)).
 type ConvCase = ([usize; 4], [usize; 4], usize, (usize, usize));
 
@@ -70,28 +75,46 @@ fn conv2d_forward_matches_candle() {
     for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
         let x = random(10 + i as u64, &xs, DType::F32);
         let w = random(50 + i as u64, &ws, DType::F32);
-        let ours = conv2d(&x, &w, stride, pad).unwrap();
+        let ours = conv2d(&x, &w, None, stride, pad).unwrap();
         let theirs = reference_conv(&x, &w, stride, pad);
         let err = max_err(&ours, &theirs);
         assert!(err < 1e-5, "case {i}: error {err}");
+        let b = random(70 + i as u64, &[ws[0]], DType::F32);
+        let ours = conv2d(&x, &w, Some(&b), stride, pad).unwrap();
+        let theirs = add_bias(&theirs, &b);
+        let err = max_err(&ours, &theirs);
+        assert!(err < 1e-5, "case {i} with bias: error {err}");
     }
 }
 
-/// The gradients of `sum(f(x, w) * r)` for a fixed random `r`.
+/// The gradients of `sum(f(x, w, b) * r)` for a fixed random `r`.
 fn grads(
-    f: impl Fn(&Tensor, &Tensor) -> Tensor,
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
     x: &Tensor,
     w: &Tensor,
+    b: &Tensor,
     seed: u64,
-) -> (Tensor, Tensor) {
-    let (xv, wv) = (Var::from_tensor(x).unwrap(), Var::from_tensor(w).unwrap());
-    let y = f(xv.as_tensor(), wv.as_tensor());
+) -> [Tensor; 3] {
+    let vars = [x, w, b].map(|t| Var::from_tensor(t).unwrap());
+    let y = f(
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+    );
     let r = random(seed, y.dims(), y.dtype());
     let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
-    (
-        g.get(xv.as_tensor()).unwrap().clone(),
-        g.get(wv.as_tensor()).unwrap().clone(),
-    )
+    // An operand `f` ignores gets a zero gradient.
+    vars.map(|v| match g.get(v.as_tensor()) {
+        Some(d) => d.clone(),
+        None => v.as_tensor().zeros_like().unwrap(),
+    })
+}
+
+fn assert_grads_close(ours: &[Tensor; 3], theirs: &[Tensor; 3], tol: f64, what: &str) {
+    for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(ours.iter().zip(theirs)) {
+        let err = max_err(a, b);
+        assert!(err < tol, "{what}: {name} error {err}");
+    }
 }
 
 #[test]
@@ -99,13 +122,33 @@ fn conv2d_gradients_match_candle() {
     for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
         let x = random(10 + i as u64, &xs, DType::F32);
         let w = random(50 + i as u64, &ws, DType::F32);
-        let (dx, dw) = grads(|x, w| conv2d(x, w, stride, pad).unwrap(), &x, &w, 90);
-        let (rx, rw) = grads(|x, w| reference_conv(x, w, stride, pad), &x, &w, 90);
-        let (ex, ew) = (max_err(&dx, &rx), max_err(&dw, &rw));
-        assert!(
-            ex < 1e-5 && ew < 1e-5,
-            "case {i}: dx error {ex}, dw error {ew}"
+        let b = random(70 + i as u64, &[ws[0]], DType::F32);
+        let ours = grads(
+            |x, w, b| conv2d(x, w, Some(b), stride, pad).unwrap(),
+            &x,
+            &w,
+            &b,
+            90,
         );
+        let theirs = grads(
+            |x, w, b| add_bias(&reference_conv(x, w, stride, pad), b),
+            &x,
+            &w,
+            &b,
+            90,
+        );
+        assert_grads_close(&ours, &theirs, 1e-5, &format!("case {i}"));
+        // Without a bias the same op runs as a two-operand op; its gradients must agree.
+        let [dx, dw, _] = &ours;
+        let plain = grads(
+            |x, w, _| conv2d(x, w, None, stride, pad).unwrap(),
+            &x,
+            &w,
+            &b,
+            90,
+        );
+        assert_eq!(values(dx), values(&plain[0]), "case {i}: dx without bias");
+        assert_eq!(values(dw), values(&plain[1]), "case {i}: dw without bias");
     }
 }
 
@@ -120,40 +163,48 @@ const CONVT_CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
 
 #[test]
 fn conv_transpose2d_forward_and_gradients_match_candle() {
+    let reference =
+        |x: &Tensor, w: &Tensor, stride, pad| x.conv_transpose2d(w, pad, 0, stride, 1).unwrap();
     for (i, &(xs, ws, stride, pad)) in CONVT_CASES.iter().enumerate() {
         let x = random(20 + i as u64, &xs, DType::F32);
         let w = random(60 + i as u64, &ws, DType::F32);
-        let ours = conv_transpose2d(&x, &w, stride, pad).unwrap();
-        let theirs = x.conv_transpose2d(&w, pad, 0, stride, 1).unwrap();
-        let err = max_err(&ours, &theirs);
+        let b = random(80 + i as u64, &[ws[1]], DType::F32);
+        let ours = conv_transpose2d(&x, &w, None, stride, pad).unwrap();
+        let err = max_err(&ours, &reference(&x, &w, stride, pad));
         assert!(err < 1e-5, "case {i}: forward error {err}");
-        let (dx, dw) = grads(
-            |x, w| conv_transpose2d(x, w, stride, pad).unwrap(),
+        let ours = conv_transpose2d(&x, &w, Some(&b), stride, pad).unwrap();
+        let err = max_err(&ours, &add_bias(&reference(&x, &w, stride, pad), &b));
+        assert!(err < 1e-5, "case {i}: forward with bias error {err}");
+        let ours = grads(
+            |x, w, b| conv_transpose2d(x, w, Some(b), stride, pad).unwrap(),
             &x,
             &w,
+            &b,
             91,
         );
-        let (rx, rw) = grads(
-            |x, w| x.conv_transpose2d(w, pad, 0, stride, 1).unwrap(),
+        let theirs = grads(
+            |x, w, b| add_bias(&reference(x, w, stride, pad), b),
             &x,
             &w,
+            &b,
             91,
         );
-        let (ex, ew) = (max_err(&dx, &rx), max_err(&dw, &rw));
-        assert!(
-            ex < 1e-5 && ew < 1e-5,
-            "case {i}: dx error {ex}, dw error {ew}"
-        );
+        assert_grads_close(&ours, &theirs, 1e-5, &format!("case {i}"));
     }
 }
 
-/// Central differences of `sum(f(x, w) * r)` in every element of `x` and `w`, in f64, against
-/// the backprop gradients.
-fn check_finite_differences(f: impl Fn(&Tensor, &Tensor) -> Tensor, x: &Tensor, w: &Tensor) {
-    let (dx, dw) = grads(&f, x, w, 92);
-    let r = random(92, f(x, w).dims(), DType::F64);
-    let loss = |x: &Tensor, w: &Tensor| -> f64 {
-        (f(x, w) * &r)
+/// Central differences of `sum(f(x, w, b) * r)` in every element of `x`, `w` and `b`, in f64,
+/// against the backprop gradients.
+fn check_finite_differences(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) {
+    let analytic = grads(&f, x, w, b, 92);
+    let r = random(92, f(x, w, b).dims(), DType::F64);
+    let loss = |args: &[Tensor]| -> f64 {
+        (f(&args[0], &args[1], &args[2]) * &r)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -161,25 +212,24 @@ fn check_finite_differences(f: impl Fn(&Tensor, &Tensor) -> Tensor, x: &Tensor, 
             .unwrap()
     };
     let eps = 1e-5;
-    for (which, t, g) in [("x", x, &dx), ("w", w, &dw)] {
-        let base = values(t);
-        let analytic = values(g);
+    let args = [x.clone(), w.clone(), b.clone()];
+    for (which, g) in analytic.iter().enumerate() {
+        let base = values(&args[which]);
+        let g = values(g);
         for j in 0..base.len() {
             let at = |d: f64| {
                 let mut v = base.clone();
                 v[j] += d;
-                Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap()
+                let mut moved = args.clone();
+                moved[which] = Tensor::from_vec(v, args[which].dims(), &Device::Cpu).unwrap();
+                loss(&moved)
             };
-            let numeric = if which == "x" {
-                (loss(&at(eps), w) - loss(&at(-eps), w)) / (2.0 * eps)
-            } else {
-                (loss(x, &at(eps)) - loss(x, &at(-eps))) / (2.0 * eps)
-            };
-            let err = (numeric - analytic[j]).abs() / (1.0 + analytic[j].abs());
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            let err = (numeric - g[j]).abs() / (1.0 + g[j].abs());
             assert!(
                 err < 1e-7,
-                "d{which}[{j}]: numeric {numeric}, backprop {}",
-                analytic[j]
+                "operand {which}[{j}]: numeric {numeric}, backprop {}",
+                g[j]
             );
         }
     }
@@ -189,14 +239,26 @@ fn check_finite_differences(f: impl Fn(&Tensor, &Tensor) -> Tensor, x: &Tensor, 
 fn conv2d_gradients_match_finite_differences() {
     let x = random(1, &[2, 2, 5, 4], DType::F64);
     let w = random(2, &[3, 2, 3, 2], DType::F64);
-    check_finite_differences(|x, w| conv2d(x, w, 2, (1, 0)).unwrap(), &x, &w);
+    let b = random(8, &[3], DType::F64);
+    check_finite_differences(
+        |x, w, b| conv2d(x, w, Some(b), 2, (1, 0)).unwrap(),
+        &x,
+        &w,
+        &b,
+    );
 }
 
 #[test]
 fn conv_transpose2d_gradients_match_finite_differences() {
     let x = random(3, &[2, 3, 3, 2], DType::F64);
     let w = random(4, &[3, 2, 4, 4], DType::F64);
-    check_finite_differences(|x, w| conv_transpose2d(x, w, 2, 1).unwrap(), &x, &w);
+    let b = random(9, &[2], DType::F64);
+    check_finite_differences(
+        |x, w, b| conv_transpose2d(x, w, Some(b), 2, 1).unwrap(),
+        &x,
+        &w,
+        &b,
+    );
 }
 
 #[test]
@@ -234,14 +296,16 @@ fn leaky_relu_forward_gradient_and_finite_differences() {
     assert!(err < 1e-6, "gradient error {err}");
 
     let x64 = random(7, &[2, 3, 4], DType::F64);
-    let w_unused = Tensor::zeros(1, DType::F64, &Device::Cpu).unwrap();
+    // The extra operands enter linearly so the shared checker applies.
+    let (w, b) = (random(8, &[1], DType::F64), random(9, &[1], DType::F64));
     check_finite_differences(
-        |x, w| {
-            (leaky_relu(x, 0.2).unwrap() + w.sum_all().unwrap().broadcast_as(x.dims()).unwrap())
-                .unwrap()
+        |x, w, b| {
+            let shift = (w + b).unwrap().sum_all().unwrap();
+            leaky_relu(x, 0.2).unwrap().broadcast_add(&shift).unwrap()
         },
         &x64,
-        &w_unused,
+        &w,
+        &b,
     );
 }
 
@@ -249,17 +313,23 @@ fn leaky_relu_forward_gradient_and_finite_differences() {
 fn bits_of_a_training_pass() -> Vec<u32> {
     let x = random(30, &[13, 3, 12, 12], DType::F32);
     let w1 = Var::from_tensor(&random(31, &[8, 3, 3, 3], DType::F32)).unwrap();
+    let b1 = Var::from_tensor(&random(35, &[8], DType::F32)).unwrap();
     let w2 = Var::from_tensor(&random(32, &[16, 8, 4, 4], DType::F32)).unwrap();
     let wt = Var::from_tensor(&random(33, &[16, 4, 4, 4], DType::F32)).unwrap();
-    let h = leaky_relu(&conv2d(&x, w1.as_tensor(), 1, (1, 1)).unwrap(), 0.1).unwrap();
-    let h = conv2d(&h, w2.as_tensor(), 2, (1, 1)).unwrap();
-    let y = conv_transpose2d(&h, wt.as_tensor(), 2, 1).unwrap();
+    let h = leaky_relu(
+        &conv2d(&x, w1.as_tensor(), Some(b1.as_tensor()), 1, (1, 1)).unwrap(),
+        0.1,
+    )
+    .unwrap();
+    let h = conv2d(&h, w2.as_tensor(), None, 2, (1, 1)).unwrap();
+    let y = conv_transpose2d(&h, wt.as_tensor(), None, 2, 1).unwrap();
     let r = random(34, y.dims(), DType::F32);
     let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
     let mut bits = Vec::new();
     for t in [
         &y,
         g.get(w1.as_tensor()).unwrap(),
+        g.get(b1.as_tensor()).unwrap(),
         g.get(w2.as_tensor()).unwrap(),
         g.get(wt.as_tensor()).unwrap(),
     ] {
@@ -288,7 +358,7 @@ fn results_are_bit_identical_across_runs_and_thread_counts() {
 fn other_dtypes_fall_back_to_candle() {
     let x = random(40, &[2, 3, 6, 6], DType::F16);
     let w = random(41, &[4, 3, 3, 3], DType::F16);
-    let ours = conv2d(&x, &w, 1, (1, 1)).unwrap();
+    let ours = conv2d(&x, &w, None, 1, (1, 1)).unwrap();
     assert_eq!(ours.dtype(), DType::F16);
     let theirs = x.conv2d(&w, 1, 1, 1, 1).unwrap();
     assert_eq!(values(&ours), values(&theirs));
