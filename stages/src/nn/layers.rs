@@ -319,28 +319,21 @@ impl BatchNorm2d {
     /// NCHW in, NCHW out.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let (mean, var) = if train {
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let centered = x.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+        if train {
+            let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+            let (y, mean, var) = kernels::batch_norm_train(x, gamma, beta, self.eps)?;
             let m = (n * h * w) as f64;
-            let unbiased = var
-                .detach()
-                .affine(m / (m - 1.0).max(1.0), 0.0)?
-                .flatten_all()?;
+            let unbiased = var.affine(m / (m - 1.0).max(1.0), 0.0)?;
             let new_mean = (self.mean.as_tensor().affine(self.decay, 0.0)?
-                + mean.detach().flatten_all()?.affine(1.0 - self.decay, 0.0)?)?;
+                + mean.affine(1.0 - self.decay, 0.0)?)?;
             let new_var = (self.var.as_tensor().affine(self.decay, 0.0)?
                 + unbiased.affine(1.0 - self.decay, 0.0)?)?;
             self.mean.set(&new_mean)?;
             self.var.set(&new_var)?;
-            (mean, var)
-        } else {
-            (
-                self.mean.as_tensor().detach().reshape((1, c, 1, 1))?,
-                self.var.as_tensor().detach().reshape((1, c, 1, 1))?,
-            )
-        };
+            return Ok(y);
+        }
+        let mean = self.mean.as_tensor().detach().reshape((1, c, 1, 1))?;
+        let var = self.var.as_tensor().detach().reshape((1, c, 1, 1))?;
         let inv = var.affine(1.0, self.eps)?.sqrt()?.recip()?;
         let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&inv)?;
         let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;

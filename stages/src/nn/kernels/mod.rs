@@ -5,8 +5,10 @@
 //! the input gradient through it, so a discriminator step spent most of its time there (about 5x
 //! PyTorch on the same cores). Here every convolution, forward or backward, is im2col/col2im
 //! around one GEMM from the `gemm` crate ([`conv`]); the transposed convolution is the same
-//! passes in another order ([`conv_transpose`]); leaky ReLU is a single pass each way
-//! ([`activation`]).
+//! passes in another order ([`conv_transpose`]), with the bias fused into both; leaky ReLU is a
+//! single pass each way ([`activation`]); training-mode batch norm computes its statistics per
+//! channel in one task each ([`batch_norm`]), where candle's `(0, 2, 3)` reductions were a fifth
+//! of a generator step.
 //!
 //! What must never change silently:
 //! - **Bit-reproducibility on the CPU.** Work is split into chunks of the batch whose size
@@ -25,6 +27,7 @@
 //! here needs it).
 
 pub(crate) mod activation;
+pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod im2col;
@@ -139,6 +142,38 @@ fn add_channel_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
         None => Ok(y),
     }
+}
+
+/// Training-mode batch norm over the channels of `x: (N, C, H, W)`: returns `y`, and the batch
+/// mean and biased variance (`(C)` each, detached) for the running statistics.
+///
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, differentiable in `x`, `gamma`, `beta`.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = x.dim(1)?;
+    if fast(&[x, gamma, beta]) {
+        let x = x.contiguous()?;
+        let y = x.apply_op3(
+            &gamma.contiguous()?,
+            &beta.contiguous()?,
+            batch_norm::BatchNormTrain { eps },
+        )?;
+        let moments = x.apply_op1_no_bwd(&batch_norm::ChannelMoments)?;
+        return Ok((y, moments.get(0)?, moments.get(1)?));
+    }
+    let mean = x.mean_keepdim((0, 2, 3))?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+    let inv = var.affine(1.0, eps)?.sqrt()?.recip()?;
+    let y = centered
+        .broadcast_mul(&inv)?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    Ok((y, mean.detach().flatten_all()?, var.detach().flatten_all()?))
 }
 
 /// Leaky ReLU with negative slope `slope`, one pass each way on the CPU.

@@ -323,6 +323,11 @@ fn bits_of_a_training_pass() -> Vec<u32> {
     .unwrap();
     let h = conv2d(&h, w2.as_tensor(), None, 2, (1, 1)).unwrap();
     let y = conv_transpose2d(&h, wt.as_tensor(), None, 2, 1).unwrap();
+    let gamma = Var::from_tensor(&random(36, &[4], DType::F32)).unwrap();
+    let beta = Var::from_tensor(&random(37, &[4], DType::F32)).unwrap();
+    let y = super::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 2e-5)
+        .unwrap()
+        .0;
     let r = random(34, y.dims(), DType::F32);
     let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
     let mut bits = Vec::new();
@@ -332,6 +337,8 @@ fn bits_of_a_training_pass() -> Vec<u32> {
         g.get(b1.as_tensor()).unwrap(),
         g.get(w2.as_tensor()).unwrap(),
         g.get(wt.as_tensor()).unwrap(),
+        g.get(gamma.as_tensor()).unwrap(),
+        g.get(beta.as_tensor()).unwrap(),
     ] {
         let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
         bits.extend(v.iter().map(|f| f.to_bits()));
@@ -362,4 +369,83 @@ fn other_dtypes_fall_back_to_candle() {
     assert_eq!(ours.dtype(), DType::F16);
     let theirs = x.conv2d(&w, 1, 1, 1, 1).unwrap();
     assert_eq!(values(&ours), values(&theirs));
+}
+
+/// Training-mode batch norm from candle ops (what `BatchNorm2d` computed before the kernel).
+fn reference_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+    let c = x.dim(1).unwrap();
+    let mean = x.mean_keepdim((0, 2, 3)).unwrap();
+    let centered = x.broadcast_sub(&mean).unwrap();
+    let var = centered.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+    let inv = var
+        .affine(1.0, eps)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .recip()
+        .unwrap();
+    centered
+        .broadcast_mul(&inv)
+        .unwrap()
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+        .broadcast_add(&beta.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn batch_norm_matches_candle_ops_and_finite_differences() {
+    use super::batch_norm_train;
+    let x = (random(100, &[5, 4, 3, 7], DType::F32) * 3.0)
+        .unwrap()
+        .affine(1.0, 0.5)
+        .unwrap();
+    let gamma = random(101, &[4], DType::F32);
+    let beta = random(102, &[4], DType::F32);
+    let (y, mean, var) = batch_norm_train(&x, &gamma, &beta, 2e-5).unwrap();
+    let err = max_err(&y, &reference_batch_norm(&x, &gamma, &beta, 2e-5));
+    assert!(err < 1e-5, "forward error {err}");
+    let want_mean = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
+    assert!(max_err(&mean, &want_mean) < 1e-6);
+    let want_var = x
+        .broadcast_sub(&x.mean_keepdim((0, 2, 3)).unwrap())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_keepdim((0, 2, 3))
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    assert!(max_err(&var, &want_var) < 1e-5);
+
+    let ours = grads(
+        |x, g, b| batch_norm_train(x, g, b, 2e-5).unwrap().0,
+        &x,
+        &gamma,
+        &beta,
+        103,
+    );
+    let theirs = grads(
+        |x, g, b| reference_batch_norm(x, g, b, 2e-5),
+        &x,
+        &gamma,
+        &beta,
+        103,
+    );
+    assert_grads_close(&ours, &theirs, 1e-4, "batch norm");
+
+    let [x, gamma, beta] = [&x, &gamma, &beta].map(|t| t.to_dtype(DType::F64).unwrap());
+    let x = x
+        .narrow(0, 0, 3)
+        .unwrap()
+        .narrow(3, 0, 3)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    check_finite_differences(
+        |x, g, b| batch_norm_train(x, g, b, 2e-5).unwrap().0,
+        &x,
+        &gamma,
+        &beta,
+    );
 }
