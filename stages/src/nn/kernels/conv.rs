@@ -15,8 +15,6 @@
 //! `BackwardWeight` sums its per-chunk partial products in chunk order after the parallel part,
 //! so every output is the same bits whatever the number of threads or their scheduling.
 
-use std::borrow::Cow;
-
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
@@ -25,6 +23,7 @@ use rayon::prelude::*;
 
 use super::im2col::{col2im, im2col, ConvGeom};
 use super::matmul::{matmul, View};
+use super::scratch::with_buffer;
 use super::{cpu_slice, cpu_slices, Elem};
 
 /// Columns (samples x positions) a chunk aims for: wide enough that one GEMM amortizes packing
@@ -41,23 +40,25 @@ pub(crate) fn chunk_samples(g: &ConvGeom) -> usize {
     by_cols.min(by_chunks).max(1)
 }
 
-/// `dy` of `s` samples (`s x O x P`) as the `O x (s P)` matrix the GEMMs read.
-fn samples_to_cols<'a, T: Elem>(g: &ConvGeom, dy: &'a [T]) -> Cow<'a, [T]> {
+/// Runs `f` on `dy` of `s` samples (`s x O x P`) as the `O x (s P)` matrix the GEMMs read
+/// (`dy` itself for one sample, else a reordered copy in a scratch buffer).
+fn with_cols<T: Elem, R>(g: &ConvGeom, dy: &[T], f: impl FnOnce(&[T]) -> R) -> R {
     let (o, p) = (g.o, g.p());
     let s = dy.len() / (o * p).max(1);
     if s == 1 {
-        return Cow::Borrowed(dy);
+        return f(dy);
     }
-    let mut out = vec![T::ZERO; dy.len()];
-    for (sample, src) in dy.chunks_exact(o * p).enumerate() {
-        for (ch, row) in src.chunks_exact(p).enumerate() {
-            out[ch * s * p + sample * p..][..p].copy_from_slice(row);
+    with_buffer(dy.len(), |out: &mut [T]| {
+        for (sample, src) in dy.chunks_exact(o * p).enumerate() {
+            for (ch, row) in src.chunks_exact(p).enumerate() {
+                out[ch * s * p + sample * p..][..p].copy_from_slice(row);
+            }
         }
-    }
-    Cow::Owned(out)
+        f(out)
+    })
 }
 
-/// The inverse of [`samples_to_cols`], writing into `y` (`s x O x P`).
+/// The inverse of [`with_cols`]' reordering, writing into `y` (`s x O x P`).
 fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
     let (o, p) = (g.o, g.p());
     let s = y.len() / (o * p).max(1);
@@ -97,17 +98,19 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]
                 matmul((g.o, p, k), yc, acc, wv, View::rows(xc, p));
                 return;
             }
-            let mut col = vec![T::ZERO; k * cols];
-            im2col(g, xc, &mut col);
-            if s == 1 {
-                fill_bias(yc, p, bias);
-                matmul((g.o, cols, k), yc, acc, wv, View::rows(&col, cols));
-            } else {
-                let mut tmp = vec![T::ZERO; g.o * cols];
-                fill_bias(&mut tmp, cols, bias);
-                matmul((g.o, cols, k), &mut tmp, acc, wv, View::rows(&col, cols));
-                cols_to_samples(g, &tmp, yc);
-            }
+            with_buffer(k * cols, |col: &mut [T]| {
+                im2col(g, xc, col);
+                if s == 1 {
+                    fill_bias(yc, p, bias);
+                    matmul((g.o, cols, k), yc, acc, wv, View::rows(col, cols));
+                } else {
+                    with_buffer(g.o * cols, |tmp: &mut [T]| {
+                        fill_bias(tmp, cols, bias);
+                        matmul((g.o, cols, k), tmp, acc, wv, View::rows(col, cols));
+                        cols_to_samples(g, tmp, yc);
+                    });
+                }
+            });
         });
     y
 }
@@ -132,15 +135,17 @@ pub(crate) fn backward_data<T: Elem>(
             let s = dxc.len() / g.in_len();
             let cols = s * p;
             let wt = View::transposed(w, k);
-            let dym = samples_to_cols(g, dyc);
             fill_bias(dxc, g.h * g.w, bias);
-            if g.is_pointwise() && s == 1 {
-                matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(&dym, p));
-                return;
-            }
-            let mut dcol = vec![T::ZERO; k * cols];
-            matmul((k, cols, g.o), &mut dcol, false, wt, View::rows(&dym, cols));
-            col2im(g, &dcol, dxc);
+            with_cols(g, dyc, |dym| {
+                if g.is_pointwise() && s == 1 {
+                    matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
+                    return;
+                }
+                with_buffer(k * cols, |dcol: &mut [T]| {
+                    matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
+                    col2im(g, dcol, dxc);
+                });
+            });
         });
     dx
 }
@@ -159,23 +164,25 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
         .map(|(xc, dyc)| {
             let s = xc.len() / g.in_len();
             let cols = s * p;
-            let dym = samples_to_cols(g, dyc);
             let mut part = vec![T::ZERO; g.o * k];
-            if g.is_pointwise() && s == 1 {
-                let xt = View::transposed(xc, p);
-                matmul((g.o, k, p), &mut part, false, View::rows(&dym, p), xt);
-                return part;
-            }
-            let mut col = vec![T::ZERO; k * cols];
-            im2col(g, xc, &mut col);
-            let colt = View::transposed(&col, cols);
-            matmul(
-                (g.o, k, cols),
-                &mut part,
-                false,
-                View::rows(&dym, cols),
-                colt,
-            );
+            with_cols(g, dyc, |dym| {
+                if g.is_pointwise() && s == 1 {
+                    let xt = View::transposed(xc, p);
+                    matmul((g.o, k, p), &mut part, false, View::rows(dym, p), xt);
+                    return;
+                }
+                with_buffer(k * cols, |col: &mut [T]| {
+                    im2col(g, xc, col);
+                    let colt = View::transposed(col, cols);
+                    matmul(
+                        (g.o, k, cols),
+                        &mut part,
+                        false,
+                        View::rows(dym, cols),
+                        colt,
+                    );
+                });
+            });
             part
         })
         .collect();

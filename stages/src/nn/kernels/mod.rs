@@ -32,6 +32,7 @@ pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
+pub(crate) mod scratch;
 
 #[cfg(test)]
 mod tests;
@@ -44,16 +45,24 @@ use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
 pub(crate) trait Elem: WithDType + AddAssign + Mul<Output = Self> {
     const ZERO: Self;
     const ONE: Self;
+    /// This type's per-thread scratch buffers ([`scratch`]).
+    fn pool() -> &'static scratch::Pool<Self>;
 }
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    fn pool() -> &'static scratch::Pool<Self> {
+        &scratch::F32_POOL
+    }
 }
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    fn pool() -> &'static scratch::Pool<Self> {
+        &scratch::F64_POOL
+    }
 }
 
 /// The contiguous data of a CPU storage as a slice.
