@@ -428,9 +428,14 @@ impl Conv2d {
         })
     }
 
-    /// `(dx, dw)`, each one pass.
-    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
-        let dx = dy.apply_op2_no_bwd(w, &self.pass(PassKind::BackwardData, x.dims(), w.dims())?)?;
+    /// `(dx, dw)`, each one pass; `dx` only when `x` is on the graph (not for a data batch).
+    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+        let dx = match x.track_op() {
+            true => Some(
+                dy.apply_op2_no_bwd(w, &self.pass(PassKind::BackwardData, x.dims(), w.dims())?)?,
+            ),
+            false => None,
+        };
         let dw = x.apply_op2_no_bwd(
             dy,
             &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?,
@@ -463,7 +468,7 @@ impl CustomOp2 for Conv2d {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 
@@ -497,6 +502,6 @@ impl CustomOp3 for Conv2d {
         let dy = dy.contiguous()?;
         let (dx, dw) = self.grads(x, w, &dy)?;
         let db = dy.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
