@@ -22,7 +22,8 @@ if [ ! -f "$W/inception.safetensors" ] || [ ! -f "$W/default_1.pt" ]; then
   cargo test -q -p stages --test inception_features pool3_only -- --nocapture >/dev/null
 fi
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
-cargo build -q --release -p stages --example inception_bench
+# No `report` feature: the example does not need polars, which would add minutes to a cold build.
+cargo build -q --release -p stages --no-default-features --example inception_bench
 ours=$(target/release/examples/inception_bench "$W/inception.safetensors" "$N" "$BATCH")
 theirs=$("$PY" - "$W/default_1.pt" "$N" "$BATCH" <<'PYEOF'
 import json, sys, time

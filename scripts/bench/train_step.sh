@@ -4,6 +4,7 @@
 # (static, dynamic, graph) relative to one of our D steps. Prints the raw medians and ratios.
 #
 # Usage: scripts/bench/train_step.sh [ROUNDS]   (default 10; median of ROUNDS after 3 warm-ups)
+# Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`).
 # Uses /work/venv-torch if present, else makes .venv-bench with torch from the package index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,11 +17,15 @@ if [ ! -x "$py" ]; then
   fi
   py=.venv-bench/bin/python
 fi
-cargo build --release -q -p stages --example train_step
+# No `report` feature: the example does not need polars, which would add minutes to a cold build.
+cargo build --release -q -p stages --no-default-features --example train_step
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # Interleave: ours, torch, ours, torch, so a neighbour's load hits both alike.
 for _ in 1 2; do
+  if [ -n "${BASELINE:-}" ]; then
+    "$BASELINE" "$rounds" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
+  fi
   ./target/release/examples/train_step "$rounds" >>"$out"
   "$py" scripts/bench/train_step.py "$rounds" >>"$out"
 done
@@ -35,8 +40,36 @@ for (impl, what), s in sorted(m.items()):
     print(f"{impl:6s} {what:18s} {s * 1000:9.1f} ms  (runs: {', '.join(f'{x*1000:.1f}' for x in med[(impl, what)])})")
 for step in ("d_step", "g_step"):
     print(f"ratio ours/torch {step}: {m[('ours', step)] / m[('torch', step)]:.2f}")
+    if ("before", step) in m:
+        print(f"ratio before/torch {step}: {m[('before', step)] / m[('torch', step)]:.2f}")
 d = m[("ours", "d_step")]
 for sr in ("sr_static_pass", "sr_dynamic_pass", "sr_graph_pass"):
     print(f"{sr} / our d_step: {m[('ours', sr)] / d:.2f}")
 print(f"d_step with graph SR / plain d_step: {m[('ours', 'd_step_graph_sr')] / d:.2f}")
+
+# Share of peak FLOP/s. FLOPs: 2 x multiply-adds of the convs and dense layers (the rest is
+# memory-bound and small); backward = 2 x forward. Peak: cores x 2 FMA pipes x 8 f32 lanes x
+# 2 FLOP x clock (AVX2/FMA; /proc/cpuinfo's "cpu MHz").
+B, ch = 64, 64
+def conv(c_in, c_out, k, out_hw):
+    return 2 * c_in * c_out * k * k * out_hw * out_hw
+def convt(c_in, c_out, k, in_hw):
+    return 2 * c_in * c_out * k * k * in_hw * in_hw
+g_fwd = (2 * 128 * 4 * 4 * 8 * ch + convt(8 * ch, 4 * ch, 4, 4) + convt(4 * ch, 2 * ch, 4, 8)
+         + convt(2 * ch, ch, 4, 16) + conv(ch, 3, 3, 32))
+d_fwd = (conv(3, ch, 3, 32) + conv(ch, ch, 4, 16) + conv(ch, 2 * ch, 3, 16)
+         + conv(2 * ch, 2 * ch, 4, 8) + conv(2 * ch, 4 * ch, 3, 8) + conv(4 * ch, 4 * ch, 4, 4)
+         + conv(4 * ch, 8 * ch, 3, 4) + 2 * 4 * 4 * 8 * ch)
+flops = {"d_step": B * g_fwd + 3 * 2 * B * d_fwd,  # G forward, D forward+backward on real and fake
+         "g_step": 3 * B * g_fwd + 3 * B * d_fwd}
+import os
+ghz = float([l.split(":")[1] for l in open("/proc/cpuinfo") if l.startswith("cpu MHz")][0]) / 1000
+peak = os.cpu_count() * 2 * 8 * 2 * ghz * 1e9
+print(f"peak {peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x 32 FLOP/cycle x {ghz:.2f} GHz)")
+for step in ("d_step", "g_step"):
+    for impl in ("before", "ours", "torch"):
+        if (impl, step) not in m:
+            continue
+        rate = flops[step] / m[(impl, step)]
+        print(f"{impl:6s} {step}: {flops[step] / 1e9:.1f} GFLOP, {rate / 1e9:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak")
 PY

@@ -356,7 +356,7 @@ fn load_unit(
     }
     Ok(Conv {
         weight: Tensor::from_vec(folded, (c_out, c_in, kh, kw), device)?,
-        bias: Tensor::from_vec(bias, (1, c_out, 1, 1), device)?,
+        bias: Tensor::from_vec(bias, c_out, device)?,
         stride: unit.stride,
         pad: unit.pad,
     })
@@ -364,16 +364,9 @@ fn load_unit(
 
 /// conv (with folded batch norm) then ReLU.
 fn conv(x: &Tensor, c: &Conv) -> Result<Tensor, MetricsError> {
-    let (ph, pw) = c.pad;
-    let y = if ph == pw {
-        x.conv2d(&c.weight, ph, c.stride, 1, 1)?
-    } else {
-        // candle pads both axes alike; pad the asymmetric kernels by hand.
-        x.pad_with_zeros(2, ph, ph)?
-            .pad_with_zeros(3, pw, pw)?
-            .conv2d(&c.weight, 0, c.stride, 1, 1)?
-    };
-    Ok(y.broadcast_add(&c.bias)?.relu()?)
+    // The fast CPU kernel pads each axis on its own (no padded copy for the 1x7 / 7x1 kernels).
+    let y = crate::nn::kernels::conv2d(x, &c.weight, Some(&c.bias), c.stride, c.pad)?;
+    Ok(y.relu()?)
 }
 
 /// 3x3/s1/p1 average pool that divides by the number of real (unpadded) pixels in the window.

@@ -10,6 +10,7 @@ use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init::{self, Init};
+use super::kernels;
 use super::spectral_norm::SpectralNorm;
 use super::spectral_reg::GraphSr;
 use super::{Result, Store};
@@ -255,11 +256,6 @@ impl Linear {
     }
 }
 
-fn add_channel_bias(y: Tensor, b: &Var) -> Result<Tensor> {
-    let c = b.dims()[0];
-    Ok(y.broadcast_add(&b.as_tensor().reshape((1, c, 1, 1))?)?)
-}
-
 /// A 2-D convolution with bias.
 pub struct Conv2d {
     weight: Weight,
@@ -271,11 +267,15 @@ pub struct Conv2d {
 impl Conv2d {
     /// NCHW in, NCHW out.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight.effective(train)?, self.pad, self.stride, 1, 1)?;
-        match &self.bias {
-            Some(b) => add_channel_bias(y, b),
-            None => Ok(y),
-        }
+        let w = self.weight.effective(train)?;
+        let b = self.bias.as_ref().map(|b| b.as_tensor());
+        Ok(kernels::conv2d(
+            x,
+            &w,
+            b,
+            self.stride,
+            (self.pad, self.pad),
+        )?)
     }
 }
 
@@ -290,8 +290,14 @@ pub struct ConvTranspose2d {
 impl ConvTranspose2d {
     /// NCHW in, NCHW out (`k4 s2 p1` doubles the spatial size).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(self.weight.as_tensor(), self.pad, 0, self.stride, 1)?;
-        add_channel_bias(y, &self.bias)
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        Ok(kernels::conv_transpose2d(
+            x,
+            w,
+            Some(b),
+            self.stride,
+            self.pad,
+        )?)
     }
 }
 
@@ -313,28 +319,21 @@ impl BatchNorm2d {
     /// NCHW in, NCHW out.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let (mean, var) = if train {
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let centered = x.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+        if train {
+            let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+            let (y, mean, var) = kernels::batch_norm_train(x, gamma, beta, self.eps)?;
             let m = (n * h * w) as f64;
-            let unbiased = var
-                .detach()
-                .affine(m / (m - 1.0).max(1.0), 0.0)?
-                .flatten_all()?;
+            let unbiased = var.affine(m / (m - 1.0).max(1.0), 0.0)?;
             let new_mean = (self.mean.as_tensor().affine(self.decay, 0.0)?
-                + mean.detach().flatten_all()?.affine(1.0 - self.decay, 0.0)?)?;
+                + mean.affine(1.0 - self.decay, 0.0)?)?;
             let new_var = (self.var.as_tensor().affine(self.decay, 0.0)?
                 + unbiased.affine(1.0 - self.decay, 0.0)?)?;
             self.mean.set(&new_mean)?;
             self.var.set(&new_var)?;
-            (mean, var)
-        } else {
-            (
-                self.mean.as_tensor().detach().reshape((1, c, 1, 1))?,
-                self.var.as_tensor().detach().reshape((1, c, 1, 1))?,
-            )
-        };
+            return Ok(y);
+        }
+        let mean = self.mean.as_tensor().detach().reshape((1, c, 1, 1))?;
+        let var = self.var.as_tensor().detach().reshape((1, c, 1, 1))?;
         let inv = var.affine(1.0, self.eps)?.sqrt()?.recip()?;
         let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&inv)?;
         let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;

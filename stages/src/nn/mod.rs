@@ -18,6 +18,7 @@
 //! - Library code never prints; errors are [`NnError`].
 
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod linalg;
 pub mod models;
@@ -153,10 +154,10 @@ impl Store {
     }
 }
 
-/// Leaky ReLU as `(1 - slope) relu(x) + slope x`: three cheap vectorized ops; candle's
+/// Leaky ReLU, one fused pass each way on the CPU ([`kernels::leaky_relu`]); candle's
 /// `maximum` and candle-nn's five-op version were the hot spot of small-model training.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    Ok((x.relu()?.affine(1.0 - slope, 0.0)? + x.affine(slope, 0.0)?)?)
+    Ok(kernels::leaky_relu(x, slope)?)
 }
 
 /// Numerically stable softplus, `relu(x) + log(1 + exp(-|x|))`; candle has no softplus op.

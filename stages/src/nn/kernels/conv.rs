@@ -1,0 +1,507 @@
+//! 2-D convolution on the CPU as im2col + GEMM, and the three passes every convolution kernel
+//! here is made of.
+//!
+//! A convolution with geometry `g` has three linear maps, each one [`Pass`]:
+//! - `Forward`: `y = conv(x, W)`, per chunk `Y = W (O x K) * col(x) (K x sP)`;
+//! - `BackwardData`: its adjoint in `x`, `dx = col2im(W^T * dY)`;
+//! - `BackwardWeight`: its adjoint in `W`, `dW = sum over chunks of dY (O x sP) * col(x)^T`.
+//!
+//! The transposed convolution is the same three passes in another order
+//! ([`super::conv_transpose`]), so one set of kernels serves both layers and both directions.
+//!
+//! Parallelism and determinism: the batch is cut into chunks whose size depends only on the
+//! geometry ([`chunk_samples`]), never on the thread count; rayon runs the chunks, each with a
+//! single-threaded GEMM. `Forward` and `BackwardData` write disjoint samples, and
+//! `BackwardWeight` sums its per-chunk partial products in chunk order after the parallel part,
+//! so every output is the same bits whatever the number of threads or their scheduling.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
+};
+use rayon::prelude::*;
+
+use super::im2col::{col2im, im2col, ConvGeom};
+use super::matmul::{matmul, View};
+use super::scratch::with_buffer;
+use super::{cpu_slice, cpu_slices, Elem};
+
+/// Columns (samples x positions) a chunk aims for: wide enough that one GEMM amortizes packing
+/// its weight operand, and that the weight-gradient product has a long reduction.
+const TARGET_COLS: usize = 2048;
+/// Chunks a batch is cut into at least (when it has that many samples), so that a layer with
+/// few output positions still keeps several threads busy.
+const MIN_CHUNKS: usize = 8;
+
+/// Samples per chunk: a function of the geometry alone (see the module doc).
+pub(crate) fn chunk_samples(g: &ConvGeom) -> usize {
+    let by_cols = TARGET_COLS.div_ceil(g.p().max(1));
+    let by_chunks = g.n.div_ceil(MIN_CHUNKS);
+    by_cols.min(by_chunks).max(1)
+}
+
+/// Runs `f` on `dy` of `s` samples (`s x O x P`) as the `O x (s P)` matrix the GEMMs read
+/// (`dy` itself for one sample, else a reordered copy in a scratch buffer).
+fn with_cols<T: Elem, R>(g: &ConvGeom, dy: &[T], f: impl FnOnce(&[T]) -> R) -> R {
+    let (o, p) = (g.o, g.p());
+    let s = dy.len() / (o * p).max(1);
+    if s == 1 {
+        return f(dy);
+    }
+    with_buffer(dy.len(), |out: &mut [T]| {
+        for (sample, src) in dy.chunks_exact(o * p).enumerate() {
+            for (ch, row) in src.chunks_exact(p).enumerate() {
+                out[ch * s * p + sample * p..][..p].copy_from_slice(row);
+            }
+        }
+        f(out)
+    })
+}
+
+/// The inverse of [`with_cols`]' reordering, writing into `y` (`s x O x P`).
+fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
+    let (o, p) = (g.o, g.p());
+    let s = y.len() / (o * p).max(1);
+    for (sample, dst) in y.chunks_exact_mut(o * p).enumerate() {
+        for (ch, row) in dst.chunks_exact_mut(p).enumerate() {
+            row.copy_from_slice(&m[ch * s * p + sample * p..][..p]);
+        }
+    }
+}
+
+/// Sets every `row`-long row of `m` (rows cycling through the channels) to its channel's bias,
+/// so a GEMM or col2im can accumulate onto it (no separate pass for the bias).
+fn fill_bias<T: Elem>(m: &mut [T], row: usize, bias: Option<&[T]>) {
+    let Some(bias) = bias else { return };
+    for (i, r) in m.chunks_exact_mut(row.max(1)).enumerate() {
+        r.fill(bias[i % bias.len()]);
+    }
+}
+
+/// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw)) [+ bias (O)]`.
+pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let mut y = vec![T::ZERO; g.n * g.out_len()];
+    if y.is_empty() {
+        return y;
+    }
+    let cs = chunk_samples(g);
+    let (k, p) = (g.k(), g.p());
+    y.par_chunks_mut(cs * g.out_len())
+        .zip(x.par_chunks(cs * g.in_len()))
+        .for_each(|(yc, xc)| {
+            let s = yc.len() / g.out_len();
+            let cols = s * p;
+            let wv = View::rows(w, k);
+            let acc = bias.is_some();
+            if g.is_pointwise() && s == 1 {
+                fill_bias(yc, p, bias);
+                matmul((g.o, p, k), yc, acc, wv, View::rows(xc, p));
+                return;
+            }
+            with_buffer(k * cols, |col: &mut [T]| {
+                im2col(g, xc, col);
+                if s == 1 {
+                    fill_bias(yc, p, bias);
+                    matmul((g.o, cols, k), yc, acc, wv, View::rows(col, cols));
+                } else {
+                    with_buffer(g.o * cols, |tmp: &mut [T]| {
+                        fill_bias(tmp, cols, bias);
+                        matmul((g.o, cols, k), tmp, acc, wv, View::rows(col, cols));
+                        cols_to_samples(g, tmp, yc);
+                    });
+                }
+            });
+        });
+    y
+}
+
+/// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)` [`+ bias (C)`:
+/// the transposed convolution's bias].
+pub(crate) fn backward_data<T: Elem>(
+    g: &ConvGeom,
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let mut dx = vec![T::ZERO; g.n * g.in_len()];
+    if dx.is_empty() {
+        return dx;
+    }
+    let cs = chunk_samples(g);
+    let (k, p) = (g.k(), g.p());
+    dx.par_chunks_mut(cs * g.in_len())
+        .zip(dy.par_chunks(cs * g.out_len()))
+        .for_each(|(dxc, dyc)| {
+            let s = dxc.len() / g.in_len();
+            let cols = s * p;
+            let wt = View::transposed(w, k);
+            fill_bias(dxc, g.h * g.w, bias);
+            with_cols(g, dyc, |dym| {
+                if g.is_pointwise() && s == 1 {
+                    matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
+                    return;
+                }
+                with_buffer(k * cols, |dcol: &mut [T]| {
+                    matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
+                    col2im(g, dcol, dxc);
+                });
+            });
+        });
+    dx
+}
+
+/// `dw (O x C x kh x kw)` from `x (N x C x H x W)` and `dy (N x O x OH x OW)`.
+pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (k, p) = (g.k(), g.p());
+    let mut dw = vec![T::ZERO; g.o * k];
+    if g.n == 0 || dw.is_empty() {
+        return dw;
+    }
+    let cs = chunk_samples(g);
+    let partials: Vec<Vec<T>> = x
+        .par_chunks(cs * g.in_len())
+        .zip(dy.par_chunks(cs * g.out_len()))
+        .map(|(xc, dyc)| {
+            let s = xc.len() / g.in_len();
+            let cols = s * p;
+            let mut part = vec![T::ZERO; g.o * k];
+            with_cols(g, dyc, |dym| {
+                if g.is_pointwise() && s == 1 {
+                    let xt = View::transposed(xc, p);
+                    matmul((g.o, k, p), &mut part, false, View::rows(dym, p), xt);
+                    return;
+                }
+                with_buffer(k * cols, |col: &mut [T]| {
+                    im2col(g, xc, col);
+                    let colt = View::transposed(col, cols);
+                    matmul(
+                        (g.o, k, cols),
+                        &mut part,
+                        false,
+                        View::rows(dym, cols),
+                        colt,
+                    );
+                });
+            });
+            part
+        })
+        .collect();
+    // The fixed-order reduction that keeps the weight gradient bit-reproducible.
+    for part in &partials {
+        for (d, &v) in dw.iter_mut().zip(part) {
+            *d += v;
+        }
+    }
+    dw
+}
+
+/// The bias gradient: `db (C)` = the sum of `dy (N x C x ...)` over all but the channel axis.
+///
+/// Each channel is one task summing in sample-then-position order, so the result does not
+/// depend on the thread count. (candle's `sum_keepdim((0, 2, 3))` is an index-arithmetic loop
+/// that cost as much as a convolution here.)
+pub(crate) fn channel_sum<T: Elem>(dy: &[T], (n, c, plane): (usize, usize, usize)) -> Vec<T> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = T::ZERO;
+            for sample in 0..n {
+                let row = &dy[(sample * c + ch) * plane..][..plane];
+                // Eight partial sums: vectorizable, and still a fixed order.
+                let mut lanes = [T::ZERO; 8];
+                let mut chunks = row.chunks_exact(8);
+                for chunk in &mut chunks {
+                    for (l, &v) in lanes.iter_mut().zip(chunk) {
+                        *l += v;
+                    }
+                }
+                for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+                    *l += v;
+                }
+                let mut part = T::ZERO;
+                for l in lanes {
+                    part += l;
+                }
+                total += part;
+            }
+            total
+        })
+        .collect()
+}
+
+/// Which of a convolution's three linear maps a [`Pass`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PassKind {
+    /// `(x, w) -> y`.
+    Forward,
+    /// `(dy, w) -> dx`.
+    BackwardData,
+    /// `(x, dy) -> dw`.
+    BackwardWeight,
+}
+
+/// One pass of a convolution of fixed geometry as a candle op without its own gradient (the
+/// building block of [`Conv2d`] and the transposed convolution).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass {
+    pub kind: PassKind,
+    pub geom: ConvGeom,
+}
+
+impl Pass {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PassKind::Forward => "fast-conv2d-forward",
+            PassKind::BackwardData => "fast-conv2d-backward-data",
+            PassKind::BackwardWeight => "fast-conv2d-backward-weight",
+        }
+    }
+
+    fn shapes(&self) -> ([usize; 4], [usize; 4], [usize; 4]) {
+        let g = &self.geom;
+        let x = [g.n, g.c, g.h, g.w];
+        let w = [g.o, g.c, g.kh, g.kw];
+        let y = [g.n, g.o, g.oh, g.ow];
+        match self.kind {
+            PassKind::Forward => (x, w, y),
+            PassKind::BackwardData => (y, w, x),
+            PassKind::BackwardWeight => (x, y, w),
+        }
+    }
+
+    fn run<T: Elem>(&self, a: &[T], b: &[T], bias: Option<&[T]>) -> Vec<T> {
+        let g = &self.geom;
+        match self.kind {
+            PassKind::Forward => forward(g, a, b, bias),
+            PassKind::BackwardData => backward_data(g, a, b, bias),
+            PassKind::BackwardWeight => backward_weight(g, a, b),
+        }
+    }
+
+    /// Checks the operands against the geometry and runs the pass on their dtype.
+    pub(crate) fn dispatch(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (a, b, out) = self.shapes();
+        if l1.dims() != a || l2.dims() != b {
+            bail!(
+                "{name}: operands {:?} and {:?} do not match the geometry {:?}",
+                l1.dims(),
+                l2.dims(),
+                self.geom
+            );
+        }
+        let bias_len = match self.kind {
+            PassKind::Forward => self.geom.o,
+            PassKind::BackwardData => self.geom.c,
+            PassKind::BackwardWeight => 0,
+        };
+        if let Some((_, l3)) = bias {
+            if l3.dims().iter().product::<usize>() != bias_len {
+                bail!(
+                    "{name}: bias {:?} does not have {bias_len} elements",
+                    l3.dims()
+                );
+            }
+        }
+        fn typed<T: Elem>(
+            pass: &Pass,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            bias: Option<(&CpuStorage, &Layout)>,
+        ) -> Result<Vec<T>> {
+            let name = pass.name();
+            let (a, b) = cpu_slices::<T>(name, s1, l1, s2, l2)?;
+            let bias = match bias {
+                Some((s3, l3)) => Some(cpu_slice::<T>(name, s3, l3)?),
+                None => None,
+            };
+            Ok(pass.run(a, b, bias))
+        }
+        let same = |s: &CpuStorage| s.dtype() == s1.dtype();
+        if !same(s2) || bias.is_some_and(|(s3, _)| !same(s3)) {
+            bail!("{name}: operands of different dtypes");
+        }
+        let storage = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(typed(self, (s1, l1), (s2, l2), bias)?),
+            CpuStorage::F64(_) => CpuStorage::F64(typed(self, (s1, l1), (s2, l2), bias)?),
+            _ => bail!(
+                "{name}: only f32 and f64 are supported, got {:?}",
+                s1.dtype()
+            ),
+        };
+        Ok((storage, Shape::from(out.to_vec())))
+    }
+}
+
+impl CustomOp2 for Pass {
+    fn name(&self) -> &'static str {
+        self.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch((s1, l1), (s2, l2), None)
+    }
+}
+
+/// A [`Pass`] plus a bias (`Forward`: per output channel; `BackwardData`: per input channel).
+impl CustomOp3 for Pass {
+    fn name(&self) -> &'static str {
+        self.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// `(N, C, ...) -> (C)`: [`channel_sum`] as a candle op without gradient.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "fast-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.dims();
+        if dims.len() < 2 {
+            bail!("{}: expected at least 2 dims, got {dims:?}", self.name());
+        }
+        let nc = (dims[0], dims[1], dims[2..].iter().product());
+        let storage = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
+            CpuStorage::F64(_) => CpuStorage::F64(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
+            _ => bail!(
+                "{}: only f32 and f64 are supported, got {:?}",
+                self.name(),
+                s.dtype()
+            ),
+        };
+        Ok((storage, Shape::from(dims[1])))
+    }
+}
+
+/// `conv2d(x, w)` with explicit per-axis padding, differentiable in both operands.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conv2d {
+    pub stride: usize,
+    pub pad: (usize, usize),
+}
+
+impl Conv2d {
+    fn geom(&self, x: &[usize], w: &[usize]) -> Result<ConvGeom> {
+        let (&[n, c, h, wd], &[o, c_w, kh, kw]) = (x, w) else {
+            bail!("conv2d: expected 4-d input and weight, got {x:?} and {w:?}");
+        };
+        if c != c_w {
+            bail!("conv2d: input has {c} channels but the weight expects {c_w} (groups are not supported)");
+        }
+        ConvGeom::new((n, c, h, wd), (o, kh, kw), self.stride, self.pad)
+    }
+}
+
+impl Conv2d {
+    fn pass(&self, kind: PassKind, x: &[usize], w: &[usize]) -> Result<Pass> {
+        Ok(Pass {
+            kind,
+            geom: self.geom(x, w)?,
+        })
+    }
+
+    /// `(dx, dw)`, each one pass; `dx` only when `x` is on the graph (not for a data batch).
+    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+        let dx = match x.track_op() {
+            true => Some(
+                dy.apply_op2_no_bwd(w, &self.pass(PassKind::BackwardData, x.dims(), w.dims())?)?,
+            ),
+            false => None,
+        };
+        let dw = x.apply_op2_no_bwd(
+            dy,
+            &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?,
+        )?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
+        Ok((dx, Some(dw)))
+    }
+}
+
+/// `conv2d(x, w) + b` with the bias added inside the kernel and its gradient one pass.
+impl CustomOp3 for Conv2d {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
+            .dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (dx, dw) = self.grads(x, w, &dy)?;
+        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((dx, Some(dw), Some(db)))
+    }
+}

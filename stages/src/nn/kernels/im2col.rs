@@ -1,0 +1,186 @@
+//! Convolution geometry and the two data movements every conv kernel is built from: `im2col`
+//! (input patches as the columns of a matrix) and its adjoint `col2im` (scatter-add the columns
+//! back onto the input grid).
+//!
+//! The column matrix of a chunk of `s` samples is `K x (s * P)` with `K = C * kh * kw` rows in
+//! the order of a `(O, C, kh, kw)` weight's last three axes and `P = OH * OW` output positions
+//! per sample, samples side by side. Padding is explicit per axis (`ph`, `pw`), so Inception's
+//! 1x7 / 7x1 kernels need no padded copy of their input.
+//!
+//! `col2im` adds the rows in a fixed order (channel, then kernel row, then kernel column), so the
+//! sum each input element receives never depends on scheduling.
+
+use candle_core::{bail, Result};
+
+use super::Elem;
+
+/// The shape of one 2-D convolution (groups 1, dilation 1): `n` samples of `c x h x w` in,
+/// `o x oh x ow` out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// The geometry of convolving `x: (n, c, h, w)` with a `(o, c, kh, kw)` weight.
+    pub fn new(
+        (n, c, h, w): (usize, usize, usize, usize),
+        (o, kh, kw): (usize, usize, usize),
+        stride: usize,
+        (ph, pw): (usize, usize),
+    ) -> Result<Self> {
+        if stride == 0 || kh == 0 || kw == 0 {
+            bail!(
+                "conv: stride and kernel size must be positive (stride {stride}, kernel {kh}x{kw})"
+            );
+        }
+        if h + 2 * ph < kh || w + 2 * pw < kw {
+            bail!("conv: kernel {kh}x{kw} is larger than the padded input {h}x{w} (padding {ph}, {pw})");
+        }
+        Ok(ConvGeom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            stride,
+            ph,
+            pw,
+            oh: (h + 2 * ph - kh) / stride + 1,
+            ow: (w + 2 * pw - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the column matrix: the reduction length of the forward product.
+    pub fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output positions per sample.
+    pub fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Input elements per sample.
+    pub fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Output elements per sample.
+    pub fn out_len(&self) -> usize {
+        self.o * self.p()
+    }
+
+    /// 1x1, stride 1, no padding: the column matrix of one sample is the sample itself.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.ph == 0 && self.pw == 0
+    }
+}
+
+/// The output positions `[lo, hi)` along one axis whose input index `o * stride + kk - pad`
+/// falls inside `[0, size)`.
+fn valid_range(out: usize, size: usize, stride: usize, kk: usize, pad: usize) -> (usize, usize) {
+    let lo = if pad > kk {
+        (pad - kk).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if size + pad > kk {
+        ((size - 1 + pad - kk) / stride + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Fills `col` (`K x (s * P)`) with the patches of the `s` samples in `x` (`s x C x H x W`).
+pub(crate) fn im2col<T: Elem>(g: &ConvGeom, x: &[T], col: &mut [T]) {
+    let s = x.len() / g.in_len().max(1);
+    let (p, cols, plane) = (g.p(), s * g.p(), g.h * g.w);
+    debug_assert_eq!(col.len(), g.k() * cols);
+    let zero = T::ZERO;
+    for c in 0..g.c {
+        for ki in 0..g.kh {
+            let (y_lo, y_hi) = valid_range(g.oh, g.h, g.stride, ki, g.ph);
+            for kj in 0..g.kw {
+                let (x_lo, x_hi) = valid_range(g.ow, g.w, g.stride, kj, g.pw);
+                let row = (c * g.kh + ki) * g.kw + kj;
+                let dst_row = &mut col[row * cols..(row + 1) * cols];
+                for (sample, dst) in dst_row.chunks_exact_mut(p).enumerate() {
+                    let src = &x[(sample * g.c + c) * plane..][..plane];
+                    for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+                        if oy < y_lo || oy >= y_hi || x_lo == x_hi {
+                            d.fill(zero);
+                            continue;
+                        }
+                        let iy = oy * g.stride + ki - g.ph;
+                        let src_row = &src[iy * g.w..(iy + 1) * g.w];
+                        d[..x_lo].fill(zero);
+                        d[x_hi..].fill(zero);
+                        let ix0 = x_lo * g.stride + kj - g.pw;
+                        let d = &mut d[x_lo..x_hi];
+                        if g.stride == 1 {
+                            d.copy_from_slice(&src_row[ix0..ix0 + d.len()]);
+                        } else {
+                            for (j, v) in d.iter_mut().enumerate() {
+                                *v = src_row[ix0 + j * g.stride];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns of `col` (`K x (s * P)`) back onto `x` (`s x C x H x W`): the adjoint of
+/// [`im2col`]. `x` is accumulated into, not overwritten.
+pub(crate) fn col2im<T: Elem>(g: &ConvGeom, col: &[T], x: &mut [T]) {
+    let s = x.len() / g.in_len().max(1);
+    let (p, cols, plane) = (g.p(), s * g.p(), g.h * g.w);
+    debug_assert_eq!(col.len(), g.k() * cols);
+    for c in 0..g.c {
+        for ki in 0..g.kh {
+            let (y_lo, y_hi) = valid_range(g.oh, g.h, g.stride, ki, g.ph);
+            for kj in 0..g.kw {
+                let (x_lo, x_hi) = valid_range(g.ow, g.w, g.stride, kj, g.pw);
+                if x_lo == x_hi || y_lo == y_hi {
+                    continue;
+                }
+                let row = (c * g.kh + ki) * g.kw + kj;
+                let src_row = &col[row * cols..(row + 1) * cols];
+                for (sample, src) in src_row.chunks_exact(p).enumerate() {
+                    let dst = &mut x[(sample * g.c + c) * plane..][..plane];
+                    for oy in y_lo..y_hi {
+                        let iy = oy * g.stride + ki - g.ph;
+                        let dst_row = &mut dst[iy * g.w..(iy + 1) * g.w];
+                        let s_row = &src[oy * g.ow + x_lo..oy * g.ow + x_hi];
+                        let ix0 = x_lo * g.stride + kj - g.pw;
+                        if g.stride == 1 {
+                            for (d, &v) in dst_row[ix0..ix0 + s_row.len()].iter_mut().zip(s_row) {
+                                *d += v;
+                            }
+                        } else {
+                            for (j, &v) in s_row.iter().enumerate() {
+                                dst_row[ix0 + j * g.stride] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Fast CPU kernels for the ops that dominate training and FID feature extraction: 2-D
+//! convolution, transposed convolution and leaky ReLU, as candle custom ops.
+//!
+//! Why: candle 0.11's CPU transposed convolution is a direct loop, and its conv2d backward runs
+//! the input gradient through it, so a discriminator step spent most of its time there (about 5x
+//! PyTorch on the same cores). Here every convolution, forward or backward, is im2col/col2im
+//! around one GEMM from the `gemm` crate ([`conv`]); the transposed convolution is the same
+//! passes in another order ([`conv_transpose`]), with the bias fused into both; leaky ReLU is a
+//! single pass each way ([`activation`]); training-mode batch norm computes its statistics per
+//! channel in one task each ([`batch_norm`]), where candle's `(0, 2, 3)` reductions were a fifth
+//! of a generator step.
+//!
+//! What must never change silently:
+//! - **Bit-reproducibility on the CPU.** Work is split into chunks of the batch whose size
+//!   depends on the shapes only, each chunk runs a single-threaded GEMM, and the only reduction
+//!   across chunks (the weight gradient) is summed in chunk order after the parallel part. The
+//!   results are the same bits with any thread count (tested).
+//! - **Semantics equal candle's ops** (tested against them, values and gradients): these
+//!   functions are drop-in replacements, plus per-axis padding for Inception's 1x7 and 7x1
+//!   kernels.
+//! - **Other devices keep candle's kernels.** The fast path runs for contiguous-able f32 and f64
+//!   tensors on the CPU; anything else (CUDA, f16, ...) goes to candle's own op, so a GPU run is
+//!   exactly what candle computes.
+//!
+//! Supported: groups 1, dilation 1, any kernel size, stride and padding (transposed: output
+//! padding 0). The gradients are not themselves differentiable (no double backprop; no model
+//! here needs it).
+
+pub(crate) mod activation;
+pub(crate) mod batch_norm;
+pub(crate) mod conv;
+pub(crate) mod conv_transpose;
+pub(crate) mod im2col;
+pub(crate) mod matmul;
+pub(crate) mod scratch;
+
+#[cfg(test)]
+mod tests;
+
+use std::ops::{AddAssign, Mul};
+
+use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
+
+/// The float types the kernels are compiled for.
+pub(crate) trait Elem: WithDType + AddAssign + Mul<Output = Self> {
+    const ZERO: Self;
+    const ONE: Self;
+    /// This type's per-thread scratch buffers ([`scratch`]).
+    fn pool() -> &'static scratch::Pool<Self>;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn pool() -> &'static scratch::Pool<Self> {
+        &scratch::F32_POOL
+    }
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn pool() -> &'static scratch::Pool<Self> {
+        &scratch::F64_POOL
+    }
+}
+
+/// The contiguous data of a CPU storage as a slice.
+pub(crate) fn cpu_slice<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{op}: operand is not contiguous (the caller must make it so)"),
+    }
+}
+
+/// [`cpu_slice`] of two operands.
+pub(crate) fn cpu_slices<'a, T: Elem>(
+    op: &str,
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &'a CpuStorage,
+    l2: &Layout,
+) -> Result<(&'a [T], &'a [T])> {
+    Ok((cpu_slice(op, s1, l1)?, cpu_slice(op, s2, l2)?))
+}
+
+/// Whether the fast kernels handle these operands (else candle's op runs).
+fn fast(ts: &[&Tensor]) -> bool {
+    let dtype = ts[0].dtype();
+    matches!(dtype, DType::F32 | DType::F64)
+        && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
+}
+
+/// `conv2d(x, w) [+ b]` (groups 1, dilation 1) with padding `(ph, pw)` on the two spatial axes.
+///
+/// `x: (N, C, H, W)`, `w: (O, C, kh, kw)`, `b: (O)`; differentiable in all.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: (usize, usize),
+) -> Result<Tensor> {
+    if fast(&[x, w]) && b.is_none_or(|b| fast(&[x, b])) {
+        let op = conv::Conv2d { stride, pad };
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    let (ph, pw) = pad;
+    let y = if ph == pw {
+        x.conv2d(w, ph, stride, 1, 1)?
+    } else {
+        // candle pads both axes alike; pad the input by hand for asymmetric padding.
+        x.pad_with_zeros(2, ph, ph)?
+            .pad_with_zeros(3, pw, pw)?
+            .conv2d(w, 0, stride, 1, 1)?
+    };
+    add_channel_bias(y, b)
+}
+
+/// `conv_transpose2d(x, w) [+ b]` (groups 1, dilation 1, output padding 0) with padding `pad`.
+///
+/// `x: (N, C_in, H, W)`, `w: (C_in, C_out, kh, kw)`, `b: (C_out)`; differentiable in all.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    if fast(&[x, w]) && b.is_none_or(|b| fast(&[x, b])) {
+        let op = conv_transpose::ConvTranspose2d {
+            stride,
+            pad: (pad, pad),
+        };
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    add_channel_bias(x.conv_transpose2d(w, pad, 0, stride, 1)?, b)
+}
+
+fn add_channel_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Training-mode batch norm over the channels of `x: (N, C, H, W)`: returns `y`, and the batch
+/// mean and biased variance (`(C)` each, detached) for the running statistics.
+///
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, differentiable in `x`, `gamma`, `beta`.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = x.dim(1)?;
+    if fast(&[x, gamma, beta]) {
+        let x = x.contiguous()?;
+        let y = x.apply_op3(
+            &gamma.contiguous()?,
+            &beta.contiguous()?,
+            batch_norm::BatchNormTrain { eps },
+        )?;
+        let moments = x.apply_op1_no_bwd(&batch_norm::ChannelMoments)?;
+        return Ok((y, moments.get(0)?, moments.get(1)?));
+    }
+    let mean = x.mean_keepdim((0, 2, 3))?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+    let inv = var.affine(1.0, eps)?.sqrt()?.recip()?;
+    let y = centered
+        .broadcast_mul(&inv)?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    Ok((y, mean.detach().flatten_all()?, var.detach().flatten_all()?))
+}
+
+/// Leaky ReLU with negative slope `slope`, one pass each way on the CPU.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x.contiguous()?.apply_op1(activation::LeakyRelu { slope });
+    }
+    // The candle-ops version for other devices: three vectorized ops.
+    x.relu()?.affine(1.0 - slope, 0.0)? + x.affine(slope, 0.0)?
+}

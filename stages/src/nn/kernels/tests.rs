@@ -1,0 +1,451 @@
+//! The kernels against candle's own ops (values and gradients), against central finite
+//! differences, and against themselves under different thread counts.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{conv2d, conv_transpose2d, leaky_relu};
+
+fn random(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Largest `|a - b| / (1 + |b|)`.
+fn max_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f64::max)
+}
+
+/// candle's conv2d, padding each axis on its own.
+fn reference_conv(x: &Tensor, w: &Tensor, stride: usize, (ph, pw): (usize, usize)) -> Tensor {
+    x.pad_with_zeros(2, ph, ph)
+        .unwrap()
+        .pad_with_zeros(3, pw, pw)
+        .unwrap()
+        .conv2d(w, 0, stride, 1, 1)
+        .unwrap()
+}
+
+/// (x shape, w shape, stride, padding): odd sizes, stride 2, rectangular kernels with their
+/// Inception padding, 1x1, and batches that do not divide into the chunk size. (Stride 2 with
+/// `H != W` parity is left to the finite-difference test: candle's own conv2d backward fails
+/// there, deriving both axes' output padding from the height.)
+fn add_bias(y: &Tensor, b: &Tensor) -> Tensor {
+    y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1)).unwrap())
+        .unwrap()
+}
+
+/// (x shape, w shape, stride, (ph, pw)).
+type ConvCase = ([usize; 4], [usize; 4], usize, (usize, usize));
+
+const CONV_CASES: &[ConvCase] = &[
+    ([3, 3, 9, 7], [5, 3, 3, 3], 1, (1, 1)),
+    ([5, 4, 11, 11], [6, 4, 4, 4], 2, (1, 1)),
+    ([2, 3, 13, 9], [4, 3, 1, 7], 1, (0, 3)),
+    ([2, 3, 9, 13], [4, 3, 7, 1], 1, (3, 0)),
+    ([3, 5, 8, 8], [7, 5, 1, 1], 1, (0, 0)),
+    ([2, 3, 15, 15], [4, 3, 3, 3], 2, (0, 0)),
+    ([17, 4, 4, 4], [8, 4, 3, 3], 1, (1, 1)),
+    ([1, 2, 6, 6], [3, 2, 5, 3], 2, (2, 1)),
+    ([9, 3, 5, 5], [4, 3, 1, 1], 2, (0, 0)),
+];
+
+#[test]
+fn conv2d_forward_matches_candle() {
+    for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
+        let x = random(10 + i as u64, &xs, DType::F32);
+        let w = random(50 + i as u64, &ws, DType::F32);
+        let ours = conv2d(&x, &w, None, stride, pad).unwrap();
+        let theirs = reference_conv(&x, &w, stride, pad);
+        let err = max_err(&ours, &theirs);
+        assert!(err < 1e-5, "case {i}: error {err}");
+        let b = random(70 + i as u64, &[ws[0]], DType::F32);
+        let ours = conv2d(&x, &w, Some(&b), stride, pad).unwrap();
+        let theirs = add_bias(&theirs, &b);
+        let err = max_err(&ours, &theirs);
+        assert!(err < 1e-5, "case {i} with bias: error {err}");
+    }
+}
+
+/// The gradients of `sum(f(x, w, b) * r)` for a fixed random `r`.
+fn grads(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    seed: u64,
+) -> [Tensor; 3] {
+    let vars = [x, w, b].map(|t| Var::from_tensor(t).unwrap());
+    let y = f(
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+    );
+    let r = random(seed, y.dims(), y.dtype());
+    let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    // An operand `f` ignores gets a zero gradient.
+    vars.map(|v| match g.get(v.as_tensor()) {
+        Some(d) => d.clone(),
+        None => v.as_tensor().zeros_like().unwrap(),
+    })
+}
+
+fn assert_grads_close(ours: &[Tensor; 3], theirs: &[Tensor; 3], tol: f64, what: &str) {
+    for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(ours.iter().zip(theirs)) {
+        let err = max_err(a, b);
+        assert!(err < tol, "{what}: {name} error {err}");
+    }
+}
+
+#[test]
+fn conv2d_gradients_match_candle() {
+    for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
+        let x = random(10 + i as u64, &xs, DType::F32);
+        let w = random(50 + i as u64, &ws, DType::F32);
+        let b = random(70 + i as u64, &[ws[0]], DType::F32);
+        let ours = grads(
+            |x, w, b| conv2d(x, w, Some(b), stride, pad).unwrap(),
+            &x,
+            &w,
+            &b,
+            90,
+        );
+        let theirs = grads(
+            |x, w, b| add_bias(&reference_conv(x, w, stride, pad), b),
+            &x,
+            &w,
+            &b,
+            90,
+        );
+        assert_grads_close(&ours, &theirs, 1e-5, &format!("case {i}"));
+        // Without a bias the same op runs as a two-operand op; its gradients must agree.
+        let [dx, dw, _] = &ours;
+        let plain = grads(
+            |x, w, _| conv2d(x, w, None, stride, pad).unwrap(),
+            &x,
+            &w,
+            &b,
+            90,
+        );
+        assert_eq!(values(dx), values(&plain[0]), "case {i}: dx without bias");
+        assert_eq!(values(dw), values(&plain[1]), "case {i}: dw without bias");
+    }
+}
+
+/// (x shape, w shape, stride, padding) for the transposed convolution, including the
+/// generators' `k4 s2 p1`.
+const CONVT_CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
+    ([3, 6, 4, 4], [6, 5, 4, 4], 2, 1),
+    ([2, 3, 5, 3], [3, 4, 3, 3], 1, 1),
+    ([11, 4, 3, 5], [4, 2, 3, 2], 2, 0),
+    ([1, 2, 4, 4], [2, 3, 5, 5], 3, 2),
+];
+
+#[test]
+fn conv_transpose2d_forward_and_gradients_match_candle() {
+    let reference =
+        |x: &Tensor, w: &Tensor, stride, pad| x.conv_transpose2d(w, pad, 0, stride, 1).unwrap();
+    for (i, &(xs, ws, stride, pad)) in CONVT_CASES.iter().enumerate() {
+        let x = random(20 + i as u64, &xs, DType::F32);
+        let w = random(60 + i as u64, &ws, DType::F32);
+        let b = random(80 + i as u64, &[ws[1]], DType::F32);
+        let ours = conv_transpose2d(&x, &w, None, stride, pad).unwrap();
+        let err = max_err(&ours, &reference(&x, &w, stride, pad));
+        assert!(err < 1e-5, "case {i}: forward error {err}");
+        let ours = conv_transpose2d(&x, &w, Some(&b), stride, pad).unwrap();
+        let err = max_err(&ours, &add_bias(&reference(&x, &w, stride, pad), &b));
+        assert!(err < 1e-5, "case {i}: forward with bias error {err}");
+        let ours = grads(
+            |x, w, b| conv_transpose2d(x, w, Some(b), stride, pad).unwrap(),
+            &x,
+            &w,
+            &b,
+            91,
+        );
+        let theirs = grads(
+            |x, w, b| add_bias(&reference(x, w, stride, pad), b),
+            &x,
+            &w,
+            &b,
+            91,
+        );
+        assert_grads_close(&ours, &theirs, 1e-5, &format!("case {i}"));
+    }
+}
+
+/// Central differences of `sum(f(x, w, b) * r)` in every element of `x`, `w` and `b`, in f64,
+/// against the backprop gradients.
+fn check_finite_differences(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) {
+    let analytic = grads(&f, x, w, b, 92);
+    let r = random(92, f(x, w, b).dims(), DType::F64);
+    let loss = |args: &[Tensor]| -> f64 {
+        (f(&args[0], &args[1], &args[2]) * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let eps = 1e-5;
+    let args = [x.clone(), w.clone(), b.clone()];
+    for (which, g) in analytic.iter().enumerate() {
+        let base = values(&args[which]);
+        let g = values(g);
+        for j in 0..base.len() {
+            let at = |d: f64| {
+                let mut v = base.clone();
+                v[j] += d;
+                let mut moved = args.clone();
+                moved[which] = Tensor::from_vec(v, args[which].dims(), &Device::Cpu).unwrap();
+                loss(&moved)
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            let err = (numeric - g[j]).abs() / (1.0 + g[j].abs());
+            assert!(
+                err < 1e-7,
+                "operand {which}[{j}]: numeric {numeric}, backprop {}",
+                g[j]
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    let x = random(1, &[2, 2, 5, 4], DType::F64);
+    let w = random(2, &[3, 2, 3, 2], DType::F64);
+    let b = random(8, &[3], DType::F64);
+    check_finite_differences(
+        |x, w, b| conv2d(x, w, Some(b), 2, (1, 0)).unwrap(),
+        &x,
+        &w,
+        &b,
+    );
+}
+
+#[test]
+fn conv_transpose2d_gradients_match_finite_differences() {
+    let x = random(3, &[2, 3, 3, 2], DType::F64);
+    let w = random(4, &[3, 2, 4, 4], DType::F64);
+    let b = random(9, &[2], DType::F64);
+    check_finite_differences(
+        |x, w, b| conv_transpose2d(x, w, Some(b), 2, 1).unwrap(),
+        &x,
+        &w,
+        &b,
+    );
+}
+
+#[test]
+fn leaky_relu_forward_gradient_and_finite_differences() {
+    let x = random(5, &[3, 4, 5, 6], DType::F32);
+    let y = leaky_relu(&x, 0.1).unwrap();
+    for (a, b) in values(&x).iter().zip(values(&y)) {
+        let want = if *a > 0.0 {
+            *a
+        } else {
+            (*a as f32 * 0.1f32) as f64
+        };
+        assert_eq!(b, want, "leaky relu of {a}");
+    }
+    // Gradient against candle-ops leaky ReLU (f32) and central differences (f64).
+    let r = random(6, x.dims(), DType::F32);
+    let xv = Var::from_tensor(&x).unwrap();
+    let g = (leaky_relu(xv.as_tensor(), 0.1).unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let ours = g.get(xv.as_tensor()).unwrap();
+    let reference = (xv.as_tensor().relu().unwrap().affine(0.9, 0.0).unwrap()
+        + xv.as_tensor().affine(0.1, 0.0).unwrap())
+    .unwrap();
+    let g = (reference * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let err = max_err(ours, g.get(xv.as_tensor()).unwrap());
+    assert!(err < 1e-6, "gradient error {err}");
+
+    let x64 = random(7, &[2, 3, 4], DType::F64);
+    // The extra operands enter linearly so the shared checker applies.
+    let (w, b) = (random(8, &[1], DType::F64), random(9, &[1], DType::F64));
+    check_finite_differences(
+        |x, w, b| {
+            let shift = (w + b).unwrap().sum_all().unwrap();
+            leaky_relu(x, 0.2).unwrap().broadcast_add(&shift).unwrap()
+        },
+        &x64,
+        &w,
+        &b,
+    );
+}
+
+/// Forward and both gradients of a discriminator-like stack, as raw bits.
+fn bits_of_a_training_pass() -> Vec<u32> {
+    let x = random(30, &[13, 3, 12, 12], DType::F32);
+    let w1 = Var::from_tensor(&random(31, &[8, 3, 3, 3], DType::F32)).unwrap();
+    let b1 = Var::from_tensor(&random(35, &[8], DType::F32)).unwrap();
+    let w2 = Var::from_tensor(&random(32, &[16, 8, 4, 4], DType::F32)).unwrap();
+    let wt = Var::from_tensor(&random(33, &[16, 4, 4, 4], DType::F32)).unwrap();
+    let h = leaky_relu(
+        &conv2d(&x, w1.as_tensor(), Some(b1.as_tensor()), 1, (1, 1)).unwrap(),
+        0.1,
+    )
+    .unwrap();
+    let h = conv2d(&h, w2.as_tensor(), None, 2, (1, 1)).unwrap();
+    let y = conv_transpose2d(&h, wt.as_tensor(), None, 2, 1).unwrap();
+    let gamma = Var::from_tensor(&random(36, &[4], DType::F32)).unwrap();
+    let beta = Var::from_tensor(&random(37, &[4], DType::F32)).unwrap();
+    let y = super::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 2e-5)
+        .unwrap()
+        .0;
+    let r = random(34, y.dims(), DType::F32);
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut bits = Vec::new();
+    for t in [
+        &y,
+        g.get(w1.as_tensor()).unwrap(),
+        g.get(b1.as_tensor()).unwrap(),
+        g.get(w2.as_tensor()).unwrap(),
+        g.get(wt.as_tensor()).unwrap(),
+        g.get(gamma.as_tensor()).unwrap(),
+        g.get(beta.as_tensor()).unwrap(),
+    ] {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        bits.extend(v.iter().map(|f| f.to_bits()));
+    }
+    bits
+}
+
+#[test]
+fn results_are_bit_identical_across_runs_and_thread_counts() {
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(bits_of_a_training_pass);
+    let three = pool(3).install(bits_of_a_training_pass);
+    let again = pool(3).install(bits_of_a_training_pass);
+    assert_eq!(one, three, "1 vs 3 threads");
+    assert_eq!(three, again, "two runs with 3 threads");
+}
+
+#[test]
+fn other_dtypes_fall_back_to_candle() {
+    let x = random(40, &[2, 3, 6, 6], DType::F16);
+    let w = random(41, &[4, 3, 3, 3], DType::F16);
+    let ours = conv2d(&x, &w, None, 1, (1, 1)).unwrap();
+    assert_eq!(ours.dtype(), DType::F16);
+    let theirs = x.conv2d(&w, 1, 1, 1, 1).unwrap();
+    assert_eq!(values(&ours), values(&theirs));
+}
+
+/// Training-mode batch norm from candle ops (what `BatchNorm2d` computed before the kernel).
+fn reference_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+    let c = x.dim(1).unwrap();
+    let mean = x.mean_keepdim((0, 2, 3)).unwrap();
+    let centered = x.broadcast_sub(&mean).unwrap();
+    let var = centered.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+    let inv = var
+        .affine(1.0, eps)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .recip()
+        .unwrap();
+    centered
+        .broadcast_mul(&inv)
+        .unwrap()
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+        .broadcast_add(&beta.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn batch_norm_matches_candle_ops_and_finite_differences() {
+    use super::batch_norm_train;
+    let x = (random(100, &[5, 4, 3, 7], DType::F32) * 3.0)
+        .unwrap()
+        .affine(1.0, 0.5)
+        .unwrap();
+    let gamma = random(101, &[4], DType::F32);
+    let beta = random(102, &[4], DType::F32);
+    let (y, mean, var) = batch_norm_train(&x, &gamma, &beta, 2e-5).unwrap();
+    let err = max_err(&y, &reference_batch_norm(&x, &gamma, &beta, 2e-5));
+    assert!(err < 1e-5, "forward error {err}");
+    let want_mean = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
+    assert!(max_err(&mean, &want_mean) < 1e-6);
+    let want_var = x
+        .broadcast_sub(&x.mean_keepdim((0, 2, 3)).unwrap())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_keepdim((0, 2, 3))
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    assert!(max_err(&var, &want_var) < 1e-5);
+
+    let ours = grads(
+        |x, g, b| batch_norm_train(x, g, b, 2e-5).unwrap().0,
+        &x,
+        &gamma,
+        &beta,
+        103,
+    );
+    let theirs = grads(
+        |x, g, b| reference_batch_norm(x, g, b, 2e-5),
+        &x,
+        &gamma,
+        &beta,
+        103,
+    );
+    assert_grads_close(&ours, &theirs, 1e-4, "batch norm");
+
+    let [x, gamma, beta] = [&x, &gamma, &beta].map(|t| t.to_dtype(DType::F64).unwrap());
+    let x = x
+        .narrow(0, 0, 3)
+        .unwrap()
+        .narrow(3, 0, 3)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    check_finite_differences(
+        |x, g, b| batch_norm_train(x, g, b, 2e-5).unwrap().0,
+        &x,
+        &gamma,
+        &beta,
+    );
+}
