@@ -262,6 +262,9 @@ fn run_in_view(
             "REPRO_WORKSPACE".to_string(),
             shared.root.display().to_string(),
         ),
+        // This very binary, so a `cmd` stage can call `repro` (e.g. `dag --mermaid`) without
+        // depending on PATH, and always the version that is running the pipeline.
+        ("REPRO_EXE".to_string(), shared.exe.display().to_string()),
     ];
     if !job.grant.gpus.is_empty() {
         let ids: Vec<String> = job.grant.gpus.iter().map(u32::to_string).collect();

@@ -55,11 +55,10 @@ fn status_output_is_the_contract() {
 }
 
 #[test]
-fn runs_lists_the_latest_record_of_each_stage_even_from_inside_a_stage() {
+fn runs_lists_the_latest_record_of_each_stage_even_from_inside_a_stage_via_repro_exe() {
     let p = Project::new(&format!(
-        "{}  table:\n    cmd: {} -C \"$REPRO_WORKSPACE\" runs --csv > runs.csv\n    deps: [metrics.json]\n    outs: [runs.csv]\n    always_changed: true\n",
+        "{}  table:\n    cmd: '\"$REPRO_EXE\" -C \"$REPRO_WORKSPACE\" runs --csv > runs.csv'\n    deps: [metrics.json]\n    outs: [runs.csv]\n    always_changed: true\n",
         crate::FOUR_STAGES,
-        crate::harness::bin()
     ));
     p.ok(&["all", "-j", "1"]);
     let runs = p.read("runs.csv");
