@@ -59,4 +59,13 @@ import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f"ratio (pytorch images/s / ours images/s) = {b['images_per_s'] / a['images_per_s']:.2f}; "
       f"pool3 checksum ours {a['pool3_sum']} vs pytorch {b['pool3_sum']}")
+# Share of peak FLOP/s: Inception-v3 at 299x299 is about 5.7 G multiply-adds per image (the
+# figure its paper gives), i.e. 11.4 GFLOP; peak = cores x 2 FMA pipes x 8 f32 lanes x 2 FLOP x
+# the nominal clock in /proc/cpuinfo (turbo may run faster, so the share can exceed the truth).
+import os
+ghz = float([l.split(":")[1] for l in open("/proc/cpuinfo") if l.startswith("cpu MHz")][0]) / 1000
+peak = os.cpu_count() * 32 * ghz
+for r in (a, b):
+    rate = r["images_per_s"] * 11.4
+    print(f"{r['impl']}: {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of {peak:.0f} GFLOP/s peak")
 PYEOF

@@ -65,7 +65,8 @@ flops = {"d_step": B * g_fwd + 3 * 2 * B * d_fwd,  # G forward, D forward+backwa
 import os
 ghz = float([l.split(":")[1] for l in open("/proc/cpuinfo") if l.startswith("cpu MHz")][0]) / 1000
 peak = os.cpu_count() * 2 * 8 * 2 * ghz * 1e9
-print(f"peak {peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x 32 FLOP/cycle x {ghz:.2f} GHz)")
+print(f"peak {peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x 32 FLOP/cycle x {ghz:.2f} GHz, the "
+      "nominal clock: under turbo the true peak is higher and a share can read above 100%)")
 for step in ("d_step", "g_step"):
     for impl in ("before", "ours", "torch"):
         if (impl, step) not in m:
