@@ -217,8 +217,8 @@ pub struct Spectrum {
     pub sigmas: Vec<f64>,
 }
 
-/// Reads `RUN/spectra/<iter>.csv` (`layer,name,index,sigma`) for `layer`, or for the highest
-/// layer number when `layer` is `None`. Returns the layer used and one spectrum per file,
+/// Reads `RUN/spectra/<iter>.csv` (`layer,name,index,sigma`) for `layer`, or for
+/// [`super::inputs::default_layer`] when `layer` is `None`. Returns the layer used and one spectrum per file,
 /// by iteration; `Err` is a reason for the missing-inputs list.
 pub fn read_spectra(
     base: &Path,
@@ -264,7 +264,12 @@ pub fn read_spectra(
             rows.push((*it, l, f[1].to_string(), idx, sigma));
         }
     }
-    let Some(chosen) = layer.or_else(|| rows.iter().map(|r| r.1).max()) else {
+    let mut ranks: BTreeMap<u64, u64> = BTreeMap::new();
+    for r in &rows {
+        let n = ranks.entry(r.1).or_default();
+        *n = (*n).max(r.3 as u64 + 1);
+    }
+    let Some(chosen) = layer.or_else(|| super::inputs::default_layer(ranks.into_iter())) else {
         return Err("unreadable: the spectra files have no rows".into());
     };
     let name = rows

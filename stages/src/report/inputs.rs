@@ -168,6 +168,8 @@ pub struct LayerCollapse {
     pub name: String,
     pub collapsed: bool,
     pub collapse_iteration: Option<u64>,
+    /// How many singular values the layer has (`None` when the file does not say).
+    pub rank: Option<u64>,
     /// The last logged value of each summary in [`SPECTRAL_SUMMARIES`] that the file has.
     pub last: BTreeMap<&'static str, f64>,
 }
@@ -224,19 +226,32 @@ impl Run {
         Some((collapsed, first))
     }
 
-    /// The final value of one metric: a spectral summary of `layer` (the highest layer when
+    /// The final value of one metric: a spectral summary of `layer` ([`default_layer`] when
     /// `None`) from `spectral.json`, else the final `metrics.json` row's value.
     pub fn final_value(&self, metric: &str, layer: Option<u64>) -> Option<f64> {
         if SPECTRAL_SUMMARIES.contains(&metric) {
             let layers = self.spectral.as_ref()?;
             let chosen = match layer {
                 Some(l) => layers.iter().find(|x| x.layer == Some(l)),
-                None => layers.iter().max_by_key(|x| x.layer),
+                None => default_layer(layers.iter().map(|x| (x.layer, x.rank.unwrap_or(2))))
+                    .and_then(|l| layers.iter().find(|x| x.layer == l)),
             }?;
             return chosen.last.get(metric).copied();
         }
         self.final_metrics()?.values.get(metric).copied().flatten()
     }
+}
+
+/// The layer summarized and drawn when the params name none: the highest-numbered layer with
+/// at least two singular values, else the highest. A weight with one row (the final dense layer
+/// to one logit) has the single normalized singular value 1 at every step: no spectrum to show.
+pub fn default_layer<L: Ord + Copy>(layers: impl Iterator<Item = (L, u64)>) -> Option<L> {
+    let all: Vec<(L, u64)> = layers.collect();
+    all.iter()
+        .filter(|(_, rank)| *rank >= 2)
+        .map(|(l, _)| *l)
+        .max()
+        .or_else(|| all.iter().map(|(l, _)| *l).max())
 }
 
 /// Where one run's pieces are, before reading.
@@ -491,6 +506,7 @@ fn parse_spectral(v: &Value) -> Result<Vec<LayerCollapse>, ReadFailure> {
                     .unwrap_or(fallback),
                 collapsed,
                 collapse_iteration: l.get("collapse_iteration").and_then(Value::as_u64),
+                rank: l.get("rank").and_then(Value::as_u64),
                 last: SPECTRAL_SUMMARIES
                     .iter()
                     .filter_map(|k| {
@@ -568,6 +584,14 @@ pub fn settings(runs: &[Run]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_layer_skips_one_row_weights() {
+        // An MLP D: two hidden layers, then the dense to one logit (one singular value).
+        assert_eq!(default_layer([(0u64, 2), (1, 64), (2, 1)].into_iter()), Some(1));
+        assert_eq!(default_layer([(0u64, 1)].into_iter()), Some(0));
+        assert_eq!(default_layer(std::iter::empty::<(u64, u64)>()), None);
+    }
     use serde_json::json;
 
     #[test]

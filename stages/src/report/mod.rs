@@ -14,7 +14,8 @@
 //!   dag: reports/dag.mmd       # optional: a Mermaid flowchart (`repro dag --mermaid`)
 //!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
 //!   paper: false               # put the papers' numbers beside ours
-//!   spectra_layer: 9           # optional: the layer drawn and summarized (default: the last)
+//!   spectra_layer: 9           # optional: the layer drawn and summarized (default: the last
+//!                              # with two or more singular values)
 //!   figures: true              # draw figures (false: tables only)
 //!   out: reports               # the report directory
 //! ```
@@ -58,7 +59,7 @@ use crate::builtin::{Builtin, Context, StageError};
 use inputs::{Missing, Run, RunPaths};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The registry entry.
 pub const BUILTIN: Builtin = Builtin {
