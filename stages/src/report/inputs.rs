@@ -524,29 +524,26 @@ pub fn show(path: &Path) -> String {
     path.to_string_lossy().replace('\\', "/")
 }
 
-/// The settings of a set of runs: for each run, `(label, key/value pairs)`. A setting is every
-/// param in [`ALWAYS_SETTING`] plus every other param whose value differs between runs, except
-/// those in [`NEVER_SETTING`].
+/// The settings of a set of runs: one label per run. Runs on different datasets are different
+/// settings already, so the params that make a label are chosen per dataset: every param in
+/// [`ALWAYS_SETTING`] plus every other param whose value differs between the runs *on that
+/// dataset*, except those in [`NEVER_SETTING`]. A param a run does not have is left out of its
+/// label (a CNN run has no MLP `hidden`), never shown as a placeholder.
 pub fn settings(runs: &[Run]) -> Vec<String> {
-    let mut keys: Vec<&str> = Vec::new();
-    let all_keys: std::collections::BTreeSet<&str> = runs
-        .iter()
-        .flat_map(|r| r.params.keys().map(String::as_str))
-        .collect();
-    for key in all_keys {
-        let top = key.split('.').next().unwrap_or(key);
-        if NEVER_SETTING.contains(&top) {
-            continue;
-        }
-        let always = ALWAYS_SETTING.contains(&top);
-        let first = runs.first().and_then(|r| r.params.get(key));
-        let varies = runs.iter().any(|r| r.params.get(key) != first);
-        if always || varies {
-            keys.push(key);
-        }
+    let mut by_dataset: BTreeMap<Option<&String>, Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        by_dataset
+            .entry(r.params.get("dataset"))
+            .or_default()
+            .push(r);
     }
+    let keys_of: BTreeMap<Option<&String>, Vec<&str>> = by_dataset
+        .iter()
+        .map(|(ds, group)| (*ds, label_keys(group)))
+        .collect();
     runs.iter()
         .map(|r| {
+            let keys = &keys_of[&r.params.get("dataset")];
             let mut parts: Vec<String> = Vec::new();
             if let Some(ds) = r.params.get("dataset") {
                 parts.push(ds.clone());
@@ -569,14 +566,34 @@ pub fn settings(runs: &[Run]) -> Vec<String> {
             if let Some(b) = r.params.get("batch_size") {
                 parts.push(format!("batch {b}"));
             }
-            for k in &keys {
+            for k in keys {
                 if *k == "dataset" || *k == "batch_size" || k.starts_with("model.") {
                     continue;
                 }
-                let v = r.params.get(*k).map(String::as_str).unwrap_or("-");
-                parts.push(format!("{k}={v}"));
+                if let Some(v) = r.params.get(*k) {
+                    parts.push(format!("{k}={v}"));
+                }
             }
             parts.join(" · ")
+        })
+        .collect()
+}
+
+/// The params that label the settings of `runs` (one dataset's runs; see [`settings`]).
+fn label_keys<'r>(runs: &[&'r Run]) -> Vec<&'r str> {
+    let all_keys: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .flat_map(|r| r.params.keys().map(String::as_str))
+        .collect();
+    all_keys
+        .into_iter()
+        .filter(|key| {
+            let top = key.split('.').next().unwrap_or(key);
+            if NEVER_SETTING.contains(&top) {
+                return false;
+            }
+            let first = runs.first().and_then(|r| r.params.get(*key));
+            ALWAYS_SETTING.contains(&top) || runs.iter().any(|r| r.params.get(*key) != first)
         })
         .collect()
 }
@@ -588,7 +605,10 @@ mod tests {
     #[test]
     fn default_layer_skips_one_row_weights() {
         // An MLP D: two hidden layers, then the dense to one logit (one singular value).
-        assert_eq!(default_layer([(0u64, 2), (1, 64), (2, 1)].into_iter()), Some(1));
+        assert_eq!(
+            default_layer([(0u64, 2), (1, 64), (2, 1)].into_iter()),
+            Some(1)
+        );
         assert_eq!(default_layer([(0u64, 1)].into_iter()), Some(0));
         assert_eq!(default_layer(std::iter::empty::<(u64, u64)>()), None);
     }
