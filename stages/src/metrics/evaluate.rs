@@ -452,7 +452,7 @@ fn images<'a>(
 fn classifier_view(pixels: &[u8], shape: [usize; 4], what: &Path) -> Result<Vec<u8>, MetricsError> {
     let side = classifier::IMAGE_SIDE;
     let [n, c, h, w] = shape;
-    let margin = |s: usize| (s >= side && (s - side) % 2 == 0).then(|| (s - side) / 2);
+    let margin = |s: usize| (s >= side && (s - side).is_multiple_of(2)).then(|| (s - side) / 2);
     let (Some(top), Some(left), 3) = (margin(h), margin(w), c) else {
         return Err(MetricsError::Input(format!(
             "`{}` has images of shape {:?}; stacked mnist needs [3, 28, 28], or [3, 28 + 2k, 28 + 2k] \
