@@ -109,7 +109,7 @@ fn the_papers_pipeline_plans_under_both_profiles() {
     assert!(
         quick
             .stdout
-            .contains("toy-eval@ring-64-32-none-1 <- toy@ring-64-32-none-1"),
+            .contains("toy-eval@ring-32-32-none-1 <- toy@ring-32-32-none-1"),
         "{quick:?}"
     );
     assert!(
@@ -118,6 +118,11 @@ fn the_papers_pipeline_plans_under_both_profiles() {
     );
     let paper = p.ok(&["dag", "--profile", "paper", "--mermaid"]);
     assert!(paper.stdout.contains("sr-grid@256-128-static"), "{paper:?}");
+    assert!(
+        paper.stdout.contains("sr-grid-eval@256-128-static")
+            && !paper.stdout.contains("stacked-eval"),
+        "the paper profile evaluates its CIFAR-10 runs and has no Stacked MNIST grid"
+    );
     let dry = p.ok(&["all", "--profile", "paper", "--dry-run"]);
     assert!(
         dry.stderr.contains("would run sr-grid@32-16-none"),
