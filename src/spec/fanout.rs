@@ -32,8 +32,9 @@ pub(crate) struct Member {
     pub key: Option<String>,
 }
 
-/// Keys a `foreach` stage may have (the body goes under `do:`).
-const FOREACH_KEYS: &[&str] = &["foreach", "do"];
+/// Keys a `foreach` stage may have (the body goes under `do:`; `profiles:` restricts the whole
+/// group, as on any stage).
+const FOREACH_KEYS: &[&str] = &["foreach", "do", "profiles"];
 
 /// Expands one entry of `stages:` into its members, in expansion order.
 pub(crate) fn expand(name: &str, stage: &Node, base: &Scope) -> Result<Vec<Member>, SpecError> {

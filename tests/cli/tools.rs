@@ -117,15 +117,17 @@ fn the_papers_pipeline_plans_under_both_profiles() {
         "paper-only stages stay out of quick"
     );
     let paper = p.ok(&["dag", "--profile", "paper", "--mermaid"]);
-    assert!(paper.stdout.contains("sr-grid@256-128-static"), "{paper:?}");
     assert!(
-        paper.stdout.contains("sr-grid-eval@256-128-static")
-            && !paper.stdout.contains("stacked-eval"),
+        paper.stdout.contains("sr-grid@D512-256-static"),
+        "{paper:?}"
+    );
+    assert!(
+        paper.stdout.contains("sr-grid-eval@C8-32-none") && !paper.stdout.contains("stacked-eval"),
         "the paper profile evaluates its CIFAR-10 runs and has no Stacked MNIST grid"
     );
     let dry = p.ok(&["all", "--profile", "paper", "--dry-run"]);
     assert!(
-        dry.stderr.contains("would run sr-grid@32-16-none"),
+        dry.stderr.contains("would run sr-grid@B256-64-static"),
         "{dry:?}"
     );
     p.ok(&["all", "--dry-run"]);
