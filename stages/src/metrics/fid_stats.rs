@@ -15,13 +15,11 @@
 //! and density/coverage as unavailable, with that reason.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use serde::Deserialize;
 
 use super::fid_cli::image_stats;
 use super::inception::InceptionNet;
-use super::MetricsError;
 use crate::builtin::{Builtin, Context, StageError};
 
 /// Bump when the same params give different statistics.
@@ -64,24 +62,15 @@ fn run(ctx: &Context) -> Result<(), StageError> {
             message: "`batch_size` and `max_samples` must be at least 1".to_string(),
         });
     }
-    let net: OnceLock<InceptionNet> = OnceLock::new();
-    let load = || -> Result<&InceptionNet, MetricsError> {
-        if let Some(n) = net.get() {
-            return Ok(n);
-        }
-        let loaded = InceptionNet::load(&p.inception_weights, &candle_core::Device::Cpu)?;
-        Ok(net.get_or_init(|| loaded))
-    };
+    let net = InceptionNet::load(&p.inception_weights, &candle_core::Device::Cpu)
+        .map_err(StageError::domain)?;
     let stats = image_stats(
         &p.images,
         p.max_samples.unwrap_or(usize::MAX),
-        &load,
+        &|| Ok(&net),
         p.batch_size,
         &|_, done, total| ctx.progress(done as u64, total as u64, "reference features"),
     )
     .map_err(StageError::domain)?;
-    if let Some(dir) = p.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
-    }
     stats.save_npz(&p.out).map_err(StageError::domain)
 }

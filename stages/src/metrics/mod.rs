@@ -94,21 +94,11 @@ impl MetricsError {
     }
 }
 
-/// Writes `bytes` to a temp file beside `dst`, then renames it into place, so a reader never
-/// sees a half-written file.
+/// Writes `bytes` atomically through [`crate::data::atomic::write_atomic`] (parent directories
+/// created, temp file fsynced, renamed into place, mode 0644), so a reader never sees a
+/// half-written file.
 pub(crate) fn write_atomic(dst: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
-    use std::io::Write;
-    let dir = match dst.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| MetricsError::io("create a temp file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| MetricsError::io("write", dst, e))?;
-    tmp.persist(dst)
-        .map_err(|e| MetricsError::io("rename into", dst, e.error))?;
-    Ok(())
+    Ok(crate::data::atomic::write_atomic(dst, bytes)?)
 }
 
 /// Writes a file by letting `write` fill a temporary file beside `path` (creating the
