@@ -101,35 +101,13 @@ pub(crate) fn write_atomic(dst: &Path, bytes: &[u8]) -> Result<(), MetricsError>
     Ok(crate::data::atomic::write_atomic(dst, bytes)?)
 }
 
-/// Writes a file by letting `write` fill a temporary file beside `path` (creating the
-/// directory if needed), then renaming it into place, so a crash never leaves a half-written
-/// output that looks complete.
-pub(crate) fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), MetricsError>,
-) -> Result<(), MetricsError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| MetricsError::io("create the directory", &dir, e))?;
-    let tmp = tempfile::NamedTempFile::new_in(&dir)
-        .map_err(|e| MetricsError::io("create a temp file in", &dir, e))?;
-    write(tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| MetricsError::io("rename into", path, e.error))?;
-    Ok(())
-}
-
 /// Writes `value` as pretty JSON (with a final newline) to `path` atomically.
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), MetricsError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| {
         MetricsError::Input(format!("cannot encode `{}` as json: {e}", path.display()))
     })?;
     text.push('\n');
-    write_atomic_with(path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| MetricsError::io("write", path, e))
-    })
+    write_atomic(path, text.as_bytes())
 }
 
 /// Lowercase hex sha256 of a file's bytes: what identifies a network's weights in a report.
