@@ -191,3 +191,42 @@ fn a_tiny_image_run_writes_every_output() {
     assert_eq!(log.lines().count(), 3);
     assert!(log.starts_with("iteration,loss_d,loss_g,lr,seconds_per_step\n1,"));
 }
+
+#[test]
+fn both_image_archs_train_a_step_at_stl10s_48x48() {
+    // The paper profile's STL-10 runs (SR grid group E, SN Table 2 standard CNN) train at 48x48:
+    // G starts from 6x6, and the ResNet D pools 48 -> 24 -> 12 before its global sum.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::image_dataset(dir.path(), 8, 3, 48);
+    for (arch, optimizer, loss) in [("resnet", "resnet", "hinge"), ("cnn", "B", "standard")] {
+        let out = dir.path().join(arch);
+        let p = common::params(json!({
+            "dataset": data, "out": out, "model": {"arch": arch, "g_ch": 4, "d_ch": 4},
+            "z_dim": 8, "batch_size": 4, "iterations": 1, "optimizer": optimizer, "loss": loss,
+            "lr_decay": "linear", "sr": "static", "log_every": 1, "spectra_every": 1,
+            "sample_every": 1, "checkpoint_every": 1, "eval_samples": 3,
+        }));
+        stages::train::train(&p, &common::quiet).unwrap();
+        let samples = prepared::load(&out.join("samples/final.safetensors")).unwrap();
+        assert!(
+            matches!(
+                samples.samples,
+                Samples::Images {
+                    shape: [3, 3, 48, 48],
+                    ..
+                }
+            ),
+            "{arch}: {:?}",
+            samples.samples
+        );
+        let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+        let row: Vec<f64> = log
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(row[1].is_finite() && row[2].is_finite(), "{arch}: {log}");
+    }
+}
