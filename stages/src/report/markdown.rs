@@ -388,6 +388,7 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
             loss: &loss,
             g_ch: num("model.g_ch"),
             d_ch: num("model.d_ch"),
+            ch: num("model.ch"),
             batch: num("batch_size"),
             iterations,
         };

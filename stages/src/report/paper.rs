@@ -189,6 +189,8 @@ pub struct RunShape<'a> {
     pub loss: &'a str,
     pub g_ch: Option<usize>,
     pub d_ch: Option<usize>,
+    /// `model.ch` (`resnet-stl`'s one width).
+    pub ch: Option<usize>,
     pub batch: Option<usize>,
     /// G updates.
     pub iterations: Option<u64>,
@@ -216,10 +218,11 @@ impl Table2Match {
 /// - standard CNN: Table 3 widths (G and D `ch` 64); 100K G updates for the plain rows, 200K
 ///   for the "2x updates" rows; standard loss -> "SN-GANs", hinge -> "SN-GANs, hinge". Any Adam
 ///   setting A-F matches (the paper does not say which gave its numbers; the report names ours);
-/// - ResNet: hinge, CIFAR-10 only, Table 4's G ch 256 / D ch 128 at batch 64 (sngan_projection's
-///   config). Our `resnet` is the CIFAR ResNet; the STL-10 ResNet of Table 5 has another channel
-///   plan, so an STL-10 `resnet` run matches nothing. The update count is not checked: the paper
-///   does not state it for the ResNet (the official config trains 50K);
+/// - ResNet: hinge at batch 64 (sngan_projection's config). On CIFAR-10 `resnet` with Table 4's
+///   G ch 256 / D ch 128; on STL-10 `resnet-stl` with Table 5's `ch` 64. An STL-10 `resnet` run
+///   (the SR grid's group E) matches nothing: Table 5 has another channel plan. The update
+///   count is not checked: the paper does not state it for the ResNets (the official config
+///   trains 50K);
 /// - and the row must report a value in the run's column (no CIFAR-10 "2x updates" entry).
 pub fn sn_table2_match(run: &RunShape) -> Option<Table2Match> {
     let column = Table2Column::of_dataset(run.dataset)?;
@@ -247,6 +250,13 @@ pub fn sn_table2_match(run: &RunShape) -> Option<Table2Match> {
                 && run.d_ch.unwrap_or(128) == 128
                 && run.batch.unwrap_or(64) == 64;
             if run.loss != "hinge" || column != Table2Column::Cifar10 || !table4 {
+                return None;
+            }
+            ("ResNet", "SN-GANs, hinge")
+        }
+        "resnet-stl" => {
+            let table5 = run.ch.unwrap_or(64) == 64 && run.batch.unwrap_or(64) == 64;
+            if run.loss != "hinge" || column != Table2Column::Stl10 || !table5 {
                 return None;
             }
             ("ResNet", "SN-GANs, hinge")
@@ -415,6 +425,7 @@ mod tests {
             loss,
             g_ch: None,
             d_ch: None,
+            ch: None,
             batch: Some(64),
             iterations: Some(it),
         }
@@ -458,6 +469,8 @@ mod tests {
         let m = sn_table2_match(&resnet).unwrap();
         assert_eq!(m.paper_values().0, Some("8.22±.05"));
         assert_eq!(m.column, Table2Column::Cifar10);
+        let stl = shape(s, "resnet-stl", "hinge", 50_000);
+        assert_eq!(matched(&stl), Some(("SN-GANs, hinge", Some("40.1±.50"))));
     }
 
     #[test]
@@ -483,6 +496,12 @@ mod tests {
         assert!(matched(&b128).is_none());
         assert!(matched(&shape("data/stl10.safetensors", "resnet", "hinge", 50_000)).is_none());
         assert!(matched(&shape(c, "resnet", "standard", 50_000)).is_none());
+        assert!(matched(&shape(c, "resnet-stl", "hinge", 50_000)).is_none());
+        let wide = RunShape {
+            ch: Some(128),
+            ..shape("stl10", "resnet-stl", "hinge", 50_000)
+        };
+        assert!(matched(&wide).is_none());
         assert!(matched(&shape(
             "data/mnist32.safetensors",
             "cnn",
