@@ -119,7 +119,7 @@ fn default_device() -> String {
 pub(crate) fn stage_device(ctx: &Context, spec: &str) -> Result<Device, StageError> {
     let (device, notice) = crate::train::device::select(spec).map_err(|e| StageError::Params {
         kind: ctx.kind().to_string(),
-        message: format!("`device: {spec}`: {e}"),
+        message: format!("key `device`: {e}"),
     })?;
     if let Some(notice) = notice {
         ctx.progress(0, 0, &notice);
@@ -704,7 +704,7 @@ mod tests {
             assert!(err.is_params(), "{kind}: {msg}");
             assert!(
                 msg.contains(&format!("`{kind}`"))
-                    && msg.contains("`device: cuda`")
+                    && msg.contains("key `device`: device `cuda` cannot be used")
                     && msg.contains("built without the `cuda` feature"),
                 "{kind}: {msg}"
             );
@@ -712,7 +712,7 @@ mod tests {
             bad["device"] = "gpu".into();
             let msg = run_with(kind, bad).unwrap_err().to_string();
             assert!(
-                msg.contains("`device: gpu`") && msg.contains("expected `cpu`, `cuda`"),
+                msg.contains("device `gpu`") && msg.contains("expected `cpu`, `cuda`"),
                 "{kind}: {msg}"
             );
         }
