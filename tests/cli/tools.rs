@@ -139,6 +139,7 @@ fn the_papers_pipeline_plans_under_both_profiles() {
         ),
         ("sn-table2@cnn-stl10-hinge-B-2x", &["stl10"][..]),
         ("sn-table2@resnet-cifar10-hinge-s3", &["cifar10"][..]),
+        ("sn-table2@resnet-stl10-hinge-s2", &["stl10"][..]),
         (
             "sn-table2-eval@cnn-cifar10-D",
             &["sn-table2@cnn-cifar10-D", "cifar-ref"][..],
