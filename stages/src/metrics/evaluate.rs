@@ -24,8 +24,8 @@
 //! [`crate::train::device::select`]) is where the Inception network runs; a device that cannot
 //! be had is a params error naming the key, never a silent CPU run. The Stacked MNIST digit
 //! classifier always runs on the CPU (a two-conv net: the transfer would cost more than it
-//! saves). FID on a GPU differs from the CPU's in the last float digits (summation order), which
-//! is why the paper profile's evaluations are not marked deterministic.
+//! saves). FID on a GPU differs from the CPU's in the last float digits (summation order), so the
+//! paper profile marks its GPU evaluations `deterministic: false`.
 //!
 //! What must never change silently: the json keys (the report reads them), the row order, the
 //! sample caps (`max_samples`, `reference_samples`, `prdc_samples`: each keeps the *first* n
