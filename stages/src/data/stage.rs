@@ -129,6 +129,13 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
             "`prepare:` (a converter) and `prepared:` (its output file) go together".into(),
         ));
     }
+    if p.prepare.is_none() && (p.resize.is_some() || p.pad > 0) {
+        return Err(params_error(
+            ctx,
+            "`resize:` and `pad:` transform the prepared images; give `prepare:` and `prepared:` too"
+                .into(),
+        ));
+    }
     let mut http = HttpOptions::default();
     if let Some(r) = p.retries {
         http.retries = r;
@@ -315,5 +322,19 @@ mod tests {
         }))
         .unwrap_err();
         assert!(err.to_string().contains("size"), "{err}");
+    }
+
+    #[test]
+    fn fetch_refuses_resize_without_a_converter() {
+        let params = serde_json::json!({"name": "stl10", "out": "data/stl10", "resize": 48});
+        let err = run_fetch(&Context::new(
+            "fetch",
+            params.as_object().cloned().unwrap_or_default(),
+        ))
+        .unwrap_err();
+        assert!(
+            err.is_params() && err.to_string().contains("`prepare:`"),
+            "{err}"
+        );
     }
 }
