@@ -186,7 +186,7 @@ fn stacked_mnist_stacks_pool_digits_with_mode_labels() {
         &ConvertParams {
             n: Some(300),
             seed: Some(11),
-            pad: 0,
+            ..ConvertParams::default()
         },
     )
     .unwrap();

@@ -175,3 +175,120 @@ fn runs_and_runs_root_together_are_rejected() {
         "{err}"
     );
 }
+
+/// The paper profile's Table 2 runs: several settings share a row, and the report names each
+/// one's optimization; runs that are not a Table 2 experiment get no row.
+#[test]
+fn table2_rows_name_each_runs_optimization() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = std::fs::read(fixtures().join("evals/cifar-sn-1/metrics.json")).expect("read");
+    let runs = [
+        (
+            "sn-cnn-cifar10-A",
+            "cifar10",
+            "cnn",
+            64,
+            64,
+            "standard",
+            "A",
+            100_000,
+        ),
+        (
+            "sn-cnn-cifar10-C",
+            "cifar10",
+            "cnn",
+            64,
+            64,
+            "standard",
+            "C",
+            100_000,
+        ),
+        (
+            "sn-cnn-stl10-B-2x",
+            "stl10",
+            "cnn",
+            64,
+            64,
+            "standard",
+            "B",
+            200_000,
+        ),
+        (
+            "sn-cnn-stl10-hinge-B-2x",
+            "stl10",
+            "cnn",
+            64,
+            64,
+            "hinge",
+            "B",
+            200_000,
+        ),
+        // The SR grid's B128-64 is not the SN paper's ResNet (D ch 128, batch 64 there).
+        (
+            "sr-B128-64-none",
+            "cifar10",
+            "resnet",
+            256,
+            64,
+            "hinge",
+            "resnet",
+            50_000,
+        ),
+    ];
+    let mut specs = Vec::new();
+    for (name, data, arch, g_ch, d_ch, loss, optimizer, iterations) in runs {
+        let run = dir.path().join("runs").join(name);
+        std::fs::create_dir_all(&run).expect("mkdir");
+        let batch = if arch == "resnet" { 128 } else { 64 };
+        let params = serde_json::json!({
+            "dataset": format!("data/{data}.safetensors"),
+            "model": {"arch": arch, "g_ch": g_ch, "d_ch": d_ch},
+            "batch_size": batch, "iterations": iterations, "loss": loss,
+            "optimizer": optimizer, "sr": "none", "seed": 1,
+        });
+        std::fs::write(run.join("params.json"), params.to_string()).expect("write");
+        let eval = dir.path().join("evals").join(name).join("metrics.json");
+        std::fs::create_dir_all(eval.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&eval, &metrics).expect("write");
+        specs.push(serde_json::json!({
+            "run": format!("runs/{name}"), "eval": format!("evals/{name}/metrics.json")
+        }));
+    }
+    let p = params(serde_json::json!({"runs": specs, "paper": true, "figures": false}));
+    let files = generate(&p, dir.path(), &|_, _, _| {}).expect("the report builds");
+    let md = text(&files, "report.md");
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("| Standard CNN / ") || l.contains("| ResNet / "))
+        .collect();
+    let row = |opt: &str| {
+        rows.iter()
+            .find(|l| l.contains(opt))
+            .unwrap_or_else(|| panic!("no Table 2 row with `{opt}`:\n{}", rows.join("\n")))
+            .to_string()
+    };
+    // Our FID / IS are the fixture's final row (65, 4), beside the paper's cell of the column.
+    let a = row("setting A (Adam α 0.0001, β1 0.5, β2 0.9, n_dis 5), 100K G updates");
+    assert!(
+        a.contains("| Standard CNN / SN-GANs |") && a.ends_with("| 7.42±.08 | 4 | 29.3 | 65 |"),
+        "{a}"
+    );
+    let c = row("setting C (Adam α 0.0002, β1 0.5, β2 0.999, n_dis 1), 100K G updates");
+    assert!(c.contains("| Standard CNN / SN-GANs |"), "{c}");
+    let b2 = row("setting B (Adam α 0.0001, β1 0.5, β2 0.999, n_dis 1), 200K G updates");
+    assert!(
+        b2.contains("stl10") && b2.contains("| 8.69±.09 | 4 | 47.5 | 65 |"),
+        "{b2}"
+    );
+    let hinge = rows
+        .iter()
+        .find(|l| l.contains("SN-GANs, hinge (2x updates)"))
+        .expect("the STL-10 hinge 2x run has its row");
+    assert!(hinge.contains("| 8.79±.14 | 4 | 43.2 | 65 |"), "{hinge}");
+    assert_eq!(
+        rows.len(),
+        4,
+        "the grid's ResNet is no Table 2 run:\n{}",
+        rows.join("\n")
+    );
+}

@@ -191,3 +191,105 @@ fn a_tiny_image_run_writes_every_output() {
     assert_eq!(log.lines().count(), 3);
     assert!(log.starts_with("iteration,loss_d,loss_g,lr,seconds_per_step\n1,"));
 }
+
+#[test]
+fn both_image_archs_train_a_step_at_stl10s_48x48() {
+    // The paper profile's STL-10 runs (SR grid group E, SN Table 2 standard CNN) train at 48x48:
+    // G starts from 6x6, and the ResNet D pools 48 -> 24 -> 12 before its global sum.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::image_dataset(dir.path(), 8, 3, 48);
+    for (arch, optimizer, loss) in [
+        ("resnet", "resnet", "hinge"),
+        ("cnn", "B", "standard"),
+        ("resnet-stl", "resnet", "hinge"),
+    ] {
+        let out = dir.path().join(arch);
+        let model = if arch == "resnet-stl" {
+            json!({"arch": arch, "ch": 2})
+        } else {
+            json!({"arch": arch, "g_ch": 4, "d_ch": 4})
+        };
+        let p = common::params(json!({
+            "dataset": data, "out": out, "model": model,
+            "z_dim": 8, "batch_size": 4, "iterations": 1, "optimizer": optimizer, "loss": loss,
+            "lr_decay": "linear", "sr": "static", "log_every": 1, "spectra_every": 1,
+            "sample_every": 1, "checkpoint_every": 1, "eval_samples": 3,
+        }));
+        stages::train::train(&p, &common::quiet).unwrap();
+        let samples = prepared::load(&out.join("samples/final.safetensors")).unwrap();
+        assert!(
+            matches!(
+                samples.samples,
+                Samples::Images {
+                    shape: [3, 3, 48, 48],
+                    ..
+                }
+            ),
+            "{arch}: {:?}",
+            samples.samples
+        );
+        let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+        let row: Vec<f64> = log
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(row[1].is_finite() && row[2].is_finite(), "{arch}: {log}");
+    }
+}
+
+#[test]
+fn stl10_resnet_has_table_5s_channel_plan() {
+    // SN paper Table 5: G dense to 6x6x512, up-blocks to 256, 128, 64; D blocks down to 64, 128,
+    // 256, 512, then a block to 1024, global sum, dense. With `ch` 64 the SN layers of D are
+    // (rows, cols) of each conv reshaped, in name order, then the dense layer.
+    let stl = DataShape::Images {
+        channels: 3,
+        height: 48,
+        width: 48,
+    };
+    let (gan, gs, _) = build(ModelConfig::ResnetStl { ch: 64 }, stl, 128);
+    let dims: Vec<(String, (usize, usize))> = gan
+        .d
+        .sn_layers()
+        .iter()
+        .map(|l| (l.name().to_string(), l.matrix_dims()))
+        .collect();
+    let want: Vec<(String, (usize, usize))> = [
+        ("block1.c1", (64, 27)),
+        ("block1.c2", (64, 576)),
+        ("block1.c_sc", (64, 3)),
+        ("block2.c1", (128, 576)),
+        ("block2.c2", (128, 1152)),
+        ("block2.c_sc", (128, 64)),
+        ("block3.c1", (256, 1152)),
+        ("block3.c2", (256, 2304)),
+        ("block3.c_sc", (256, 128)),
+        ("block4.c1", (512, 2304)),
+        ("block4.c2", (512, 4608)),
+        ("block4.c_sc", (512, 256)),
+        ("block5.c1", (1024, 4608)),
+        ("block5.c2", (1024, 9216)),
+        ("block5.c_sc", (1024, 512)),
+        ("l6", (1, 1024)),
+    ]
+    .into_iter()
+    .map(|(n, d)| (n.to_string(), d))
+    .collect();
+    assert_eq!(dims, want);
+    // G: the dense layer feeds 6x6x512 and the last block is 64 wide.
+    let shapes: std::collections::BTreeMap<String, Vec<usize>> = gs
+        .params()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().dims().to_vec()))
+        .collect();
+    assert_eq!(
+        shapes["l1.weight"].iter().product::<usize>(),
+        128 * 6 * 6 * 512
+    );
+    assert_eq!(shapes["block2.c1.weight"], [256, 512, 3, 3]);
+    assert_eq!(shapes["block4.c2.weight"], [64, 64, 3, 3]);
+    assert_eq!(shapes["c5.weight"], [3, 64, 3, 3]);
+}

@@ -112,10 +112,12 @@ fn the_papers_pipeline_plans_under_both_profiles() {
             .contains("toy-eval@ring-32-32-none-1 <- toy@ring-32-32-none-1"),
         "{quick:?}"
     );
-    assert!(
-        !quick.stdout.contains("sr-grid"),
-        "paper-only stages stay out of quick"
-    );
+    for paper_only in ["sr-grid", "sn-table2", "stl10", "stl-ref"] {
+        assert!(
+            !quick.stdout.contains(paper_only),
+            "paper-only stage `{paper_only}` stays out of quick"
+        );
+    }
     let paper = p.ok(&["dag", "--profile", "paper", "--mermaid"]);
     assert!(
         paper.stdout.contains("sr-grid@D512-256-static"),
@@ -125,11 +127,54 @@ fn the_papers_pipeline_plans_under_both_profiles() {
         paper.stdout.contains("sr-grid-eval@C8-32-none") && !paper.stdout.contains("stacked-eval"),
         "the paper profile evaluates its CIFAR-10 runs and has no Stacked MNIST grid"
     );
+    // Group E on STL-10 at 48x48, its data and reference, and the SN paper's Table 2 runs: each
+    // stage with the upstream stages it must wait for.
+    let plain = p.ok(&["dag", "--profile", "paper"]);
+    for (stage, upstream) in [
+        ("sr-grid@E256-32-static", &["stl10"][..]),
+        ("stl-ref", &["stl10", "fid-inception"][..]),
+        (
+            "sr-grid-eval@E256-32-static",
+            &["sr-grid@E256-32-static", "stl-ref"][..],
+        ),
+        ("sn-table2@cnn-stl10-hinge-B-2x", &["stl10"][..]),
+        ("sn-table2@resnet-cifar10-hinge-s3", &["cifar10"][..]),
+        ("sn-table2@resnet-stl10-hinge-s2", &["stl10"][..]),
+        (
+            "sn-table2-eval@cnn-cifar10-D",
+            &["sn-table2@cnn-cifar10-D", "cifar-ref"][..],
+        ),
+        ("sr-grid-spectral@C8-32-none", &["sr-grid@C8-32-none"][..]),
+    ] {
+        let line = plain
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{stage} <- ")))
+            .unwrap_or_else(|| panic!("no `{stage}` with upstream stages: {plain:?}"));
+        let deps: Vec<&str> = line
+            .split(" <- ")
+            .nth(1)
+            .unwrap_or("")
+            .split(", ")
+            .collect();
+        for u in upstream {
+            assert!(deps.contains(u), "`{stage}` must wait for `{u}`: {line}");
+        }
+    }
     let dry = p.ok(&["all", "--profile", "paper", "--dry-run"]);
-    assert!(
-        dry.stderr.contains("would run sr-grid@B256-64-static"),
-        "{dry:?}"
-    );
+    for stage in [
+        "sr-grid@B256-64-static",
+        "stl10",
+        "stl-ref",
+        "sr-grid@E16-128-none",
+        "sn-table2@cnn-cifar10-A",
+        "sn-table2-eval@cnn-stl10-B-2x",
+    ] {
+        assert!(
+            dry.stderr.contains(&format!("would run {stage} (")),
+            "`{stage}` not planned: {dry:?}"
+        );
+    }
     p.ok(&["all", "--dry-run"]);
     assert!(
         !p.exists("repro.lock") && !p.exists("data"),

@@ -13,12 +13,17 @@
 //!
 //! `all` is train followed by test. The metadata records the converter and the split so a
 //! prepared file says where it came from.
+//!
+//! Two image transforms follow the reader, in this order: `resize` (an exact integer-factor box
+//! downscale, [`super::downscale`]; STL-10's 96x96 becomes the papers' 48x48 with
+//! `resize: 48`), then `pad` (so `pad` is in pixels of the final size). Each is recorded in the
+//! metadata when used; absent, the file is byte-for-byte what it was before either existed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::prepared::{Dataset, Samples};
-use super::{cifar, idx, stacked, stl, DataError};
+use super::{cifar, downscale, idx, stacked, stl, DataError};
 
 /// Every converter name, for error messages and `--list`.
 pub const CONVERTERS: [&str; 15] = [
@@ -51,6 +56,9 @@ pub struct ConvertParams {
     /// `pad: 2`, the size the SN paper's standard CNN takes). MNIST's background is 0, so the
     /// padded digits are the same digits.
     pub pad: usize,
+    /// Any image converter: box-downscale every image to `resize x resize` first (an integer
+    /// factor of the stored size, else an error naming both sizes).
+    pub resize: Option<usize>,
 }
 
 /// Runs converter `name` on the raw dataset at `raw`.
@@ -93,6 +101,10 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
         }
     };
     let mut ds = ds;
+    if let Some(side) = params.resize {
+        downscale::downscale_dataset(&mut ds, side)
+            .map_err(|e| DataError::Unknown(format!("converter `{name}`: {e}")))?;
+    }
     if params.pad > 0 {
         pad_images(&mut ds, params.pad)?;
         ds.metadata

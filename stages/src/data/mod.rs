@@ -7,7 +7,8 @@
 //!   [`digest`] defines what a pin is a hash of.
 //! - [`known`]: ready-made source lists and pins (`with: {name: mnist}`).
 //! - Readers of raw formats: [`idx`] (MNIST, Fashion-MNIST), [`cifar`], [`stl`]; [`stacked`]
-//!   builds Stacked MNIST; [`convert`] maps a converter name to raw -> prepared.
+//!   builds Stacked MNIST; [`convert`] maps a converter name to raw -> prepared;
+//!   [`downscale`] is the one image resize a converter may apply (exact box, integer factor).
 //! - [`stage`]: the `fetch`, `prepare` and `synthetic` builtins over all of the above.
 //! - [`atomic`]: write-then-rename, so nothing half-written is ever visible.
 //!
@@ -19,6 +20,7 @@ pub mod cifar;
 pub mod convert;
 pub mod digest;
 pub mod download;
+pub mod downscale;
 pub mod error;
 pub mod fetch;
 pub mod idx;

@@ -14,12 +14,16 @@
 //! # Raw -> prepared as its own stage; synthetic sets in-process.
 //! - builtin: prepare
 //!   with: {from: data/mnist, as: stacked-mnist, n: 128000, seed: 0, out: data/stacked.safetensors}
+//! # STL-10 at the papers' 48x48: an exact 2x2 box average of the stored 96x96 (`downscale`).
+//! - builtin: prepare
+//!   with: {from: data/stl10, as: stl10-unlabeled, resize: 48, out: data/stl10.safetensors}
 //! - builtin: synthetic
 //!   with: {set: ring, n: 100000, seed: 0, out: data/ring.safetensors}
 //! ```
 //!
 //! Params are checked with `deny_unknown_fields`, so a misspelled key fails the stage before any
-//! download. Transfer knobs (`retries`, `timeout_secs`, `max_bytes`) do not change what is
+//! download. The image transforms (`pad`, `resize`) default to "off", and the fingerprint hashes
+//! the `with:` map as written, so stages that do not name them keep their hashes. Transfer knobs (`retries`, `timeout_secs`, `max_bytes`) do not change what is
 //! fetched, only how; they still enter the fingerprint as params, which is harmless.
 //!
 //! Versions (enter the fingerprint; bump when the output's meaning changes): `fetch` 1,
@@ -81,6 +85,9 @@ struct FetchParams {
     /// With `prepare:`: zero pixels added on every side of every image.
     #[serde(default)]
     pad: usize,
+    /// With `prepare:`: box-downscale every image to this side (before `pad`).
+    #[serde(default)]
+    resize: Option<usize>,
     #[serde(default)]
     retries: Option<u32>,
     #[serde(default)]
@@ -122,6 +129,13 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
             "`prepare:` (a converter) and `prepared:` (its output file) go together".into(),
         ));
     }
+    if p.prepare.is_none() && (p.resize.is_some() || p.pad > 0) {
+        return Err(params_error(
+            ctx,
+            "`resize:` and `pad:` transform the prepared images; give `prepare:` and `prepared:` too"
+                .into(),
+        ));
+    }
     let mut http = HttpOptions::default();
     if let Some(r) = p.retries {
         http.retries = r;
@@ -159,6 +173,7 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
                 n: p.n,
                 seed: p.seed,
                 pad: p.pad,
+                resize: p.resize,
             },
         )
         .map_err(StageError::domain)?;
@@ -181,6 +196,9 @@ struct PrepareParams {
     /// Zero pixels added on every side of every image.
     #[serde(default)]
     pad: usize,
+    /// Box-downscale every image to `resize x resize` (an integer factor; before `pad`).
+    #[serde(default)]
+    resize: Option<usize>,
 }
 
 fn run_prepare(ctx: &Context) -> Result<(), StageError> {
@@ -202,6 +220,7 @@ fn run_prepare(ctx: &Context) -> Result<(), StageError> {
             n: p.n,
             seed: p.seed,
             pad: p.pad,
+            resize: p.resize,
         },
     )
     .map_err(|e| match e {
@@ -233,4 +252,89 @@ fn run_synthetic(ctx: &Context) -> Result<(), StageError> {
     prepared::save(&p.out, &ds).map_err(StageError::domain)?;
     ctx.progress(1, 1, &format!("{}: {} points", p.set, p.n));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::prepared::Samples;
+
+    fn stl_fixture() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/stl")
+    }
+
+    fn run_prepare_with(params: serde_json::Value) -> Result<(), StageError> {
+        run_prepare(&Context::new(
+            "prepare",
+            params.as_object().cloned().unwrap_or_default(),
+        ))
+    }
+
+    #[test]
+    fn prepare_takes_resize_and_still_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stl10.safetensors");
+        run_prepare_with(serde_json::json!({
+            "from": stl_fixture(), "as": "stl10-train", "resize": 48, "out": out
+        }))
+        .unwrap();
+        let ds = prepared::load(&out).unwrap();
+        assert!(matches!(
+            ds.samples,
+            Samples::Images {
+                shape: [2, 3, 48, 48],
+                ..
+            }
+        ));
+
+        let err = run_prepare_with(serde_json::json!({
+            "from": stl_fixture(), "as": "stl10-train", "resize": 40, "out": out
+        }))
+        .unwrap_err();
+        assert!(
+            err.is_params() && err.to_string().contains("`resize: 40`"),
+            "{err}"
+        );
+        let err = run_prepare_with(serde_json::json!({
+            "from": stl_fixture(), "as": "stl10-train", "resise": 48, "out": out
+        }))
+        .unwrap_err();
+        assert!(
+            err.is_params() && err.to_string().contains("resise"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fetch_takes_resize_and_still_refuses_unknown_keys() {
+        let ok: FetchParams = serde_json::from_value(serde_json::json!({
+            "name": "stl10", "out": "data/stl10", "prepare": "stl10-unlabeled",
+            "prepared": "data/stl10.safetensors", "resize": 48
+        }))
+        .unwrap();
+        assert_eq!(ok.resize, Some(48));
+        let absent: FetchParams =
+            serde_json::from_value(serde_json::json!({"name": "mnist", "out": "data/mnist"}))
+                .unwrap();
+        assert_eq!(absent.resize, None);
+        let err = serde_json::from_value::<FetchParams>(serde_json::json!({
+            "name": "stl10", "out": "data/stl10", "size": 48
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("size"), "{err}");
+    }
+
+    #[test]
+    fn fetch_refuses_resize_without_a_converter() {
+        let params = serde_json::json!({"name": "stl10", "out": "data/stl10", "resize": 48});
+        let err = run_fetch(&Context::new(
+            "fetch",
+            params.as_object().cloned().unwrap_or_default(),
+        ))
+        .unwrap_err();
+        assert!(
+            err.is_params() && err.to_string().contains("`prepare:`"),
+            "{err}"
+        );
+    }
 }

@@ -108,3 +108,89 @@ pub fn read_split(dir: &Path, split: &str) -> Result<Split, DataError> {
     };
     Ok((pixels, shape, labels))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::data::convert::{convert, ConvertParams};
+    use crate::data::prepared::{self, Samples};
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/data")
+            .join(name)
+    }
+
+    fn resize(side: usize) -> ConvertParams {
+        ConvertParams {
+            resize: Some(side),
+            ..ConvertParams::default()
+        }
+    }
+
+    #[test]
+    fn converter_downscales_96_to_48_like_the_reference() {
+        // The two-image STL binary of `scripts/fixtures/data_readers.py`, decoded and box-
+        // downscaled by torch (`avg_pool2d` + `round`) in `scripts/fixtures/stl_resize.py`.
+        let ds = convert("stl10-train", &fixture("stl"), &resize(48)).unwrap();
+        let want = prepared::load(&fixture("expected_stl10_train_48.safetensors")).unwrap();
+        assert_eq!(ds.samples, want.samples);
+        assert_eq!(ds.labels, want.labels);
+        assert_eq!(ds.metadata["resize"], "48");
+        assert_eq!(ds.metadata["resized_from"], "96x96");
+        // Without `resize` the file is what it always was (no resize metadata).
+        let plain = convert("stl10-train", &fixture("stl"), &ConvertParams::default()).unwrap();
+        assert!(!plain.metadata.contains_key("resize"));
+        assert!(matches!(
+            plain.samples,
+            Samples::Images {
+                shape: [2, 3, 96, 96],
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unlabeled_split_resizes_then_pads() {
+        // A synthetic unlabeled binary: image i, channel c is the constant 10 i + c, stored
+        // column-major like the real set (a constant plane is the same either way).
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("stl10_binary");
+        std::fs::create_dir(&bin).unwrap();
+        let bytes: Vec<u8> = (0..3u8)
+            .flat_map(|i| (0..3u8).flat_map(move |c| vec![10 * i + c; super::SIDE * super::SIDE]))
+            .collect();
+        std::fs::write(bin.join("unlabeled_X.bin"), &bytes).unwrap();
+        let params = ConvertParams {
+            resize: Some(32),
+            pad: 1,
+            ..ConvertParams::default()
+        };
+        let ds = convert("stl10-unlabeled", dir.path(), &params).unwrap();
+        let Samples::Images { pixels, shape } = &ds.samples else {
+            panic!("images expected")
+        };
+        assert_eq!(
+            *shape,
+            [3, 3, 34, 34],
+            "96 / 3 = 32, then 1 pixel of padding"
+        );
+        let plane = |i: usize, c: usize| &pixels[(i * 3 + c) * 34 * 34..][..34 * 34];
+        assert_eq!(plane(2, 1)[0], 0, "the padding is zero");
+        assert_eq!(plane(2, 1)[34 + 1], 21);
+        assert_eq!(plane(2, 1)[34 * 33 - 2], 21);
+        assert!(ds.labels.is_none());
+
+        let err = convert("stl10-unlabeled", dir.path(), &resize(40)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`stl10-unlabeled`")
+                && msg.contains("`resize: 40`")
+                && msg.contains("96x96"),
+            "{msg}"
+        );
+        let err = convert("stl10-unlabeled", dir.path(), &resize(192)).unwrap_err();
+        assert!(err.to_string().contains("upscale"), "{err}");
+    }
+}

@@ -20,6 +20,13 @@
 //! sample counts, and the file carries the sha256 of the feature network's and the classifier's
 //! weights: a number is only comparable with numbers made by the same networks.
 //!
+//! `device` (`cpu` by default, or `cuda`, `cuda:N`, `auto`, parsed by `train-gan`'s own
+//! [`crate::train::device::select`]) is where the Inception network runs; a device that cannot
+//! be had is a params error naming the key, never a silent CPU run. The Stacked MNIST digit
+//! classifier always runs on the CPU (a two-conv net: the transfer would cost more than it
+//! saves). FID on a GPU differs from the CPU's in the last float digits (summation order), so the
+//! paper profile marks its GPU evaluations `deterministic: false`.
+//!
 //! What must never change silently: the json keys (the report reads them), the row order, the
 //! sample caps (`max_samples`, `reference_samples`, `prdc_samples`: each keeps the *first* n
 //! samples of its set), and the metric conventions of the modules this calls. Bump [`VERSION`]
@@ -97,6 +104,27 @@ struct EvaluateParams {
     /// Images per Inception forward pass.
     #[serde(default = "default_batch_size")]
     batch_size: usize,
+    /// Where the Inception network runs: `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    device: String,
+}
+
+fn default_device() -> String {
+    "cpu".to_string()
+}
+
+/// The device a metrics stage's `device:` names, by `train-gan`'s rules; a device that cannot be
+/// had (a CPU-only build asked for `cuda`, no GPU answering) is a params error naming the key.
+/// `auto`'s fall-back to the CPU is reported as progress.
+pub(crate) fn stage_device(ctx: &Context, spec: &str) -> Result<Device, StageError> {
+    let (device, notice) = crate::train::device::select(spec).map_err(|e| StageError::Params {
+        kind: ctx.kind().to_string(),
+        message: format!("key `device`: {e}"),
+    })?;
+    if let Some(notice) = notice {
+        ctx.progress(0, 0, &notice);
+    }
+    Ok(device)
 }
 
 fn default_metrics() -> PathBuf {
@@ -228,12 +256,13 @@ impl ImageEvaluator {
         weights: Option<&Path>,
         reference: Option<&Path>,
         p: &EvaluateParams,
+        device: &Device,
         progress: &dyn Fn(u64, u64, &str),
     ) -> Result<Option<Self>, MetricsError> {
         let Some(weights) = weights else {
             return Ok(None);
         };
-        let net = InceptionNet::load(weights, &Device::Cpu)?;
+        let net = InceptionNet::load(weights, device)?;
         let net_id = NetworkId {
             path: show(weights),
             sha256: net.weights_sha256().to_string(),
@@ -498,8 +527,13 @@ fn prdc_on(
     )?))
 }
 
-/// Runs the evaluation described by `p`, reporting progress through `progress(step, total, msg)`.
-fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Report, MetricsError> {
+/// Runs the evaluation described by `p` with the Inception network on `device`, reporting
+/// progress through `progress(step, total, msg)`.
+fn evaluate(
+    p: &EvaluateParams,
+    device: &Device,
+    progress: &dyn Fn(u64, u64, &str),
+) -> Result<Report, MetricsError> {
     let files = sample_files(&p.samples)?;
     let cap = p.max_samples.unwrap_or(usize::MAX);
     let mixture = mixture(p.dataset_kind)?;
@@ -533,6 +567,7 @@ fn evaluate(p: &EvaluateParams, progress: &dyn Fn(u64, u64, &str)) -> Result<Rep
             p.inception_weights.as_deref(),
             p.reference.as_deref(),
             p,
+            device,
             progress,
         )?,
         _ => None,
@@ -633,7 +668,53 @@ pub fn run_evaluate(ctx: &Context) -> Result<(), StageError> {
                     .to_string(),
         });
     }
-    let report = evaluate(&p, &|step, total, msg| ctx.progress(step, total, msg))
-        .map_err(StageError::domain)?;
+    let device = stage_device(ctx, &p.device)?;
+    let report = evaluate(&p, &device, &|step, total, msg| {
+        ctx.progress(step, total, msg)
+    })
+    .map_err(StageError::domain)?;
     super::write_json(&p.metrics, &report).map_err(StageError::domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(kind: &str, params: serde_json::Value) -> Result<(), StageError> {
+        let ctx = Context::new(kind, params.as_object().cloned().unwrap_or_default());
+        (crate::lookup(kind).expect("registered").run)(&ctx)
+    }
+
+    /// On a build without the `cuda` feature, `device: cuda` fails before any file is read, as a
+    /// params error naming the key and the way out; a device that is no device says the choices.
+    #[test]
+    #[cfg(not(feature = "cuda"))]
+    fn metrics_stages_refuse_a_device_they_cannot_have() {
+        let evaluate = serde_json::json!({
+            "samples": "missing/samples", "dataset_kind": "images", "reference": "r.npz",
+            "inception_weights": "w.safetensors", "device": "cuda"
+        });
+        let fid_stats = serde_json::json!({
+            "images": "missing.safetensors", "inception_weights": "w.safetensors",
+            "out": "ref.npz", "device": "cuda"
+        });
+        for (kind, params) in [("evaluate", evaluate), ("fid-stats", fid_stats)] {
+            let err = run_with(kind, params.clone()).unwrap_err();
+            let msg = err.to_string();
+            assert!(err.is_params(), "{kind}: {msg}");
+            assert!(
+                msg.contains(&format!("`{kind}`"))
+                    && msg.contains("key `device`: device `cuda` cannot be used")
+                    && msg.contains("built without the `cuda` feature"),
+                "{kind}: {msg}"
+            );
+            let mut bad = params;
+            bad["device"] = "gpu".into();
+            let msg = run_with(kind, bad).unwrap_err().to_string();
+            assert!(
+                msg.contains("device `gpu`") && msg.contains("expected `cpu`, `cuda`"),
+                "{kind}: {msg}"
+            );
+        }
+    }
 }

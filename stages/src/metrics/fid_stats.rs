@@ -11,6 +11,9 @@
 //! as `evaluate`'s caps) and the Inception input convention (`inception.rs`). Both change
 //! every FID computed against the file; bump [`VERSION`] when either does.
 //!
+//! `device` (default `cpu`) is where the Inception network runs, with `evaluate`'s rules
+//! ([`super::evaluate::stage_device`]): a device that cannot be had is a params error.
+//!
 //! An `.npz` holds no per-image features, so an `evaluate` given one reports precision/recall
 //! and density/coverage as unavailable, with that reason.
 
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::evaluate::stage_device;
 use super::fid_cli::image_stats;
 use super::inception::InceptionNet;
 use crate::builtin::{Builtin, Context, StageError};
@@ -48,10 +52,17 @@ struct Params {
     batch_size: usize,
     /// The `.npz` to write.
     out: PathBuf,
+    /// Where the Inception network runs: `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    device: String,
 }
 
 fn default_batch_size() -> usize {
     32
+}
+
+fn default_device() -> String {
+    "cpu".to_string()
 }
 
 fn run(ctx: &Context) -> Result<(), StageError> {
@@ -62,8 +73,8 @@ fn run(ctx: &Context) -> Result<(), StageError> {
             message: "`batch_size` and `max_samples` must be at least 1".to_string(),
         });
     }
-    let net = InceptionNet::load(&p.inception_weights, &candle_core::Device::Cpu)
-        .map_err(StageError::domain)?;
+    let device = stage_device(ctx, &p.device)?;
+    let net = InceptionNet::load(&p.inception_weights, &device).map_err(StageError::domain)?;
     let stats = image_stats(
         &p.images,
         p.max_samples.unwrap_or(usize::MAX),

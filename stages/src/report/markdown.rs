@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use polars::prelude::DataFrame;
 
 use super::inputs::{Missing, Run, METRICS};
-use super::paper::{sn_table2_match, sr_grid_match, SN_TABLE2};
+use super::paper::{optimizer_label, sn_table2_match, sr_grid_match, RunShape, SN_TABLE2};
 use super::tables::{cell_f64, cell_str, Tables};
 use super::{figures::RunFigures, ReportError, StageRun, VERSION};
 
@@ -329,9 +329,12 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
     out.push_str("## The papers' numbers beside ours\n\n");
     out.push_str(
         "SN paper (Miyato et al. 2018), Table 2, exact values. Our columns are the SN runs of each \
-         setting on CIFAR-10 or STL-10 whose architecture and loss match the row (mean ± std over \
-         seeds); our Inception port and sample counts differ from the paper's, so compare gaps, \
-         not absolute values.\n\n",
+         setting on CIFAR-10 or STL-10 that are the row's experiment: architecture and widths, \
+         loss, and for the standard CNN 100K G updates (200K for \"2x updates\"); mean ± std over \
+         seeds. Several of our settings can share a row (the paper does not say which Adam \
+         setting A-F gave its standard-CNN numbers, so we train each): \"our optimization\" says \
+         which each is. Our Inception port and sample counts differ from the paper's, so compare \
+         gaps, not absolute values.\n\n",
     );
     table_head(
         out,
@@ -376,23 +379,31 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
             .cloned()
             .unwrap_or_default();
         let loss = p.get("loss").cloned().unwrap_or_else(|| "hinge".into());
-        let lower = dataset.to_ascii_lowercase().replace(['-', '_'], "");
-        let col = if lower.contains("cifar10") {
-            Some(true)
-        } else if lower.contains("stl10") {
-            Some(false)
-        } else {
-            None
+        let num = |k: &str| p.get(k).and_then(|v| v.parse::<usize>().ok());
+        let float = |k: &str| p.get(k).and_then(|v| v.parse::<f64>().ok());
+        let iterations = p.get("iterations").and_then(|v| v.parse::<u64>().ok());
+        let shape = RunShape {
+            dataset: &dataset,
+            arch: &arch,
+            loss: &loss,
+            g_ch: num("model.g_ch"),
+            d_ch: num("model.d_ch"),
+            ch: num("model.ch"),
+            batch: num("batch_size"),
+            iterations,
         };
-        if let (Some(cifar), Some(row)) = (col, sn_table2_match(&arch, &loss)) {
-            let (is_p, fid_p) = if cifar {
-                (row.is_cifar10, row.fid_cifar10)
-            } else {
-                (row.is_stl10, row.fid_stl10)
-            };
+        if let Some(m) = sn_table2_match(&shape) {
+            let (is_p, fid_p) = m.paper_values();
+            let optimizer = optimizer_label(
+                p.get("optimizer").map(String::as_str),
+                [float("lr"), float("beta1"), float("beta2"), float("n_dis")],
+                p.get("lr_decay").map(String::as_str),
+                iterations,
+            );
             ours_rows.push(vec![
                 esc(setting),
-                format!("{} / {}", row.section, row.method),
+                format!("{} / {}", m.row.section, m.row.method),
+                esc(&optimizer),
                 d(is_p),
                 ours(doc.tables, setting, "SN", "is")?,
                 d(fid_p),
@@ -452,13 +463,15 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
     }
     out.push_str("Our SN runs beside Table 2:\n\n");
     if ours_rows.is_empty() {
-        out.push_str("None of our settings is a CIFAR-10 or STL-10 run with a Table 2 architecture and loss.\n\n");
+        out.push_str("None of our settings is one of Table 2's SN experiments (architecture and widths, loss, \
+             dataset, G updates).\n\n");
     } else {
         table_head(
             out,
             &[
                 "our setting",
                 "Table 2 row",
+                "our optimization",
                 "IS (paper)",
                 "IS (ours)",
                 "FID (paper)",

@@ -2,7 +2,8 @@
 //! and channels taken from the data.
 //!
 //! - [`cnn`]: the SN paper's standard CNN (Table 3), leaky ReLU 0.1.
-//! - [`resnet`]: sngan_projection's 32x32 ResNet G and the SR paper's 10-conv ResNet D.
+//! - [`resnet`]: sngan_projection's 32x32 ResNet G and the SR paper's 10-conv ResNet D
+//!   (`arch: resnet`), and the SN paper's STL-10 ResNet of Table 5 (`arch: resnet-stl`).
 //! - [`mlp`]: small fully connected G and D for 2-D point data (mixture-of-Gaussians sanity runs).
 //!
 //! What must never change silently: layer names (they key checkpoints, spectra files and the SR
@@ -81,6 +82,13 @@ pub enum ModelConfig {
         #[serde(default = "d_128")]
         d_ch: usize,
     },
+    /// The SN paper's STL-10 ResNet (Table 5); `ch` = 64 is G's narrowest width (it starts at 8ch)
+    /// and D's first (it ends at 16ch).
+    #[serde(rename = "resnet-stl")]
+    ResnetStl {
+        #[serde(default = "d_64")]
+        ch: usize,
+    },
     /// MLP with `layers` hidden layers of `hidden` units in each of G and D.
     Mlp {
         #[serde(default = "d_128")]
@@ -143,6 +151,20 @@ impl ModelConfig {
                     d: Box::new(resnet::Discriminator::new(db, *d_ch, channels)?),
                 })
             }
+            (
+                ModelConfig::ResnetStl { ch },
+                DataShape::Images {
+                    channels,
+                    height,
+                    width,
+                },
+            ) => {
+                let bottom = image_bottom("resnet-stl", height, width)?;
+                Ok(Gan {
+                    g: Box::new(resnet::Generator::stl(gb, z_dim, *ch, channels, bottom)?),
+                    d: Box::new(resnet::Discriminator::stl(db, *ch, channels)?),
+                })
+            }
             (ModelConfig::Mlp { hidden, layers }, DataShape::Points { dim }) => Ok(Gan {
                 g: Box::new(mlp::Generator::new(gb, z_dim, *hidden, *layers, dim)?),
                 d: Box::new(mlp::Discriminator::new(db, *hidden, *layers, dim)?),
@@ -150,7 +172,7 @@ impl ModelConfig {
             (cfg, shape) => Err(NnError::Unsupported {
                 model: format!("{cfg:?}"),
                 what: format!("data of shape {shape:?}"),
-                hint: "use `arch: mlp` for point data and `arch: cnn` or `arch: resnet` for images"
+                hint: "use `arch: mlp` for point data and `arch: cnn`, `resnet` or `resnet-stl` for images"
                     .to_string(),
             }),
         }

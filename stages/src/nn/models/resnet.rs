@@ -12,6 +12,17 @@
 //! 5 `block2.c_sc`, 6 `block3.c1`, 7 `block3.c2`, 8 `block4.c1`, **9 `block4.c2`** (the layer the
 //! paper plots), then `l5`. Init: Glorot-uniform with scale sqrt(2) for 3x3 convs, 1 for 1x1
 //! convs and dense layers, zero biases (sngan_projection).
+//!
+//! The SN paper's STL-10 ResNet (Table 5, sn_sr.md §3.4) is the same blocks with another
+//! channel plan, built by [`Generator::stl`] and [`Discriminator::stl`]: G dense to
+//! `(H/8)^2 x 8ch`, up-blocks 8ch -> 4ch -> 2ch -> ch (`ch` = 64), BN, ReLU, conv, tanh; D blocks
+//! down to `ch`, `2ch`, `4ch`, `8ch` (48 -> 24 -> 12 -> 6 -> 3), a block to `16ch` without
+//! downsampling (learnable 1x1 shortcut, since the width changes), ReLU, global sum, SN dense
+//! `l6`. The first D block is the optimized block, as in every sngan_projection D (the table just
+//! says "ResBlock down"). Its SN convs sort as `block1.c1` .. `block5.c_sc`: 15 layers, 0-14.
+//!
+//! The order of the builder calls is the order of the initial values: the ch-constant models
+//! must keep theirs, so both plans go through the same constructors in the same order.
 
 use std::rc::Rc;
 
@@ -73,19 +84,47 @@ pub struct Generator {
 impl Generator {
     /// `ch` = 256 in the SN paper's CIFAR runs.
     pub fn new(
-        mut b: Builder,
+        b: Builder,
         z_dim: usize,
         ch: usize,
         channels: usize,
         bottom: usize,
     ) -> Result<Self> {
+        Self::with_widths(b, z_dim, [ch; 4], channels, bottom)
+    }
+
+    /// The STL-10 ResNet's G (Table 5): widths `8ch, 4ch, 2ch, ch` (`ch` = 64 in the paper).
+    pub fn stl(
+        b: Builder,
+        z_dim: usize,
+        ch: usize,
+        channels: usize,
+        bottom: usize,
+    ) -> Result<Self> {
+        Self::with_widths(b, z_dim, [8 * ch, 4 * ch, 2 * ch, ch], channels, bottom)
+    }
+
+    /// `widths[0]` at the dense layer's output, `widths[i]` after up-block `i + 1`.
+    fn with_widths(
+        mut b: Builder,
+        z_dim: usize,
+        widths: [usize; 4],
+        channels: usize,
+        bottom: usize,
+    ) -> Result<Self> {
+        let ch = widths[0];
         let l1 = b.linear("l1", z_dim, bottom * bottom * ch, true, INIT_1X1)?;
         let mut blocks = Vec::new();
         for i in 2..=4 {
-            blocks.push(UpBlock::new(&mut b, &format!("block{i}"), ch, ch)?);
+            blocks.push(UpBlock::new(
+                &mut b,
+                &format!("block{i}"),
+                widths[i - 2],
+                widths[i - 1],
+            )?);
         }
-        let b5 = b.batch_norm("b5", ch)?;
-        let c5 = b.conv("c5", ch, channels, 3, 1, 1, INIT_1X1)?;
+        let b5 = b.batch_norm("b5", widths[3])?;
+        let c5 = b.conv("c5", widths[3], channels, 3, 1, 1, INIT_1X1)?;
         Ok(Generator {
             l1,
             blocks,
@@ -167,26 +206,58 @@ impl DBlock {
     }
 }
 
-/// The SR paper's 10-conv ResNet discriminator (sngan_projection's `SNResNetDiscriminator`).
+/// The SR paper's 10-conv ResNet discriminator (sngan_projection's `SNResNetDiscriminator`), or
+/// the STL-10 ResNet's 15-conv one.
 pub struct Discriminator {
     blocks: Vec<DBlock>,
+    /// The dense layer to one logit (`l5`, or `l6` in the STL-10 plan).
     l5: Linear,
     sn: Vec<Rc<SpectralNorm>>,
 }
 
 impl Discriminator {
     /// `ch` = 128 in the SN paper; the SR grid uses 32, 64, 128 and 256.
-    pub fn new(mut b: Builder, ch: usize, channels: usize) -> Result<Self> {
-        let blocks = vec![
-            DBlock::new(&mut b, "block1", channels, ch, Kind::Optimized)?,
-            DBlock::new(&mut b, "block2", ch, ch, Kind::Down)?,
-            DBlock::new(&mut b, "block3", ch, ch, Kind::Plain)?,
-            DBlock::new(&mut b, "block4", ch, ch, Kind::Plain)?,
+    pub fn new(b: Builder, ch: usize, channels: usize) -> Result<Self> {
+        let plan = [
+            (ch, Kind::Optimized),
+            (ch, Kind::Down),
+            (ch, Kind::Plain),
+            (ch, Kind::Plain),
         ];
-        let l5 = b.linear("l5", ch, 1, false, INIT_1X1)?;
+        Self::with_plan(b, &plan, channels)
+    }
+
+    /// The STL-10 ResNet's D (Table 5): down to `ch, 2ch, 4ch, 8ch`, then `16ch` at the same size
+    /// (`ch` = 64 in the paper).
+    pub fn stl(b: Builder, ch: usize, channels: usize) -> Result<Self> {
+        let plan = [
+            (ch, Kind::Optimized),
+            (2 * ch, Kind::Down),
+            (4 * ch, Kind::Down),
+            (8 * ch, Kind::Down),
+            (16 * ch, Kind::Plain),
+        ];
+        Self::with_plan(b, &plan, channels)
+    }
+
+    /// Blocks `block1`.. of `(output width, kind)`, then the dense `l<n+1>` to one logit.
+    fn with_plan(mut b: Builder, plan: &[(usize, Kind)], channels: usize) -> Result<Self> {
+        let mut blocks = Vec::with_capacity(plan.len());
+        let mut c_in = channels;
+        for (i, &(c_out, kind)) in plan.iter().enumerate() {
+            blocks.push(DBlock::new(
+                &mut b,
+                &format!("block{}", i + 1),
+                c_in,
+                c_out,
+                kind,
+            )?);
+            c_in = c_out;
+        }
+        let l_out = b.linear(&format!("l{}", plan.len() + 1), c_in, 1, false, INIT_1X1)?;
         Ok(Discriminator {
             blocks,
-            l5,
+            l5: l_out,
             sn: b.into_sn_layers(),
         })
     }
