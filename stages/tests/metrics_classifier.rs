@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use candle_core::Device;
 use stages::metrics::classifier::{DigitClassifier, LabelledImages, TrainConfig};
 
 fn tensor<T>(
@@ -78,7 +79,7 @@ fn learns_digits_far_above_chance_and_round_trips_its_weights() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("clf.safetensors");
     net.save(&path).expect("save");
-    let loaded = DigitClassifier::load(&path).expect("load");
+    let loaded = DigitClassifier::load(&path, &Device::Cpu).expect("load");
     assert_eq!(
         loaded.predict(&d.test_px).expect("predict"),
         net.predict(&d.test_px).expect("predict")
@@ -126,7 +127,7 @@ fn rejects_mismatched_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not safetensors").expect("write");
-    assert!(DigitClassifier::load(&junk).is_err());
+    assert!(DigitClassifier::load(&junk, &Device::Cpu).is_err());
 }
 
 fn save_prepared(path: &Path, pixels: &[u8], labels: &[u32]) {
@@ -184,7 +185,7 @@ fn builtin_writes_weights_and_accuracy() {
     let sha = stages::metrics::sha256_file(&weights).expect("hash");
     assert_eq!(report["weights_sha256"], sha.as_str());
     // The weights load back as a classifier.
-    DigitClassifier::load(&weights).expect("weights load");
+    DigitClassifier::load(&weights, &Device::Cpu).expect("weights load");
 }
 
 #[test]

@@ -257,10 +257,10 @@ impl DigitClassifier {
         super::write_atomic(path, &bytes)
     }
 
-    /// Loads weights written by [`DigitClassifier::save`], checking every name and shape.
-    pub fn load(path: &Path) -> Result<Self, MetricsError> {
-        let device = Device::Cpu;
-        let mut tensors = candle_core::safetensors::load(path, &device).map_err(|e| {
+    /// Loads weights written by [`DigitClassifier::save`] onto `device` (where [`Self::predict`]
+    /// then runs), checking every name and shape.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, MetricsError> {
+        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
             MetricsError::Safetensors {
                 path: path.to_path_buf(),
                 message: format!("{e}; is this a `train-classifier` weights file?"),
@@ -283,9 +283,14 @@ impl DigitClassifier {
                     ),
                 });
             }
-            vars.push(Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+            vars.push(Var::from_tensor(
+                &t.to_dtype(DType::F32)?.to_device(device)?,
+            )?);
         }
-        Ok(DigitClassifier { vars, device })
+        Ok(DigitClassifier {
+            vars,
+            device: device.clone(),
+        })
     }
 }
 

@@ -21,10 +21,9 @@
 //! weights: a number is only comparable with numbers made by the same networks.
 //!
 //! `device` (`cpu` by default, or `cuda`, `cuda:N`, `auto`, parsed by `train-gan`'s own
-//! [`crate::train::device::select`]) is where the Inception network runs; a device that cannot
-//! be had is a params error naming the key, never a silent CPU run. The Stacked MNIST digit
-//! classifier always runs on the CPU (a two-conv net: the transfer would cost more than it
-//! saves). FID on a GPU differs from the CPU's in the last float digits (summation order), so the
+//! [`crate::train::device::select`]) is where the Inception network and the Stacked MNIST digit
+//! classifier run; a device that cannot be had is a params error naming the key, never a silent
+//! CPU run. FID on a GPU differs from the CPU's in the last float digits (summation order), so the
 //! paper profile marks its GPU evaluations `deterministic: false`.
 //!
 //! What must never change silently: the json keys (the report reads them), the row order, the
@@ -547,7 +546,7 @@ fn evaluate(
 
     let classifier = match (p.dataset_kind, &p.classifier) {
         (DatasetKind::StackedMnist, Some(path)) => Some((
-            DigitClassifier::load(path)?,
+            DigitClassifier::load(path, device)?,
             NetworkId {
                 path: show(path),
                 sha256: super::sha256_file(path)?,
