@@ -128,6 +128,27 @@ fn a_missing_metrics_file_is_reported_as_missing() {
     assert!(!md.contains("notes"));
 }
 
+/// `classifier.json` has the layout `train-classifier` writes (hand-made: 98.94% of 10,000).
+#[test]
+fn the_mode_counters_accuracy_is_stated_against_the_target() {
+    let mut p = full_params();
+    p.classifier = Some("classifier.json".into());
+    let md = text(&report(&p), "report.md");
+    assert!(md.contains("## The Stacked MNIST mode counter"), "{md}");
+    assert!(
+        md.contains("**98.94% test accuracy** on 10000 MNIST test digits, after 3 epochs on 60000 training digits; this is below the 99% aimed for"),
+        "{md}"
+    );
+    // Without the param the section is absent; a named file that is not there is listed.
+    assert!(!text(&report(&full_params()), "report.md").contains("mode counter"));
+    p.classifier = Some("models/nothing.json".into());
+    let md = text(&report(&p), "report.md");
+    assert!(
+        md.contains("| - | classifier | `models/nothing.json` | missing |"),
+        "{md}"
+    );
+}
+
 #[test]
 fn verdicts_follow_the_counts() {
     let v = text(&report(&full_params()), "verdicts.csv");

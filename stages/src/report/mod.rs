@@ -13,6 +13,8 @@
 //!   #         spectral: spectral/ring-sn-1/spectral.json}, ...]
 //!   dag: reports/dag.mmd       # optional: a Mermaid flowchart (`repro dag --mermaid`)
 //!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
+//!   classifier: models/classifier.json  # optional: `train-classifier`'s metrics.json; the
+//!                              # report states the test accuracy of the Stacked MNIST counter
 //!   paper: false               # put the papers' numbers beside ours
 //!   spectra_layer: 9           # optional: the layer drawn and summarized (default: the last
 //!                              # with two or more singular values)
@@ -131,6 +133,8 @@ pub struct ReportParams {
     #[serde(default)]
     pub run_records: Option<PathBuf>,
     #[serde(default)]
+    pub classifier: Option<PathBuf>,
+    #[serde(default)]
     pub paper: bool,
     #[serde(default)]
     pub spectra_layer: Option<u64>,
@@ -148,6 +152,18 @@ pub struct StageRun {
     pub wall_seconds: f64,
     pub peak_rss_kib: u64,
     pub cache_hit: bool,
+}
+
+/// What `train-classifier` measured of the classifier that counts Stacked MNIST modes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierInfo {
+    /// The metrics file, as the params name it.
+    pub path: String,
+    pub test_accuracy: f64,
+    pub n_test: u64,
+    pub n_train: u64,
+    pub epochs: Option<u64>,
+    pub architecture: Option<String>,
 }
 
 /// The report's files, by path relative to `out`.
@@ -293,6 +309,22 @@ pub fn generate(
         },
     };
 
+    let classifier = match &params.classifier {
+        None => None,
+        Some(p) => match read_classifier(base, p) {
+            Ok(c) => Some(c),
+            Err(r) => {
+                missing.push(Missing {
+                    run: "-".into(),
+                    what: "classifier",
+                    path: inputs::show(p),
+                    reason: r,
+                });
+                None
+            }
+        },
+    };
+
     progress(paths.len() as u64 + 1, total, "writing tables");
     let doc = markdown::Document {
         runs: &runs,
@@ -305,6 +337,7 @@ pub fn generate(
         paper: params.paper,
         dag: dag.as_deref(),
         stage_runs: stage_runs.as_deref(),
+        classifier: classifier.as_ref(),
     };
     files.insert("report.md".into(), markdown::render(&doc)?.into_bytes());
     files.insert("runs.csv".into(), tables::to_csv(&tables.runs)?);
@@ -362,6 +395,31 @@ fn reason(e: &std::io::Error) -> String {
     } else {
         format!("unreadable: {e}")
     }
+}
+
+/// The test accuracy and training size from `train-classifier`'s metrics.json.
+fn read_classifier(base: &Path, path: &Path) -> Result<ClassifierInfo, String> {
+    let bytes = std::fs::read(base.join(path)).map_err(|e| reason(&e))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))?;
+    let count = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("unreadable: no `{key}`; is this `train-classifier`'s metrics?"))
+    };
+    Ok(ClassifierInfo {
+        path: inputs::show(path),
+        test_accuracy: v
+            .get("test_accuracy")
+            .and_then(Value::as_f64)
+            .ok_or("unreadable: no `test_accuracy`; is this `train-classifier`'s metrics?")?,
+        n_test: count("n_test")?,
+        n_train: count("n_train")?,
+        epochs: v.pointer("/config/epochs").and_then(Value::as_u64),
+        architecture: v
+            .get("architecture")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
 }
 
 /// The latest record of each stage (records later in the file win), sorted by stage name.
