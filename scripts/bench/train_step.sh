@@ -26,7 +26,7 @@ for _ in 1 2; do
   if [ -n "${BASELINE:-}" ]; then
     "$BASELINE" "$rounds" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
   fi
-  ./target/release/examples/train_step "$rounds" >>"$out"
+  "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" >>"$out"
   "$py" scripts/bench/train_step.py "$rounds" >>"$out"
 done
 "$py" - "$out" <<'PY'

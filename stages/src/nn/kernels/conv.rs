@@ -22,7 +22,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use super::im2col::{col2im, im2col, ConvGeom};
-use super::matmul::{matmul, View};
+use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
 use super::{cpu_slice, cpu_slices, Elem};
 
@@ -65,6 +65,33 @@ fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
     for (sample, dst) in y.chunks_exact_mut(o * p).enumerate() {
         for (ch, row) in dst.chunks_exact_mut(p).enumerate() {
             row.copy_from_slice(&m[ch * s * p + sample * p..][..p]);
+        }
+    }
+}
+
+/// Runs `f` on `dy` of `s` samples (`s x O x P`) as the `(s P) x O` matrix of positions by
+/// channels, in a scratch buffer: the weight gradient's GEMM reads it with unit stride along
+/// `O`, which `gemm` packs as a plain copy (see [`matmul_col_major`]).
+fn with_positions<T: Elem, R>(g: &ConvGeom, dy: &[T], f: impl FnOnce(&[T]) -> R) -> R {
+    let (o, p) = (g.o, g.p());
+    with_buffer(dy.len(), |out: &mut [T]| {
+        for (src, dst) in dy.chunks_exact(o * p).zip(out.chunks_exact_mut(o * p)) {
+            transpose(src, (o, p), dst);
+        }
+        f(out)
+    })
+}
+
+/// `dst (cols x rows) = src (rows x cols)^T`, both row-major, in tiles that stay in L1.
+fn transpose<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -151,11 +178,14 @@ pub(crate) fn backward_data<T: Elem>(
 }
 
 /// `dw (O x C x kh x kw)` from `x (N x C x H x W)` and `dy (N x O x OH x OW)`.
+///
+/// Each chunk's product is computed transposed (`K x O`, [`matmul_col_major`]) so that `gemm`
+/// packs the small `dy` operand from unit stride instead of gathering the large im2col matrix;
+/// the chunk-order sum is transposed once at the end.
 pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
-    let mut dw = vec![T::ZERO; g.o * k];
-    if g.n == 0 || dw.is_empty() {
-        return dw;
+    if g.n == 0 || g.o * k == 0 {
+        return vec![T::ZERO; g.o * k];
     }
     let cs = chunk_samples(g);
     let partials: Vec<Vec<T>> = x
@@ -164,34 +194,37 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
         .map(|(xc, dyc)| {
             let s = xc.len() / g.in_len();
             let cols = s * p;
-            let mut part = vec![T::ZERO; g.o * k];
-            with_cols(g, dyc, |dym| {
+            let mut part = vec![T::ZERO; k * g.o];
+            with_positions(g, dyc, |dyt| {
+                // `dyt` read as `O x (s P)`: element (o, q) at q * O + o.
+                let dyv = View {
+                    data: dyt,
+                    rs: 1,
+                    cs: g.o,
+                };
                 if g.is_pointwise() && s == 1 {
                     let xt = View::transposed(xc, p);
-                    matmul((g.o, k, p), &mut part, false, View::rows(dym, p), xt);
+                    matmul_col_major((g.o, k, p), &mut part, false, dyv, xt);
                     return;
                 }
                 with_buffer(k * cols, |col: &mut [T]| {
                     im2col(g, xc, col);
                     let colt = View::transposed(col, cols);
-                    matmul(
-                        (g.o, k, cols),
-                        &mut part,
-                        false,
-                        View::rows(dym, cols),
-                        colt,
-                    );
+                    matmul_col_major((g.o, k, cols), &mut part, false, dyv, colt);
                 });
             });
             part
         })
         .collect();
     // The fixed-order reduction that keeps the weight gradient bit-reproducible.
+    let mut sum = vec![T::ZERO; k * g.o];
     for part in &partials {
-        for (d, &v) in dw.iter_mut().zip(part) {
+        for (d, &v) in sum.iter_mut().zip(part) {
             *d += v;
         }
     }
+    let mut dw = vec![T::ZERO; g.o * k];
+    transpose(&sum, (k, g.o), &mut dw);
     dw
 }
 
