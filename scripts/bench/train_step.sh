@@ -4,11 +4,14 @@
 # (static, dynamic, graph) relative to one of our D steps. Prints the raw medians and ratios.
 #
 # Usage: scripts/bench/train_step.sh [ROUNDS]   (default 10; median of ROUNDS after 3 warm-ups)
-# Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`).
+# Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`);
+#      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them).
 # Uses /work/venv-torch if present, else makes .venv-bench with torch from the package index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-10}"
+steps_only=()
+if [ -n "${STEPS_ONLY:-}" ]; then steps_only=(steps); fi
 py=/work/venv-torch/bin/python
 if [ ! -x "$py" ]; then
   if [ ! -x .venv-bench/bin/python ]; then
@@ -24,9 +27,9 @@ trap 'rm -f "$out"' EXIT
 # Interleave: ours, torch, ours, torch, so a neighbour's load hits both alike.
 for _ in 1 2; do
   if [ -n "${BASELINE:-}" ]; then
-    "$BASELINE" "$rounds" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
+    "$BASELINE" "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
   fi
-  "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" >>"$out"
+  "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" "${steps_only[@]}" >>"$out"
   "$py" scripts/bench/train_step.py "$rounds" >>"$out"
 done
 "$py" - "$out" <<'PY'
@@ -44,8 +47,10 @@ for step in ("d_step", "g_step"):
         print(f"ratio before/torch {step}: {m[('before', step)] / m[('torch', step)]:.2f}")
 d = m[("ours", "d_step")]
 for sr in ("sr_static_pass", "sr_dynamic_pass", "sr_graph_pass"):
-    print(f"{sr} / our d_step: {m[('ours', sr)] / d:.2f}")
-print(f"d_step with graph SR / plain d_step: {m[('ours', 'd_step_graph_sr')] / d:.2f}")
+    if ("ours", sr) in m:
+        print(f"{sr} / our d_step: {m[('ours', sr)] / d:.2f}")
+if ("ours", "d_step_graph_sr") in m:
+    print(f"d_step with graph SR / plain d_step: {m[('ours', 'd_step_graph_sr')] / d:.2f}")
 
 # Share of peak FLOP/s. FLOPs: 2 x multiply-adds of the convs and dense layers (the rest is
 # memory-bound and small); backward = 2 x forward. Peak: cores x 2 FMA pipes x 8 f32 lanes x

@@ -21,7 +21,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use super::im2col::{col2im, im2col, ConvGeom};
+use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
 use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
 use super::{cpu_slice, cpu_slices, Elem};
@@ -67,19 +67,6 @@ fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
             row.copy_from_slice(&m[ch * s * p + sample * p..][..p]);
         }
     }
-}
-
-/// Runs `f` on `dy` of `s` samples (`s x O x P`) as the `(s P) x O` matrix of positions by
-/// channels, in a scratch buffer: the weight gradient's GEMM reads it with unit stride along
-/// `O`, which `gemm` packs as a plain copy (see [`matmul_col_major`]).
-fn with_positions<T: Elem, R>(g: &ConvGeom, dy: &[T], f: impl FnOnce(&[T]) -> R) -> R {
-    let (o, p) = (g.o, g.p());
-    with_buffer(dy.len(), |out: &mut [T]| {
-        for (src, dst) in dy.chunks_exact(o * p).zip(out.chunks_exact_mut(o * p)) {
-            transpose(src, (o, p), dst);
-        }
-        f(out)
-    })
 }
 
 /// `dst (cols x rows) = src (rows x cols)^T`, both row-major, in tiles that stay in L1.
@@ -177,54 +164,76 @@ pub(crate) fn backward_data<T: Elem>(
     dx
 }
 
+/// Input channels per task of [`backward_weight`]: a function of the geometry alone, about
+/// [`MIN_CHUNKS`] tasks, each with enough im2col rows for an efficient GEMM.
+fn channels_per_task(g: &ConvGeom) -> usize {
+    let min_rows: usize = 64;
+    let by_rows = min_rows.div_ceil(g.kh * g.kw);
+    g.c.div_ceil(MIN_CHUNKS).max(by_rows).clamp(1, g.c.max(1))
+}
+
 /// `dw (O x C x kh x kw)` from `x (N x C x H x W)` and `dy (N x O x OH x OW)`.
 ///
-/// Each chunk's product is computed transposed (`K x O`, [`matmul_col_major`]) so that `gemm`
-/// packs the small `dy` operand from unit stride instead of gathering the large im2col matrix;
-/// the chunk-order sum is transposed once at the end.
+/// The tasks split the input channels (so the rows of `dw^T`), each summing over the whole
+/// batch, chunk after chunk in batch order: no per-chunk partial products and no serial
+/// reduction, and every element's sum has the same order whatever the thread count. Each
+/// product is computed transposed (`K x O`, [`matmul_col_major`]) from `dy` transposed to
+/// positions x channels, so `gemm` packs the small `dy` operand from unit stride instead of
+/// gathering the large im2col matrix; one parallel transpose makes `dw` at the end.
 pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
-    let (k, p) = (g.k(), g.p());
-    if g.n == 0 || g.o * k == 0 {
-        return vec![T::ZERO; g.o * k];
+    let (k, p, khw) = (g.k(), g.p(), g.kh * g.kw);
+    let mut dw = vec![T::ZERO; g.o * k];
+    if g.n == 0 || dw.is_empty() {
+        return dw;
     }
+    // dy as (N P) x O: element (o, q) of the O x (N P) matrix at q * O + o.
+    let mut dyt = vec![T::ZERO; dy.len()];
+    dyt.par_chunks_mut(g.out_len())
+        .zip(dy.par_chunks(g.out_len()))
+        .for_each(|(dst, src)| transpose(src, (g.o, p), dst));
     let cs = chunk_samples(g);
-    let partials: Vec<Vec<T>> = x
-        .par_chunks(cs * g.in_len())
-        .zip(dy.par_chunks(cs * g.out_len()))
-        .map(|(xc, dyc)| {
-            let s = xc.len() / g.in_len();
-            let cols = s * p;
-            let mut part = vec![T::ZERO; k * g.o];
-            with_positions(g, dyc, |dyt| {
-                // `dyt` read as `O x (s P)`: element (o, q) at q * O + o.
+    let cpt = channels_per_task(g);
+    let mut dwt = vec![T::ZERO; k * g.o];
+    dwt.par_chunks_mut(cpt * khw * g.o)
+        .enumerate()
+        .for_each(|(task, part)| {
+            let c0 = task * cpt;
+            let rows = part.len() / g.o;
+            let channels = c0..c0 + rows / khw;
+            for (chunk, (xc, dytc)) in x
+                .chunks(cs * g.in_len())
+                .zip(dyt.chunks(cs * g.out_len()))
+                .enumerate()
+            {
+                let cols = dytc.len() / g.o;
                 let dyv = View {
-                    data: dyt,
+                    data: dytc,
                     rs: 1,
                     cs: g.o,
                 };
-                if g.is_pointwise() && s == 1 {
-                    let xt = View::transposed(xc, p);
-                    matmul_col_major((g.o, k, p), &mut part, false, dyv, xt);
-                    return;
+                let acc = chunk > 0;
+                if g.is_pointwise() {
+                    // The sample's own rows are its im2col matrix (only when one sample).
+                    if cols == p {
+                        let xs = &xc[channels.start * p..channels.end * p];
+                        let xt = View::transposed(xs, p);
+                        matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
+                        continue;
+                    }
                 }
-                with_buffer(k * cols, |col: &mut [T]| {
-                    im2col(g, xc, col);
+                with_buffer(rows * cols, |col: &mut [T]| {
+                    im2col_channels(g, xc, channels.clone(), col);
                     let colt = View::transposed(col, cols);
-                    matmul_col_major((g.o, k, cols), &mut part, false, dyv, colt);
+                    matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
                 });
-            });
-            part
-        })
-        .collect();
-    // The fixed-order reduction that keeps the weight gradient bit-reproducible.
-    let mut sum = vec![T::ZERO; k * g.o];
-    for part in &partials {
-        for (d, &v) in sum.iter_mut().zip(part) {
-            *d += v;
+            }
+        });
+    // dw (O x K) from dw^T (K x O), one output row per task.
+    dw.par_chunks_mut(k).enumerate().for_each(|(o, row)| {
+        for (kk, d) in row.iter_mut().enumerate() {
+            *d = dwt[kk * g.o + o];
         }
-    }
-    let mut dw = vec![T::ZERO; g.o * k];
-    transpose(&sum, (k, g.o), &mut dw);
+    });
     dw
 }
 
