@@ -147,8 +147,10 @@ pub(crate) fn im2col_channels<T: Elem>(
                         if g.stride == 1 {
                             d.copy_from_slice(&src_row[ix0..ix0 + d.len()]);
                         } else {
-                            for (j, v) in d.iter_mut().enumerate() {
-                                *v = src_row[ix0 + j * g.stride];
+                            // Iterators, not indices: no bounds check per element.
+                            let src = src_row[ix0..].iter().step_by(g.stride);
+                            for (v, &x) in d.iter_mut().zip(src) {
+                                *v = x;
                             }
                         }
                     }
@@ -186,8 +188,9 @@ pub(crate) fn col2im<T: Elem>(g: &ConvGeom, col: &[T], x: &mut [T]) {
                                 *d += v;
                             }
                         } else {
-                            for (j, &v) in s_row.iter().enumerate() {
-                                dst_row[ix0 + j * g.stride] += v;
+                            let dst = dst_row[ix0..].iter_mut().step_by(g.stride);
+                            for (d, &v) in dst.zip(s_row) {
+                                *d += v;
                             }
                         }
                     }
