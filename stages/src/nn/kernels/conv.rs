@@ -131,6 +131,10 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]
 
 /// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)` [`+ bias (C)`:
 /// the transposed convolution's bias].
+///
+/// `w^T` is made once per pass (`K x O`, row-major): read as `w` with row stride `K`, `gemm`
+/// would repack it by a strided gather in every chunk, which for the small-grid layers (a
+/// transposed convolution's forward) cost as much as the product.
 pub(crate) fn backward_data<T: Elem>(
     g: &ConvGeom,
     dy: &[T],
@@ -143,12 +147,14 @@ pub(crate) fn backward_data<T: Elem>(
     }
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
+    let mut w_t = vec![T::ZERO; w.len()];
+    transpose_par(w, (g.o, k), &mut w_t);
     dx.par_chunks_mut(cs * g.in_len())
         .zip(dy.par_chunks(cs * g.out_len()))
         .for_each(|(dxc, dyc)| {
             let s = dxc.len() / g.in_len();
             let cols = s * p;
-            let wt = View::transposed(w, k);
+            let wt = View::rows(&w_t, g.o);
             fill_bias(dxc, g.h * g.w, bias);
             with_cols(g, dyc, |dym| {
                 if g.is_pointwise() && s == 1 {
@@ -162,6 +168,26 @@ pub(crate) fn backward_data<T: Elem>(
             });
         });
     dx
+}
+
+/// [`transpose`] split over blocks of `src` columns (so of `dst` rows) as parallel tasks.
+fn transpose_par<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]) {
+    const BLOCK: usize = 64;
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(BLOCK * rows)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let c0 = b * BLOCK;
+            let n = out.len() / rows;
+            for r in 0..rows {
+                let row = &src[r * cols + c0..][..n];
+                for (c, &v) in row.iter().enumerate() {
+                    out[c * rows + r] = v;
+                }
+            }
+        });
 }
 
 /// Input channels per task of [`backward_weight`]: a function of the geometry alone, about
@@ -228,12 +254,7 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
                 });
             }
         });
-    // dw (O x K) from dw^T (K x O), one output row per task.
-    dw.par_chunks_mut(k).enumerate().for_each(|(o, row)| {
-        for (kk, d) in row.iter_mut().enumerate() {
-            *d = dwt[kk * g.o + o];
-        }
-    });
+    transpose_par(&dwt, (k, g.o), &mut dw);
     dw
 }
 
