@@ -147,26 +147,28 @@ pub(crate) fn backward_data<T: Elem>(
     }
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
-    let mut w_t = vec![T::ZERO; w.len()];
-    transpose_par(w, (g.o, k), &mut w_t);
-    dx.par_chunks_mut(cs * g.in_len())
-        .zip(dy.par_chunks(cs * g.out_len()))
-        .for_each(|(dxc, dyc)| {
-            let s = dxc.len() / g.in_len();
-            let cols = s * p;
-            let wt = View::rows(&w_t, g.o);
-            fill_bias(dxc, g.h * g.w, bias);
-            with_cols(g, dyc, |dym| {
-                if g.is_pointwise() && s == 1 {
-                    matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
-                    return;
-                }
-                with_buffer(k * cols, |dcol: &mut [T]| {
-                    matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
-                    col2im(g, dcol, dxc);
+    with_buffer(w.len(), |w_t: &mut [T]| {
+        transpose_par(w, (g.o, k), w_t);
+        let w_t = &*w_t;
+        dx.par_chunks_mut(cs * g.in_len())
+            .zip(dy.par_chunks(cs * g.out_len()))
+            .for_each(|(dxc, dyc)| {
+                let s = dxc.len() / g.in_len();
+                let cols = s * p;
+                let wt = View::rows(w_t, g.o);
+                fill_bias(dxc, g.h * g.w, bias);
+                with_cols(g, dyc, |dym| {
+                    if g.is_pointwise() && s == 1 {
+                        matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
+                        return;
+                    }
+                    with_buffer(k * cols, |dcol: &mut [T]| {
+                        matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
+                        col2im(g, dcol, dxc);
+                    });
                 });
             });
-        });
+    });
     dx
 }
 
@@ -213,48 +215,51 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
         return dw;
     }
     // dy as (N P) x O: element (o, q) of the O x (N P) matrix at q * O + o.
-    let mut dyt = vec![T::ZERO; dy.len()];
-    dyt.par_chunks_mut(g.out_len())
-        .zip(dy.par_chunks(g.out_len()))
-        .for_each(|(dst, src)| transpose(src, (g.o, p), dst));
-    let cs = chunk_samples(g);
-    let cpt = channels_per_task(g);
-    let mut dwt = vec![T::ZERO; k * g.o];
-    dwt.par_chunks_mut(cpt * khw * g.o)
-        .enumerate()
-        .for_each(|(task, part)| {
-            let c0 = task * cpt;
-            let rows = part.len() / g.o;
-            let channels = c0..c0 + rows / khw;
-            for (chunk, (xc, dytc)) in x
-                .chunks(cs * g.in_len())
-                .zip(dyt.chunks(cs * g.out_len()))
+    // Scratch buffers of the calling thread: both are fully written before they are read.
+    with_buffer(dy.len(), |dyt: &mut [T]| {
+        dyt.par_chunks_mut(g.out_len())
+            .zip(dy.par_chunks(g.out_len()))
+            .for_each(|(dst, src)| transpose(src, (g.o, p), dst));
+        let dyt = &*dyt;
+        let cs = chunk_samples(g);
+        let cpt = channels_per_task(g);
+        with_buffer(k * g.o, |dwt: &mut [T]| {
+            // Every element of `part` is written by the first chunk's product (no accumulate).
+            dwt.par_chunks_mut(cpt * khw * g.o)
                 .enumerate()
-            {
-                let cols = dytc.len() / g.o;
-                let dyv = View {
-                    data: dytc,
-                    rs: 1,
-                    cs: g.o,
-                };
-                let acc = chunk > 0;
-                if g.is_pointwise() {
-                    // The sample's own rows are its im2col matrix (only when one sample).
-                    if cols == p {
-                        let xs = &xc[channels.start * p..channels.end * p];
-                        let xt = View::transposed(xs, p);
-                        matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
-                        continue;
+                .for_each(|(task, part)| {
+                    let c0 = task * cpt;
+                    let rows = part.len() / g.o;
+                    let channels = c0..c0 + rows / khw;
+                    for (chunk, (xc, dytc)) in x
+                        .chunks(cs * g.in_len())
+                        .zip(dyt.chunks(cs * g.out_len()))
+                        .enumerate()
+                    {
+                        let cols = dytc.len() / g.o;
+                        let dyv = View {
+                            data: dytc,
+                            rs: 1,
+                            cs: g.o,
+                        };
+                        let acc = chunk > 0;
+                        if g.is_pointwise() && cols == p {
+                            // One sample: its own rows are its im2col matrix.
+                            let xs = &xc[channels.start * p..channels.end * p];
+                            let xt = View::transposed(xs, p);
+                            matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
+                            continue;
+                        }
+                        with_buffer(rows * cols, |col: &mut [T]| {
+                            im2col_channels(g, xc, channels.clone(), col);
+                            let colt = View::transposed(col, cols);
+                            matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
+                        });
                     }
-                }
-                with_buffer(rows * cols, |col: &mut [T]| {
-                    im2col_channels(g, xc, channels.clone(), col);
-                    let colt = View::transposed(col, cols);
-                    matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
                 });
-            }
+            transpose_par(dwt, (k, g.o), &mut dw);
         });
-    transpose_par(&dwt, (k, g.o), &mut dw);
+    });
     dw
 }
 
