@@ -34,10 +34,13 @@
 //! candle's own elementwise ops. The weight-gradient pass asks `gemm` for a column-major
 //! product so it packs the small `dy` operand rather than gathering the im2col matrix, and
 //! splits the input channels across tasks so no partial products are reduced serially
-//! ([`conv::backward_weight`]). What is left outside these kernels is candle's: its backprop
-//! accumulates every gradient as `zeros_like` + `add` (two full passes per activation), and its
-//! elementwise ops run on their own spinning thread pool beside rayon's, which costs most when
-//! the machine is shared. Measured against PyTorch in the same run:
+//! ([`conv::backward_weight`]); the data-gradient pass transposes the weight once rather than
+//! have `gemm` regather it in every chunk ([`conv::backward_data`]). What is left outside these
+//! kernels is candle's: its backprop accumulates every gradient as `zeros_like` + `add` (two
+//! full passes per activation), and its elementwise ops run on their own spinning thread pool
+//! beside rayon's, which costs most when the machine is shared (`CANDLE_NUM_THREADS=1`, set by
+//! a binary before its first candle op, was faster in most runs under load: compare with
+//! `CANDLE1=1 scripts/bench/train_step.sh`). Measured against PyTorch in the same run:
 //! `scripts/bench/train_step.sh`, `scripts/bench/inception.sh`.
 
 pub(crate) mod activation;
