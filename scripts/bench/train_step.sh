@@ -4,11 +4,16 @@
 # (static, dynamic, graph) relative to one of our D steps. Prints the raw medians and ratios.
 #
 # Usage: scripts/bench/train_step.sh [ROUNDS]   (default 10; median of ROUNDS after 3 warm-ups)
-# Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`).
+# Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`);
+#      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them);
+#      CANDLE1=1 to also run ours with CANDLE_NUM_THREADS=1 (`ours-c1`: candle's elementwise ops
+#      on the calling thread, so its spinning pool does not compete with the kernels' rayon pool).
 # Uses /work/venv-torch if present, else makes .venv-bench with torch from the package index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-10}"
+steps_only=()
+if [ -n "${STEPS_ONLY:-}" ]; then steps_only=(steps); fi
 py=/work/venv-torch/bin/python
 if [ ! -x "$py" ]; then
   if [ ! -x .venv-bench/bin/python ]; then
@@ -24,9 +29,13 @@ trap 'rm -f "$out"' EXIT
 # Interleave: ours, torch, ours, torch, so a neighbour's load hits both alike.
 for _ in 1 2; do
   if [ -n "${BASELINE:-}" ]; then
-    "$BASELINE" "$rounds" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
+    "$BASELINE" "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
   fi
-  ./target/release/examples/train_step "$rounds" >>"$out"
+  "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" "${steps_only[@]}" >>"$out"
+  if [ -n "${CANDLE1:-}" ]; then
+    CANDLE_NUM_THREADS=1 "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" \
+      "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"ours-c1"/' >>"$out"
+  fi
   "$py" scripts/bench/train_step.py "$rounds" >>"$out"
 done
 "$py" - "$out" <<'PY'
@@ -37,15 +46,18 @@ for r in rows:
     med.setdefault((r["impl"], r["what"]), []).append(r["seconds"])
 m = {k: statistics.median(v) for k, v in med.items()}
 for (impl, what), s in sorted(m.items()):
-    print(f"{impl:6s} {what:18s} {s * 1000:9.1f} ms  (runs: {', '.join(f'{x*1000:.1f}' for x in med[(impl, what)])})")
+    print(f"{impl:7s} {what:18s} {s * 1000:9.1f} ms  (runs: {', '.join(f'{x*1000:.1f}' for x in med[(impl, what)])})")
 for step in ("d_step", "g_step"):
     print(f"ratio ours/torch {step}: {m[('ours', step)] / m[('torch', step)]:.2f}")
-    if ("before", step) in m:
-        print(f"ratio before/torch {step}: {m[('before', step)] / m[('torch', step)]:.2f}")
+    for other in ("before", "ours-c1"):
+        if (other, step) in m:
+            print(f"ratio {other}/torch {step}: {m[(other, step)] / m[('torch', step)]:.2f}")
 d = m[("ours", "d_step")]
 for sr in ("sr_static_pass", "sr_dynamic_pass", "sr_graph_pass"):
-    print(f"{sr} / our d_step: {m[('ours', sr)] / d:.2f}")
-print(f"d_step with graph SR / plain d_step: {m[('ours', 'd_step_graph_sr')] / d:.2f}")
+    if ("ours", sr) in m:
+        print(f"{sr} / our d_step: {m[('ours', sr)] / d:.2f}")
+if ("ours", "d_step_graph_sr") in m:
+    print(f"d_step with graph SR / plain d_step: {m[('ours', 'd_step_graph_sr')] / d:.2f}")
 
 # Share of peak FLOP/s. FLOPs: 2 x multiply-adds of the convs and dense layers (the rest is
 # memory-bound and small); backward = 2 x forward. Peak: cores x 2 FMA pipes x 8 f32 lanes x
@@ -68,9 +80,9 @@ peak = os.cpu_count() * 2 * 8 * 2 * ghz * 1e9
 print(f"peak {peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x 32 FLOP/cycle x {ghz:.2f} GHz, the "
       "nominal clock: under turbo the true peak is higher and a share can read above 100%)")
 for step in ("d_step", "g_step"):
-    for impl in ("before", "ours", "torch"):
+    for impl in ("before", "ours", "ours-c1", "torch"):
         if (impl, step) not in m:
             continue
         rate = flops[step] / m[(impl, step)]
-        print(f"{impl:6s} {step}: {flops[step] / 1e9:.1f} GFLOP, {rate / 1e9:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak")
+        print(f"{impl:7s} {step}: {flops[step] / 1e9:.1f} GFLOP, {rate / 1e9:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak")
 PY

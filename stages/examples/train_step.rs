@@ -3,7 +3,8 @@
 //! Run by `scripts/bench/train_step.sh`, which builds this with `--release` and runs PyTorch
 //! on the same model in the same session. Prints one JSON object per measurement.
 //!
-//! Usage: `train_step [ROUNDS]` (median of ROUNDS timed steps after 3 warm-up steps).
+//! Usage: `train_step [ROUNDS] [steps]` (median of ROUNDS timed steps after 3 warm-up steps;
+//! `steps` measures the D and G steps only, for profiling them without the SR passes).
 
 use std::time::Instant;
 
@@ -70,6 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.g_step(2e-4).expect("g step");
     });
     report("g_step", g);
+    if std::env::args().nth(2).as_deref() == Some("steps") {
+        return Ok(());
+    }
 
     let layers = t.sn_layers();
     report(

@@ -21,8 +21,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use super::im2col::{col2im, im2col, ConvGeom};
-use super::matmul::{matmul, View};
+use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
+use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
 use super::{cpu_slice, cpu_slices, Elem};
 
@@ -65,6 +65,20 @@ fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
     for (sample, dst) in y.chunks_exact_mut(o * p).enumerate() {
         for (ch, row) in dst.chunks_exact_mut(p).enumerate() {
             row.copy_from_slice(&m[ch * s * p + sample * p..][..p]);
+        }
+    }
+}
+
+/// `dst (cols x rows) = src (rows x cols)^T`, both row-major, in tiles that stay in L1.
+fn transpose<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -117,6 +131,10 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]
 
 /// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)` [`+ bias (C)`:
 /// the transposed convolution's bias].
+///
+/// `w^T` is made once per pass (`K x O`, row-major): read as `w` with row stride `K`, `gemm`
+/// would repack it by a strided gather in every chunk, which for the small-grid layers (a
+/// transposed convolution's forward) cost as much as the product.
 pub(crate) fn backward_data<T: Elem>(
     g: &ConvGeom,
     dy: &[T],
@@ -129,69 +147,119 @@ pub(crate) fn backward_data<T: Elem>(
     }
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
-    dx.par_chunks_mut(cs * g.in_len())
-        .zip(dy.par_chunks(cs * g.out_len()))
-        .for_each(|(dxc, dyc)| {
-            let s = dxc.len() / g.in_len();
-            let cols = s * p;
-            let wt = View::transposed(w, k);
-            fill_bias(dxc, g.h * g.w, bias);
-            with_cols(g, dyc, |dym| {
-                if g.is_pointwise() && s == 1 {
-                    matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
-                    return;
-                }
-                with_buffer(k * cols, |dcol: &mut [T]| {
-                    matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
-                    col2im(g, dcol, dxc);
+    with_buffer(w.len(), |w_t: &mut [T]| {
+        transpose_par(w, (g.o, k), w_t);
+        let w_t = &*w_t;
+        dx.par_chunks_mut(cs * g.in_len())
+            .zip(dy.par_chunks(cs * g.out_len()))
+            .for_each(|(dxc, dyc)| {
+                let s = dxc.len() / g.in_len();
+                let cols = s * p;
+                let wt = View::rows(w_t, g.o);
+                fill_bias(dxc, g.h * g.w, bias);
+                with_cols(g, dyc, |dym| {
+                    if g.is_pointwise() && s == 1 {
+                        matmul((k, p, g.o), dxc, bias.is_some(), wt, View::rows(dym, p));
+                        return;
+                    }
+                    with_buffer(k * cols, |dcol: &mut [T]| {
+                        matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
+                        col2im(g, dcol, dxc);
+                    });
                 });
             });
-        });
+    });
     dx
 }
 
+/// [`transpose`] split over blocks of `src` columns (so of `dst` rows) as parallel tasks.
+fn transpose_par<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]) {
+    const BLOCK: usize = 64;
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(BLOCK * rows)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let c0 = b * BLOCK;
+            let n = out.len() / rows;
+            for r in 0..rows {
+                let row = &src[r * cols + c0..][..n];
+                for (c, &v) in row.iter().enumerate() {
+                    out[c * rows + r] = v;
+                }
+            }
+        });
+}
+
+/// Input channels per task of [`backward_weight`]: a function of the geometry alone, about
+/// [`MIN_CHUNKS`] tasks, each with enough im2col rows for an efficient GEMM.
+fn channels_per_task(g: &ConvGeom) -> usize {
+    let min_rows: usize = 64;
+    let by_rows = min_rows.div_ceil(g.kh * g.kw);
+    g.c.div_ceil(MIN_CHUNKS).max(by_rows).clamp(1, g.c.max(1))
+}
+
 /// `dw (O x C x kh x kw)` from `x (N x C x H x W)` and `dy (N x O x OH x OW)`.
+///
+/// The tasks split the input channels (so the rows of `dw^T`), each summing over the whole
+/// batch, chunk after chunk in batch order: no per-chunk partial products and no serial
+/// reduction, and every element's sum has the same order whatever the thread count. Each
+/// product is computed transposed (`K x O`, [`matmul_col_major`]) from `dy` transposed to
+/// positions x channels, so `gemm` packs the small `dy` operand from unit stride instead of
+/// gathering the large im2col matrix; one parallel transpose makes `dw` at the end.
 pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
-    let (k, p) = (g.k(), g.p());
+    let (k, p, khw) = (g.k(), g.p(), g.kh * g.kw);
     let mut dw = vec![T::ZERO; g.o * k];
     if g.n == 0 || dw.is_empty() {
         return dw;
     }
-    let cs = chunk_samples(g);
-    let partials: Vec<Vec<T>> = x
-        .par_chunks(cs * g.in_len())
-        .zip(dy.par_chunks(cs * g.out_len()))
-        .map(|(xc, dyc)| {
-            let s = xc.len() / g.in_len();
-            let cols = s * p;
-            let mut part = vec![T::ZERO; g.o * k];
-            with_cols(g, dyc, |dym| {
-                if g.is_pointwise() && s == 1 {
-                    let xt = View::transposed(xc, p);
-                    matmul((g.o, k, p), &mut part, false, View::rows(dym, p), xt);
-                    return;
-                }
-                with_buffer(k * cols, |col: &mut [T]| {
-                    im2col(g, xc, col);
-                    let colt = View::transposed(col, cols);
-                    matmul(
-                        (g.o, k, cols),
-                        &mut part,
-                        false,
-                        View::rows(dym, cols),
-                        colt,
-                    );
+    // dy as (N P) x O: element (o, q) of the O x (N P) matrix at q * O + o.
+    // Scratch buffers of the calling thread: both are fully written before they are read.
+    with_buffer(dy.len(), |dyt: &mut [T]| {
+        dyt.par_chunks_mut(g.out_len())
+            .zip(dy.par_chunks(g.out_len()))
+            .for_each(|(dst, src)| transpose(src, (g.o, p), dst));
+        let dyt = &*dyt;
+        let cs = chunk_samples(g);
+        let cpt = channels_per_task(g);
+        with_buffer(k * g.o, |dwt: &mut [T]| {
+            // Every element of `part` is written by the first chunk's product (no accumulate).
+            dwt.par_chunks_mut(cpt * khw * g.o)
+                .enumerate()
+                .for_each(|(task, part)| {
+                    let c0 = task * cpt;
+                    let rows = part.len() / g.o;
+                    let channels = c0..c0 + rows / khw;
+                    for (chunk, (xc, dytc)) in x
+                        .chunks(cs * g.in_len())
+                        .zip(dyt.chunks(cs * g.out_len()))
+                        .enumerate()
+                    {
+                        let cols = dytc.len() / g.o;
+                        let dyv = View {
+                            data: dytc,
+                            rs: 1,
+                            cs: g.o,
+                        };
+                        let acc = chunk > 0;
+                        if g.is_pointwise() && cols == p {
+                            // One sample: its own rows are its im2col matrix.
+                            let xs = &xc[channels.start * p..channels.end * p];
+                            let xt = View::transposed(xs, p);
+                            matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
+                            continue;
+                        }
+                        with_buffer(rows * cols, |col: &mut [T]| {
+                            im2col_channels(g, xc, channels.clone(), col);
+                            let colt = View::transposed(col, cols);
+                            matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
+                        });
+                    }
                 });
-            });
-            part
-        })
-        .collect();
-    // The fixed-order reduction that keeps the weight gradient bit-reproducible.
-    for part in &partials {
-        for (d, &v) in dw.iter_mut().zip(part) {
-            *d += v;
-        }
-    }
+            transpose_par(dwt, (k, g.o), &mut dw);
+        });
+    });
     dw
 }
 

@@ -108,16 +108,28 @@ fn valid_range(out: usize, size: usize, stride: usize, kk: usize, pad: usize) ->
 
 /// Fills `col` (`K x (s * P)`) with the patches of the `s` samples in `x` (`s x C x H x W`).
 pub(crate) fn im2col<T: Elem>(g: &ConvGeom, x: &[T], col: &mut [T]) {
+    im2col_channels(g, x, 0..g.c, col);
+}
+
+/// [`im2col`] restricted to the input channels `channels`: the rows of those channels only
+/// (`channels.len() * kh * kw` of them), in the same order.
+pub(crate) fn im2col_channels<T: Elem>(
+    g: &ConvGeom,
+    x: &[T],
+    channels: std::ops::Range<usize>,
+    col: &mut [T],
+) {
     let s = x.len() / g.in_len().max(1);
     let (p, cols, plane) = (g.p(), s * g.p(), g.h * g.w);
-    debug_assert_eq!(col.len(), g.k() * cols);
+    debug_assert_eq!(col.len(), channels.len() * g.kh * g.kw * cols);
     let zero = T::ZERO;
-    for c in 0..g.c {
+    let c0 = channels.start;
+    for c in channels {
         for ki in 0..g.kh {
             let (y_lo, y_hi) = valid_range(g.oh, g.h, g.stride, ki, g.ph);
             for kj in 0..g.kw {
                 let (x_lo, x_hi) = valid_range(g.ow, g.w, g.stride, kj, g.pw);
-                let row = (c * g.kh + ki) * g.kw + kj;
+                let row = ((c - c0) * g.kh + ki) * g.kw + kj;
                 let dst_row = &mut col[row * cols..(row + 1) * cols];
                 for (sample, dst) in dst_row.chunks_exact_mut(p).enumerate() {
                     let src = &x[(sample * g.c + c) * plane..][..plane];
@@ -135,8 +147,10 @@ pub(crate) fn im2col<T: Elem>(g: &ConvGeom, x: &[T], col: &mut [T]) {
                         if g.stride == 1 {
                             d.copy_from_slice(&src_row[ix0..ix0 + d.len()]);
                         } else {
-                            for (j, v) in d.iter_mut().enumerate() {
-                                *v = src_row[ix0 + j * g.stride];
+                            // Iterators, not indices: no bounds check per element.
+                            let src = src_row[ix0..].iter().step_by(g.stride);
+                            for (v, &x) in d.iter_mut().zip(src) {
+                                *v = x;
                             }
                         }
                     }
@@ -174,8 +188,9 @@ pub(crate) fn col2im<T: Elem>(g: &ConvGeom, col: &[T], x: &mut [T]) {
                                 *d += v;
                             }
                         } else {
-                            for (j, &v) in s_row.iter().enumerate() {
-                                dst_row[ix0 + j * g.stride] += v;
+                            let dst = dst_row[ix0..].iter_mut().step_by(g.stride);
+                            for (d, &v) in dst.zip(s_row) {
+                                *d += v;
                             }
                         }
                     }

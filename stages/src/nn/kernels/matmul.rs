@@ -53,7 +53,42 @@ pub(crate) fn matmul<T: Elem>(
     lhs: View<'_, T>,
     rhs: View<'_, T>,
 ) {
+    product((m, n, k), (dst, n, 1), accumulate, lhs, rhs);
+}
+
+/// [`matmul`] with `dst` column-major (`dst` holds the `n x m` transpose, row-major).
+///
+/// `gemm` works in column-major order and transposes a row-major problem, which makes it pack
+/// `rhs` as its left operand: when `rhs` has unit stride along `k` (a transposed im2col matrix)
+/// that packing is a strided gather. Asking for the transposed output keeps the operands as
+/// they are, so the left operand is packed from unit stride along `m`.
+///
+/// # Panics
+/// When a view is too short for its shape: a bug in the caller, never a user input.
+pub(crate) fn matmul_col_major<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: View<'_, T>,
+    rhs: View<'_, T>,
+) {
+    product((m, n, k), (dst, 1, m), accumulate, lhs, rhs);
+}
+
+/// `dst = [dst +] lhs * rhs` with `dst (i, j)` at `i * rs + j * cs`, one of them `1` and the
+/// other the extent of the opposite axis (a dense row- or column-major matrix).
+fn product<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, dst_cs): (&mut [T], usize, usize),
+    accumulate: bool,
+    lhs: View<'_, T>,
+    rhs: View<'_, T>,
+) {
     assert!(dst.len() >= m * n, "matmul: dst too short");
+    assert!(
+        (dst_rs, dst_cs) == (n, 1) || (dst_rs, dst_cs) == (1, m),
+        "matmul: dst must be dense"
+    );
     assert!(lhs.fits(m, k), "matmul: lhs too short");
     assert!(rhs.fits(k, n), "matmul: rhs too short");
     if m == 0 || n == 0 {
@@ -66,17 +101,17 @@ pub(crate) fn matmul<T: Elem>(
         return;
     }
     let as_isize = |v: usize| isize::try_from(v).expect("matrix stride fits isize");
-    // SAFETY: the asserts above bound every index `gemm` touches: dst (i, j) at i * n + j < m * n,
-    // lhs (i, p) and rhs (p, j) inside their slices by `fits`; dst does not alias the inputs
-    // (it is a unique borrow).
+    // SAFETY: the asserts above bound every index `gemm` touches: dst (i, j) at
+    // i * dst_rs + j * dst_cs < m * n (a dense layout), lhs (i, p) and rhs (p, j) inside their
+    // slices by `fits`; dst does not alias the inputs (it is a unique borrow).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            as_isize(n),
+            as_isize(dst_cs),
+            as_isize(dst_rs),
             accumulate,
             lhs.data.as_ptr(),
             as_isize(lhs.cs),

@@ -28,10 +28,20 @@
 //! gradient.
 //!
 //! Where the time still goes (perf, standard CNN at batch 64): about half in the GEMM
-//! micro-kernel (the `gemm` crate's AVX2/FMA kernel; its AVX-512 kernels need a nightly
-//! feature), the rest in packing, im2col/col2im traffic and candle's own elementwise ops and
-//! optimizer. Measured against PyTorch in the same run: `scripts/bench/train_step.sh`,
-//! `scripts/bench/inception.sh`.
+//! micro-kernel (the `gemm` crate's AVX2/FMA kernel; its `x86-v4` AVX-512 kernels build on
+//! stable but were slower here: this AMD core splits 512-bit FMAs into two 256-bit halves, and
+//! the 64-row AVX-512 tile made packing dearer), the rest in packing, im2col/col2im traffic and
+//! candle's own elementwise ops. The weight-gradient pass asks `gemm` for a column-major
+//! product so it packs the small `dy` operand rather than gathering the im2col matrix, and
+//! splits the input channels across tasks so no partial products are reduced serially
+//! ([`conv::backward_weight`]); the data-gradient pass transposes the weight once rather than
+//! have `gemm` regather it in every chunk ([`conv::backward_data`]). What is left outside these
+//! kernels is candle's: its backprop accumulates every gradient as `zeros_like` + `add` (two
+//! full passes per activation), and its elementwise ops run on their own spinning thread pool
+//! beside rayon's, which costs most when the machine is shared (`CANDLE_NUM_THREADS=1`, set by
+//! a binary before its first candle op, was faster in most runs under load: compare with
+//! `CANDLE1=1 scripts/bench/train_step.sh`). Measured against PyTorch in the same run:
+//! `scripts/bench/train_step.sh`, `scripts/bench/inception.sh`.
 
 pub(crate) mod activation;
 pub(crate) mod batch_norm;

@@ -5,7 +5,8 @@
 //! A buffer handed out is **not** zeroed: it holds whatever the last user left. Every caller
 //! overwrites all of it before reading (im2col writes every element; a GEMM with
 //! `accumulate = false` writes all of `dst`). Buffers only grow; each rayon worker keeps at most
-//! a few, as large as the largest layer it has run.
+//! a few, as large as the largest layer it has run, and so does the thread that calls a kernel
+//! (the transposed `dy` and weights the parallel tasks share read-only).
 
 use std::cell::RefCell;
 use std::thread::LocalKey;

@@ -68,6 +68,11 @@ const CONV_CASES: &[ConvCase] = &[
     ([17, 4, 4, 4], [8, 4, 3, 3], 1, (1, 1)),
     ([1, 2, 6, 6], [3, 2, 5, 3], 2, (2, 1)),
     ([9, 3, 5, 5], [4, 3, 1, 1], 2, (0, 0)),
+    // Enough input channels that the weight gradient splits them across tasks, the last one
+    // short (19 = 8 + 8 + 3 for a 3x3 kernel; 150 = 64 + 64 + 22 for a 1x1 one, one sample a
+    // chunk).
+    ([3, 19, 6, 6], [6, 19, 3, 3], 1, (1, 1)),
+    ([2, 150, 3, 3], [4, 150, 1, 1], 1, (0, 0)),
 ];
 
 #[test]
@@ -156,6 +161,8 @@ fn conv2d_gradients_match_candle() {
 /// generators' `k4 s2 p1`.
 const CONVT_CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([3, 6, 4, 4], [6, 5, 4, 4], 2, 1),
+    // 20 output channels: the weight gradient's channel tasks (4 + 4 + ... for a 4x4 kernel).
+    ([2, 3, 4, 4], [3, 20, 4, 4], 2, 1),
     ([2, 3, 5, 3], [3, 4, 3, 3], 1, 1),
     ([11, 4, 3, 5], [4, 2, 3, 2], 2, 0),
     ([1, 2, 4, 4], [2, 3, 5, 5], 3, 2),
