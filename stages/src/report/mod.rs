@@ -278,52 +278,21 @@ pub fn generate(
         }
     }
 
-    let dag = match &params.dag {
-        None => None,
-        Some(p) => match std::fs::read_to_string(base.join(p)) {
-            Ok(text) => Some(text),
-            Err(e) => {
-                missing.push(Missing {
-                    run: "-".into(),
-                    what: "dag",
-                    path: inputs::show(p),
-                    reason: reason(&e),
-                });
-                None
-            }
-        },
-    };
-    let stage_runs = match &params.run_records {
-        None => None,
-        Some(p) => match read_stage_runs(base, p) {
-            Ok(s) => Some(s),
-            Err(r) => {
-                missing.push(Missing {
-                    run: "-".into(),
-                    what: "run records",
-                    path: inputs::show(p),
-                    reason: r,
-                });
-                None
-            }
-        },
-    };
-
-    let classifier = match &params.classifier {
-        None => None,
-        Some(p) => match read_classifier(base, p) {
-            Ok(c) => Some(c),
-            Err(r) => {
-                missing.push(Missing {
-                    run: "-".into(),
-                    what: "classifier",
-                    path: inputs::show(p),
-                    reason: r,
-                });
-                None
-            }
-        },
-    };
+    let dag = optional_input(params.dag.as_deref(), "dag", &mut missing, |p| {
+        std::fs::read_to_string(base.join(p)).map_err(|e| reason(&e))
+    });
+    let stage_runs = optional_input(
+        params.run_records.as_deref(),
+        "run records",
+        &mut missing,
+        |p| read_stage_runs(base, p),
+    );
+    let classifier = optional_input(
+        params.classifier.as_deref(),
+        "classifier",
+        &mut missing,
+        |p| read_classifier(base, p),
+    );
 
     progress(paths.len() as u64 + 1, total, "writing tables");
     let doc = markdown::Document {
@@ -389,6 +358,33 @@ pub fn generate(
     Ok(files)
 }
 
+/// A report-wide input the params may name (`dag`, `run_records`, `classifier`), read by `read`.
+/// One that cannot be read is listed among the missing inputs as `what`, never fatal.
+fn optional_input<T>(
+    path: Option<&Path>,
+    what: &'static str,
+    missing: &mut Vec<Missing>,
+    read: impl FnOnce(&Path) -> Result<T, String>,
+) -> Option<T> {
+    let path = path?;
+    read(path)
+        .map_err(|reason| {
+            missing.push(Missing {
+                run: "-".into(),
+                what,
+                path: inputs::show(path),
+                reason,
+            })
+        })
+        .ok()
+}
+
+/// The JSON at `base/path`; the error is the missing-input reason.
+fn read_json(base: &Path, path: &Path) -> Result<Value, String> {
+    let bytes = std::fs::read(base.join(path)).map_err(|e| reason(&e))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))
+}
+
 fn reason(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::NotFound {
         "missing".into()
@@ -399,8 +395,7 @@ fn reason(e: &std::io::Error) -> String {
 
 /// The test accuracy and training size from `train-classifier`'s metrics.json.
 fn read_classifier(base: &Path, path: &Path) -> Result<ClassifierInfo, String> {
-    let bytes = std::fs::read(base.join(path)).map_err(|e| reason(&e))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))?;
+    let v = read_json(base, path)?;
     let count = |key: &str| {
         v.get(key)
             .and_then(Value::as_u64)
@@ -424,8 +419,7 @@ fn read_classifier(base: &Path, path: &Path) -> Result<ClassifierInfo, String> {
 
 /// The latest record of each stage (records later in the file win), sorted by stage name.
 fn read_stage_runs(base: &Path, path: &Path) -> Result<Vec<StageRun>, String> {
-    let bytes = std::fs::read(base.join(path)).map_err(|e| reason(&e))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))?;
+    let v = read_json(base, path)?;
     let list = match &v {
         Value::Array(a) => a,
         Value::Object(m) => match m.get("runs").or_else(|| m.get("records")) {
