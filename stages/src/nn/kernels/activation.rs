@@ -16,13 +16,26 @@ use super::{cpu_slice, cpu_slices, Elem};
 /// discriminator's activations across both cores.
 const CHUNK: usize = 1 << 15;
 
+/// `a` where `x > 0`, else `a * slope`, as a select of two computed values: no branch on the
+/// sign (activations are about half negative, so a branch mispredicts constantly) and a loop
+/// the compiler vectorizes. `slope` is taken by value so it stays in a register.
+#[inline(always)]
+fn scale_negative<T: Elem>(x: T, a: T, slope: T) -> T {
+    let scaled = a * slope;
+    if x > T::ZERO {
+        a
+    } else {
+        scaled
+    }
+}
+
 fn forward<T: Elem>(x: &[T], slope: T) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
+        .for_each(move |(y, x)| {
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = if x > T::ZERO { x } else { x * slope };
+                *y = scale_negative(x, x, slope);
             }
         });
     y
@@ -32,9 +45,9 @@ fn backward<T: Elem>(x: &[T], dy: &[T], slope: T) -> Vec<T> {
     let mut dx = vec![T::ZERO; x.len()];
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| {
+        .for_each(move |(dx, (x, dy))| {
             for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = if x > T::ZERO { dy } else { dy * slope };
+                *dx = scale_negative(x, dy, slope);
             }
         });
     dx
