@@ -160,6 +160,12 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(kernels::leaky_relu(x, slope)?)
 }
 
+/// ReLU, one pass each way on the CPU ([`kernels::relu`]): candle's relu backward is four
+/// full-tensor passes, a tenth of a generator step.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(kernels::relu(x)?)
+}
+
 /// Numerically stable softplus, `relu(x) + log(1 + exp(-|x|))`; candle has no softplus op.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     let tail = x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;

@@ -1,10 +1,13 @@
-//! Leaky ReLU as one pass forward and one pass backward.
+//! Leaky ReLU (and ReLU, its slope-0 case) as one pass forward and one pass backward.
 //!
 //! Built from candle ops it takes three to five full-tensor passes each way (and the
 //! `(1 - a) relu(x) + a x` form is not exactly `x` for positive `x` in floating point). Here
 //! `y = x` for `x > 0` and `a x` otherwise, and `dx = dy` where `x > 0` and `a dy` otherwise
-//! (the derivative at 0 is taken as `a`, as PyTorch does). Elementwise, so splitting the work
-//! across threads cannot change a single bit.
+//! (the derivative at 0 is taken as `a`, as PyTorch does). With slope 0 it is ReLU: `y =
+//! max(x, 0)` and `dx = 0` where `x <= 0` (PyTorch's convention; candle's own `relu` passes the
+//! gradient at exactly 0), in one pass where candle's relu backward takes four (`zeros_like`,
+//! `ge`, `to_dtype`, `mul`). Elementwise, so splitting the work across threads cannot change a
+//! single bit.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -16,41 +19,43 @@ use super::{cpu_slice, cpu_slices, Elem};
 /// discriminator's activations across both cores.
 const CHUNK: usize = 1 << 15;
 
-/// `a` where `x > 0`, else `a * slope`, as a select of two computed values: no branch on the
-/// sign (activations are about half negative, so a branch mispredicts constantly) and a loop
-/// the compiler vectorizes. `slope` is taken by value so it stays in a register.
-#[inline(always)]
-fn scale_negative<T: Elem>(x: T, a: T, slope: T) -> T {
-    let scaled = a * slope;
-    if x > T::ZERO {
-        a
-    } else {
-        scaled
+/// `out[i] = f(x[i], a[i])` in parallel chunks (`a` is `x` itself forward, `dy` backward).
+fn map_pairs<T: Elem>(x: &[T], a: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK)))
+        .for_each(|(out, (x, a))| {
+            for ((o, &x), &a) in out.iter_mut().zip(x).zip(a) {
+                *o = f(x, a);
+            }
+        });
+    out
+}
+
+/// `a` where `x > 0`, else `a * slope` (`0` for a slope of 0: ReLU, exactly `max(x, 0)`),
+/// applied to `(x, a)` pairs. Written as a select of two computed values, never a branch on
+/// the sign (activations are about half negative, so a branch mispredicts constantly), with
+/// `slope` copied into the closure so it stays in a register: the loop vectorizes.
+fn scale_negative<T: Elem>(x: &[T], a: &[T], slope: T) -> Vec<T> {
+    if slope == T::ZERO {
+        return map_pairs(x, a, |x, a| if x > T::ZERO { a } else { T::ZERO });
     }
+    map_pairs(x, a, move |x, a| {
+        let scaled = a * slope;
+        if x > T::ZERO {
+            a
+        } else {
+            scaled
+        }
+    })
 }
 
 fn forward<T: Elem>(x: &[T], slope: T) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(move |(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = scale_negative(x, x, slope);
-            }
-        });
-    y
+    scale_negative(x, x, slope)
 }
 
 fn backward<T: Elem>(x: &[T], dy: &[T], slope: T) -> Vec<T> {
-    let mut dx = vec![T::ZERO; x.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(move |(dx, (x, dy))| {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = scale_negative(x, dy, slope);
-            }
-        });
-    dx
+    scale_negative(x, dy, slope)
 }
 
 /// `leaky_relu(x)` with the given negative slope.

@@ -210,3 +210,14 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     // The candle-ops version for other devices: three vectorized ops.
     x.relu()?.affine(1.0 - slope, 0.0)? + x.affine(slope, 0.0)?
 }
+
+/// ReLU, one pass each way on the CPU (the gradient at exactly 0 is 0, as in PyTorch); candle's
+/// own `relu` elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x
+            .contiguous()?
+            .apply_op1(activation::LeakyRelu { slope: 0.0 });
+    }
+    x.relu()
+}

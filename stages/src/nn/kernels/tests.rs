@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{conv2d, conv_transpose2d, leaky_relu};
+use super::{conv2d, conv_transpose2d, leaky_relu, relu};
 
 fn random(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -314,6 +314,38 @@ fn leaky_relu_forward_gradient_and_finite_differences() {
         &w,
         &b,
     );
+}
+
+#[test]
+fn relu_is_max_with_zero_and_passes_no_gradient_at_or_below_zero() {
+    // Exact zeros and negative zeros among the inputs, where the conventions differ.
+    let mut v = values(&random(10, &[2, 3, 4, 5], DType::F64));
+    v[0] = 0.0;
+    v[1] = -0.0;
+    let x = Tensor::from_vec(v, (2, 3, 4, 5), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let y = relu(&x).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    // Bit for bit candle's relu, so a forward pass is unchanged by the fast op.
+    assert_eq!(bits(&y), bits(&x.relu().unwrap()));
+    let r = random(11, x.dims(), DType::F32);
+    let xv = Var::from_tensor(&x).unwrap();
+    let g = (relu(xv.as_tensor()).unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let dx = values(g.get(xv.as_tensor()).unwrap());
+    for ((dx, x), r) in dx.iter().zip(values(&x)).zip(values(&r)) {
+        let want = if x > 0.0 { r } else { 0.0 };
+        assert_eq!(*dx, want, "d relu at {x}");
+    }
 }
 
 /// Forward and both gradients of a discriminator-like stack, as raw bits.

@@ -17,7 +17,7 @@ use candle_core::Tensor;
 use crate::nn::init::Init;
 use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, ConvTranspose2d, Linear};
 use crate::nn::spectral_norm::SpectralNorm;
-use crate::nn::{leaky_relu, Result};
+use crate::nn::{leaky_relu, relu, Result};
 
 const INIT: Init = Init::Normal(0.02);
 const SLOPE: f64 = 0.1;
@@ -71,9 +71,9 @@ impl super::Generator for Generator {
             .l0
             .forward(z, train)?
             .reshape((n, self.ch * 8, self.bottom, self.bottom))?;
-        let mut h = self.bn0.forward(&h, train)?.relu()?;
+        let mut h = relu(&self.bn0.forward(&h, train)?)?;
         for (dc, bn) in &self.deconvs {
-            h = bn.forward(&dc.forward(&h)?, train)?.relu()?;
+            h = relu(&bn.forward(&dc.forward(&h)?, train)?)?;
         }
         Ok(self.c4.forward(&h, train)?.tanh()?)
     }

@@ -31,7 +31,7 @@ use candle_core::Tensor;
 use crate::nn::init::Init;
 use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, Linear};
 use crate::nn::spectral_norm::SpectralNorm;
-use crate::nn::Result;
+use crate::nn::{relu, Result};
 
 const INIT_3X3: Init = Init::GlorotUniform(std::f32::consts::SQRT_2);
 const INIT_1X1: Init = Init::GlorotUniform(1.0);
@@ -61,11 +61,11 @@ impl UpBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = upsample(&self.b1.forward(x, train)?.relu()?)?;
+        let h = upsample(&relu(&self.b1.forward(x, train)?)?)?;
         let h = self.c1.forward(&h, train)?;
         let h = self
             .c2
-            .forward(&self.b2.forward(&h, train)?.relu()?, train)?;
+            .forward(&relu(&self.b2.forward(&h, train)?)?, train)?;
         let sc = self.c_sc.forward(&upsample(x)?, train)?;
         Ok((h + sc)?)
     }
@@ -146,7 +146,7 @@ impl super::Generator for Generator {
         for block in &self.blocks {
             h = block.forward(&h, train)?;
         }
-        let h = self.b5.forward(&h, train)?.relu()?;
+        let h = relu(&self.b5.forward(&h, train)?)?;
         Ok(self.c5.forward(&h, train)?.tanh()?)
     }
 }
@@ -186,11 +186,11 @@ impl DBlock {
         let h = if self.kind == Kind::Optimized {
             x.clone()
         } else {
-            x.relu()?
+            relu(x)?
         };
         let h = self
             .c2
-            .forward(&self.c1.forward(&h, train)?.relu()?, train)?;
+            .forward(&relu(&self.c1.forward(&h, train)?)?, train)?;
         let h = if self.kind == Kind::Plain {
             h
         } else {
@@ -269,7 +269,7 @@ impl super::Discriminator for Discriminator {
         for block in &self.blocks {
             h = block.forward(&h, train)?;
         }
-        let h = h.relu()?.sum((2, 3))?;
+        let h = relu(&h)?.sum((2, 3))?;
         Ok(self.l5.forward(&h, train)?.flatten_all()?)
     }
 
