@@ -44,6 +44,8 @@ fn params(sr: serde_json::Value) -> TrainParams {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `repro` binary does (its allocator settings are part of what is measured).
+    stages::nn::kernels::heap::keep_freed_memory();
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

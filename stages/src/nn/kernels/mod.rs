@@ -47,6 +47,7 @@ pub(crate) mod activation;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
+pub mod heap;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
 pub(crate) mod scratch;
