@@ -269,12 +269,22 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = self.weight.effective(train)?;
         let b = self.bias.as_ref().map(|b| b.as_tensor());
-        Ok(kernels::conv2d(
+        let pad = (self.pad, self.pad);
+        Ok(kernels::conv2d(x, &w, b, self.stride, pad)?)
+    }
+
+    /// `leaky_relu(self.forward(x), slope)` as one fused op ([`kernels::conv2d_leaky_relu`]).
+    pub fn forward_leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Result<Tensor> {
+        let w = self.weight.effective(train)?;
+        let b = self.bias.as_ref().map(|b| b.as_tensor());
+        let pad = (self.pad, self.pad);
+        Ok(kernels::conv2d_leaky_relu(
             x,
             &w,
             b,
             self.stride,
-            (self.pad, self.pad),
+            pad,
+            slope,
         )?)
     }
 }

@@ -32,30 +32,42 @@ fn map_pairs<T: Elem>(x: &[T], a: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> 
     out
 }
 
-/// `a` where `x > 0`, else `a * slope` (`0` for a slope of 0: ReLU, exactly `max(x, 0)`),
-/// applied to `(x, a)` pairs. Written as a select of two computed values, never a branch on
-/// the sign (activations are about half negative, so a branch mispredicts constantly), with
-/// `slope` copied into the closure so it stays in a register: the loop vectorizes.
-fn scale_negative<T: Elem>(x: &[T], a: &[T], slope: T) -> Vec<T> {
-    if slope == T::ZERO {
-        return map_pairs(x, a, |x, a| if x > T::ZERO { a } else { T::ZERO });
-    }
-    map_pairs(x, a, move |x, a| {
-        let scaled = a * slope;
+/// The activation applied to `(x, a)`: `a` where `x > 0`, else `a * slope` (`0` for a slope of
+/// 0: ReLU, exactly `max(x, 0)`). Forward `a` is `x` itself, backward it is `dy`.
+///
+/// Written as selects of computed values, never a branch on the sign (activations are about
+/// half negative, so a branch mispredicts constantly), with `slope` copied into the closure so
+/// it stays in a register: the loops over it vectorize.
+#[inline(always)]
+fn select<T: Elem>(slope: T) -> impl Fn(T, T) -> T + Copy + Sync {
+    let relu = slope == T::ZERO;
+    move |x, a| {
+        let negative = if relu { T::ZERO } else { a * slope };
         if x > T::ZERO {
             a
         } else {
-            scaled
+            negative
         }
-    })
+    }
 }
 
 fn forward<T: Elem>(x: &[T], slope: T) -> Vec<T> {
-    scale_negative(x, x, slope)
+    map_pairs(x, x, select(slope))
+}
+
+/// [`forward`] overwriting its input: for an op that applies the activation to an output it
+/// has just made ([`super::conv::Conv2d`]), so it needs no second buffer and no graph node.
+pub(crate) fn forward_in_place<T: Elem>(x: &mut [T], slope: T) {
+    let f = select(slope);
+    x.par_chunks_mut(CHUNK).for_each(move |x| {
+        for x in x {
+            *x = f(*x, *x);
+        }
+    });
 }
 
 fn backward<T: Elem>(x: &[T], dy: &[T], slope: T) -> Vec<T> {
-    scale_negative(x, dy, slope)
+    map_pairs(x, dy, select(slope))
 }
 
 /// `leaky_relu(x)` with the given negative slope.
@@ -95,10 +107,11 @@ impl CustomOp1 for LeakyRelu {
     }
 }
 
-/// `(x, dy) -> dx` of [`LeakyRelu`].
+/// `(x, dy) -> dx` of [`LeakyRelu`]. With a slope `>= 0` the output `y` has the sign of `x`
+/// (and is 0 exactly where `x` is), so `y` can stand in for `x`.
 #[derive(Debug, Clone, Copy)]
-struct LeakyReluGrad {
-    slope: f64,
+pub(crate) struct LeakyReluGrad {
+    pub slope: f64,
 }
 
 impl CustomOp2 for LeakyReluGrad {

@@ -21,6 +21,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::activation;
 use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
 use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
@@ -469,11 +470,19 @@ impl CustomOp1 for ChannelSum {
     }
 }
 
-/// `conv2d(x, w)` with explicit per-axis padding, differentiable in both operands.
+/// `conv2d(x, w)` with explicit per-axis padding, differentiable in both operands, and
+/// optionally a leaky ReLU (slope `>= 0`; 0 is ReLU) applied in place to the output.
+///
+/// With the activation fused the layer is one graph node instead of two: no second output
+/// buffer forward, and backward the activation's gradient is one pass over `dy` using the
+/// output's sign (which is the pre-activation's for a slope `>= 0`), with no separate gradient
+/// for the pre-activation for candle's backprop to allocate and accumulate (`zeros_like` +
+/// `add`, two more full passes). The values are the same bits as the two ops in sequence.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Conv2d {
     pub stride: usize,
     pub pad: (usize, usize),
+    pub slope: Option<f64>,
 }
 
 impl Conv2d {
@@ -494,6 +503,27 @@ impl Conv2d {
             kind,
             geom: self.geom(x, w)?,
         })
+    }
+
+    /// The operation's output as computed by the pass, with the fused activation applied.
+    fn activate(&self, (storage, shape): (CpuStorage, Shape)) -> (CpuStorage, Shape) {
+        let mut storage = storage;
+        match (&mut storage, self.slope) {
+            (CpuStorage::F32(y), Some(slope)) => activation::forward_in_place(y, slope as f32),
+            (CpuStorage::F64(y), Some(slope)) => activation::forward_in_place(y, slope),
+            _ => {}
+        }
+        (storage, shape)
+    }
+
+    /// The gradient at the convolution's output: `dy` through the fused activation, if any,
+    /// read off the sign of the layer's output `y`.
+    fn pre_activation_grad(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let dy = dy.contiguous()?;
+        match self.slope {
+            Some(slope) => y.apply_op2_no_bwd(&dy, &activation::LeakyReluGrad { slope }),
+            None => Ok(dy),
+        }
     }
 
     /// `(dx, dw)`, each one pass; `dx` only when `x` is on the graph (not for a data batch).
@@ -524,18 +554,18 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
-            .dispatch((s1, l1), (s2, l2), None)
+        let pass = self.pass(PassKind::Forward, l1.dims(), l2.dims())?;
+        Ok(self.activate(pass.dispatch((s1, l1), (s2, l2), None)?))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
+        let (dx, dw) = self.grads(x, w, &self.pre_activation_grad(y, dy)?)?;
         Ok((dx, Some(dw)))
     }
 }
@@ -555,8 +585,8 @@ impl CustomOp3 for Conv2d {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.pass(PassKind::Forward, l1.dims(), l2.dims())?
-            .dispatch((s1, l1), (s2, l2), Some((s3, l3)))
+        let pass = self.pass(PassKind::Forward, l1.dims(), l2.dims())?;
+        Ok(self.activate(pass.dispatch((s1, l1), (s2, l2), Some((s3, l3)))?))
     }
 
     fn bwd(
@@ -564,10 +594,10 @@ impl CustomOp3 for Conv2d {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
+        let dy = self.pre_activation_grad(y, dy)?;
         let (dx, dw) = self.grads(x, w, &dy)?;
         let db = dy.apply_op1_no_bwd(&ChannelSum)?;
         Ok((dx, Some(dw), Some(db)))

@@ -120,8 +120,35 @@ pub fn conv2d(
     stride: usize,
     pad: (usize, usize),
 ) -> Result<Tensor> {
+    conv2d_activated(x, w, b, stride, pad, None)
+}
+
+/// `leaky_relu(conv2d(x, w) [+ b], slope)` as one op on the CPU ([`conv::Conv2d`]: the same
+/// values, one graph node, two full passes fewer backward); `slope >= 0` (0 is ReLU).
+pub fn conv2d_leaky_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: (usize, usize),
+    slope: f64,
+) -> Result<Tensor> {
+    if !(slope >= 0.0) {
+        bail!("conv2d_leaky_relu: the slope must be >= 0, got {slope}");
+    }
+    conv2d_activated(x, w, b, stride, pad, Some(slope))
+}
+
+fn conv2d_activated(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: (usize, usize),
+    slope: Option<f64>,
+) -> Result<Tensor> {
     if fast(&[x, w]) && b.is_none_or(|b| fast(&[x, b])) {
-        let op = conv::Conv2d { stride, pad };
+        let op = conv::Conv2d { stride, pad, slope };
         let (x, w) = (x.contiguous()?, w.contiguous()?);
         return match b {
             Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
@@ -137,7 +164,11 @@ pub fn conv2d(
             .pad_with_zeros(3, pw, pw)?
             .conv2d(w, 0, stride, 1, 1)?
     };
-    add_channel_bias(y, b)
+    let y = add_channel_bias(y, b)?;
+    match slope {
+        Some(slope) => leaky_relu(&y, slope),
+        None => Ok(y),
+    }
 }
 
 /// `conv_transpose2d(x, w) [+ b]` (groups 1, dilation 1, output padding 0) with padding `pad`.

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{conv2d, conv_transpose2d, leaky_relu, relu};
+use super::{conv2d, conv2d_leaky_relu, conv_transpose2d, leaky_relu, relu};
 
 fn random(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -346,6 +346,43 @@ fn relu_is_max_with_zero_and_passes_no_gradient_at_or_below_zero() {
         let want = if x > 0.0 { r } else { 0.0 };
         assert_eq!(*dx, want, "d relu at {x}");
     }
+}
+
+#[test]
+fn fused_conv_activation_is_the_two_ops_bit_for_bit() {
+    let x = Var::from_tensor(&random(40, &[5, 3, 9, 9], DType::F32)).unwrap();
+    let w = Var::from_tensor(&random(41, &[16, 3, 4, 4], DType::F32)).unwrap();
+    let b = Var::from_tensor(&random(42, &[16], DType::F32)).unwrap();
+    let r = random(43, &[5, 16, 4, 4], DType::F32);
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    for slope in [0.1, 0.0] {
+        let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
+        let fused = conv2d_leaky_relu(xt, wt, Some(bt), 2, (1, 1), slope).unwrap();
+        let apart = leaky_relu(&conv2d(xt, wt, Some(bt), 2, (1, 1)).unwrap(), slope).unwrap();
+        assert_eq!(bits(&fused), bits(&apart), "values, slope {slope}");
+        let g1 = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (apart * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("x", xt), ("w", wt), ("b", bt)] {
+            assert_eq!(
+                bits(g1.get(v).unwrap()),
+                bits(g2.get(v).unwrap()),
+                "d{name}, slope {slope}"
+            );
+        }
+    }
+    assert!(conv2d_leaky_relu(x.as_tensor(), w.as_tensor(), None, 1, (0, 0), -0.1).is_err());
+    let x64 = random(44, &[2, 3, 5, 5], DType::F64);
+    let w64 = random(45, &[4, 3, 3, 3], DType::F64);
+    let b64 = random(46, &[4], DType::F64);
+    check_finite_differences(
+        |x, w, b| conv2d_leaky_relu(x, w, Some(b), 1, (1, 1), 0.2).unwrap(),
+        &x64,
+        &w64,
+        &b64,
+    );
 }
 
 /// Forward and both gradients of a discriminator-like stack, as raw bits.

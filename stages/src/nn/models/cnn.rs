@@ -17,7 +17,7 @@ use candle_core::Tensor;
 use crate::nn::init::Init;
 use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, ConvTranspose2d, Linear};
 use crate::nn::spectral_norm::SpectralNorm;
-use crate::nn::{leaky_relu, relu, Result};
+use crate::nn::{relu, Result};
 
 const INIT: Init = Init::Normal(0.02);
 const SLOPE: f64 = 0.1;
@@ -115,7 +115,7 @@ impl super::Discriminator for Discriminator {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for conv in &self.convs {
-            h = leaky_relu(&conv.forward(&h, train)?, SLOPE)?;
+            h = conv.forward_leaky_relu(&h, train, SLOPE)?;
         }
         let n = h.dims()[0];
         Ok(self

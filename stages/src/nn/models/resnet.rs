@@ -190,7 +190,7 @@ impl DBlock {
         };
         let h = self
             .c2
-            .forward(&relu(&self.c1.forward(&h, train)?)?, train)?;
+            .forward(&self.c1.forward_leaky_relu(&h, train, 0.0)?, train)?;
         let h = if self.kind == Kind::Plain {
             h
         } else {
