@@ -12,6 +12,7 @@
 
 use candle_core::{bail, Result};
 
+use super::scratch::with_buffer;
 use super::Elem;
 
 /// The shape of one 2-D convolution (groups 1, dilation 1): `n` samples of `c x h x w` in,
@@ -119,16 +120,33 @@ pub(crate) fn im2col_channels<T: Elem>(
     channels: std::ops::Range<usize>,
     col: &mut [T],
 ) {
+    debug_assert_eq!(
+        col.len(),
+        channels.len() * g.kh * g.kw * (x.len() / g.in_len().max(1)) * g.p()
+    );
+    if g.stride == 1 {
+        im2col_unit_stride(g, x, channels, col);
+    } else {
+        im2col_strided(g, x, channels, col);
+    }
+}
+
+/// Stride 1: every kernel tap reads a contiguous run of an input row.
+fn im2col_unit_stride<T: Elem>(
+    g: &ConvGeom,
+    x: &[T],
+    channels: std::ops::Range<usize>,
+    col: &mut [T],
+) {
     let s = x.len() / g.in_len().max(1);
     let (p, cols, plane) = (g.p(), s * g.p(), g.h * g.w);
-    debug_assert_eq!(col.len(), channels.len() * g.kh * g.kw * cols);
     let zero = T::ZERO;
     let c0 = channels.start;
     for c in channels {
         for ki in 0..g.kh {
-            let (y_lo, y_hi) = valid_range(g.oh, g.h, g.stride, ki, g.ph);
+            let (y_lo, y_hi) = valid_range(g.oh, g.h, 1, ki, g.ph);
             for kj in 0..g.kw {
-                let (x_lo, x_hi) = valid_range(g.ow, g.w, g.stride, kj, g.pw);
+                let (x_lo, x_hi) = valid_range(g.ow, g.w, 1, kj, g.pw);
                 let row = ((c - c0) * g.kh + ki) * g.kw + kj;
                 let dst_row = &mut col[row * cols..(row + 1) * cols];
                 for (sample, dst) in dst_row.chunks_exact_mut(p).enumerate() {
@@ -138,26 +156,114 @@ pub(crate) fn im2col_channels<T: Elem>(
                             d.fill(zero);
                             continue;
                         }
-                        let iy = oy * g.stride + ki - g.ph;
+                        let iy = oy + ki - g.ph;
                         let src_row = &src[iy * g.w..(iy + 1) * g.w];
                         d[..x_lo].fill(zero);
                         d[x_hi..].fill(zero);
-                        let ix0 = x_lo * g.stride + kj - g.pw;
+                        let ix0 = x_lo + kj - g.pw;
                         let d = &mut d[x_lo..x_hi];
-                        if g.stride == 1 {
-                            d.copy_from_slice(&src_row[ix0..ix0 + d.len()]);
-                        } else {
-                            // Iterators, not indices: no bounds check per element.
-                            let src = src_row[ix0..].iter().step_by(g.stride);
-                            for (v, &x) in d.iter_mut().zip(src) {
-                                *v = x;
-                            }
-                        }
+                        copy_run(d, &src_row[ix0..ix0 + d.len()]);
                     }
                 }
             }
         }
     }
+}
+
+/// Stride `s > 1`: tap `kj` of output column `ox` reads padded input column `s * ox + kj`, so
+/// after splitting a zero-padded input row into its `s` phases (columns `≡ 0, 1, .. mod s`),
+/// every tap is a contiguous run of one phase (`kj mod s`, from `kj / s`). One strided gather
+/// per input row then serves all `kw` taps with plain copies, where gathering each tap's
+/// elements one by one was most of the time of a stride-2 layer's im2col. Pure data movement:
+/// the same matrix as the direct gather.
+fn im2col_strided<T: Elem>(g: &ConvGeom, x: &[T], channels: std::ops::Range<usize>, col: &mut [T]) {
+    let n = x.len() / g.in_len().max(1);
+    let (p, cols, plane, st) = (g.p(), n * g.p(), g.h * g.w, g.stride);
+    // Each phase holds the columns a tap can reach: `ow - 1 + ceil(kw / s)` of them.
+    let phase_len = g.ow - 1 + g.kw.div_ceil(st);
+    let padded_w = st * phase_len;
+    let c0 = channels.start;
+    with_phase_buffers::<T, _>(padded_w, |padded, phases| {
+        for c in channels {
+            for ki in 0..g.kh {
+                let (y_lo, y_hi) = valid_range(g.oh, g.h, st, ki, g.ph);
+                let rows = ((c - c0) * g.kh + ki) * g.kw;
+                for sample in 0..n {
+                    let src = &x[(sample * g.c + c) * plane..][..plane];
+                    for oy in 0..g.oh {
+                        let at = sample * p + oy * g.ow;
+                        if oy < y_lo || oy >= y_hi {
+                            for kj in 0..g.kw {
+                                col[(rows + kj) * cols + at..][..g.ow].fill(T::ZERO);
+                            }
+                            continue;
+                        }
+                        let iy = oy * st + ki - g.ph;
+                        let src_row = &src[iy * g.w..(iy + 1) * g.w];
+                        // padded[j] = input column j - pw (0 outside the row).
+                        let lead = g.pw.min(padded_w);
+                        padded[..lead].fill(T::ZERO);
+                        let take = g.w.min(padded_w - lead);
+                        padded[lead..lead + take].copy_from_slice(&src_row[..take]);
+                        padded[lead + take..].fill(T::ZERO);
+                        split_phases(padded, phases, st);
+                        for kj in 0..g.kw {
+                            let phase = &phases[(kj % st) * phase_len..][..phase_len];
+                            copy_run(
+                                &mut col[(rows + kj) * cols + at..][..g.ow],
+                                &phase[kj / st..kj / st + g.ow],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `phases[ph * len + i] = padded[i * st + ph]` (`padded` is `st * len` long): stride 2, the
+/// common case, as pairs, which vectorizes; other strides element by element.
+#[inline(always)]
+fn split_phases<T: Elem>(padded: &[T], phases: &mut [T], st: usize) {
+    let len = padded.len() / st;
+    if st == 2 {
+        let (even, odd) = phases.split_at_mut(len);
+        for ((e, o), pair) in even.iter_mut().zip(odd).zip(padded.chunks_exact(2)) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        return;
+    }
+    for (ph, phase) in phases.chunks_exact_mut(len).enumerate() {
+        for (d, &v) in phase.iter_mut().zip(padded[ph..].iter().step_by(st)) {
+            *d = v;
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of an image row (4 to 32 elements here):
+/// copied in blocks of 8 that compile to vector moves, where `copy_from_slice` calls `memmove`
+/// for each run, and those calls cost more than the copying.
+#[inline(always)]
+fn copy_run<T: Elem>(dst: &mut [T], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
+    }
+}
+
+/// Runs `f` on a padded-row buffer of `padded_w` elements and the phase buffer of the same
+/// size (scratch of the calling thread; contents unspecified).
+fn with_phase_buffers<T: Elem, R>(padded_w: usize, f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
+    with_buffer(2 * padded_w, |buf: &mut [T]| {
+        let (padded, phases) = buf.split_at_mut(padded_w);
+        f(padded, phases)
+    })
 }
 
 /// Adds the columns of `col` (`K x (s * P)`) back onto `x` (`s x C x H x W`): the adjoint of

@@ -68,6 +68,8 @@ const CONV_CASES: &[ConvCase] = &[
     ([17, 4, 4, 4], [8, 4, 3, 3], 1, (1, 1)),
     ([1, 2, 6, 6], [3, 2, 5, 3], 2, (2, 1)),
     ([9, 3, 5, 5], [4, 3, 1, 1], 2, (0, 0)),
+    // Stride 3, a kernel wider than the stride, padding on one axis only.
+    ([2, 3, 16, 13], [4, 3, 5, 4], 3, (2, 0)),
     // Enough input channels that the weight gradient splits them across tasks, the last one
     // short (19 = 8 + 8 + 3 for a 3x3 kernel; 150 = 64 + 64 + 22 for a 1x1 one, one sample a
     // chunk).
@@ -89,6 +91,57 @@ fn conv2d_forward_matches_candle() {
         let theirs = add_bias(&theirs, &b);
         let err = max_err(&ours, &theirs);
         assert!(err < 1e-5, "case {i} with bias: error {err}");
+    }
+}
+
+#[test]
+fn im2col_matches_a_direct_gather() {
+    use super::im2col::{im2col_channels, ConvGeom};
+    for &(xs, ws, stride, pad) in CONV_CASES {
+        let g = ConvGeom::new(
+            (xs[0], xs[1], xs[2], xs[3]),
+            (ws[0], ws[2], ws[3]),
+            stride,
+            pad,
+        )
+        .unwrap();
+        let x: Vec<f32> = (0..xs.iter().product::<usize>())
+            .map(|i| i as f32)
+            .collect();
+        // Every channel range the weight gradient may ask for: all, a prefix, a suffix.
+        for channels in [0..g.c, 0..g.c.div_ceil(2), g.c / 2..g.c] {
+            let (k, cols) = (channels.len() * g.kh * g.kw, g.n * g.p());
+            let mut ours = vec![f32::NAN; k * cols];
+            im2col_channels(&g, &x, channels.clone(), &mut ours);
+            let mut row = 0;
+            for c in channels.clone() {
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        for s in 0..g.n {
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    let iy = (oy * stride + ki) as isize - g.ph as isize;
+                                    let ix = (ox * stride + kj) as isize - g.pw as isize;
+                                    let inside = (0..g.h as isize).contains(&iy)
+                                        && (0..g.w as isize).contains(&ix);
+                                    let want = if inside {
+                                        x[((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                    let at = row * cols + s * g.p() + oy * g.ow + ox;
+                                    assert_eq!(
+                                        ours[at], want,
+                                        "{g:?} row {row} s {s} ({oy}, {ox})"
+                                    );
+                                }
+                            }
+                        }
+                        row += 1;
+                    }
+                }
+            }
+        }
     }
 }
 
