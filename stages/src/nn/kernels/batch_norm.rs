@@ -26,23 +26,42 @@ fn planes<T: Elem>(
     (0..n).map(move |s| &x[(s * c + ch) * plane..][..plane])
 }
 
+/// `sum f(a, b)` over the elements of one channel's planes in `a` and `b` (same shape) in f64,
+/// as eight interleaved partial sums combined in a fixed order: the order depends on the shape
+/// alone, and eight independent chains keep the adder busy where a single chain waited out the
+/// latency of every addition.
+fn channel_sum_f64<T: Elem>(
+    a: &[T],
+    b: &[T],
+    dims: (usize, usize, usize),
+    ch: usize,
+    f: impl Fn(T, T) -> f64,
+) -> f64 {
+    let mut lanes = [0f64; 8];
+    for (pa, pb) in planes(a, dims, ch).zip(planes(b, dims, ch)) {
+        let (mut ca, mut cb) = (pa.chunks_exact(8), pb.chunks_exact(8));
+        for (ca, cb) in (&mut ca).zip(&mut cb) {
+            for ((l, &va), &vb) in lanes.iter_mut().zip(ca).zip(cb) {
+                *l += f(va, vb);
+            }
+        }
+        for ((l, &va), &vb) in lanes.iter_mut().zip(ca.remainder()).zip(cb.remainder()) {
+            *l += f(va, vb);
+        }
+    }
+    let (l0, l1) = (lanes[0] + lanes[4], lanes[1] + lanes[5]);
+    let (l2, l3) = (lanes[2] + lanes[6], lanes[3] + lanes[7]);
+    (l0 + l2) + (l1 + l3)
+}
+
 /// `(mean, biased variance)` of one channel, accumulated in f64.
 fn moments<T: Elem>(x: &[T], dims: (usize, usize, usize), ch: usize) -> (f64, f64) {
     let m = (dims.0 * dims.2) as f64;
-    let sum: f64 = planes(x, dims, ch)
-        .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
-        .sum();
-    let mean = sum / m;
-    let sq: f64 = planes(x, dims, ch)
-        .map(|p| {
-            p.iter()
-                .map(|v| {
-                    let d = v.to_f64() - mean;
-                    d * d
-                })
-                .sum::<f64>()
-        })
-        .sum();
+    let mean = channel_sum_f64(x, x, dims, ch, |v, _| v.to_f64()) / m;
+    let sq = channel_sum_f64(x, x, dims, ch, |v, _| {
+        let d = v.to_f64() - mean;
+        d * d
+    });
     (mean, sq / m)
 }
 
@@ -104,14 +123,10 @@ fn backward<T: Elem>(
         .map(|ch| {
             let (mean, var) = moments(x, dims, ch);
             let inv = 1.0 / (var + eps).sqrt();
-            let (mut sdy, mut sdyx) = (0.0, 0.0);
-            for (xp, dyp) in planes(x, dims, ch).zip(planes(dy, dims, ch)) {
-                for (&x, &dy) in xp.iter().zip(dyp) {
-                    let dy = dy.to_f64();
-                    sdy += dy;
-                    sdyx += dy * (x.to_f64() - mean) * inv;
-                }
-            }
+            let sdy = channel_sum_f64(dy, dy, dims, ch, |dy, _| dy.to_f64());
+            let sdyx = channel_sum_f64(x, dy, dims, ch, |x, dy| {
+                dy.to_f64() * (x.to_f64() - mean) * inv
+            });
             (mean, inv, sdy, sdyx)
         })
         .collect();
