@@ -224,40 +224,70 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
         let dyt = &*dyt;
         let cs = chunk_samples(g);
         let cpt = channels_per_task(g);
+        // Sums the products of the batch chunks `chunks` for channel task `task` into `part`
+        // (overwritten by the first chunk's product: no zero fill).
+        let accumulate = |part: &mut [T], task: usize, chunks: std::ops::Range<usize>| {
+            let c0 = task * cpt;
+            let rows = part.len() / g.o;
+            let channels = c0..c0 + rows / khw;
+            let pairs = x.chunks(cs * g.in_len()).zip(dyt.chunks(cs * g.out_len()));
+            for (i, (xc, dytc)) in pairs.skip(chunks.start).take(chunks.len()).enumerate() {
+                let cols = dytc.len() / g.o;
+                let dyv = View {
+                    data: dytc,
+                    rs: 1,
+                    cs: g.o,
+                };
+                let acc = i > 0;
+                if g.is_pointwise() && cols == p {
+                    // One sample: its own rows are its im2col matrix.
+                    let xs = &xc[channels.start * p..channels.end * p];
+                    let xt = View::transposed(xs, p);
+                    matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
+                    continue;
+                }
+                with_buffer(rows * cols, |col: &mut [T]| {
+                    im2col_channels(g, xc, channels.clone(), col);
+                    let colt = View::transposed(col, cols);
+                    matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
+                });
+            }
+        };
+        let task_len = cpt * khw * g.o;
+        let (tasks, chunks) = (dw.len().div_ceil(task_len), g.n.div_ceil(cs));
+        // With few channel tasks (a first layer's 3 input channels make one), the batch is also
+        // cut into groups, each summing its chunks into a partial `dw^T` of its own; the
+        // partials are then added in group order. Both splits depend on the geometry alone.
+        let per_group = match tasks >= MIN_CHUNKS / 2 {
+            true => chunks,
+            false => chunks.div_ceil(MIN_CHUNKS.div_ceil(tasks)),
+        };
+        let groups = chunks.div_ceil(per_group);
         with_buffer(k * g.o, |dwt: &mut [T]| {
-            // Every element of `part` is written by the first chunk's product (no accumulate).
-            dwt.par_chunks_mut(cpt * khw * g.o)
-                .enumerate()
-                .for_each(|(task, part)| {
-                    let c0 = task * cpt;
-                    let rows = part.len() / g.o;
-                    let channels = c0..c0 + rows / khw;
-                    for (chunk, (xc, dytc)) in x
-                        .chunks(cs * g.in_len())
-                        .zip(dyt.chunks(cs * g.out_len()))
+            if groups == 1 {
+                dwt.par_chunks_mut(task_len)
+                    .enumerate()
+                    .for_each(|(task, part)| accumulate(part, task, 0..chunks));
+            } else {
+                with_buffer(groups * dwt.len(), |partials: &mut [T]| {
+                    partials
+                        .par_chunks_mut(dwt.len())
                         .enumerate()
-                    {
-                        let cols = dytc.len() / g.o;
-                        let dyv = View {
-                            data: dytc,
-                            rs: 1,
-                            cs: g.o,
-                        };
-                        let acc = chunk > 0;
-                        if g.is_pointwise() && cols == p {
-                            // One sample: its own rows are its im2col matrix.
-                            let xs = &xc[channels.start * p..channels.end * p];
-                            let xt = View::transposed(xs, p);
-                            matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
-                            continue;
-                        }
-                        with_buffer(rows * cols, |col: &mut [T]| {
-                            im2col_channels(g, xc, channels.clone(), col);
-                            let colt = View::transposed(col, cols);
-                            matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
+                        .for_each(|(group, partial)| {
+                            let range = group * per_group..((group + 1) * per_group).min(chunks);
+                            for (task, part) in partial.chunks_mut(task_len).enumerate() {
+                                accumulate(part, task, range.clone());
+                            }
                         });
+                    let mut partials = partials.chunks_exact(dwt.len());
+                    dwt.copy_from_slice(partials.next().expect("at least one group"));
+                    for partial in partials {
+                        for (d, &v) in dwt.iter_mut().zip(partial) {
+                            *d += v;
+                        }
                     }
                 });
+            }
             transpose_par(dwt, (k, g.o), &mut dw);
         });
     });
