@@ -4,9 +4,9 @@
 //! Every op allocates its output, and a step frees almost all of them again. glibc's malloc
 //! serves blocks above its mmap threshold (128 KiB at start, rising only as big blocks are
 //! freed) with a fresh `mmap` and trims the top of the heap back to the kernel once more than
-//! twice that is free, so the next step touches brand-new pages: on these VMs a page fault
-//! costs about 3 us, which made a 16 MB leaky ReLU take 8 ms instead of 1.5 ms and put a tenth
-//! of a step in the kernel's fault handler (`perf`: 1.0M faults in 16 steps, 0.15M after).
+//! twice that is free, so the next step touches brand-new pages, each a page fault that the
+//! kernel answers with a zeroed page. In the training-step benchmark that was 1.0M faults in 16
+//! steps and about 8% of the samples in the kernel's fault path; after, 0.13M faults.
 //!
 //! [`keep_freed_memory`] pins both thresholds: blocks up to 32 MiB (glibc's maximum, above any
 //! activation of the benchmark models) come from the heap, and up to 1 GiB of free heap stays

@@ -27,21 +27,31 @@
 //! here needs it). A convolution whose input is not on the graph (a data batch) skips its input
 //! gradient.
 //!
-//! Where the time still goes (perf, standard CNN at batch 64): about half in the GEMM
+//! Where the time still goes (perf, standard CNN at batch 64): well over half in the GEMM
 //! micro-kernel (the `gemm` crate's AVX2/FMA kernel; its `x86-v4` AVX-512 kernels build on
 //! stable but were slower here: this AMD core splits 512-bit FMAs into two 256-bit halves, and
-//! the 64-row AVX-512 tile made packing dearer), the rest in packing, im2col/col2im traffic and
-//! candle's own elementwise ops. The weight-gradient pass asks `gemm` for a column-major
-//! product so it packs the small `dy` operand rather than gathering the im2col matrix, and
-//! splits the input channels across tasks so no partial products are reduced serially
-//! ([`conv::backward_weight`]); the data-gradient pass transposes the weight once rather than
-//! have `gemm` regather it in every chunk ([`conv::backward_data`]). What is left outside these
-//! kernels is candle's: its backprop accumulates every gradient as `zeros_like` + `add` (two
-//! full passes per activation), and its elementwise ops run on their own spinning thread pool
-//! beside rayon's, which costs most when the machine is shared (`CANDLE_NUM_THREADS=1`, set by
-//! a binary before its first candle op, was faster in most runs under load: compare with
-//! `CANDLE1=1 scripts/bench/train_step.sh`). Measured against PyTorch in the same run:
-//! `scripts/bench/train_step.sh`, `scripts/bench/inception.sh`.
+//! the 64-row AVX-512 tile made packing dearer), then writing and packing the im2col matrix
+//! (about a tenth: bound by the stores), col2im, and candle's own work between the kernels.
+//! The weight-gradient pass asks `gemm` for a column-major product so it packs the small `dy`
+//! operand rather than gathering the im2col matrix, and splits the input channels across tasks
+//! so no partial products are reduced serially ([`conv::backward_weight`]); the data-gradient
+//! pass transposes the weight once rather than have `gemm` regather it in every chunk
+//! ([`conv::backward_data`]). A convolution and the leaky ReLU after it are one graph node
+//! ([`conv2d_leaky_relu`]); the activations are branch-free selects, which vectorize (a branch
+//! on the sign mispredicted on half the elements and made a 16 MB pass take 8 ms).
+//!
+//! Outside these kernels the cost is candle's and the allocator's:
+//! - candle's backprop accumulates every gradient as `zeros_like` + `add`, two full passes per
+//!   activation, run on the calling thread while the kernels' threads wait;
+//! - the spectral norm's weight arithmetic is candle ops;
+//! - candle's elementwise ops run on their own spinning thread pool beside rayon's (setting
+//!   `CANDLE_NUM_THREADS=1` or a short `CANDLE_BARRIER_POOL_SPIN_LIMIT` made no difference we
+//!   could measure above this VM's run-to-run spread);
+//! - every op allocates its output. glibc handed big blocks back to the kernel and page-faulted
+//!   them in again each step, until binaries called [`heap::keep_freed_memory`].
+//!
+//! Measured against PyTorch in the same run: `scripts/bench/train_step.sh`,
+//! `scripts/bench/inception.sh`.
 
 pub(crate) mod activation;
 pub(crate) mod batch_norm;
@@ -133,7 +143,7 @@ pub fn conv2d_leaky_relu(
     pad: (usize, usize),
     slope: f64,
 ) -> Result<Tensor> {
-    if !(slope >= 0.0) {
+    if slope.is_nan() || slope < 0.0 {
         bail!("conv2d_leaky_relu: the slope must be >= 0, got {slope}");
     }
     conv2d_activated(x, w, b, stride, pad, Some(slope))
