@@ -4,6 +4,9 @@
 # (static, dynamic, graph) relative to one of our D steps. Prints the raw medians and ratios.
 #
 # Usage: scripts/bench/train_step.sh [ROUNDS]   (default 10; median of ROUNDS after 3 warm-ups)
+# Each implementation runs PAIRS times (default 2), interleaved; the medians printed pool all
+# runs. On a shared VM one binary's timings drift by about 10% from run to run: use PAIRS=6 or
+# more before reading a ratio near a target.
 # Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`);
 #      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them);
 #      CANDLE1=1 to also run ours with CANDLE_NUM_THREADS=1 (`ours-c1`: candle's elementwise ops
@@ -27,7 +30,7 @@ cargo build --release -q -p stages --no-default-features --example train_step
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # Interleave: ours, torch, ours, torch, so a neighbour's load hits both alike.
-for _ in 1 2; do
+for _ in $(seq "${PAIRS:-2}"); do
   if [ -n "${BASELINE:-}" ]; then
     "$BASELINE" "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
   fi
