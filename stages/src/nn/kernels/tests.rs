@@ -145,6 +145,57 @@ fn im2col_matches_a_direct_gather() {
     }
 }
 
+#[test]
+fn col2im_is_the_direct_scatter_bit_for_bit() {
+    use super::im2col::{col2im, ConvGeom};
+    for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
+        let g = ConvGeom::new(
+            (xs[0], xs[1], xs[2], xs[3]),
+            (ws[0], ws[2], ws[3]),
+            stride,
+            pad,
+        )
+        .unwrap();
+        let cols = g.n * g.p();
+        let col: Vec<f32> = values(&random(90 + i as u64, &[g.k() * cols], DType::F32))
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let start: Vec<f32> = values(&random(120 + i as u64, &xs, DType::F32))
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let mut ours = start.clone();
+        col2im(&g, &col, &mut ours);
+        // The scatter in its defining order: row (c, ki, kj), then sample, then position.
+        let mut want = start;
+        for c in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let row = (c * g.kh + ki) * g.kw + kj;
+                    for s in 0..g.n {
+                        for oy in 0..g.oh {
+                            for ox in 0..g.ow {
+                                let iy = (oy * stride + ki) as isize - g.ph as isize;
+                                let ix = (ox * stride + kj) as isize - g.pw as isize;
+                                if (0..g.h as isize).contains(&iy)
+                                    && (0..g.w as isize).contains(&ix)
+                                {
+                                    let at =
+                                        ((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    want[at] += col[row * cols + s * g.p() + oy * g.ow + ox];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ours), bits(&want), "case {i}: {g:?}");
+    }
+}
+
 /// The gradients of `sum(f(x, w, b) * r)` for a fixed random `r`.
 fn grads(
     f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
