@@ -182,8 +182,13 @@ fn im2col_strided<T: Elem>(g: &ConvGeom, x: &[T], channels: std::ops::Range<usiz
     // Each phase holds the columns a tap can reach: `ow - 1 + ceil(kw / s)` of them.
     let phase_len = g.ow - 1 + g.kw.div_ceil(st);
     let padded_w = st * phase_len;
+    // padded[j] = input column j - pw: the row fills lead..lead + take, the rest stays 0.
+    let lead = g.pw.min(padded_w);
+    let take = g.w.min(padded_w - lead);
     let c0 = channels.start;
-    with_phase_buffers::<T, _>(padded_w, |padded, phases| {
+    with_buffer(2 * padded_w, |buf: &mut [T]| {
+        let (padded, phases) = buf.split_at_mut(padded_w);
+        padded.fill(T::ZERO);
         for c in channels {
             for ki in 0..g.kh {
                 let (y_lo, y_hi) = valid_range(g.oh, g.h, st, ki, g.ph);
@@ -199,13 +204,7 @@ fn im2col_strided<T: Elem>(g: &ConvGeom, x: &[T], channels: std::ops::Range<usiz
                             continue;
                         }
                         let iy = oy * st + ki - g.ph;
-                        let src_row = &src[iy * g.w..(iy + 1) * g.w];
-                        // padded[j] = input column j - pw (0 outside the row).
-                        let lead = g.pw.min(padded_w);
-                        padded[..lead].fill(T::ZERO);
-                        let take = g.w.min(padded_w - lead);
-                        padded[lead..lead + take].copy_from_slice(&src_row[..take]);
-                        padded[lead + take..].fill(T::ZERO);
+                        copy_run(&mut padded[lead..lead + take], &src[iy * g.w..][..take]);
                         split_phases(padded, phases, st);
                         for kj in 0..g.kw {
                             let phase = &phases[(kj % st) * phase_len..][..phase_len];
@@ -255,15 +254,6 @@ fn copy_run<T: Elem>(dst: &mut [T], src: &[T]) {
     for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
         *d = s;
     }
-}
-
-/// Runs `f` on a padded-row buffer of `padded_w` elements and the phase buffer of the same
-/// size (scratch of the calling thread; contents unspecified).
-fn with_phase_buffers<T: Elem, R>(padded_w: usize, f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
-    with_buffer(2 * padded_w, |buf: &mut [T]| {
-        let (padded, phases) = buf.split_at_mut(padded_w);
-        f(padded, phases)
-    })
 }
 
 /// Adds the columns of `col` (`K x (s * P)`) back onto `x` (`s x C x H x W`): the adjoint of
