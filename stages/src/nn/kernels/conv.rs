@@ -12,8 +12,9 @@
 //! Parallelism and determinism: the batch is cut into chunks whose size depends only on the
 //! geometry ([`chunk_samples`]), never on the thread count; rayon runs the chunks, each with a
 //! single-threaded GEMM. `Forward` and `BackwardData` write disjoint samples, and
-//! `BackwardWeight` sums its per-chunk partial products in chunk order after the parallel part,
-//! so every output is the same bits whatever the number of threads or their scheduling.
+//! `BackwardWeight` sums over the chunks in batch order within each task (and adds any partial
+//! sums of batch groups in group order), so every output is the same bits whatever the number of
+//! threads or their scheduling.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -203,9 +204,11 @@ fn channels_per_task(g: &ConvGeom) -> usize {
 
 /// `dw (O x C x kh x kw)` from `x (N x C x H x W)` and `dy (N x O x OH x OW)`.
 ///
-/// The tasks split the input channels (so the rows of `dw^T`), each summing over the whole
-/// batch, chunk after chunk in batch order: no per-chunk partial products and no serial
-/// reduction, and every element's sum has the same order whatever the thread count. Each
+/// The tasks split the input channels (so the rows of `dw^T`), each summing over the batch,
+/// chunk after chunk in batch order, into its rows directly: no per-chunk partial products. Only
+/// when the channels make fewer than `MIN_CHUNKS / 2` tasks (a first layer's 3 input channels
+/// make one) is the batch also cut into groups, whose partial sums are added in group order.
+/// Either way every element's sum has the same order whatever the thread count. Each
 /// product is computed transposed (`K x O`, [`matmul_col_major`]) from `dy` transposed to
 /// positions x channels, so `gemm` packs the small `dy` operand from unit stride instead of
 /// gathering the large im2col matrix; one parallel transpose makes `dw` at the end.
@@ -536,8 +539,7 @@ impl Conv2d {
     }
 
     /// The operation's output as computed by the pass, with the fused activation applied.
-    fn activate(&self, (storage, shape): (CpuStorage, Shape)) -> (CpuStorage, Shape) {
-        let mut storage = storage;
+    fn activate(&self, (mut storage, shape): (CpuStorage, Shape)) -> (CpuStorage, Shape) {
         match (&mut storage, self.slope) {
             (CpuStorage::F32(y), Some(slope)) => activation::forward_in_place(y, slope as f32),
             (CpuStorage::F64(y), Some(slope)) => activation::forward_in_place(y, slope),

@@ -34,7 +34,7 @@
 //! (about a tenth: bound by the stores), col2im, and candle's own work between the kernels.
 //! The weight-gradient pass asks `gemm` for a column-major product so it packs the small `dy`
 //! operand rather than gathering the im2col matrix, and splits the input channels across tasks
-//! so no partial products are reduced serially ([`conv::backward_weight`]); the data-gradient
+//! (and, for a layer with few of them, the batch) ([`conv::backward_weight`]); the data-gradient
 //! pass transposes the weight once rather than have `gemm` regather it in every chunk
 //! ([`conv::backward_data`]). A convolution and the leaky ReLU after it are one graph node
 //! ([`conv2d_leaky_relu`]); the activations are branch-free selects, which vectorize (a branch
