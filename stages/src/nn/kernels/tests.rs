@@ -94,52 +94,67 @@ fn conv2d_forward_matches_candle() {
     }
 }
 
+/// The geometry of a test case.
+fn case_geom(&(xs, ws, stride, pad): &ConvCase) -> super::im2col::ConvGeom {
+    super::im2col::ConvGeom::new(
+        (xs[0], xs[1], xs[2], xs[3]),
+        (ws[0], ws[2], ws[3]),
+        stride,
+        pad,
+    )
+    .unwrap()
+}
+
+/// The entries of the column matrix of the input channels `channels`, in their defining order
+/// (row `(c, ki, kj)`, then sample, then output position): `(row, column, the index of the
+/// input element the entry reads, or None where it reads padding)`.
+fn column_entries(
+    g: &super::im2col::ConvGeom,
+    channels: std::ops::Range<usize>,
+) -> Vec<(usize, usize, Option<usize>)> {
+    let mut entries = Vec::new();
+    let mut row = 0;
+    for c in channels {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                for s in 0..g.n {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let iy = (oy * g.stride + ki) as isize - g.ph as isize;
+                            let ix = (ox * g.stride + kj) as isize - g.pw as isize;
+                            let inside =
+                                (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
+                            let source = inside
+                                .then(|| ((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize);
+                            entries.push((row, s * g.p() + oy * g.ow + ox, source));
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+    entries
+}
+
 #[test]
 fn im2col_matches_a_direct_gather() {
-    use super::im2col::{im2col_channels, ConvGeom};
-    for &(xs, ws, stride, pad) in CONV_CASES {
-        let g = ConvGeom::new(
-            (xs[0], xs[1], xs[2], xs[3]),
-            (ws[0], ws[2], ws[3]),
-            stride,
-            pad,
-        )
-        .unwrap();
-        let x: Vec<f32> = (0..xs.iter().product::<usize>())
-            .map(|i| i as f32)
-            .collect();
+    use super::im2col::im2col_channels;
+    for case in CONV_CASES {
+        let g = case_geom(case);
+        let x: Vec<f32> = (0..g.n * g.in_len()).map(|i| i as f32).collect();
         // Every channel range the weight gradient may ask for: all, a prefix, a suffix.
         for channels in [0..g.c, 0..g.c.div_ceil(2), g.c / 2..g.c] {
             let (k, cols) = (channels.len() * g.kh * g.kw, g.n * g.p());
             let mut ours = vec![f32::NAN; k * cols];
             im2col_channels(&g, &x, channels.clone(), &mut ours);
-            let mut row = 0;
-            for c in channels.clone() {
-                for ki in 0..g.kh {
-                    for kj in 0..g.kw {
-                        for s in 0..g.n {
-                            for oy in 0..g.oh {
-                                for ox in 0..g.ow {
-                                    let iy = (oy * stride + ki) as isize - g.ph as isize;
-                                    let ix = (ox * stride + kj) as isize - g.pw as isize;
-                                    let inside = (0..g.h as isize).contains(&iy)
-                                        && (0..g.w as isize).contains(&ix);
-                                    let want = if inside {
-                                        x[((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize]
-                                    } else {
-                                        0.0
-                                    };
-                                    let at = row * cols + s * g.p() + oy * g.ow + ox;
-                                    assert_eq!(
-                                        ours[at], want,
-                                        "{g:?} row {row} s {s} ({oy}, {ox})"
-                                    );
-                                }
-                            }
-                        }
-                        row += 1;
-                    }
-                }
+            for (row, column, source) in column_entries(&g, channels) {
+                let want = source.map_or(0.0, |i| x[i]);
+                assert_eq!(
+                    ours[row * cols + column],
+                    want,
+                    "{g:?} row {row} column {column}"
+                );
             }
         }
     }
@@ -147,48 +162,25 @@ fn im2col_matches_a_direct_gather() {
 
 #[test]
 fn col2im_is_the_direct_scatter_bit_for_bit() {
-    use super::im2col::{col2im, ConvGeom};
-    for (i, &(xs, ws, stride, pad)) in CONV_CASES.iter().enumerate() {
-        let g = ConvGeom::new(
-            (xs[0], xs[1], xs[2], xs[3]),
-            (ws[0], ws[2], ws[3]),
-            stride,
-            pad,
-        )
-        .unwrap();
+    use super::im2col::col2im;
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let g = case_geom(case);
         let cols = g.n * g.p();
         let col: Vec<f32> = values(&random(90 + i as u64, &[g.k() * cols], DType::F32))
             .iter()
             .map(|&v| v as f32)
             .collect();
-        let start: Vec<f32> = values(&random(120 + i as u64, &xs, DType::F32))
+        let start: Vec<f32> = values(&random(120 + i as u64, &case.0, DType::F32))
             .iter()
             .map(|&v| v as f32)
             .collect();
         let mut ours = start.clone();
         col2im(&g, &col, &mut ours);
-        // The scatter in its defining order: row (c, ki, kj), then sample, then position.
+        // The scatter in the entries' defining order.
         let mut want = start;
-        for c in 0..g.c {
-            for ki in 0..g.kh {
-                for kj in 0..g.kw {
-                    let row = (c * g.kh + ki) * g.kw + kj;
-                    for s in 0..g.n {
-                        for oy in 0..g.oh {
-                            for ox in 0..g.ow {
-                                let iy = (oy * stride + ki) as isize - g.ph as isize;
-                                let ix = (ox * stride + kj) as isize - g.pw as isize;
-                                if (0..g.h as isize).contains(&iy)
-                                    && (0..g.w as isize).contains(&ix)
-                                {
-                                    let at =
-                                        ((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
-                                    want[at] += col[row * cols + s * g.p() + oy * g.ow + ox];
-                                }
-                            }
-                        }
-                    }
-                }
+        for (row, column, source) in column_entries(&g, 0..g.c) {
+            if let Some(at) = source {
+                want[at] += col[row * cols + column];
             }
         }
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
