@@ -71,14 +71,45 @@ fn cols_to_samples<T: Elem>(g: &ConvGeom, m: &[T], y: &mut [T]) {
     }
 }
 
-/// `dst (cols x rows) = src (rows x cols)^T`, both row-major, in tiles that stay in L1.
+/// `dst (cols x rows) = src (rows x cols)^T`, both row-major.
 fn transpose<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]) {
-    const TILE: usize = 16;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
+    transpose_columns(src, (rows, cols), 0, dst);
+}
+
+/// `dst (n x rows) = src[.., c0..c0 + n]^T` for a row-major `rows x cols` `src`, with `n` from
+/// `dst`'s length: in 8 x 8 blocks read into registers row by row and written out column by
+/// column, without the index arithmetic and bounds checks of an element-wise loop; the ragged
+/// edges element by element.
+pub(super) fn transpose_columns<T: Elem>(
+    src: &[T],
+    (rows, cols): (usize, usize),
+    c0: usize,
+    dst: &mut [T],
+) {
+    const B: usize = 8;
+    let n = dst.len() / rows.max(1);
+    for r0 in (0..rows).step_by(B) {
+        let rh = B.min(rows - r0);
+        for j0 in (0..n).step_by(B) {
+            let jw = B.min(n - j0);
+            if rh < B || jw < B {
+                for r in r0..r0 + rh {
+                    for j in j0..j0 + jw {
+                        dst[j * rows + r] = src[r * cols + c0 + j];
+                    }
+                }
+                continue;
+            }
+            let mut block = [[T::ZERO; B]; B];
+            for (i, row) in block.iter_mut().enumerate() {
+                row.copy_from_slice(&src[(r0 + i) * cols + c0 + j0..][..B]);
+            }
+            for j in 0..B {
+                let out: &mut [T; B] = (&mut dst[(j0 + j) * rows + r0..][..B])
+                    .try_into()
+                    .expect("a block of B");
+                for (o, row) in out.iter_mut().zip(&block) {
+                    *o = row[j];
                 }
             }
         }
@@ -182,16 +213,7 @@ fn transpose_par<T: Elem>(src: &[T], (rows, cols): (usize, usize), dst: &mut [T]
     }
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()
-        .for_each(|(b, out)| {
-            let c0 = b * BLOCK;
-            let n = out.len() / rows;
-            for r in 0..rows {
-                let row = &src[r * cols + c0..][..n];
-                for (c, &v) in row.iter().enumerate() {
-                    out[c * rows + r] = v;
-                }
-            }
-        });
+        .for_each(|(b, out)| transpose_columns(src, (rows, cols), b * BLOCK, out));
 }
 
 /// Input channels per task of [`backward_weight`]: a function of the geometry alone, about

@@ -621,3 +621,26 @@ fn batch_norm_matches_candle_ops_and_finite_differences() {
         &beta,
     );
 }
+
+#[test]
+fn transpose_columns_matches_an_element_wise_transpose() {
+    use super::conv::transpose_columns;
+    // Whole 8 x 8 blocks, ragged edges on either axis, and column ranges not at 0.
+    for (rows, cols) in [(1, 1), (3, 5), (8, 8), (13, 21), (16, 40), (64, 9)] {
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        for (c0, n) in [(0, cols), (cols / 3, cols - cols / 3), (cols - 1, 1)] {
+            let mut dst = vec![f32::NAN; n * rows];
+            transpose_columns(&src, (rows, cols), c0, &mut dst);
+            for j in 0..n {
+                for r in 0..rows {
+                    assert_eq!(
+                        dst[j * rows + r],
+                        src[r * cols + c0 + j],
+                        "{rows}x{cols}, columns {c0}..{}: ({r}, {j})",
+                        c0 + n
+                    );
+                }
+            }
+        }
+    }
+}
