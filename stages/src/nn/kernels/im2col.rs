@@ -242,17 +242,29 @@ fn split_phases<T: Elem>(padded: &[T], phases: &mut [T], st: usize) {
 
 /// `dst.copy_from_slice(src)` for the short runs of an image row (4 to 32 elements here):
 /// copied in blocks of 8 that compile to vector moves, where `copy_from_slice` calls `memmove`
-/// for each run, and those calls cost more than the copying.
+/// for each run, and those calls cost more than the copying. A run that is not a multiple of 8
+/// ends with one more block, or a pair of 4-blocks, that overlaps what was copied already (it
+/// writes the same values again), not with an element-by-element tail.
 #[inline(always)]
 fn copy_run<T: Elem>(dst: &mut [T], src: &[T]) {
     debug_assert_eq!(dst.len(), src.len());
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        d.copy_from_slice(s);
-    }
-    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = s;
+    let n = dst.len().min(src.len());
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            dst[i..i + 8].copy_from_slice(&src[i..i + 8]);
+            i += 8;
+        }
+        if i < n {
+            dst[n - 8..n].copy_from_slice(&src[n - 8..n]);
+        }
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..n]);
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
     }
 }
 
