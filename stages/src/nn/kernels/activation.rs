@@ -21,7 +21,7 @@ const CHUNK: usize = 1 << 15;
 
 /// `out[i] = f(x[i], a[i])` in parallel chunks (`a` is `x` itself forward, `dy` backward).
 fn map_pairs<T: Elem>(x: &[T], a: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = super::zeroed(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK)))
         .for_each(|(out, (x, a))| {

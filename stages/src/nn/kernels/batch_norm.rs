@@ -93,7 +93,7 @@ fn forward<T: Elem>(
             )
         })
         .collect();
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = super::zeroed(x.len());
     y.par_chunks_mut(plane.max(1))
         .zip(x.par_chunks(plane.max(1)))
         .enumerate()
@@ -130,7 +130,7 @@ fn backward<T: Elem>(
             (mean, inv, sdy, sdyx)
         })
         .collect();
-    let mut out = vec![T::ZERO; x.len() + 2 * c];
+    let mut out = super::zeroed(x.len() + 2 * c);
     let (dx, rest) = out.split_at_mut(x.len());
     dx.par_chunks_mut(plane.max(1))
         .zip(x.par_chunks(plane.max(1)).zip(dy.par_chunks(plane.max(1))))

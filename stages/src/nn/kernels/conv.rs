@@ -127,7 +127,7 @@ fn fill_bias<T: Elem>(m: &mut [T], row: usize, bias: Option<&[T]>) {
 
 /// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw)) [+ bias (O)]`.
 pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
-    let mut y = vec![T::ZERO; g.n * g.out_len()];
+    let mut y = super::zeroed(g.n * g.out_len());
     if y.is_empty() {
         return y;
     }
@@ -174,7 +174,7 @@ pub(crate) fn backward_data<T: Elem>(
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let mut dx = vec![T::ZERO; g.n * g.in_len()];
+    let mut dx = super::zeroed(g.n * g.in_len());
     if dx.is_empty() {
         return dx;
     }
@@ -236,7 +236,7 @@ fn channels_per_task(g: &ConvGeom) -> usize {
 /// gathering the large im2col matrix; one parallel transpose makes `dw` at the end.
 pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let (k, p, khw) = (g.k(), g.p(), g.kh * g.kw);
-    let mut dw = vec![T::ZERO; g.o * k];
+    let mut dw = super::zeroed(g.o * k);
     if g.n == 0 || dw.is_empty() {
         return dw;
     }
