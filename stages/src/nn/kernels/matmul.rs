@@ -7,8 +7,8 @@
 //! pointers and strides); the asserts here are what make the safe wrapper sound.
 //!
 //! `gemm` is built with its `x86-v4` feature, so on a CPU with AVX-512 it runs its AVX-512
-//! micro-kernel (64 x 6 tiles, 32 registers) instead of the AVX2 one (16 x 6): about 6% less
-//! GEMM time per D step on this project's Zen 4 machines, where both have the same peak. The
+//! micro-kernel (64 x 6 tiles, 32 registers) instead of the AVX2 one (16 x 6): 7-9% less GEMM
+//! time per D step on this project's Zen 4 machines, where both have the same peak. The
 //! kernel, and so the order of the sums, is picked at run time from the CPU's features: results
 //! are bit-reproducible across thread counts on one machine, not across CPUs with and without
 //! AVX-512.

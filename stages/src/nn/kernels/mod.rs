@@ -28,10 +28,11 @@
 //! gradient.
 //!
 //! Where the time still goes (perf, standard CNN at batch 64): well over half in the GEMM
-//! micro-kernel (the `gemm` crate's AVX2/FMA kernel; its `x86-v4` AVX-512 kernels build on
-//! stable but were slower here: this AMD core splits 512-bit FMAs into two 256-bit halves, and
-//! the 64-row AVX-512 tile made packing dearer), then writing and packing the im2col matrix
-//! (about a tenth: bound by the stores), col2im, and candle's own work between the kernels.
+//! micro-kernel (the `gemm` crate's AVX-512 kernel where the CPU has it, see [`matmul`]: this
+//! AMD core splits 512-bit FMAs into two 256-bit halves, so the peak is the AVX2 one, but the 32
+//! registers let a tile load less per FMA; per-op timers put the GEMMs of a D step 7-9% below
+//! the AVX2 kernel's), then writing and packing the im2col matrix (about a tenth: bound by the
+//! stores), col2im, and candle's own work between the kernels.
 //! The weight-gradient pass asks `gemm` for a column-major product so it packs the small `dy`
 //! operand rather than gathering the im2col matrix, and splits the input channels across tasks
 //! (and, for a layer with few of them, the batch) ([`conv::backward_weight`]); the data-gradient
