@@ -70,6 +70,10 @@ const CONV_CASES: &[ConvCase] = &[
     ([9, 3, 5, 5], [4, 3, 1, 1], 2, (0, 0)),
     // Stride 3, a kernel wider than the stride, padding on one axis only.
     ([2, 3, 16, 13], [4, 3, 5, 4], 3, (2, 0)),
+    // Outputs 8 and more wide, which im2col copies in runs rather than gathers: stride 2 (a
+    // 4x4 kernel, as in the discriminators) and stride 1.
+    ([2, 3, 18, 20], [4, 3, 4, 4], 2, (1, 1)),
+    ([2, 2, 9, 12], [3, 2, 3, 3], 1, (1, 1)),
     // Enough input channels that the weight gradient splits them across tasks, the last one
     // short (19 = 8 + 8 + 3 for a 3x3 kernel; 150 = 64 + 64 + 22 for a 1x1 one, one sample a
     // chunk).
