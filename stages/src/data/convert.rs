@@ -102,11 +102,16 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
     };
     let mut ds = ds;
     if let Some(side) = params.resize {
-        downscale::downscale_dataset(&mut ds, side)
-            .map_err(|e| DataError::Unknown(format!("converter `{name}`: {e}")))?;
+        downscale::downscale_dataset(&mut ds, side).map_err(|e| DataError::Param {
+            converter: name.to_string(),
+            message: e.to_string(),
+        })?;
     }
     if params.pad > 0 {
-        pad_images(&mut ds, params.pad)?;
+        pad_images(&mut ds, params.pad).map_err(|message| DataError::Param {
+            converter: name.to_string(),
+            message,
+        })?;
         ds.metadata
             .insert("pad".to_string(), params.pad.to_string());
     }
@@ -116,13 +121,13 @@ pub fn convert(name: &str, raw: &Path, params: &ConvertParams) -> Result<Dataset
     Ok(ds)
 }
 
-/// Adds `pad` zero pixels on every side of every image.
-fn pad_images(ds: &mut Dataset, pad: usize) -> Result<(), DataError> {
+/// Adds `pad` zero pixels on every side of every image; the error says why it cannot.
+fn pad_images(ds: &mut Dataset, pad: usize) -> Result<(), String> {
     let Samples::Images { pixels, shape } = &mut ds.samples else {
-        return Err(DataError::Unknown(format!(
+        return Err(format!(
             "`pad` applies to images, and `{}` holds points",
             ds.name
-        )));
+        ));
     };
     let [n, c, h, w] = *shape;
     let (ph, pw) = (h + 2 * pad, w + 2 * pad);

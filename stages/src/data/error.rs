@@ -65,6 +65,10 @@ pub enum DataError {
     /// An unknown dataset name, converter or source kind.
     #[error("{0}")]
     Unknown(String),
+    /// A conversion parameter (`resize:`, `pad:`) that the data cannot take: the stage's
+    /// params are wrong, not its inputs.
+    #[error("converter `{converter}`: {message}")]
+    Param { converter: String, message: String },
 }
 
 impl DataError {

@@ -105,6 +105,15 @@ fn params_error(ctx: &Context, message: String) -> StageError {
     }
 }
 
+/// A conversion's error as the stage reports it: a parameter the data cannot take
+/// ([`DataError::Param`]) is a params error of the stage, anything else a domain error.
+fn convert_error(ctx: &Context, e: DataError) -> StageError {
+    match e {
+        e @ DataError::Param { .. } => params_error(ctx, e.to_string()),
+        e => StageError::domain(e),
+    }
+}
+
 fn run_fetch(ctx: &Context) -> Result<(), StageError> {
     let p: FetchParams = ctx.params()?;
     let (sources, pin) = match p.sources {
@@ -176,7 +185,7 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
                 resize: p.resize,
             },
         )
-        .map_err(StageError::domain)?;
+        .map_err(|e| convert_error(ctx, e))?;
         prepared::save(&dest, &ds).map_err(StageError::domain)?;
     }
     Ok(())
@@ -225,7 +234,7 @@ fn run_prepare(ctx: &Context) -> Result<(), StageError> {
     )
     .map_err(|e| match e {
         DataError::Unknown(m) => params_error(ctx, m),
-        e => StageError::domain(e),
+        e => convert_error(ctx, e),
     })?;
     prepared::save(&p.out, &ds).map_err(StageError::domain)?;
     ctx.progress(1, 1, &format!("prepared {} samples", ds.len()));
