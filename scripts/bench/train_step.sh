@@ -11,6 +11,9 @@
 #      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them);
 #      CANDLE1=1 to also run ours with CANDLE_NUM_THREADS=1 (`ours-c1`: candle's elementwise ops
 #      on the calling thread, so its spinning pool does not compete with the kernels' rayon pool).
+# Where our time goes, per conv pass and per piece of one (im2col, GEMM, col2im, transposes):
+#   cargo run --release -p stages --no-default-features --features kernel-timers \
+#     --example train_step -- 10 steps
 # Uses /work/venv-torch if present, else makes .venv-bench with torch from the package index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

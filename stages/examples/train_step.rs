@@ -4,7 +4,8 @@
 //! on the same model in the same session. Prints one JSON object per measurement.
 //!
 //! Usage: `train_step [ROUNDS] [steps]` (median of ROUNDS timed steps after 3 warm-up steps;
-//! `steps` measures the D and G steps only, for profiling them without the SR passes).
+//! `steps` measures the D and G steps only, for profiling them without the SR passes). Built
+//! with the `kernel-timers` feature it also prints, on stderr, where the steps' kernel time went.
 
 use std::time::Instant;
 
@@ -14,6 +15,20 @@ use stages::nn::models::DataShape;
 use stages::nn::spectral_reg::{project_static, DynamicSr};
 use stages::train::params::TrainParams;
 use stages::train::trainer::{HostData, Trainer};
+
+/// With the `kernel-timers` feature: the kernel timers of the last `steps` steps, per step, on
+/// stderr (without it there are none and this prints nothing).
+fn print_timers(what: &str, steps: usize) {
+    let totals = stages::nn::kernels::timers::take();
+    if totals.is_empty() {
+        return;
+    }
+    eprintln!("kernel timers, ms per step over {steps} {what} (pieces: summed over threads):");
+    for (key, runs, seconds) in totals {
+        let per_step = seconds * 1e3 / steps as f64;
+        eprintln!("{per_step:9.2} ms {runs:6} runs  {key}");
+    }
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -69,10 +84,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.d_step(&data, 2e-4).expect("d step");
     });
     report("d_step", d);
+    print_timers("D steps", rounds + 3);
     let g = time(rounds, || {
         t.g_step(2e-4).expect("g step");
     });
     report("g_step", g);
+    print_timers("G steps", rounds + 3);
     if std::env::args().nth(2).as_deref() == Some("steps") {
         return Ok(());
     }

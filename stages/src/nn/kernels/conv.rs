@@ -26,6 +26,7 @@ use super::activation;
 use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
 use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
+use super::timers::{geom_key, time};
 use super::{cpu_slice, cpu_slices, Elem};
 
 /// Columns (samples x positions) a chunk aims for: wide enough that one GEMM amortizes packing
@@ -116,6 +117,11 @@ pub(super) fn transpose_columns<T: Elem>(
     }
 }
 
+/// A timer's key: what is timed, and the geometry ([`super::timers`]).
+fn key(what: &str, g: &ConvGeom) -> String {
+    format!("{what} {}", geom_key(g))
+}
+
 /// Sets every `row`-long row of `m` (rows cycling through the channels) to its channel's bias,
 /// so a GEMM or col2im can accumulate onto it (no separate pass for the bias).
 fn fill_bias<T: Elem>(m: &mut [T], row: usize, bias: Option<&[T]>) {
@@ -146,14 +152,20 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]
                 return;
             }
             with_buffer(k * cols, |col: &mut [T]| {
-                im2col(g, xc, col);
+                time(|| key("forward im2col", g), || im2col(g, xc, col));
                 if s == 1 {
                     fill_bias(yc, p, bias);
-                    matmul((g.o, cols, k), yc, acc, wv, View::rows(col, cols));
+                    time(
+                        || key("forward gemm", g),
+                        || matmul((g.o, cols, k), yc, acc, wv, View::rows(col, cols)),
+                    );
                 } else {
                     with_buffer(g.o * cols, |tmp: &mut [T]| {
                         fill_bias(tmp, cols, bias);
-                        matmul((g.o, cols, k), tmp, acc, wv, View::rows(col, cols));
+                        time(
+                            || key("forward gemm", g),
+                            || matmul((g.o, cols, k), tmp, acc, wv, View::rows(col, cols)),
+                        );
                         cols_to_samples(g, tmp, yc);
                     });
                 }
@@ -181,7 +193,10 @@ pub(crate) fn backward_data<T: Elem>(
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
     with_buffer(w.len(), |w_t: &mut [T]| {
-        transpose_par(w, (g.o, k), w_t);
+        time(
+            || key("backward-data w^T", g),
+            || transpose_par(w, (g.o, k), w_t),
+        );
         let w_t = &*w_t;
         dx.par_chunks_mut(cs * g.in_len())
             .zip(dy.par_chunks(cs * g.out_len()))
@@ -196,8 +211,11 @@ pub(crate) fn backward_data<T: Elem>(
                         return;
                     }
                     with_buffer(k * cols, |dcol: &mut [T]| {
-                        matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols));
-                        col2im(g, dcol, dxc);
+                        time(
+                            || key("backward-data gemm", g),
+                            || matmul((k, cols, g.o), dcol, false, wt, View::rows(dym, cols)),
+                        );
+                        time(|| key("backward-data col2im", g), || col2im(g, dcol, dxc));
                     });
                 });
             });
@@ -245,7 +263,12 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
     with_buffer(dy.len(), |dyt: &mut [T]| {
         dyt.par_chunks_mut(g.out_len())
             .zip(dy.par_chunks(g.out_len()))
-            .for_each(|(dst, src)| transpose(src, (g.o, p), dst));
+            .for_each(|(dst, src)| {
+                time(
+                    || key("backward-weight dy^T", g),
+                    || transpose(src, (g.o, p), dst),
+                )
+            });
         let dyt = &*dyt;
         let cs = chunk_samples(g);
         let cpt = channels_per_task(g);
@@ -272,9 +295,15 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
                     continue;
                 }
                 with_buffer(rows * cols, |col: &mut [T]| {
-                    im2col_channels(g, xc, channels.clone(), col);
+                    time(
+                        || key("backward-weight im2col", g),
+                        || im2col_channels(g, xc, channels.clone(), col),
+                    );
                     let colt = View::transposed(col, cols);
-                    matmul_col_major((g.o, rows, cols), part, acc, dyv, colt);
+                    time(
+                        || key("backward-weight gemm", g),
+                        || matmul_col_major((g.o, rows, cols), part, acc, dyv, colt),
+                    );
                 });
             }
         };
@@ -313,7 +342,10 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
                     }
                 });
             }
-            transpose_par(dwt, (k, g.o), &mut dw);
+            time(
+                || key("backward-weight dw^T", g),
+                || transpose_par(dwt, (k, g.o), &mut dw),
+            );
         });
     });
     dw
@@ -444,7 +476,10 @@ impl Pass {
                 Some((s3, l3)) => Some(cpu_slice::<T>(name, s3, l3)?),
                 None => None,
             };
-            Ok(pass.run(a, b, bias))
+            Ok(time(
+                || key(&format!("{} (pass)", pass.name()), &pass.geom),
+                || pass.run(a, b, bias),
+            ))
         }
         let same = |s: &CpuStorage| s.dtype() == s1.dtype();
         if !same(s2) || bias.is_some_and(|(s3, _)| !same(s3)) {

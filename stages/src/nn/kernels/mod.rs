@@ -52,7 +52,8 @@
 //!   them in again each step, until binaries called [`heap::keep_freed_memory`].
 //!
 //! Measured against PyTorch in the same run: `scripts/bench/train_step.sh`,
-//! `scripts/bench/inception.sh`.
+//! `scripts/bench/inception.sh`. Where a step's kernel time goes, per pass and per piece of
+//! one: the `kernel-timers` feature ([`timers`]).
 
 pub(crate) mod activation;
 pub(crate) mod batch_norm;
@@ -62,6 +63,7 @@ pub mod heap;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
 pub(crate) mod scratch;
+pub mod timers;
 
 #[cfg(test)]
 mod tests;
