@@ -301,21 +301,11 @@ fn conv3x3(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, MetricsError> {
     Ok(crate::nn::kernels::conv2d(x, w, Some(b), 1, (0, 0))?)
 }
 
-/// A 2×2 max pool with stride 2 that drops an odd last row and column (the floor mode of PyTorch
-/// and Keras), built from reshapes and two max reductions so that its gradient is right.
-///
-/// candle's own `max_pool2d` gives the same values but a wrong gradient, which cost our classifier
-/// about 0.3 points of test accuracy against PyTorch on the same recipe: its backward pass scales
-/// the gradient by 1/4 (it multiplies by the share of maxima in a window where it should divide),
-/// and it maps the pooled grid back to the input by nearest-neighbour upsampling to the full size,
-/// so on the second pool's 11×11 maps it assumes windows (rows 0-2, 3-4, ...) that are not the
-/// ones pooled (0-1, 2-3, ..., 8-9) and sends gradient to the wrong pixels. A max reduction's
-/// gradient is 1 at the maximum, as it should be.
+/// The 2×2 max pool with a right gradient ([`crate::nn::kernels::max_pool2`]: candle's own
+/// `max_pool2d` sends the gradient to the wrong pixels, which cost this classifier about 0.3
+/// points of test accuracy against PyTorch on the same recipe).
 fn max_pool2(x: &Tensor) -> Result<Tensor, MetricsError> {
-    let (b, c, h, w) = x.dims4()?;
-    let (h2, w2) = (h / 2, w / 2);
-    let x = x.narrow(2, 0, 2 * h2)?.narrow(3, 0, 2 * w2)?;
-    Ok(x.reshape((b, c, h2, 2, w2, 2))?.max(5)?.max(3)?)
+    Ok(crate::nn::kernels::max_pool2(x)?)
 }
 
 /// Inverted dropout: zeroes each value with probability `drop_in_256` / 256 and scales the

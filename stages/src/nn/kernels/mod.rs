@@ -1,5 +1,6 @@
 //! Fast CPU kernels for the ops that dominate training and FID feature extraction: 2-D
-//! convolution, transposed convolution and leaky ReLU, as candle custom ops.
+//! convolution, transposed convolution, leaky ReLU and the classifier's 2x2 max pool, as candle
+//! custom ops.
 //!
 //! Why: candle 0.11's CPU transposed convolution is a direct loop, and its conv2d backward runs
 //! the input gradient through it, so a discriminator step spent most of its time there (about 5x
@@ -62,6 +63,7 @@ pub(crate) mod conv_transpose;
 pub mod heap;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
+pub(crate) mod pool;
 pub(crate) mod scratch;
 pub mod timers;
 
@@ -268,6 +270,31 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     }
     // The candle-ops version for other devices: three vectorized ops.
     x.relu()?.affine(1.0 - slope, 0.0)? + x.affine(slope, 0.0)?
+}
+
+/// A 2x2 max pool with stride 2 that drops an odd last row and column (PyTorch's and Keras'
+/// floor mode), with the gradient of a max: 1 at the maximum (at every tied one). One pass each
+/// way on the CPU ([`pool`]); elsewhere the same thing from candle ops (`narrow`, a reshape to
+/// `(n, c, h/2, 2, w/2, 2)` and two max reductions), whose results it matches bit for bit.
+///
+/// candle's own `max_pool2d` gives the same values but a wrong gradient: its backward scales the
+/// gradient by 1/4 (it multiplies by the share of maxima in a window where it should divide),
+/// and it maps the pooled grid back to the input by nearest-neighbour upsampling to the full
+/// size, so on an 11x11 map it assumes windows (rows 0-2, 3-4, ...) that are not the ones pooled
+/// (0-1, 2-3, ..., 8-9) and sends gradient to the wrong pixels.
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x.contiguous()?.apply_op1(pool::MaxPool2);
+    }
+    max_pool2_candle(x)
+}
+
+/// [`max_pool2`] from candle ops.
+fn max_pool2_candle(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (h2, w2) = (h / 2, w / 2);
+    let x = x.narrow(2, 0, 2 * h2)?.narrow(3, 0, 2 * w2)?;
+    x.reshape((b, c, h2, 2, w2, 2))?.max(5)?.max(3)
 }
 
 /// ReLU, one pass each way on the CPU (the gradient at exactly 0 is 0, as in PyTorch); candle's

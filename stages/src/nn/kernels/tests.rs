@@ -648,3 +648,35 @@ fn transpose_columns_matches_an_element_wise_transpose() {
         }
     }
 }
+
+#[test]
+fn max_pool2_is_the_candle_ops_bit_for_bit() {
+    // Few distinct values, so windows tie (at one level and at both), signed zeros among them;
+    // even and odd sizes (an odd last row or column is dropped).
+    for (i, &[n, c, h, w]) in [[2, 3, 6, 8], [1, 2, 11, 11], [3, 1, 5, 4]]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(300 + i as u64);
+        let len = n * c * h * w;
+        let xv: Vec<f32> = (0..len)
+            .map(|_| [-1.0, -0.0, 0.0, 1.0, 2.0][rng.random_range(0..5)])
+            .collect();
+        let x = Tensor::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
+        let r = random(400 + i as u64, &[n, c, h / 2, w / 2], DType::F32);
+        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
+            let var = Var::from_tensor(&x).unwrap();
+            let y = f(var.as_tensor());
+            let grad = y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                v.iter().map(|f| f.to_bits()).collect()
+            };
+            (bits(&y), bits(grad.get(var.as_tensor()).unwrap()))
+        };
+        let ours = run(&|t| super::max_pool2(t).unwrap());
+        let theirs = run(&|t| super::max_pool2_candle(t).unwrap());
+        assert_eq!(ours.0, theirs.0, "case {i}: values");
+        assert_eq!(ours.1, theirs.1, "case {i}: gradients");
+    }
+}
