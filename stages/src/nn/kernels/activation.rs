@@ -9,11 +9,10 @@
 //! `ge`, `to_dtype`, `mul`). Elementwise, so splitting the work across threads cannot change a
 //! single bit.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_slice, cpu_slices, Elem};
+use super::{map_binary, map_unary, Binary, Elem, Unary};
 
 /// Elements per parallel task: large enough to amortize scheduling, small enough to split a
 /// discriminator's activations across both cores.
@@ -70,6 +69,18 @@ fn backward<T: Elem>(x: &[T], dy: &[T], slope: T) -> Vec<T> {
     map_pairs(x, dy, select(slope))
 }
 
+impl Unary for LeakyRelu {
+    fn run<T: Elem>(&self, x: &[T]) -> Vec<T> {
+        forward(x, T::from_f64(self.slope))
+    }
+}
+
+impl Binary for LeakyReluGrad {
+    fn run<T: Elem>(&self, x: &[T], dy: &[T]) -> Vec<T> {
+        backward(x, dy, T::from_f64(self.slope))
+    }
+}
+
 /// `leaky_relu(x)` with the given negative slope.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LeakyRelu {
@@ -82,20 +93,7 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let storage = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(forward(cpu_slice(self.name(), s, l)?, self.slope as f32))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(forward(cpu_slice(self.name(), s, l)?, self.slope))
-            }
-            _ => bail!(
-                "{}: only f32 and f64 are supported, got {:?}",
-                self.name(),
-                s.dtype()
-            ),
-        };
-        Ok((storage, l.shape().clone()))
+        Ok((map_unary(self.name(), (s, l), *self)?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
@@ -134,22 +132,7 @@ impl CustomOp2 for LeakyReluGrad {
                 l2.dims()
             );
         }
-        let storage = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (x, dy) = cpu_slices::<f32>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F32(backward(x, dy, self.slope as f32))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (x, dy) = cpu_slices::<f64>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F64(backward(x, dy, self.slope))
-            }
-            _ => bail!(
-                "{}: only f32 and f64 operands of one dtype are supported, got {:?} and {:?}",
-                self.name(),
-                s1.dtype(),
-                s2.dtype()
-            ),
-        };
+        let storage = map_binary(self.name(), (s1, l1), (s2, l2), *self)?;
         Ok((storage, l1.shape().clone()))
     }
 }

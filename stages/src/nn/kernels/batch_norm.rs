@@ -11,11 +11,10 @@
 //! `mean` and the biased `var` over the batch and positions, `y = (x - mean) / sqrt(var + eps)
 //! * gamma + beta`, differentiable in `x`, `gamma`, `beta` through the batch statistics.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_slice, Elem};
+use super::{check_float, cpu_slice, map_unary, Elem, Unary};
 
 /// The planes (`N` of them, `plane` long) of channel `ch` in an NCHW buffer.
 fn planes<T: Elem>(
@@ -154,16 +153,6 @@ fn backward<T: Elem>(
     out
 }
 
-fn typed_storage(s: &CpuStorage, name: &str) -> Result<()> {
-    match s {
-        CpuStorage::F32(_) | CpuStorage::F64(_) => Ok(()),
-        _ => bail!(
-            "{name}: only f32 and f64 are supported, got {:?}",
-            s.dtype()
-        ),
-    }
-}
-
 /// `(x, gamma, beta) -> y`, training mode.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchNormTrain {
@@ -185,7 +174,7 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        typed_storage(s1, name)?;
+        check_float(name, s1)?;
         let dims = ncp(l1.dims())?;
         if l2.dims().iter().product::<usize>() != dims.1
             || l3.dims().iter().product::<usize>() != dims.1
@@ -255,7 +244,7 @@ impl CustomOp3 for BatchNormGrad {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        typed_storage(s1, name)?;
+        check_float(name, s1)?;
         let dims = ncp(l1.dims())?;
         if l3.dims() != l1.dims() {
             bail!(
@@ -295,21 +284,20 @@ impl CustomOp1 for ChannelMoments {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Elem>(x: &[T], dims: (usize, usize, usize)) -> Vec<T> {
-            let m: Vec<(f64, f64)> = (0..dims.1)
-                .into_par_iter()
-                .map(|ch| moments(x, dims, ch))
-                .collect();
-            let mut out: Vec<T> = m.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
-            out.extend(m.iter().map(|&(_, var)| T::from_f64(var)));
-            out
+        struct Moments((usize, usize, usize));
+        impl Unary for Moments {
+            fn run<T: Elem>(&self, x: &[T]) -> Vec<T> {
+                let m: Vec<(f64, f64)> = (0..self.0 .1)
+                    .into_par_iter()
+                    .map(|ch| moments(x, self.0, ch))
+                    .collect();
+                let mut out: Vec<T> = m.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
+                out.extend(m.iter().map(|&(_, var)| T::from_f64(var)));
+                out
+            }
         }
-        typed_storage(s, self.name())?;
         let dims = ncp(l.dims())?;
-        let storage = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(run(cpu_slice(self.name(), s, l)?, dims)),
-            _ => CpuStorage::F64(run(cpu_slice(self.name(), s, l)?, dims)),
-        };
+        let storage = map_unary(self.name(), (s, l), Moments(dims))?;
         Ok((storage, Shape::from((2, dims.1))))
     }
 }

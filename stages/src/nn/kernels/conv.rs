@@ -27,7 +27,7 @@ use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
 use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
 use super::timers::{geom_key, time};
-use super::{cpu_slice, cpu_slices, Elem};
+use super::{check_float, cpu_slice, cpu_slices, map_unary, Elem, Unary};
 
 /// Columns (samples x positions) a chunk aims for: wide enough that one GEMM amortizes packing
 /// its weight operand, and that the weight-gradient product has a long reduction.
@@ -485,13 +485,10 @@ impl Pass {
         if !same(s2) || bias.is_some_and(|(s3, _)| !same(s3)) {
             bail!("{name}: operands of different dtypes");
         }
+        check_float(name, s1)?;
         let storage = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(typed(self, (s1, l1), (s2, l2), bias)?),
-            CpuStorage::F64(_) => CpuStorage::F64(typed(self, (s1, l1), (s2, l2), bias)?),
-            _ => bail!(
-                "{name}: only f32 and f64 are supported, got {:?}",
-                s1.dtype()
-            ),
+            _ => CpuStorage::F64(typed(self, (s1, l1), (s2, l2), bias)?),
         };
         Ok((storage, Shape::from(out.to_vec())))
     }
@@ -546,16 +543,14 @@ impl CustomOp1 for ChannelSum {
         if dims.len() < 2 {
             bail!("{}: expected at least 2 dims, got {dims:?}", self.name());
         }
+        struct Sum((usize, usize, usize));
+        impl Unary for Sum {
+            fn run<T: Elem>(&self, dy: &[T]) -> Vec<T> {
+                channel_sum(dy, self.0)
+            }
+        }
         let nc = (dims[0], dims[1], dims[2..].iter().product());
-        let storage = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
-            CpuStorage::F64(_) => CpuStorage::F64(channel_sum(cpu_slice(self.name(), s, l)?, nc)),
-            _ => bail!(
-                "{}: only f32 and f64 are supported, got {:?}",
-                self.name(),
-                s.dtype()
-            ),
-        };
+        let storage = map_unary(self.name(), (s, l), Sum(nc))?;
         Ok((storage, Shape::from(dims[1])))
     }
 }

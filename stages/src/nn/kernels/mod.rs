@@ -72,6 +72,7 @@ mod tests;
 
 use std::ops::{AddAssign, Mul};
 
+use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
 
 /// The float types the kernels are compiled for.
@@ -119,6 +120,62 @@ pub(crate) fn cpu_slice<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) ->
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: operand is not contiguous (the caller must make it so)"),
     }
+}
+
+/// A one-operand kernel written once for both float types: [`map_unary`] picks the type.
+pub(crate) trait Unary {
+    fn run<T: Elem>(&self, x: &[T]) -> Vec<T>;
+}
+
+/// A two-operand kernel written once for both float types: [`map_binary`] picks the type.
+pub(crate) trait Binary {
+    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T>;
+}
+
+/// An error naming `op` unless `s` holds f32 or f64, the types the kernels are compiled for.
+pub(crate) fn check_float(op: &str, s: &CpuStorage) -> Result<()> {
+    match s {
+        CpuStorage::F32(_) | CpuStorage::F64(_) => Ok(()),
+        _ => bail!("{op}: only f32 and f64 are supported, got {:?}", s.dtype()),
+    }
+}
+
+/// `kernel` on the data of `s` as f32 or f64; any other dtype is an error naming `op`.
+pub(crate) fn map_unary(
+    op: &str,
+    (s, l): (&CpuStorage, &Layout),
+    kernel: impl Unary,
+) -> Result<CpuStorage> {
+    check_float(op, s)?;
+    Ok(match s {
+        CpuStorage::F32(_) => CpuStorage::F32(kernel.run(cpu_slice(op, s, l)?)),
+        _ => CpuStorage::F64(kernel.run(cpu_slice(op, s, l)?)),
+    })
+}
+
+/// `kernel` on the data of two storages of one float dtype; anything else is an error naming
+/// `op`.
+pub(crate) fn map_binary(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    kernel: impl Binary,
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+            let (a, b) = cpu_slices::<f32>(op, s1, l1, s2, l2)?;
+            CpuStorage::F32(kernel.run(a, b))
+        }
+        (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+            let (a, b) = cpu_slices::<f64>(op, s1, l1, s2, l2)?;
+            CpuStorage::F64(kernel.run(a, b))
+        }
+        _ => bail!(
+            "{op}: only f32 and f64 operands of one dtype are supported, got {:?} and {:?}",
+            s1.dtype(),
+            s2.dtype()
+        ),
+    })
 }
 
 /// [`cpu_slice`] of two operands.

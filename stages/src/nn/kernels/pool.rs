@@ -16,11 +16,10 @@
 //!   non-maxima by 0, so an infinite `dy` would make them NaN there and 0 here; a training step
 //!   with an infinite gradient has already failed its finiteness check.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_slice, cpu_slices, Elem};
+use super::{map_binary, map_unary, Binary, Elem, Unary};
 
 /// candle's max-reduction step: keep `acc` unless `v` is strictly greater.
 #[inline(always)]
@@ -97,6 +96,23 @@ fn plane_dims(op: &str, l: &Layout) -> Result<(usize, usize)> {
     }
 }
 
+/// The pooled planes' `(h, w)`: the forward pass as a [`Unary`] kernel, the backward as a
+/// [`Binary`] one.
+#[derive(Clone, Copy)]
+struct Planes(usize, usize);
+
+impl Unary for Planes {
+    fn run<T: Elem>(&self, x: &[T]) -> Vec<T> {
+        forward(x, (self.0, self.1))
+    }
+}
+
+impl Binary for Planes {
+    fn run<T: Elem>(&self, x: &[T], dy: &[T]) -> Vec<T> {
+        backward(x, dy, (self.0, self.1))
+    }
+}
+
 /// `y (n, c, h/2, w/2)` = the maximum of each 2x2 window of `x (n, c, h, w)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaxPool2;
@@ -110,15 +126,7 @@ impl CustomOp1 for MaxPool2 {
         let (h, w) = plane_dims(self.name(), l)?;
         let dims = l.dims();
         let shape = Shape::from((dims[0], dims[1], h / 2, w / 2));
-        let storage = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(cpu_slice(self.name(), s, l)?, (h, w))),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(cpu_slice(self.name(), s, l)?, (h, w))),
-            _ => bail!(
-                "{}: only f32 and f64 are supported, got {:?}",
-                self.name(),
-                s.dtype()
-            ),
-        };
+        let storage = map_unary(self.name(), (s, l), Planes(h, w))?;
         Ok((storage, shape))
     }
 
@@ -152,22 +160,7 @@ impl CustomOp2 for MaxPool2Grad {
                 self.name()
             );
         }
-        let storage = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (x, dy) = cpu_slices::<f32>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F32(backward(x, dy, (h, w)))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (x, dy) = cpu_slices::<f64>(self.name(), s1, l1, s2, l2)?;
-                CpuStorage::F64(backward(x, dy, (h, w)))
-            }
-            _ => bail!(
-                "{}: only f32 and f64 operands of one dtype are supported, got {:?} and {:?}",
-                self.name(),
-                s1.dtype(),
-                s2.dtype()
-            ),
-        };
+        let storage = map_binary(self.name(), (s1, l1), (s2, l2), Planes(h, w))?;
         Ok((storage, l1.shape().clone()))
     }
 }
