@@ -1,12 +1,121 @@
 //! Small filesystem primitives with the guarantees the engine relies on.
 //!
-//! Every file the program writes goes through [`write_atomic`]: a temp file in the same
-//! directory, fsync, rename. A reader therefore sees the old content or the new, never a torn
+//! Every file the program writes goes through a temp file beside its destination (same
+//! filesystem, so the final `rename` is atomic): [`write_atomic`] for whole files, the cache's
+//! copies for outs and objects. A reader therefore sees the old content or the new, never a torn
 //! file, whatever kills the process in between.
+//!
+//! All those temp files have one recognisable name, `.<name>.<pid>-<n>.repro-tmp`
+//! ([`is_temp_name`]): a [`TempPath`] guard removes them on every error path, and what a `kill -9`
+//! leaves behind is removed by [`sweep_temps`], which a writing command runs under the project
+//! lock before it hashes anything. Until then the hasher skips such names
+//! (`crate::hash`), so a leftover can never become content that a downstream stage reads or a
+//! fingerprint records. Never change the pattern without keeping the old one recognised: a
+//! leftover of the previous version would turn into data.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The suffix of every temp file or directory the engine creates.
+pub const TEMP_SUFFIX: &str = ".repro-tmp";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh temp name for something that will become `dir/<stem>`.
+pub(crate) fn temp_name(dir: &Path, stem: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{stem}.{}-{n}{TEMP_SUFFIX}", std::process::id()))
+}
+
+/// Whether `name` is one of the engine's temp names (`.<stem>.<pid>-<n>.repro-tmp`).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(body) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+    else {
+        return false;
+    };
+    let Some((stem, tag)) = body.rsplit_once('.') else {
+        return false;
+    };
+    let Some((pid, n)) = tag.split_once('-') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    !stem.is_empty() && digits(pid) && digits(n)
+}
+
+/// A path removed (file or tree) when dropped, unless [`TempPath::keep`] was called.
+pub struct TempPath {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempPath {
+    /// Guards `path`, which the caller is about to create.
+    pub(crate) fn new(path: PathBuf) -> TempPath {
+        TempPath { path, armed: true }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Disarms the guard (the path was renamed away or must stay).
+    pub fn keep(mut self) -> PathBuf {
+        self.armed = false;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: the path may already be gone, and an error path has a better error.
+            let _ = remove_tree_or_file(&self.path);
+        }
+    }
+}
+
+fn remove_tree_or_file(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a new temp file in `dir` with permission bits `mode` (before the umask).
+pub fn create_temp_file(dir: &Path, stem: &str, mode: u32) -> io::Result<(File, TempPath)> {
+    loop {
+        let path = temp_name(dir, stem);
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, TempPath::new(path))),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates a new, empty temp directory in `dir`.
+pub fn create_temp_dir(dir: &Path, stem: &str) -> io::Result<TempPath> {
+    loop {
+        let path = temp_name(dir, stem);
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(TempPath::new(path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -15,15 +124,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    // Temp files are created 0600; the published file should read like any other (0644).
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    let stem = path
+        .file_name()
+        .map_or_else(|| "write".into(), |n| n.to_string_lossy().into_owned());
+    // The published file reads like any other (0644 before the umask).
+    let (mut file, tmp) = create_temp_file(dir, &stem, 0o644)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(tmp.path(), path)?;
+    tmp.keep();
     Ok(())
+}
+
+/// Removes the engine's temp files and directories directly inside `dir` (see
+/// [`is_temp_name`]); returns the paths removed. Only with the project lock held: a temp file
+/// of a running `repro` is not a leftover. A missing `dir` has none.
+pub fn sweep_temps(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(is_temp_name) {
+            remove_tree_or_file(&entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
 }
 
 /// Opens `path` for reading, mapping "not found" to `None`.
@@ -46,4 +180,62 @@ pub fn safe_file_name(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let (_f, tmp) = create_temp_file(t.path(), "big.bin", 0o644).unwrap();
+        let name = tmp.path().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(is_temp_name(&name), "{name}");
+        assert!(is_temp_name(".old.17-0.repro-tmp"));
+        for other in [
+            "big.bin",
+            ".big.bin",
+            ".big.bin.repro-tmp",
+            "big.bin.12-0.repro-tmp",
+            "..12-0.repro-tmp",
+            ".x.12-.repro-tmp",
+            ".x.a-0.repro-tmp",
+            ".tmp-abc123",
+        ] {
+            assert!(!is_temp_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn sweep_removes_leftover_temps_only() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("keep.txt"), b"k").unwrap();
+        let (_f, file) = create_temp_file(t.path(), "keep.txt", 0o644).unwrap();
+        let dir = create_temp_dir(t.path(), "tree").unwrap();
+        fs::write(dir.path().join("inner"), b"i").unwrap();
+        // As a kill leaves them: the guards never run.
+        let (file, dir) = (file.keep(), dir.keep());
+        let mut removed = sweep_temps(t.path()).unwrap();
+        removed.sort();
+        let mut expected = vec![file, dir];
+        expected.sort();
+        assert_eq!(removed, expected);
+        let left: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["keep.txt"]);
+        assert!(sweep_temps(&t.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn write_atomic_leaves_no_temp() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("repro.lock");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
 }

@@ -50,6 +50,8 @@ pub struct Summary {
     pub skipped: usize,
     pub interrupted: usize,
     pub would_run: usize,
+    /// A plan arrived: the run got as far as choosing its stages.
+    pub planned: bool,
 }
 
 /// Starts the reporter thread; it ends when every sender is dropped.
@@ -140,6 +142,7 @@ impl Renderer {
             Event::Skipped { .. } => s.skipped += 1,
             Event::Interrupted { .. } => s.interrupted += 1,
             Event::WouldRun { .. } => s.would_run += 1,
+            Event::Plan { .. } => s.planned = true,
             _ => {}
         }
     }
@@ -321,7 +324,9 @@ impl Renderer {
         for (_, bar) in self.bars.drain() {
             bar.finish_and_clear();
         }
-        if self.mode == Mode::Json {
+        // No plan: the run never started (the lock was busy, `repro.lock` unreadable); the
+        // error says why, and a summary line would claim there was nothing to do.
+        if self.mode == Mode::Json || !self.summary.planned {
             return;
         }
         let s = &self.summary;

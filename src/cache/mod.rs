@@ -138,7 +138,8 @@ impl Store {
         self.root.join("objects").join(shard).join(rest)
     }
 
-    fn tmp_dir(&self) -> PathBuf {
+    /// Where objects are written before they are renamed into place.
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 

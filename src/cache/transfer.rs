@@ -9,86 +9,18 @@
 //! across filesystems) the copy is a read-hash-write loop.
 //!
 //! Temp files are siblings of their destination (same filesystem, so the final `rename` is
-//! atomic) with names `.<name>.<pid>-<n>.repro-tmp`, and are removed on every error path by
-//! [`TempPath`]. A destination that already exists is replaced only after the new copy is
+//! atomic), named and guarded by [`crate::fsutil`]'s temp files (`.<name>.<pid>-<n>.repro-tmp`,
+//! removed on every error path, swept by the next writing command after a kill). A destination that already exists is replaced only after the new copy is
 //! complete: a plain `rename` for file-over-file, and otherwise an atomic `RENAME_EXCHANGE`
 //! followed by deleting the old tree (a two-rename fallback where the kernel or filesystem
 //! lacks it).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-pub const TEMP_SUFFIX: &str = ".repro-tmp";
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn temp_name(dir: &Path, stem: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".{stem}.{}-{n}{TEMP_SUFFIX}", std::process::id()))
-}
-
-/// A path removed (file or tree) when dropped, unless [`TempPath::keep`] was called.
-pub struct TempPath {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempPath {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// Disarms the guard (the path was renamed away or must stay).
-    pub fn keep(mut self) -> PathBuf {
-        self.armed = false;
-        std::mem::take(&mut self.path)
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        if self.armed {
-            // Best effort: the path may already be gone, and an error path has a better error.
-            let _ = match fs::symlink_metadata(&self.path) {
-                Ok(m) if m.is_dir() => fs::remove_dir_all(&self.path),
-                Ok(_) => fs::remove_file(&self.path),
-                Err(_) => Ok(()),
-            };
-        }
-    }
-}
-
-/// Creates a new temp file in `dir` with permission bits `mode` (before the umask).
-pub fn create_temp_file(dir: &Path, stem: &str, mode: u32) -> io::Result<(File, TempPath)> {
-    loop {
-        let path = temp_name(dir, stem);
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-        {
-            Ok(f) => return Ok((f, TempPath { path, armed: true })),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Creates a new, empty temp directory in `dir`.
-pub fn create_temp_dir(dir: &Path, stem: &str) -> io::Result<TempPath> {
-    loop {
-        let path = temp_name(dir, stem);
-        match fs::create_dir(&path) {
-            Ok(()) => return Ok(TempPath { path, armed: true }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
+use crate::fsutil::temp_name;
+pub use crate::fsutil::{create_temp_dir, create_temp_file, TempPath};
 
 /// Copies `src` into the empty file `dst`, returning sha256 and length of what `dst` now holds.
 pub fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<([u8; 32], u64)> {
@@ -173,10 +105,7 @@ pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
 /// delete the old copy. Between the two renames `dest` is briefly absent, never lost.
 fn replace_in_two_steps(tmp: TempPath, dest: &Path) -> io::Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
-    let old = TempPath {
-        path: temp_name(parent, "old"),
-        armed: true,
-    };
+    let old = TempPath::new(temp_name(parent, "old"));
     fs::rename(dest, old.path())?;
     if let Err(e) = fs::rename(tmp.path(), dest) {
         // Put the old content back; if even that fails, keep it under its temp name.

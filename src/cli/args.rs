@@ -135,6 +135,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a stage's command under a supervisor (the engine runs every local stage this way).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The pid of the repro that started it.
+        #[arg(long)]
+        parent: i32,
+        /// The stage's program and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Run one builtin stage kind in the current directory (the engine runs builtins this way).
     Builtin {
         /// The kind (`repro builtin --list` shows them).

@@ -86,6 +86,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             with_file,
             list,
         } => builtin(kind, with, with_file, list),
+        Command::Supervise { parent, command } => Ok(exec::supervise::run(parent, &command)),
         Command::All(run) => run_pipeline(&locate()?, &[], Selection::WithUpstream, &run, verbose),
         Command::Run {
             targets,
@@ -235,6 +236,12 @@ fn run_pipeline(
     Ok(exit_code::OK)
 }
 
+/// Runs stages on this machine, each under a supervisor run by this very binary.
+fn local_backend() -> Result<exec::backend::Local> {
+    let exe = std::env::current_exe().context("cannot locate the repro executable")?;
+    Ok(exec::backend::Local::new(exe))
+}
+
 /// Stages in flight at most on a cluster executor when `-j` is not given.
 const CLUSTER_JOBS: usize = 100;
 
@@ -250,7 +257,7 @@ fn backend_for(
         _ => spec::ExecutorKind::Local,
     };
     if kind == spec::ExecutorKind::Local {
-        return Ok(std::sync::Arc::new(exec::backend::Local::default()));
+        return Ok(std::sync::Arc::new(local_backend()?));
     }
     let mut config = exec::slurm::SlurmConfig::default();
     if let Some(e) = file {
@@ -457,7 +464,7 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
         run,
         hasher: hasher.clone(),
         store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
-        backend: std::sync::Arc::new(exec::backend::Local::default()),
+        backend: std::sync::Arc::new(local_backend()?),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
         all_outs: dag
             .stages

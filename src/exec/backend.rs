@@ -58,10 +58,22 @@ impl std::fmt::Debug for dyn Backend {
     }
 }
 
-/// Runs stages as child processes of this `repro`.
-#[derive(Default)]
+/// Runs stages as child processes of this `repro`, each under a supervisor
+/// ([`super::supervise`]).
 pub struct Local {
     running: Running,
+    /// The `repro` binary that runs the supervisor.
+    exe: PathBuf,
+}
+
+impl Local {
+    /// A local backend whose supervisors are run by `exe` (this very binary).
+    pub fn new(exe: PathBuf) -> Local {
+        Local {
+            running: Running::default(),
+            exe,
+        }
+    }
 }
 
 impl Backend for Local {
@@ -74,6 +86,7 @@ impl Backend for Local {
         for (program, args) in launch.invocations {
             let spec = process::Spec {
                 stage: launch.stage,
+                supervisor: &self.exe,
                 program: &program,
                 args,
                 cwd: launch.cwd,
@@ -94,11 +107,11 @@ impl Backend for Local {
     }
 
     fn interrupt(&self) {
-        self.running.signal_all(libc::SIGINT);
+        self.running.interrupt_all();
     }
 
     fn kill(&self) {
-        self.running.signal_all(libc::SIGKILL);
+        self.running.kill_all();
     }
 
     fn name(&self) -> &'static str {

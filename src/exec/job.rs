@@ -153,23 +153,24 @@ fn run_stage(
     events: &Sender,
 ) -> (JobEnd, process::Exit) {
     let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &job.stage.name);
-    let exit = match run_in_view(shared, job, &dir, log_path, events) {
-        Ok(exit) => exit,
-        Err(failure) => return *failure,
-    };
-    match collect_and_publish(shared, job, &dir) {
-        Ok(entry) => {
-            let _ = staging::remove_path(&dir);
-            (
+    let before = staging::OutStamps::take(&shared.root, &job.stage);
+    let ended = match run_in_view(shared, job, &dir, log_path, events) {
+        Ok(exit) => match collect_and_publish(shared, job, &dir, &before) {
+            Ok(entry) => (
                 JobEnd::Done {
                     entry: Box::new(entry),
                     restored: false,
                 },
                 exit,
-            )
-        }
-        Err(error) => (JobEnd::Failed { error }, exit),
-    }
+            ),
+            Err(error) => (JobEnd::Failed { error }, exit),
+        },
+        Err(failure) => *failure,
+    };
+    // Published or failed, the view has served: a failed stage's half-written outs are not kept
+    // (its log is in the run record), so a full disk gets its space back at once.
+    let _ = staging::remove_path(&dir);
+    ended
 }
 
 /// Runs the stage in a scratch view and returns the digests of its outs, publishing nothing
@@ -327,7 +328,12 @@ fn run_in_view(
     Ok(total)
 }
 
-fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEntry, String> {
+fn collect_and_publish(
+    shared: &Shared,
+    job: &Job,
+    dir: &Path,
+    before: &staging::OutStamps,
+) -> Result<LockEntry, String> {
     let stage = &job.stage;
     let mut outputs = BTreeMap::new();
     for out in &stage.outs {
@@ -343,6 +349,18 @@ fn collect_and_publish(shared: &Shared, job: &Job, dir: &Path) -> Result<LockEnt
         }
         let digest = match shared.hasher.digest(&staged) {
             Ok(Some(d)) => d,
+            Ok(None) if before.changed(&shared.root, &out.path) => {
+                return Err(format!(
+                    "the stage wrote its out `{}` into the workspace (`{}`) instead of its \
+                     staging directory; write outs through paths relative to the working \
+                     directory (the stage runs in `{}`), never through absolute paths or \
+                     `$REPRO_WORKSPACE`. The workspace copy is not recorded: the next run \
+                     restores the last good one",
+                    out.path,
+                    shared.root.join(&out.path).display(),
+                    relative(&shared.root, dir),
+                ))
+            }
             Ok(None) => {
                 return Err(format!(
                     "the stage succeeded but did not create its out `{}`",

@@ -11,8 +11,9 @@
 //!
 //! Failure policy: a failed stage stops new launches (stages already running finish and are
 //! recorded); with `--keep-going` only its downstream stages are skipped. Ctrl-C forwards SIGINT
-//! to every running stage's process group, waits for them (SIGKILL after a grace period), records
-//! them as interrupted and returns; the project lock is released when the caller drops it.
+//! to every running stage, waits for them (and kills them after a grace period, or at once on a
+//! second Ctrl-C), records them as interrupted and returns; the project lock is released when
+//! the caller drops it.
 //!
 //! Where stage processes run is the caller's choice ([`Options::backend`]); everything above
 //! is the same for every backend. A backend that schedules resources itself (SLURM) gets job
@@ -25,6 +26,7 @@ pub mod process;
 pub mod resources;
 pub mod slurm;
 pub mod staging;
+pub mod supervise;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -159,6 +161,7 @@ pub fn execute(
     let run = RunDir::new(&ws.runs_dir());
     if !opts.dry_run {
         staging::clean_stale(&ws.tmp_dir(), &run.id);
+        sweep_leftover_temps(dag, root, &store, &events);
     }
     let shared = Arc::new(Shared {
         root: root.clone(),
@@ -235,7 +238,7 @@ pub fn execute(
             shared.backend.interrupt();
         }
         if let Some(t) = interrupt_at {
-            if !killed && t.elapsed() > GRACE {
+            if !killed && (t.elapsed() > GRACE || process::urgent()) {
                 killed = true;
                 shared.backend.kill();
             }
@@ -465,6 +468,42 @@ pub fn execute(
         let _ = std::fs::remove_dir(shared.tmp_dir.join(&shared.run.id));
     }
     Ok(report)
+}
+
+/// Removes what a killed `repro` left half-written: temp files beside the lock and beside every
+/// out (a restore or publish in flight), and in the store. Runs under the project lock, before
+/// any stage is checked, so no stage can read a leftover and nothing hashes one.
+fn sweep_leftover_temps(dag: &Dag, root: &Path, store: &Store, events: &Sender) {
+    let mut dirs: BTreeSet<std::path::PathBuf> = dag
+        .stages
+        .iter()
+        .flat_map(|s| s.outs.iter())
+        .filter_map(|o| root.join(&o.path).parent().map(Path::to_path_buf))
+        .collect();
+    dirs.insert(root.to_path_buf());
+    dirs.insert(store.tmp_dir());
+    for dir in dirs {
+        match crate::fsutil::sweep_temps(&dir) {
+            Ok(removed) => {
+                for path in removed {
+                    let _ = events.send(Event::Warning {
+                        message: format!(
+                            "removed `{}`, left half-written by an interrupted run",
+                            job::relative(root, &path)
+                        ),
+                    });
+                }
+            }
+            Err(e) => {
+                let _ = events.send(Event::Warning {
+                    message: format!(
+                        "cannot clean leftover temp files in `{}`: {e}",
+                        job::relative(root, &dir)
+                    ),
+                });
+            }
+        }
+    }
 }
 
 /// The run-cache entry for `fingerprint`, if it exists and every object it names is stored.

@@ -1,10 +1,17 @@
-//! Running one stage process: its own process group, a progress pipe, rusage, and signals.
+//! Running one stage process: under a supervisor, with a progress pipe, rusage, and signals.
 //!
-//! Each stage process is started in a new process group, so that a terminal's Ctrl-C reaches
-//! only `repro`, which then decides: it forwards SIGINT to every running stage's group (the
-//! stage's shell and everything it started), waits, and records them as interrupted. A stage
-//! process also gets `PR_SET_PDEATHSIG`, so a `kill -9` of `repro` takes the stage's direct child
-//! down with it instead of leaving it writing into a staging directory nobody will publish.
+//! Each stage process runs under the stage supervisor ([`super::supervise`], `repro
+//! __supervise -- PROGRAM ARGS`), started in a new process group, so that a terminal's Ctrl-C
+//! reaches only `repro`, which then decides:
+//! - the first SIGINT or SIGTERM: forward SIGINT to every running stage (the supervisor passes
+//!   it on to the stage's own group), wait for them, record them as interrupted;
+//! - the second: kill every running stage at once ([`super::supervise::KILL_NOW`]) and still
+//!   record them, then exit 130;
+//! - the third: exit 130 at once. The supervisors, tied to `repro`'s death by
+//!   `PR_SET_PDEATHSIG`, kill their stages then, as they do after a `kill -9` of `repro`.
+//!
+//! So no process of a stage outlives `repro`, nor its own stage: whatever the command leaves
+//! running when it exits is killed by its supervisor.
 //!
 //! Progress travels on fd 3 (`REPRO_PROGRESS_FD=3`): one JSON object per line,
 //! `{"step": 10, "total": 100, "message": "..."}`. Any command may use it
@@ -20,23 +27,38 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+use super::supervise;
+
+/// How many SIGINT/SIGTERM arrived.
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
 /// True once SIGINT or SIGTERM arrived; checked by the scheduler and by waiting workers.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    SIGNALS.load(Ordering::SeqCst) >= 1
+}
+
+/// True once a second SIGINT/SIGTERM arrived: stop the stages now, without a grace period.
+pub fn urgent() -> bool {
+    SIGNALS.load(Ordering::SeqCst) >= 2
 }
 
 /// Installs the handlers: the first SIGINT/SIGTERM sets [`interrupted`] (the scheduler forwards
-/// it to the stages and shuts down cleanly); a second one ends `repro` at once.
+/// it to the stages and shuts down cleanly), the second [`urgent`] (the scheduler kills the
+/// stages and records them), a third ends `repro` at once.
 pub fn install_signal_handlers() -> std::io::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&INTERRUPTED))?;
-        signal_hook::flag::register(sig, Arc::clone(&INTERRUPTED))?;
+        // SAFETY: the handler only touches an atomic and calls `_exit`, both async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, || {
+                if SIGNALS.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
+                    signal_hook::low_level::exit(crate::exit_code::INTERRUPTED);
+                }
+            })?;
+        }
     }
     Ok(())
 }
@@ -60,8 +82,16 @@ impl Running {
             .unwrap_or_else(|p| p.into_inner())
             .remove(stage);
     }
-    /// Sends `signal` to every running stage's process group.
-    pub fn signal_all(&self, signal: i32) {
+    /// Asks every running stage to stop: SIGINT, which each supervisor forwards to its stage.
+    pub fn interrupt_all(&self) {
+        self.signal_all(libc::SIGINT);
+    }
+    /// Kills every running stage and everything it started, now.
+    pub fn kill_all(&self) {
+        self.signal_all(supervise::KILL_NOW);
+    }
+    /// Sends `signal` to every running stage's supervisor (alone in its process group).
+    fn signal_all(&self, signal: i32) {
         for &pgid in self
             .groups
             .lock()
@@ -114,6 +144,8 @@ pub struct Progress {
 /// A command ready to run as a stage process.
 pub struct Spec<'a> {
     pub stage: &'a str,
+    /// The `repro` binary, which runs the supervisor.
+    pub supervisor: &'a Path,
     pub program: &'a Path,
     pub args: Vec<String>,
     pub cwd: &'a Path,
@@ -128,8 +160,13 @@ pub fn run(
     on_progress: impl Fn(Progress) + Send + 'static,
 ) -> std::io::Result<Exit> {
     let (read_fd, write_fd) = pipe()?;
-    let mut cmd = Command::new(spec.program);
-    cmd.args(&spec.args)
+    let mut cmd = Command::new(spec.supervisor);
+    cmd.arg(supervise::SUBCOMMAND)
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .arg(spec.program)
+        .args(&spec.args)
         .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::from(spec.log.try_clone()?))
@@ -146,7 +183,7 @@ pub fn run(
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            supervise::prepare_child()?;
             if child_fd == 3 {
                 // dup2 onto itself keeps close-on-exec: clear it by hand.
                 let flags = libc::fcntl(3, libc::F_GETFD);

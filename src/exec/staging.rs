@@ -16,8 +16,10 @@
 //! when this stage declares them as deps: reading another stage's output without declaring it
 //! would make the cache lie, and here it fails loudly instead.
 //!
-//! Known limit: a command that writes through an absolute path into the workspace bypasses the
-//! view. Write outs through relative paths.
+//! A command that writes through an absolute path into the workspace bypasses the view. It
+//! cannot be prevented without a sandbox, but it is detected: [`OutStamps`] records each out's
+//! metadata in the workspace before the run, and an out missing from the view whose workspace
+//! copy changed meanwhile is reported as written to the wrong place, not as never written.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -99,7 +101,7 @@ fn populate(
         } else {
             format!("{rel}/{name}")
         };
-        if rel.is_empty() && name == ".repro" {
+        if (rel.is_empty() && name == ".repro") || crate::fsutil::is_temp_name(name) {
             continue;
         }
         if outs.contains(path.as_str()) {
@@ -180,6 +182,35 @@ pub fn publish(staged: &Path, dest: &Path, trash: &Path) -> io::Result<()> {
         remove_path(trash)?;
     }
     Ok(())
+}
+
+/// The workspace's copy of each of a stage's outs as it was before the stage ran: inode, size,
+/// modification time (a directory's mtime changes when an entry is added or removed in it).
+pub struct OutStamps(std::collections::BTreeMap<String, Option<(u64, u64, i64, i64)>>);
+
+impl OutStamps {
+    pub fn take(root: &Path, stage: &Stage) -> OutStamps {
+        OutStamps(
+            stage
+                .outs
+                .iter()
+                .map(|o| (o.path.clone(), out_stamp(&root.join(&o.path))))
+                .collect(),
+        )
+    }
+
+    /// Whether the workspace's copy of `out` is not what it was when the stamps were taken.
+    pub fn changed(&self, root: &Path, out: &str) -> bool {
+        self.0
+            .get(out)
+            .is_some_and(|before| *before != out_stamp(&root.join(out)))
+    }
+}
+
+fn out_stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 /// The staging directory for one stage in one run.

@@ -5,7 +5,9 @@
 //! - a **file**: sha256 of its bytes; `size` = its length; `nfiles = None`;
 //! - a **directory**: sha256 of its [`Manifest`] text (`relpath sha256\n` per regular file,
 //!   sorted by relpath bytes); `size` = sum of the file sizes; `nfiles = Some(count)`. Names,
-//!   modes, mtimes and empty directories are not hashed.
+//!   modes, mtimes and empty directories are not hashed. The engine's own temp files
+//!   (`crate::fsutil::is_temp_name`: a copy in flight, or what a `kill -9` left) are not part of
+//!   a directory: they are never content, and the next writing command sweeps them.
 //!
 //! Symlinks: the top-level path is followed. A symlink *inside* a directory is followed when its
 //! target lies inside the (canonicalized) directory being hashed, and the target's content is
@@ -393,6 +395,10 @@ fn walk(
             path: path.clone(),
             reason: "not valid UTF-8",
         })?;
+        if crate::fsutil::is_temp_name(name) {
+            // An engine temp file (a copy in flight, or a leftover of a killed run): never content.
+            continue;
+        }
         if name.contains('\n') {
             return Err(HashError::BadName {
                 path,

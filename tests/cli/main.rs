@@ -5,6 +5,7 @@ mod harness;
 
 mod caching;
 mod failures;
+mod faults;
 mod scheduling;
 mod spec_errors;
 mod spectrum;
