@@ -466,11 +466,7 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
         store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
         backend: std::sync::Arc::new(local_backend()?),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
-        all_outs: dag
-            .stages
-            .iter()
-            .flat_map(|s| s.outs.iter().map(|o| o.path.clone()))
-            .collect(),
+        views: exec::staging::Views::of(&dag),
         host: repro::workspace::hostname(),
     };
     let cpus = std::thread::available_parallelism()

@@ -11,7 +11,7 @@
 //!
 //! Nothing touches the workspace before step 4, and nothing claims success before step 5.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,8 +40,9 @@ pub struct Shared {
     pub backend: Arc<dyn super::backend::Backend>,
     /// This binary, which runs builtins as `repro builtin KIND --with JSON`.
     pub exe: PathBuf,
-    /// Every stage's outs, to keep undeclared ones out of staging views.
-    pub all_outs: BTreeSet<String>,
+    /// Every stage's outs, to keep undeclared ones out of staging views, and what the views
+    /// of this run share.
+    pub views: staging::Views,
     pub host: String,
 }
 
@@ -228,11 +229,7 @@ fn run_in_view(
         )))
     };
     let _ = staging::remove_path(dir);
-    let mut others = shared.all_outs.clone();
-    for o in &stage.outs {
-        others.remove(&o.path);
-    }
-    if let Err(e) = staging::build_view(&shared.root, dir, stage, &others) {
+    if let Err(e) = staging::build_view(&shared.root, dir, stage, &shared.views) {
         return fail(format!(
             "cannot prepare the staging directory `{}`: {e}",
             relative(&shared.root, dir)

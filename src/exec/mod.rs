@@ -5,9 +5,10 @@
 //! A stage is checked for freshness only when every selected upstream stage is done, so its deps
 //! are final when they are hashed. Fresh stages finish on the spot; stale ones are restored from
 //! the run cache when its entry and objects exist, else run; both go to a worker thread, which
-//! reports back over a channel. Only this thread writes `repro.lock`, coalescing completions
-//! that arrive close together into one atomic write (the run cache, written per stage by the
-//! workers, covers the gap if `repro` dies in between).
+//! reports back over a channel. Only this thread records finished stages: in the lock journal
+//! (`lockfile::Journal`), flushed for completions that arrive close together at once, and in
+//! `repro.lock`, written whole when the run ends (the run cache, written per stage by the
+//! workers, covers the gap if `repro` dies before a flush).
 //!
 //! Failure policy: a failed stage stops new launches (stages already running finish and are
 //! recorded); with `--keep-going` only its downstream stages are skipped. Ctrl-C forwards SIGINT
@@ -41,7 +42,7 @@ use crate::events::{Event, Sender};
 use crate::fingerprint::DirtyReason;
 use crate::freshness::{self, State};
 use crate::hash::Hasher;
-use crate::lockfile::LockFile;
+use crate::lockfile::{Journal, LockFile};
 use crate::runrecord::RunDir;
 use crate::workspace::Workspace;
 
@@ -105,7 +106,7 @@ enum Status {
 
 /// How long to wait after forwarding SIGINT before killing the stages.
 const GRACE: Duration = Duration::from_secs(10);
-/// Completions closer together than this share one write of `repro.lock`.
+/// Completions closer together than this share one flush of the lock journal.
 const LOCK_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs `order` (topologically sorted stage ids) with `opts`, reporting to `events`.
@@ -118,6 +119,13 @@ pub fn execute(
 ) -> Result<Report, ExecError> {
     let root = &ws.root;
     let mut lock = LockFile::load(root)?;
+    // Finished stages are appended to the journal and `repro.lock` is written whole once, at the
+    // end: rewriting a 10 MB lock after every stage made long runs quadratic.
+    let mut journal = if opts.dry_run {
+        None
+    } else {
+        Some(Journal::start(root, &lock)?)
+    };
     let hashed = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&hashed);
     let hasher = Arc::new(Hasher::open(&ws.hash_state_dir())?.with_progress(move |n| {
@@ -171,11 +179,7 @@ pub fn execute(
         store: Arc::clone(&store),
         backend: Arc::clone(&opts.backend),
         exe: std::env::current_exe().map_err(ExecError::Exe)?,
-        all_outs: dag
-            .stages
-            .iter()
-            .flat_map(|s| s.outs.iter().map(|o| o.path.clone()))
-            .collect(),
+        views: staging::Views::of(dag),
         host: crate::workspace::hostname(),
     });
 
@@ -202,8 +206,8 @@ pub fn execute(
         .collect();
     // Dry run: stages that would change, so their downstream is reported too.
     let mut would_change: HashSet<StageId> = HashSet::new();
-    // Checked stale stages waiting for tokens.
-    let mut queued: Vec<(usize, Job)> = Vec::new();
+    // Checked stale stages waiting for tokens, by position in `order`.
+    let mut queued: std::collections::BTreeMap<usize, Job> = Default::default();
     let mut grants_running = 0usize;
     let (done_tx, done_rx) = mpsc::channel::<(StageId, Job, JobEnd, crate::runrecord::RunRecord)>();
 
@@ -351,37 +355,38 @@ pub fn execute(
                 grant: Default::default(),
                 mode,
             };
-            queued.push((pos, job));
+            queued.insert(pos, job);
         }
 
-        // Launch queued stages, in pipeline order, while tokens last.
+        // Launch queued stages, in pipeline order, while tokens last. Stop as soon as the pool
+        // is full: scanning every queued stage after each completion made a run of many
+        // independent stages quadratic.
         if !stop_launching {
-            queued.sort_by_key(|(pos, _)| *pos);
-            let mut i = 0;
-            while i < queued.len() {
-                let id = order[queued[i].0];
-                let resources = if cluster || matches!(queued[i].1.mode, Mode::Restore(_)) {
+            let mut next = 0;
+            while !pool.is_full() {
+                let Some((&pos, job)) = queued.range(next..).next() else {
+                    break;
+                };
+                next = pos + 1;
+                let id = order[pos];
+                let resources = if cluster || matches!(job.mode, Mode::Restore(_)) {
                     crate::spec::Resources::default()
                 } else {
                     dag.stages[id].resources
                 };
                 let Some(grant) = pool.try_take(&resources) else {
-                    i += 1;
                     continue;
                 };
-                let (_, mut job) = queued.remove(i);
+                let mut job = queued.remove(&pos).expect("just found");
                 job.grant = grant;
                 status[id] = Status::Running;
                 grants_running += 1;
-                match &job.mode {
-                    Mode::Run => {
-                        let _ = events.send(Event::Started {
-                            stage: job.stage.name.clone(),
-                            reasons: job.reasons.clone(),
-                            gpus: job.grant.gpus.clone(),
-                        });
-                    }
-                    Mode::Restore(_) => {}
+                if let Mode::Run = &job.mode {
+                    let _ = events.send(Event::Started {
+                        stage: job.stage.name.clone(),
+                        reasons: job.reasons.clone(),
+                        gpus: job.grant.gpus.clone(),
+                    });
                 }
                 let shared = Arc::clone(&shared);
                 let tx = done_tx.clone();
@@ -422,6 +427,9 @@ pub fn execute(
                             });
                             report.ran.push(name.clone());
                         }
+                        if let Some(j) = journal.as_mut() {
+                            j.append(&name, &entry);
+                        }
                         lock.stages.insert(name, *entry);
                         lock_dirty = true;
                         finish(id, true, &mut status, &mut waiting_on, &mut ready);
@@ -448,10 +456,11 @@ pub fn execute(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if lock_dirty && last_flush.elapsed() >= LOCK_FLUSH_INTERVAL {
-            lock.save(root)?;
-            lock_dirty = false;
-            last_flush = Instant::now();
+        if let Some(j) = journal.as_mut() {
+            if j.is_dirty() && last_flush.elapsed() >= LOCK_FLUSH_INTERVAL {
+                j.flush()?;
+                last_flush = Instant::now();
+            }
         }
     }
 
@@ -460,8 +469,8 @@ pub fn execute(
         lock.stages.retain(|name, _| dag.id(name).is_some());
         lock_dirty |= lock.stages.len() != before;
     }
-    if lock_dirty {
-        lock.save(root)?;
+    if let Some(j) = journal {
+        j.finish(root, lock_dirty.then_some(&lock))?;
     }
     hasher.save()?;
     if !opts.dry_run {

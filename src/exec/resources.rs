@@ -84,6 +84,12 @@ impl Pool {
     }
 
     /// True when nothing is taken (so a stage that does not fit now never will).
+    /// No further stage can start now: every job slot or every cpu is taken (each stage takes
+    /// at least one cpu).
+    pub fn is_full(&self) -> bool {
+        self.jobs_free == 0 || self.cpus_free == 0
+    }
+
     pub fn is_idle(&self) -> bool {
         self.cpus_free == self.cpus_total
             && self.gpus_free.len() == self.gpus_total

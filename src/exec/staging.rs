@@ -21,22 +21,112 @@
 //! metadata in the workspace before the run, and an out missing from the view whose workspace
 //! copy changed meanwhile is reported as written to the wrong place, not as never written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::dag::is_within;
 use crate::spec::Stage;
 
-/// Builds the staging view for `stage` at `dir`. `other_outs` are the outs of every other stage.
-pub fn build_view(
-    root: &Path,
-    dir: &Path,
-    stage: &Stage,
-    other_outs: &BTreeSet<String>,
-) -> io::Result<()> {
+/// What the staging views of one run share: the outs of every stage, and the listings of the
+/// directories below the root that lead to outs.
+///
+/// Building a view must not cost more as the run goes on: with 10,000 stages writing into one
+/// `out/`, listing that directory for every view (and comparing each entry with every out) made
+/// the first run quadratic. Outs are excluded from views unless declared as deps, and during a
+/// run only outs (and the directories holding them) appear or disappear, so the entries that
+/// are no stage's out and hold none (*plain* entries) are listed once per directory and run;
+/// a view adds to them only its own real directories and the outs it declares as deps. The root
+/// is listed for every view: it links everything but `.repro` and the stage's own outs.
+pub struct Views {
+    all_outs: BTreeSet<String>,
+    plain: Mutex<HashMap<String, Arc<[String]>>>,
+}
+
+impl Views {
+    /// The views of one run of `dag`.
+    pub fn of(dag: &crate::dag::Dag) -> Views {
+        Views {
+            all_outs: dag
+                .stages
+                .iter()
+                .flat_map(|s| s.outs.iter().map(|o| o.path.clone()))
+                .collect(),
+            plain: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `path` is an out of some stage, lies inside one, or holds one.
+    fn touches_an_out(&self, path: &str) -> bool {
+        let mut end = path.len();
+        loop {
+            if self.all_outs.contains(&path[..end]) {
+                return true;
+            }
+            match path[..end].rfind('/') {
+                Some(i) => end = i,
+                None => break,
+            }
+        }
+        let prefix = format!("{path}/");
+        self.all_outs
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|o| o.starts_with(&prefix))
+    }
+
+    /// The plain entries of directory `rel` (below the root), listed once per run.
+    fn plain_entries(&self, root: &Path, rel: &str) -> io::Result<Arc<[String]>> {
+        if let Some(names) = self.lock().get(rel) {
+            return Ok(Arc::clone(names));
+        }
+        let names: Arc<[String]> = list(&root.join(rel))?
+            .into_iter()
+            .filter(|name| !self.touches_an_out(&format!("{rel}/{name}")))
+            .collect();
+        self.lock().insert(rel.to_string(), Arc::clone(&names));
+        Ok(names)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<[String]>>> {
+        self.plain.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The names in `dir` a view may show (UTF-8, not an engine temp file); none if it is missing.
+fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(name) = name.to_str() {
+            if !crate::fsutil::is_temp_name(name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// One stage's view under construction.
+struct View<'a> {
+    root: &'a Path,
+    dir: &'a Path,
+    views: &'a Views,
+    /// Directories that are real in the view: ancestors of the outs, the wdir and its ancestors.
+    real: BTreeSet<String>,
+    outs: BTreeSet<&'a str>,
+    deps: Vec<&'a str>,
+}
+
+/// Builds the staging view for `stage` at `dir`.
+pub fn build_view(root: &Path, dir: &Path, stage: &Stage, views: &Views) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    // Real directories: the ancestors of each out, and the wdir with its ancestors.
     let mut real: BTreeSet<String> = BTreeSet::new();
     let mut add_ancestors = |path: &str, include_self: bool| {
         let mut acc = String::new();
@@ -58,10 +148,16 @@ pub fn build_view(
         add_ancestors(&out.path, false);
     }
     add_ancestors(&stage.wdir, true);
-    let outs: BTreeSet<&str> = stage.outs.iter().map(|o| o.path.as_str()).collect();
-    let deps: Vec<&str> = stage.deps.iter().map(|d| d.path.as_str()).collect();
-    populate(root, dir, "", &real, &outs, &deps, other_outs)?;
-    for r in &real {
+    let view = View {
+        root,
+        dir,
+        views,
+        real,
+        outs: stage.outs.iter().map(|o| o.path.as_str()).collect(),
+        deps: stage.deps.iter().map(|d| d.path.as_str()).collect(),
+    };
+    view.populate("")?;
+    for r in &view.real {
         std::fs::create_dir_all(dir.join(r))?;
     }
     for out in stage.outs.iter().filter(|o| o.persist) {
@@ -73,60 +169,69 @@ pub fn build_view(
     Ok(())
 }
 
-fn populate(
-    root: &Path,
-    dir: &Path,
-    rel: &str,
-    real: &BTreeSet<String>,
-    outs: &BTreeSet<&str>,
-    deps: &[&str],
-    other_outs: &BTreeSet<String>,
-) -> io::Result<()> {
-    let src_dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let entries = match std::fs::read_dir(&src_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = if rel.is_empty() {
-            name.to_string()
+impl View<'_> {
+    /// Fills the real directory `rel` of the view: links to the workspace's entries, real
+    /// subdirectories on the way to outs, never the stage's own outs.
+    fn populate(&self, rel: &str) -> io::Result<()> {
+        let names: Vec<String> = if rel.is_empty() {
+            list(self.root)?
+                .into_iter()
+                .filter(|n| n != ".repro")
+                .collect()
+        } else if self.deps.iter().any(|d| is_within(rel, d)) {
+            // A dep holds this whole directory: every entry is declared.
+            list(&self.root.join(rel))?
         } else {
-            format!("{rel}/{name}")
+            self.declared_entries(rel)?
         };
-        if (rel.is_empty() && name == ".repro") || crate::fsutil::is_temp_name(name) {
-            continue;
-        }
-        if outs.contains(path.as_str()) {
-            continue;
-        }
-        if real.contains(&path) {
-            std::fs::create_dir_all(dir.join(&path))?;
-            populate(root, dir, &path, real, outs, deps, other_outs)?;
-            continue;
-        }
-        // Below the workspace root, undeclared outputs of other stages stay out of the view.
-        if !rel.is_empty() {
-            let foreign = other_outs
-                .iter()
-                .any(|o| is_within(&path, o) || is_within(o, &path));
-            let declared = deps
-                .iter()
-                .any(|d| is_within(d, &path) || is_within(&path, d));
-            if foreign && !declared {
+        for name in names {
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if self.outs.contains(path.as_str()) {
                 continue;
             }
+            if self.real.contains(&path) {
+                std::fs::create_dir_all(self.dir.join(&path))?;
+                self.populate(&path)?;
+                continue;
+            }
+            std::os::unix::fs::symlink(self.root.join(&path), self.dir.join(&path))?;
         }
-        std::os::unix::fs::symlink(entry.path(), dir.join(&path))?;
+        Ok(())
     }
-    Ok(())
+
+    /// The entries of `rel` (below the root) the view shows: the plain ones, the real
+    /// directories on the way to this stage's outs, and other stages' outs (or directories
+    /// holding them) that a dep of this stage names and that exist now.
+    fn declared_entries(&self, rel: &str) -> io::Result<Vec<String>> {
+        let mut names: BTreeSet<String> = self
+            .views
+            .plain_entries(self.root, rel)?
+            .iter()
+            .cloned()
+            .collect();
+        let prefix = format!("{rel}/");
+        for below in self
+            .deps
+            .iter()
+            .copied()
+            .chain(self.real.iter().map(String::as_str))
+        {
+            let Some(rest) = below.strip_prefix(&prefix) else {
+                continue;
+            };
+            let name = rest.split('/').next().unwrap_or(rest);
+            if !names.contains(name)
+                && std::fs::symlink_metadata(self.root.join(rel).join(name)).is_ok()
+            {
+                names.insert(name.to_string());
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
 }
 
 /// Copies a file or a directory tree (regular files, directories, symlinks as links).

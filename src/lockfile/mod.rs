@@ -7,10 +7,20 @@
 //!
 //! The file is JSON with sorted keys: stable diffs in review, and parsing a 1,000-stage lock
 //! takes milliseconds. It is always written whole through [`write_atomic`](crate::fsutil::write_atomic)
-//! (temp file, fsync, rename): a crash leaves the previous complete file, never a torn one. The
-//! executor writes it after stages succeed, coalescing bursts of completions into one write, and
-//! the run cache (written per stage before the lock) lets a run after a crash recover entries
-//! the lock had not received yet.
+//! (temp file, fsync, rename): a crash leaves the previous complete file, never a torn one.
+//!
+//! Writing it whole after every stage would make a run quadratic in its number of stages (a
+//! 10,000-stage lock is about 10 MB; DVC's first run is quadratic for exactly this reason). So
+//! during a run the executor appends each finished stage's entry to a [`Journal`]
+//! (`.repro/lock-journal`, JSON lines, flushed and fsynced in coalesced batches) and writes
+//! `repro.lock` whole once, at the end of the run (also after a failure or an interrupt), then
+//! deletes the journal. A `kill -9` loses at most the entries not yet flushed, of stages that
+//! just finished (and the run cache, written per stage before the journal, still restores those
+//! instead of rerunning them). The journal's first line names the sha256 of the `repro.lock` it
+//! extends; [`LockFile::load`] replays a journal only onto that very file, so a lock replaced
+//! since (a `git checkout`) is never patched with entries that belong to another. The lock's own
+//! format is unchanged: a reader that knows nothing of the journal still reads a complete,
+//! consistent (if older) lock.
 //!
 //! `schema` is bumped when the layout changes; an unknown schema is an error that says so,
 //! never a silent rerun of everything.
@@ -21,6 +31,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{DigestRecord, Inputs};
+
+mod journal;
+pub use journal::Journal;
 
 /// Layout version of `repro.lock`.
 pub const LOCK_SCHEMA: u32 = 1;
@@ -77,6 +90,12 @@ pub enum LockFileError {
     },
     #[error("`{path}` has schema {found}, this repro reads schema {LOCK_SCHEMA}; use a matching repro version")]
     Schema { path: PathBuf, found: u32 },
+    #[error("`{path}` line {line} is not a journal entry: {source}; delete it (the stages it recorded will be restored from the run cache)")]
+    Journal {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
     #[error("cannot write `{path}`: {source}")]
     Write {
         path: PathBuf,
@@ -85,20 +104,32 @@ pub enum LockFileError {
 }
 
 impl LockFile {
-    /// Reads `repro.lock` in `root`; a missing file is an empty lock.
+    /// Reads `repro.lock` in `root` (a missing file is an empty lock), with the entries of an
+    /// interrupted run's [`Journal`] applied.
     pub fn load(root: &Path) -> Result<LockFile, LockFileError> {
         let path = root.join(LOCK_FILE);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockFile::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(LockFileError::Read { path, source }),
         };
+        let mut lock = if text.is_empty() {
+            LockFile::default()
+        } else {
+            Self::parse(&path, &text)?
+        };
+        journal::replay(root, &text, &mut lock)?;
+        Ok(lock)
+    }
+
+    fn parse(path: &Path, text: &[u8]) -> Result<LockFile, LockFileError> {
+        let path = path.to_path_buf();
         #[derive(Deserialize)]
         struct Header {
             schema: u32,
         }
         let header: Header =
-            serde_json::from_slice(&text).map_err(|source| LockFileError::Parse {
+            serde_json::from_slice(text).map_err(|source| LockFileError::Parse {
                 path: path.clone(),
                 source,
             })?;
@@ -108,7 +139,7 @@ impl LockFile {
                 found: header.schema,
             });
         }
-        serde_json::from_slice(&text).map_err(|source| LockFileError::Parse { path, source })
+        serde_json::from_slice(text).map_err(|source| LockFileError::Parse { path, source })
     }
 
     /// Writes `repro.lock` in `root` atomically.
