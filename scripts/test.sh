@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up what the tests need on a fresh machine, then runs every test.
+# The test command: sets up what the tests need on a fresh machine, then runs every test
+# (--no-fail-fast: a failing test binary does not keep the others from running and reporting).
 # A one-node SLURM cluster (scripts/slurm/up.sh) serves the SLURM executor's tests and is stopped
 # again on the way out, also when a test fails. Where it cannot start (no root, no apt), those
 # tests say "skipped: <why>" and pass, except in CI (CI=true), where they fail.
@@ -21,4 +22,4 @@ else
   [[ "${CI:-}" == true ]] && echo "test: CI=true, so they will fail" >&2
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

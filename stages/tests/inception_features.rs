@@ -168,3 +168,72 @@ fn conversion_is_deterministic_and_complete() {
     assert_eq!(a.parameters, 21_802_784);
     assert!(!a.has_logits);
 }
+
+/// Several threads filling one empty cache at once, as the tests of one binary (and several
+/// binaries under `cargo test`) do: each caller gets the complete file, never one another
+/// thread is still writing, and no temp file is left behind. The source is the local copy the
+/// default cache already holds, so nothing is downloaded twice.
+#[test]
+fn concurrent_callers_fill_an_empty_cache_once_and_whole() {
+    let Ok(src) = inception_common::torchscript_weights() else {
+        eprintln!("skipping: TorchScript weights unavailable");
+        return;
+    };
+    let cache = tempfile::tempdir().expect("temp dir");
+    let dir = cache.path().join("fid-weights");
+    let callers = 6;
+    let start = std::sync::Barrier::new(callers);
+    let outcomes: Vec<Result<(bool, Vec<u8>), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..callers)
+            .map(|i| {
+                let (dir, src, start) = (&dir, &src, &start);
+                s.spawn(move || {
+                    start.wait();
+                    // Half ask for the converted weights, half for the raw TorchScript; each
+                    // reads its file the moment it has the path.
+                    let converted = i % 2 == 0;
+                    let path = if converted {
+                        inception_common::fid_weights_in(dir, Some(src))?
+                    } else {
+                        inception_common::torchscript_weights_in(dir, Some(src))?
+                    };
+                    let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                    Ok((converted, bytes))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the caller panicked".into()))
+            })
+            .collect()
+    });
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let (converted, bytes) = outcome.unwrap_or_else(|e| panic!("caller {i}: {e}"));
+        if converted {
+            let st = safetensors::SafeTensors::deserialize(&bytes)
+                .unwrap_or_else(|e| panic!("caller {i} read torn weights: {e}"));
+            assert_eq!(st.len(), 376, "caller {i}");
+        } else {
+            use sha2::Digest;
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            assert_eq!(
+                sha,
+                inception_common::PT_SHA256,
+                "caller {i} read a torn file"
+            );
+        }
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [".lock", "default_1.pt", "inception.safetensors"],
+        "no temp files are left"
+    );
+}

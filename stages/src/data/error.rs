@@ -62,6 +62,20 @@ pub enum DataError {
         entry: String,
         reason: String,
     },
+    /// Unpacking an archive would break one of its bounds ([`super::unpack::Limits`]): a
+    /// decompression bomb, an archive larger than the default allows, or a filesystem about to
+    /// fill up. Nothing was unpacked into the destination.
+    #[error("refusing to unpack `{archive}`: {}{detail}; nothing was unpacked ({})", at_entry(.entry), .bound.remedy())]
+    ArchiveLimit {
+        archive: PathBuf,
+        /// The member being unpacked when the bound was hit (empty: before the first one).
+        entry: String,
+        bound: ArchiveBound,
+        /// The bound's value (bytes, entries, ratio, or bytes to keep free).
+        limit: u64,
+        /// What happened, with the numbers.
+        detail: String,
+    },
     /// An unknown dataset name, converter or source kind.
     #[error("{0}")]
     Unknown(String),
@@ -69,6 +83,53 @@ pub enum DataError {
     /// params are wrong, not its inputs.
     #[error("converter `{converter}`: {message}")]
     Param { converter: String, message: String },
+}
+
+/// Which bound of [`super::unpack::Limits`] an archive broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveBound {
+    /// The total bytes of all unpacked files (`max_bytes`).
+    Bytes,
+    /// The number of entries (`max_entries`).
+    Entries,
+    /// Unpacked bytes per compressed byte, of one entry or one compressed stream (`max_ratio`).
+    Ratio,
+    /// The free space to keep on the destination's filesystem (`min_free`).
+    FreeSpace,
+}
+
+impl ArchiveBound {
+    /// The `fetch` param that sets the bound.
+    pub fn param(self) -> &'static str {
+        match self {
+            ArchiveBound::Bytes => "max_bytes",
+            ArchiveBound::Entries => "max_entries",
+            ArchiveBound::Ratio => "max_ratio",
+            ArchiveBound::FreeSpace => "min_free",
+        }
+    }
+
+    /// What the user can do about it.
+    fn remedy(self) -> String {
+        match self {
+            ArchiveBound::FreeSpace => format!(
+                "free some space there, or lower `{}:` in the `fetch` stage's `with:`",
+                self.param()
+            ),
+            _ => format!(
+                "if the archive is trusted and really this large, raise `{}:` in the `fetch` stage's `with:`",
+                self.param()
+            ),
+        }
+    }
+}
+
+fn at_entry(entry: &str) -> String {
+    if entry.is_empty() {
+        String::new()
+    } else {
+        format!("entry `{entry}` ")
+    }
 }
 
 impl DataError {

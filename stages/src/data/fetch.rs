@@ -42,6 +42,16 @@
 //! `sha256:` on the source, as CIFAR-10 and STL-10 publish md5 sums of their archives). Then the
 //! content hash is reported in the progress stream so it can be pinned.
 //!
+//! ## Archives are checked before they are opened, and bounded while they are
+//!
+//! A source's own `md5:`/`sha256:` covers the downloaded bytes, so it is verified **before**
+//! anything is unpacked: an archive with a wrong checksum is never opened, however large it
+//! would unpack. The content pin covers what comes out and can only be checked afterwards; until
+//! then [`super::unpack`] bounds what an archive may write (`max_bytes`, `max_entries`,
+//! `max_ratio`, `min_free` in [`FetchSpec::limits`]; defaults 4 GiB, 100 000 entries, 200:1,
+//! and 1 GiB or 5 % of the filesystem kept free) and unpacks beside its destination, so a bomb
+//! fails the source with [`DataError::ArchiveLimit`] and leaves nothing behind.
+//!
 //! Registry clients (`pip`, `apt-get`, `npm`) are run as child processes with their own
 //! configuration; this module never names a registry host. Interrupted downloads resume within
 //! one fetch (see [`super::download`]); a killed fetch leaves only a `.fetch-*` work directory,
@@ -433,6 +443,7 @@ fn acquire(
             fs::create_dir_all(&dl).map_err(|e| DataError::io("create directory", &dl, e))?;
             let file = dl.join(&file_name);
             download(&value, &file, &spec.http, label, progress)?;
+            // Before unpacking: a wrong archive is never opened.
             checked = verify_download(source, &file)?;
             unpack_if_needed(source, &file, &raw, selects, &spec.limits)?
         }
@@ -445,6 +456,7 @@ fn acquire(
                 ))
             })?;
             if meta.is_file() {
+                // Before unpacking: a wrong archive is never opened.
                 checked = verify_download(source, &p)?;
                 let unpacked = unpack_if_needed(source, &p, &raw, selects, &spec.limits)?;
                 if unpacked == p {

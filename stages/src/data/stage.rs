@@ -23,8 +23,13 @@
 //!
 //! Params are checked with `deny_unknown_fields`, so a misspelled key fails the stage before any
 //! download. The image transforms (`pad`, `resize`) default to "off", and the fingerprint hashes
-//! the `with:` map as written, so stages that do not name them keep their hashes. Transfer knobs (`retries`, `timeout_secs`, `max_bytes`) do not change what is
-//! fetched, only how; they still enter the fingerprint as params, which is harmless.
+//! the `with:` map as written, so stages that do not name them keep their hashes. Transfer knobs
+//! (`retries`, `timeout_secs`, `backoff_ms`) and the bounds on unpacking an archive
+//! (`max_bytes`, default 4 GiB; `max_entries`, 100 000; `max_ratio`, 200; `min_free`, bytes to
+//! keep free on the filesystem, default 1 GiB or 5 % of it; see [`super::unpack`]) do not change
+//! what is fetched, only how or whether; they still enter the fingerprint as params, which is
+//! harmless. An archive that breaks a bound fails the stage with [`DataError::ArchiveLimit`],
+//! which names the param to raise.
 //!
 //! Versions (enter the fingerprint; bump when the output's meaning changes): `fetch` 1,
 //! `prepare` 1, `synthetic` 1.
@@ -94,8 +99,15 @@ struct FetchParams {
     timeout_secs: Option<u64>,
     #[serde(default)]
     backoff_ms: Option<u64>,
+    /// Bounds on unpacking an archive ([`Limits`]); unset, the defaults.
     #[serde(default)]
     max_bytes: Option<u64>,
+    #[serde(default)]
+    max_entries: Option<u64>,
+    #[serde(default)]
+    max_ratio: Option<u64>,
+    #[serde(default)]
+    min_free: Option<u64>,
 }
 
 fn params_error(ctx: &Context, message: String) -> StageError {
@@ -155,10 +167,13 @@ fn run_fetch(ctx: &Context) -> Result<(), StageError> {
     if let Some(b) = p.backoff_ms {
         http.backoff = Duration::from_millis(b);
     }
-    let mut limits = Limits::default();
-    if let Some(m) = p.max_bytes {
-        limits.max_bytes = m;
-    }
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_bytes: p.max_bytes.unwrap_or(defaults.max_bytes),
+        max_entries: p.max_entries.unwrap_or(defaults.max_entries),
+        max_ratio: p.max_ratio.unwrap_or(defaults.max_ratio),
+        min_free: p.min_free.or(defaults.min_free),
+    };
     let spec = FetchSpec {
         name: p.name.clone(),
         sources,

