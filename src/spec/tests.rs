@@ -1294,3 +1294,25 @@ fn the_stage_count_is_bounded_but_ten_thousand_fit() {
     assert!(matches!(e.kind, SpecErrorKind::TooManyStages { .. }), "{e}");
     assert_eq!(at(&e), (8, 5));
 }
+
+#[test]
+fn did_you_mean_stays_cheap_on_long_keys_and_wide_params() {
+    // A 1 MiB key above 50,000 children, then a mistyped reference and a mistyped param: the
+    // hints must not list 50,000 copies of the long key, nor compare long texts pairwise.
+    let long = "k".repeat(1 << 20);
+    let children: String = (0..50_000).map(|i| format!("    c{i}: 1\n")).collect();
+    // (An explicit `? key` entry: an implicit key may not be longer than 1,024 characters.)
+    let base = format!("params:\n  ? {long}\n  :\n{children}  lr: 1\nstages:\n  a:\n");
+    let e = fails_fast(&format!("{base}    cmd: echo ${{lrr}}\n"), |k| {
+        matches!(k, SpecErrorKind::UnknownReference { .. })
+    });
+    let message: String = e.to_string().chars().take(300).collect();
+    assert!(message.contains("did you mean `${lr}`"), "{message}");
+    fails_fast(&format!("{base}    cmd: echo ${{{long}x}}\n"), |k| {
+        matches!(k, SpecErrorKind::UnknownReference { .. })
+    });
+    fails_fast(
+        &format!("{base}    cmd: echo\n    params: [{long}.c1x]\n"),
+        |k| matches!(k, SpecErrorKind::UnknownParam { .. }),
+    );
+}
