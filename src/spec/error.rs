@@ -88,11 +88,12 @@ impl SpecError {
 
 impl SpecError {
     /// [`render`](Self::render) against the file on disk, for callers that used [`super::load`]
-    /// and no longer hold the text; the one-line form if the file cannot be read again.
+    /// and no longer hold the text; the one-line form if the file cannot be read again (or is
+    /// over the size limit, or not UTF-8: it is read with the bounds of [`super::load`]).
     pub fn render_from_file(&self) -> String {
-        match std::fs::read_to_string(&self.file) {
-            Ok(text) => self.render(&text),
-            Err(_) => format!("error: {self}"),
+        match super::read_bounded(&self.file).map(String::from_utf8) {
+            Ok(Ok(text)) => self.render(&text),
+            _ => format!("error: {self}"),
         }
     }
 }

@@ -91,7 +91,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
 }
 
 /// The file's bytes, or why not (unreadable, or over [`MAX_FILE_BYTES`]).
-fn read_bounded(path: &Path) -> Result<Vec<u8>, SpecError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, SpecError> {
     use std::io::Read;
     let read = |source| SpecError::nowhere(SpecErrorKind::Read { source });
     let file = std::fs::File::open(path).map_err(read)?;
