@@ -6,7 +6,8 @@
 //! what a stage reads.
 //!
 //! The graph is also where whole-pipeline validation lives, the checks no single stage can make:
-//! two stages claiming one out (or nested outs), a cycle (printed as the cycle), and a dep that no
+//! two stages claiming one out (or nested outs), a cycle (printed as the cycle, each stage with
+//! where it is declared and each arrow with the dep that makes it), and a dep that no
 //! stage makes and that does not exist on disk. Every error points at `pipeline.yaml:LINE:COL`.
 //!
 //! Order is deterministic: among stages that are ready at the same time, the one declared first in
@@ -59,8 +60,16 @@ pub enum DagErrorKind {
         path: String,
         at: Location,
     },
-    #[error("{file}: the stages form a cycle: {}", .cycle.join(" -> "))]
-    Cycle { file: PathBuf, cycle: Vec<String> },
+    #[error("{file}:{}:{}: the stages form a cycle: {}; {}remove one of these deps to break the cycle", .at.line, .at.col, .cycle.join(" -> "), cycle_links(file, links))]
+    Cycle {
+        file: PathBuf,
+        /// Stage names around the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+        /// Where the first stage of the cycle is declared.
+        at: Location,
+        /// One per arrow of `cycle`, in order: why the second stage waits for the first.
+        links: Vec<CycleLink>,
+    },
     #[error("{file}:{}:{}: dep `{path}` of stage `{stage}` does not exist and no stage makes it; create it or add a stage with it in `outs`", .at.line, .at.col)]
     MissingDep {
         file: PathBuf,
@@ -70,6 +79,38 @@ pub enum DagErrorKind {
     },
     #[error("unknown target `{target}`; known stages and groups: {known}")]
     UnknownTarget { target: String, known: String },
+}
+
+/// One arrow `maker -> reader` of a cycle, with the positions that make it.
+#[derive(Debug, Clone)]
+pub struct CycleLink {
+    pub maker: String,
+    /// Where `maker` is declared.
+    pub maker_at: Location,
+    pub reader: String,
+    /// The dep of `reader` that lies in (or contains) an out of `maker`, and where it is.
+    pub dep: String,
+    pub dep_at: Location,
+}
+
+/// "`a` (pipeline.yaml:2:3) makes `x`, read by `b` at pipeline.yaml:8:12; " per link.
+fn cycle_links(file: &Path, links: &[CycleLink]) -> String {
+    let f = file.display();
+    links
+        .iter()
+        .map(|l| {
+            format!(
+                "`{}` ({f}:{}:{}) makes `{}`, read by `{}` at {f}:{}:{}; ",
+                l.maker,
+                l.maker_at.line,
+                l.maker_at.col,
+                l.dep,
+                l.reader,
+                l.dep_at.line,
+                l.dep_at.col
+            )
+        })
+        .collect()
 }
 
 /// The validated graph of a pipeline's stages.
@@ -213,8 +254,8 @@ impl Dag {
             by_name,
             groups: pipeline.groups,
         };
-        if let Some(cycle) = dag.find_cycle() {
-            return Err(DagError::from(DagErrorKind::Cycle { file, cycle }));
+        if let Some(ids) = dag.find_cycle() {
+            return Err(DagError::from(dag.cycle_error(file, &ids)));
         }
         Ok(dag)
     }
@@ -305,8 +346,37 @@ impl Dag {
         order
     }
 
-    /// A cycle as stage names, first name repeated at the end, if the graph has one.
-    fn find_cycle(&self) -> Option<Vec<String>> {
+    /// The cycle `ids` (first repeated at the end) as an error that names where each stage is
+    /// declared and which dep makes each arrow.
+    fn cycle_error(&self, file: PathBuf, ids: &[StageId]) -> DagErrorKind {
+        let links = ids
+            .windows(2)
+            .map(|pair| {
+                let (maker, reader) = (&self.stages[pair[0]], &self.stages[pair[1]]);
+                // The edge exists because some dep of `reader` overlaps some out of `maker`.
+                let dep = reader
+                    .deps
+                    .iter()
+                    .find(|d| maker.outs.iter().any(|o| overlaps(&d.path, &o.path)));
+                CycleLink {
+                    maker: maker.name.clone(),
+                    maker_at: maker.location,
+                    reader: reader.name.clone(),
+                    dep: dep.map(|d| d.path.clone()).unwrap_or_default(),
+                    dep_at: dep.map_or(reader.location, |d| d.location),
+                }
+            })
+            .collect();
+        DagErrorKind::Cycle {
+            file,
+            cycle: ids.iter().map(|&id| self.stages[id].name.clone()).collect(),
+            at: self.stages[ids[0]].location,
+            links,
+        }
+    }
+
+    /// A cycle as stage ids, first id repeated at the end, if the graph has one.
+    fn find_cycle(&self) -> Option<Vec<StageId>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
             New,
@@ -332,12 +402,10 @@ impl Dag {
                         }
                         Mark::Active => {
                             let from = path.iter().position(|&(id, _)| id == child).unwrap_or(0);
-                            let mut names: Vec<String> = path[from..]
-                                .iter()
-                                .map(|&(id, _)| self.stages[id].name.clone())
-                                .collect();
-                            names.push(self.stages[child].name.clone());
-                            return Some(names);
+                            let mut ids: Vec<StageId> =
+                                path[from..].iter().map(|&(id, _)| id).collect();
+                            ids.push(child);
+                            return Some(ids);
                         }
                         Mark::Done => {}
                     }

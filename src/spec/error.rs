@@ -67,6 +67,8 @@ impl SpecError {
         let Some(Location { line, col }) = self.location else {
             return format!("error: {self}");
         };
+        // Columns are counted without a leading byte order mark (see `node::parse_located`).
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
             return format!("error: {self}");
         };
@@ -86,11 +88,12 @@ impl SpecError {
 
 impl SpecError {
     /// [`render`](Self::render) against the file on disk, for callers that used [`super::load`]
-    /// and no longer hold the text; the one-line form if the file cannot be read again.
+    /// and no longer hold the text; the one-line form if the file cannot be read again (or is
+    /// over the size limit, or not UTF-8: it is read with the bounds of [`super::load`]).
     pub fn render_from_file(&self) -> String {
-        match std::fs::read_to_string(&self.file) {
-            Ok(text) => self.render(&text),
-            Err(_) => format!("error: {self}"),
+        match super::read_bounded(&self.file).map(String::from_utf8) {
+            Ok(Ok(text)) => self.render(&text),
+            _ => format!("error: {self}"),
         }
     }
 }
@@ -211,7 +214,7 @@ pub enum SpecErrorKind {
         same_template: bool,
     },
 
-    #[error("stage name `{name}` {}{reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line{}", if *member { "has a member part that " } else { "" }, if *member { " (use a `foreach:` map to choose member names)" } else { "" })]
+    #[error("stage name `{}` {}{reason}; `@` separates a fan-out group from its member, `/` is for paths, and whitespace breaks targets on the command line{}", shown(name), if *member { "has a member part that " } else { "" }, if *member { " (use a `foreach:` map to choose member names)" } else { "" })]
     ReservedStageName {
         name: String,
         reason: &'static str,
@@ -240,6 +243,62 @@ pub enum SpecErrorKind {
 
     #[error("`executor` has no `kind`; add `kind: slurm` (or `kind: local`)")]
     ExecutorWithoutKind,
+
+    #[error("the pipeline file is larger than the limit of {}; check that this is the pipeline file, and keep data in files that stages read as deps", mib(*limit))]
+    FileTooLarge { limit: usize },
+
+    #[error("not valid UTF-8 at byte offset {offset} (byte 0x{byte:02x}){}; save the file as UTF-8", if *utf16 { ", the file looks like UTF-16" } else { "" })]
+    NotUtf8 {
+        /// Bytes from the start of the file to the first invalid one.
+        offset: usize,
+        byte: u8,
+        /// The file starts with a UTF-16 byte order mark.
+        utf16: bool,
+    },
+
+    #[error("lists and maps nest more than {limit} levels deep here (an alias `*name` counts at the depth where it is used); a pipeline needs only a few levels, so flatten this value")]
+    TooDeep { limit: usize },
+
+    #[error("the file holds more than {limit} yaml values once aliases are expanded, and this one goes over; look for an alias (`*name`) that repeats a large value many times, or split the pipeline")]
+    TooManyNodes { limit: usize },
+
+    #[error("aliases (`*name`) make this file more than {ratio} times larger once expanded, which the yaml reader refuses; this alias expands the most, so write its value out or nest fewer aliases inside aliases")]
+    TooManyAliases { ratio: usize },
+
+    #[error("the file's text grows past {} once aliases are expanded, and this one goes over; look for an alias (`*name`) that repeats a long value many times", mib(*limit))]
+    TooMuchText { limit: usize },
+
+    #[error("the pipeline has more than {limit} stages once `matrix:` and `foreach:` are expanded, and this one goes over; split the pipeline, or fan out over fewer values")]
+    TooManyStages { limit: usize },
+
+    #[error("fan-out (`matrix:`, `foreach:`) and `${{...}}` references expand the pipeline past {nodes} values or {} of text, and this one goes over; look for a fan-out with too many members or a reference that copies a large value many times", mib(*bytes))]
+    TooMuchExpansion { nodes: usize, bytes: usize },
+
+    #[error("{what} `{}` in stage `{stage}` contains a NUL character (`\\0`), which no {} can hold; remove it", shown(value), if *what == "cmd" { "command" } else { "path" })]
+    NulCharacter {
+        what: &'static str,
+        value: String,
+        stage: String,
+    },
+}
+
+/// `limit` bytes in MiB, for messages.
+fn mib(limit: usize) -> String {
+    format!("{} MiB", limit >> 20)
+}
+
+/// `s` with control characters (NUL, escape, newlines) written as escapes, so a message
+/// about them shows them instead of sending them to the terminal.
+pub(crate) fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn duplicate_origin(first: Location, same_template: bool) -> String {

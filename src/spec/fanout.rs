@@ -12,13 +12,18 @@
 //! - Either may be a single `${...}` that yields the list or map, so a profile can change the
 //!   grid (`matrix: {seed: ${seeds}}`, `foreach: ${datasets}`).
 //!
+//! Members are charged to the pipeline's expansion budget (see `interp::Budget`) before they
+//! are built, so a `matrix:` whose product is astronomically large is refused, not allocated.
+//!
 //! Every member carries the template's positions: errors in `train@2-sr` point at the line
 //! where `train` was written.
 
 use serde_json::{Map, Value};
 
 use super::error::{SpecError, SpecErrorKind};
-use super::interp::{interpolate, scalar_text, Scope};
+use super::interp::{
+    interpolate, node_cost, scalar_text, Scope, MAX_EXPANDED_BYTES, MAX_EXPANDED_NODES,
+};
 use super::model::Location;
 use super::node::{Entry, Node, Val};
 
@@ -118,13 +123,16 @@ pub(crate) fn expand(name: &str, stage: &Node, base: &Scope) -> Result<Vec<Membe
             d.key_loc,
             "`do:` only goes with `foreach:`; put the stage's keys directly under the stage",
         )),
-        (None, None, None) => Ok(vec![Member {
-            name: name.to_owned(),
-            group: None,
-            body: stage.clone(),
-            item: None,
-            key: None,
-        }]),
+        (None, None, None) => {
+            base.budget.take_stages(1, stage.loc)?;
+            Ok(vec![Member {
+                name: name.to_owned(),
+                group: None,
+                body: stage.clone(),
+                item: None,
+                key: None,
+            }])
+        }
     }
 }
 
@@ -140,7 +148,9 @@ fn expand_foreach(
     base: &Scope,
 ) -> Result<Vec<Member>, SpecError> {
     let items = resolve(&f.node, base, name, "foreach")?;
+    let body_cost = node_cost(body);
     let member = |suffix: String, item: Value, key: Option<String>| -> Result<Member, SpecError> {
+        base.budget.charge(body_cost, f.key_loc)?;
         Ok(Member {
             name: member_name(name, &suffix, f.node.loc)?,
             group: Some(name.to_owned()),
@@ -149,6 +159,12 @@ fn expand_foreach(
             key,
         })
     };
+    let count = match &items.val {
+        Val::Seq(list) => list.len(),
+        Val::Map(entries) => entries.len(),
+        _ => 0,
+    };
+    base.budget.take_stages(count, f.key_loc)?;
     let members = match &items.val {
         Val::Seq(list) => list
             .iter()
@@ -256,7 +272,31 @@ fn expand_matrix(
             .collect();
         axes.push((axis.key.clone(), parts));
     }
-    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+    // The product is charged before anything is built: ten keys of ten values are 10^10
+    // members, which must be refused, not allocated.
+    let too_many = || {
+        SpecError::at(
+            m.key_loc,
+            SpecErrorKind::TooMuchExpansion {
+                nodes: MAX_EXPANDED_NODES,
+                bytes: MAX_EXPANDED_BYTES,
+            },
+        )
+    };
+    let total = axes
+        .iter()
+        .try_fold(1usize, |acc, (_, v)| acc.checked_mul(v.len()))
+        .ok_or_else(too_many)?;
+    base.budget.take_stages(total, m.key_loc)?;
+    let (body_nodes, body_bytes) = node_cost(&body);
+    let per_member = (body_nodes + axes.len(), body_bytes);
+    match (
+        per_member.0.checked_mul(total),
+        per_member.1.checked_mul(total),
+    ) {
+        (Some(nodes), Some(bytes)) => base.budget.charge((nodes, bytes), m.key_loc)?,
+        _ => return Err(too_many()),
+    }
     let mut members = Vec::with_capacity(total);
     let mut idx = vec![0usize; axes.len()];
     for _ in 0..total {
@@ -304,7 +344,8 @@ fn member_name(group: &str, suffix: &str, loc: Location) -> Result<String, SpecE
 
 /// Checks a stage name as written under `stages:`. Names are CLI targets and lock keys: `@`
 /// is the fan-out separator, `/` would read as a path, whitespace would split on the command
-/// line.
+/// line, and a control character (a `"\0"` escape above all: no argument or file name can hold
+/// one) would fail the run, or the terminal, much later.
 pub(crate) fn check_stage_name(name: &str, loc: Location) -> Result<(), SpecError> {
     match reserved(name) {
         Some(reason) => Err(SpecError::at(
@@ -329,6 +370,11 @@ fn reserved(part: &str) -> Option<&'static str> {
         Some("contains `/`")
     } else if part.chars().any(char::is_whitespace) {
         Some("contains whitespace")
+    } else if part.contains('\0') {
+        // A `"\0"` escape: no command line, lock key or file name can hold it.
+        Some("contains a NUL character (`\\0`)")
+    } else if part.chars().any(char::is_control) {
+        Some("contains a control character")
     } else {
         None
     }

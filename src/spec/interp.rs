@@ -11,11 +11,138 @@
 //!   `0.0002`, `1e-5`), booleans as `true`/`false`, null as `null`; a list or map inside a
 //!   longer string is an error, because no single text form of it would be right for a shell.
 //! - `$${` is a literal `${`. A lone `$` or `$$` (shell variables, the PID) passes through.
+//!
+//! Expansion is bounded: what interpolation adds (each whole value copied in, each text
+//! inserted), with the fan-out members' copies of their bodies and the stages themselves, is
+//! taken from one [`Budget`] per pipeline, so a small file cannot multiply into an unbounded
+//! one.
+
+use std::cell::Cell;
 
 use serde_json::{Map, Value};
 
 use super::error::{Context, SpecError, SpecErrorKind};
+use super::model::Location;
 use super::node::{Entry, Node, Val};
+
+/// Values (scalars, lists, maps) that fan-out and `${...}` may produce for one pipeline, in
+/// all: every fan-out member's copy of its body, every whole value a reference copies in,
+/// every tracked param a stage keeps. The YAML pass bounds what the file *is* (see `marks`);
+/// this bounds what it *expands to*, which a small file can multiply (a `matrix:` of ten keys
+/// of ten values is 10^10 members; a list of `${big}` copies `big` per item). A stage costs
+/// tens of values, so the limit holds 10,000 members of 40 values each; every value costs a
+/// few microseconds and a hundred bytes in the passes after this one (paths, the graph,
+/// `repro status`), which keeps the worst case around a second and under 100 MB.
+pub(crate) const MAX_EXPANDED_NODES: usize = 400_000;
+
+/// Bytes of text the same expansion may produce (strings built or copied by `${...}`, member
+/// bodies): the file size limit, since each byte is copied several times after this pass.
+pub(crate) const MAX_EXPANDED_BYTES: usize = super::MAX_FILE_BYTES;
+
+/// Stages of one pipeline after fan-out. Each costs far more than its body (a process to run,
+/// a lock entry, fingerprints, a row in every report), so they are bounded on their own: ten
+/// times the 1,000-stage pipelines this engine is benchmarked on, which keeps `repro status`
+/// on the largest pipeline allowed around a second.
+pub(crate) const MAX_STAGES: usize = 10_000;
+
+/// What expansion may still produce; shared by every scope of one pipeline.
+pub(crate) struct Budget {
+    nodes: Cell<usize>,
+    bytes: Cell<usize>,
+    stages: Cell<usize>,
+}
+
+impl Budget {
+    /// The budget of one pipeline: [`MAX_EXPANDED_NODES`] and [`MAX_EXPANDED_BYTES`].
+    pub fn new() -> Budget {
+        Budget {
+            nodes: Cell::new(MAX_EXPANDED_NODES),
+            bytes: Cell::new(MAX_EXPANDED_BYTES),
+            stages: Cell::new(MAX_STAGES),
+        }
+    }
+
+    /// Takes `n` stages (a plain stage, or a fan-out's members before they are built), or
+    /// fails at `loc` when the pipeline would have more than [`MAX_STAGES`].
+    pub fn take_stages(&self, n: usize, loc: Location) -> Result<(), SpecError> {
+        match self.stages.get().checked_sub(n) {
+            Some(left) => {
+                self.stages.set(left);
+                Ok(())
+            }
+            None => Err(SpecError::at(
+                loc,
+                SpecErrorKind::TooManyStages { limit: MAX_STAGES },
+            )),
+        }
+    }
+
+    /// Takes `(nodes, bytes)` from the budget, or fails at `loc` when it does not hold them.
+    pub fn charge(&self, (nodes, bytes): (usize, usize), loc: Location) -> Result<(), SpecError> {
+        match (
+            self.nodes.get().checked_sub(nodes),
+            self.bytes.get().checked_sub(bytes),
+        ) {
+            (Some(n), Some(b)) => {
+                self.nodes.set(n);
+                self.bytes.set(b);
+                Ok(())
+            }
+            _ => Err(SpecError::at(
+                loc,
+                SpecErrorKind::TooMuchExpansion {
+                    nodes: MAX_EXPANDED_NODES,
+                    bytes: MAX_EXPANDED_BYTES,
+                },
+            )),
+        }
+    }
+}
+
+/// What a JSON value costs when copied: (values, bytes of strings and keys). Stops counting
+/// past the limits, so measuring a huge value costs no more than the budget it would exceed.
+pub(crate) fn value_cost(value: &Value) -> (usize, usize) {
+    fn walk(v: &Value, acc: &mut (usize, usize)) {
+        if acc.0 > MAX_EXPANDED_NODES || acc.1 > MAX_EXPANDED_BYTES {
+            return;
+        }
+        acc.0 += 1;
+        match v {
+            Value::String(s) => acc.1 += s.len(),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, acc)),
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                acc.1 += k.len();
+                walk(v, acc)
+            }),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    let mut acc = (0, 0);
+    walk(value, &mut acc);
+    acc
+}
+
+/// [`value_cost`] of a located tree.
+pub(crate) fn node_cost(node: &Node) -> (usize, usize) {
+    fn walk(n: &Node, acc: &mut (usize, usize)) {
+        if acc.0 > MAX_EXPANDED_NODES || acc.1 > MAX_EXPANDED_BYTES {
+            return;
+        }
+        acc.0 += 1;
+        match &n.val {
+            Val::Str(s) => acc.1 += s.len(),
+            Val::Seq(items) => items.iter().for_each(|i| walk(i, acc)),
+            Val::Map(entries) => entries.iter().for_each(|e| {
+                acc.1 += e.key.len();
+                walk(&e.node, acc)
+            }),
+            Val::Null | Val::Bool(_) | Val::Num(_) => {}
+        }
+    }
+    let mut acc = (0, 0);
+    walk(node, &mut acc);
+    acc
+}
 
 /// What names a `${...}` can see.
 #[derive(Clone, Copy)]
@@ -26,6 +153,8 @@ pub(crate) struct Scope<'a> {
     pub key: Option<&'a str>,
     pub vars: &'a Map<String, Value>,
     pub params: &'a Value,
+    /// What expansion may still produce, for the whole pipeline.
+    pub budget: &'a Budget,
 }
 
 /// One piece of a template string.
@@ -61,34 +190,32 @@ impl<'a> Scope<'a> {
         out
     }
 
-    /// The value `reference` names, or `None` if any segment is missing.
+    /// The value `reference` names, or `None` if any segment is missing. Walks by reference
+    /// and copies only the value found (`${big.x}` does not copy `big`).
     pub fn lookup(&self, reference: &str) -> Option<Value> {
         let mut segments = reference.split('.');
         let first = segments.next()?;
-        let root: Value = match (first, self.item, self.key) {
-            ("item", Some(item), _) => item.clone(),
-            ("key", _, Some(key)) => Value::String(key.to_owned()),
+        let key_value;
+        let root: &Value = match (first, self.item, self.key) {
+            ("item", Some(item), _) => item,
+            ("key", _, Some(key)) => {
+                key_value = Value::String(key.to_owned());
+                &key_value
+            }
             _ => match self.vars.get(first) {
-                Some(v) => v.clone(),
-                None => self.params.as_object()?.get(first)?.clone(),
+                Some(v) => v,
+                None => self.params.as_object()?.get(first)?,
             },
         };
         let mut cur = root;
         for seg in segments {
             cur = match cur {
-                Value::Object(mut m) => m.remove(seg)?,
-                Value::Array(mut a) => {
-                    let i: usize = seg.parse().ok()?;
-                    if i < a.len() {
-                        a.swap_remove(i)
-                    } else {
-                        return None;
-                    }
-                }
+                Value::Object(m) => m.get(seg)?,
+                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
                 _ => return None,
             };
         }
-        Some(cur)
+        Some(cur.clone())
     }
 }
 
@@ -201,7 +328,9 @@ pub(crate) fn interpolate_str(
         })
     };
     if let [Piece::Ref(name)] = parts.as_slice() {
-        return Ok(Node::from_json(&resolve(name)?, node.loc));
+        let value = resolve(name)?;
+        scope.budget.charge(value_cost(&value), node.loc)?;
+        return Ok(Node::from_json(&value, node.loc));
     }
     let mut out = String::with_capacity(text.len());
     for p in parts {
@@ -216,6 +345,7 @@ pub(crate) fn interpolate_str(
                         super::node::json_type_name(&value)
                     ))
                 })?;
+                scope.budget.charge((0, s.len()), node.loc)?;
                 out.push_str(&s);
             }
         }
@@ -304,6 +434,7 @@ mod tests {
             key: None,
             vars: vars.as_object().unwrap(),
             params: &params,
+            budget: &Budget::new(),
         };
         interpolate(&node(s), &scope, &"in stage `t`".into()).map(|n| n.to_json())
     }

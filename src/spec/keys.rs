@@ -7,23 +7,34 @@
 
 use serde_json::Value;
 
-/// Every dotted key of a params tree, maps and leaves alike, in file order.
+/// Text of dotted keys [`dotted_keys`] lists at most: they are candidates for a "did you mean",
+/// and each repeats its parents' names, so a long key above many children in a hostile file
+/// would otherwise multiply into gigabytes.
+const MAX_LISTED_BYTES: usize = 1 << 20;
+
+/// Every dotted key of a params tree, maps and leaves alike, in file order, as long as they
+/// fit in [`MAX_LISTED_BYTES`] (a key that does not is left out with its subtree).
 pub(crate) fn dotted_keys(params: &Value) -> Vec<String> {
-    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>, room: &mut usize) {
         if let Value::Object(m) = v {
             for (k, child) in m {
+                let len = prefix.len() + 1 + k.len();
+                if len > *room {
+                    continue; // with its subtree; shorter siblings may still fit
+                }
+                *room -= len;
                 let key = if prefix.is_empty() {
                     k.clone()
                 } else {
                     format!("{prefix}.{k}")
                 };
                 out.push(key.clone());
-                walk(child, &key, out);
+                walk(child, &key, out, room);
             }
         }
     }
     let mut out = Vec::new();
-    walk(params, "", &mut out);
+    walk(params, "", &mut out, &mut MAX_LISTED_BYTES.clone());
     out
 }
 
@@ -34,11 +45,18 @@ pub(crate) fn get_dotted<'v>(params: &'v Value, key: &str) -> Option<&'v Value> 
 }
 
 /// Up to three existing keys close to `key` (edit distance at most a third of its length,
-/// and at least 1), closest first. Cheap: params trees have tens of keys.
+/// and at least 1), closest first. Cheap: params trees have tens of keys, and a candidate
+/// whose length alone puts it too far is skipped before the quadratic distance, as is a key
+/// too long for anyone to have meant another (a hostile file's).
 pub(crate) fn suggestions(key: &str, candidates: &[String]) -> Vec<String> {
-    let limit = (key.chars().count() / 3).max(1);
+    let len = key.chars().count();
+    if len > 256 {
+        return Vec::new();
+    }
+    let limit = (len / 3).max(1);
     let mut scored: Vec<(usize, &String)> = candidates
         .iter()
+        .filter(|c| c.len() <= 4 * (len + limit) && c.chars().count().abs_diff(len) <= limit)
         .map(|c| (strsim::levenshtein(key, c), c))
         .filter(|(d, _)| *d <= limit)
         .collect();

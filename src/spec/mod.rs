@@ -6,8 +6,12 @@
 //! reported as `FILE:LINE:COL: message` (see [`SpecError`]).
 //!
 //! The passes, in order (the order is part of the meaning; see each module's doc):
+//! 0. [`load`]: at most [`MAX_FILE_BYTES`] read, and the text must be UTF-8 (a bad byte is
+//!    reported at its line and column).
 //! 1. [`node`]: YAML to a located tree (values by serde_norway, positions by [`marks`], which
-//!    reads libyaml's event stream: the same parser serde_norway uses, so both agree).
+//!    reads libyaml's event stream: the same parser serde_norway uses, so both agree). The
+//!    position pass runs first and bounds nesting, nodes and alias expansion, so that no
+//!    file, however hostile, costs more than a fraction of a second before it is refused.
 //! 2. Top-level schema: `vars`, `params`, `default_profile`, `profiles`, `stages`, and
 //!    [`executor`] (where stages run; never part of a fingerprint).
 //! 3. [`overlay`]: the profile (`--profile`, else `default_profile:`) deep-merged over `params:`,
@@ -63,14 +67,73 @@ const TOP_KEYS: &[&str] = &[
     "executor",
 ];
 
+/// The largest pipeline file read, in bytes (8 MiB). A hand-written pipeline is a few
+/// kilobytes and a generated 1,000-stage one about 100 KiB (the 10,000 stages allowed after
+/// fan-out, written out, about 1 MiB), so this only stops a wrong file (a dataset, a device,
+/// `/dev/zero`) or a hostile one before any of it is parsed. Every byte is copied a few times
+/// on the way to a [`Pipeline`]; at this size one long string costs about 0.4 s and 35 MB,
+/// inside the budget of a second and 100 MB that every bound here is sized for.
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+
 /// Reads and parses the pipeline file at `path`.
+///
+/// At most [`MAX_FILE_BYTES`] (plus one, to tell) are read, whatever the file is. Text that
+/// is not UTF-8 is reported at the first bad byte, with its line and column.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError {
-        file: path.to_path_buf(),
-        location: None,
-        kind: SpecErrorKind::Read { source },
-    })?;
+    let with_file = |mut e: SpecError| {
+        e.file = path.to_path_buf();
+        e
+    };
+    let bytes = read_bounded(path).map_err(with_file)?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| with_file(not_utf8(e.as_bytes(), e.utf8_error())))?;
     parse(&text, path, opts)
+}
+
+/// The file's bytes, or why not (unreadable, or over [`MAX_FILE_BYTES`]).
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, SpecError> {
+    use std::io::Read;
+    let read = |source| SpecError::nowhere(SpecErrorKind::Read { source });
+    let file = std::fs::File::open(path).map_err(read)?;
+    // A regular file's size says it all; `take` below covers the rest (pipes, devices).
+    let size = file.metadata().map_or(0, |m| m.len());
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn too_large() -> SpecError {
+    SpecError::nowhere(SpecErrorKind::FileTooLarge {
+        limit: MAX_FILE_BYTES,
+    })
+}
+
+/// A UTF-8 error at the first invalid byte, located by line and column (in characters).
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> SpecError {
+    let offset = e.valid_up_to();
+    // Valid up to `offset` by definition, so this cannot fail.
+    let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let loc = Location {
+        line: before.matches('\n').count() + 1,
+        col: before[line_start..].chars().count() + 1,
+    };
+    SpecError::at(
+        loc,
+        SpecErrorKind::NotUtf8 {
+            offset,
+            byte: bytes[offset],
+            utf16: bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]),
+        },
+    )
 }
 
 /// Parses pipeline text; `file` is only used in messages and [`Pipeline::file`].
@@ -84,7 +147,12 @@ fn parse_with(
     opts: &LoadOptions,
     builtins: &dyn Builtins,
 ) -> Result<Pipeline, SpecError> {
-    resolve(text, file, opts, builtins).map_err(|mut e| {
+    let resolved = if text.len() > MAX_FILE_BYTES {
+        Err(too_large())
+    } else {
+        resolve(text, file, opts, builtins)
+    };
+    resolved.map_err(|mut e| {
         e.file = file.to_path_buf();
         e
     })
@@ -273,11 +341,13 @@ fn expand_stages(
     builtins: &dyn Builtins,
     active: &Active,
 ) -> Result<Expanded, SpecError> {
+    let budget = interp::Budget::new();
     let base = Scope {
         item: None,
         key: None,
         vars,
         params,
+        budget: &budget,
     };
     let mut stages = Vec::with_capacity(entries.len());
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -297,6 +367,7 @@ fn expand_stages(
         let env = Env {
             vars,
             params,
+            budget: &budget,
             builtins,
             location: entry.key_loc,
         };

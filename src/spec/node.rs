@@ -14,6 +14,8 @@
 //! templates can share defaults the usual YAML way. Tags (`!foo`) and non-finite numbers have
 //! no meaning in a pipeline and are rejected.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Number, Value};
 
 use super::error::{SpecError, SpecErrorKind};
@@ -140,15 +142,20 @@ pub(crate) fn json_type_name(value: &Value) -> &'static str {
 }
 
 /// Parses `text` into a located tree. An empty document is `Null` at 1:1.
+///
+/// The position pass runs first: it is the one that enforces the bounds on nesting, nodes and
+/// alias expansion (see [`super::marks`]), so serde_norway only ever sees a file known to be
+/// cheap. A UTF-8 byte order mark at the start is skipped (editors on Windows write one);
+/// it is invisible, so columns on line 1 are counted without it.
 pub(crate) fn parse_located(text: &str) -> Result<Node, SpecError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let pos = super::marks::scan(text)?;
     let mut root: Node = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             // serde_norway reports a duplicate key where the map is being read, not at the
             // repeat; find the repeat in the position tree so the message points at it.
-            let dup = super::marks::positions(text)
-                .as_ref()
-                .and_then(first_duplicate_key);
+            let dup = pos.as_ref().and_then(first_duplicate_key);
             return Err(match dup {
                 Some((key, first, loc)) => {
                     SpecError::at(loc, SpecErrorKind::DuplicateKey { key, first })
@@ -157,7 +164,6 @@ pub(crate) fn parse_located(text: &str) -> Result<Node, SpecError> {
             });
         }
     };
-    let pos = super::marks::positions(text);
     locate(&mut root, pos.as_ref(), Location { line: 1, col: 1 })?;
     Ok(root)
 }
@@ -168,13 +174,15 @@ fn first_duplicate_key(pos: &PosNode) -> Option<(String, Location, Location)> {
         PosKind::Scalar(_) => None,
         PosKind::Seq(items) => items.iter().find_map(first_duplicate_key),
         PosKind::Map(entries) => {
-            for (i, (key, loc, _)) in entries.iter().enumerate() {
-                if let Some((_, first, _)) = entries[..i]
-                    .iter()
-                    .find(|(k, _, _)| k == key && !k.is_empty())
-                {
+            let mut seen: HashMap<&str, Location> = HashMap::with_capacity(entries.len());
+            for (key, loc, _) in entries.iter() {
+                if key.is_empty() {
+                    continue;
+                }
+                if let Some(first) = seen.get(key.as_str()) {
                     return Some((key.clone(), *first, *loc));
                 }
+                seen.insert(key.as_str(), *loc);
             }
             entries
                 .iter()
@@ -313,8 +321,21 @@ impl<'de> serde::de::Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries: Vec<Entry> = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        // Small maps (nearly all) are checked for a repeated key by a scan; past a few dozen
+        // entries a set keeps a map of many keys linear instead of quadratic.
+        let mut keys: Option<HashSet<String>> = None;
         while let Some(KeyText(key)) = map.next_key()? {
-            if entries.iter().any(|e| e.key == key) {
+            let repeated = match &mut keys {
+                Some(set) => !set.insert(key.clone()),
+                None if entries.len() < 32 => entries.iter().any(|e| e.key == key),
+                None => {
+                    let mut set: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+                    let repeated = !set.insert(key.clone());
+                    keys = Some(set);
+                    repeated
+                }
+            };
+            if repeated {
                 return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
             }
             let node = map.next_value()?;
@@ -408,8 +429,10 @@ fn apply_merge_keys(entries: Vec<Entry>) -> Result<Vec<Entry>, SpecError> {
             }
         }
     }
+    // A set, not a scan of `own` per merged entry: both can be large, and this stays linear.
+    let mut keys: HashSet<String> = own.iter().map(|e| e.key.clone()).collect();
     for m in merged {
-        if !own.iter().any(|e| e.key == m.key) {
+        if keys.insert(m.key.clone()) {
             own.push(m);
         }
     }

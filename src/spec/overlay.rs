@@ -36,16 +36,20 @@ fn merge(base: &mut Value, over: &Node, prefix: &str, profile: &str) -> Result<(
             },
         ));
     };
-    let all_keys: Vec<String> = dotted_keys(base)
-        .into_iter()
-        .map(|k| {
-            if prefix.is_empty() {
-                k
-            } else {
-                format!("{prefix}.{k}")
-            }
-        })
-        .collect();
+    // Only for the message, and only when there is one: listing every key at every level of
+    // a deep merge would cost the depth times the size of the tree.
+    let all_keys = |base: &Value| -> Vec<String> {
+        dotted_keys(base)
+            .into_iter()
+            .map(|k| {
+                if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                }
+            })
+            .collect()
+    };
     let Some(base_map) = base.as_object_mut() else {
         return Ok(());
     };
@@ -61,6 +65,7 @@ fn merge(base: &mut Value, over: &Node, prefix: &str, profile: &str) -> Result<(
             }
             Some(slot) => *slot = e.node.to_json(),
             None => {
+                let all_keys = all_keys(&Value::Object(base_map.clone()));
                 return Err(SpecError::at(
                     e.key_loc,
                     SpecErrorKind::UnknownParam {

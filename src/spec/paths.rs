@@ -3,7 +3,7 @@
 //! Every path the rest of the engine sees is in one canonical form, because paths are compared
 //! as strings (does dep `data/x` lie inside out `data`?) and enter fingerprints: `/`-separated,
 //! no `.` segments, `..` resolved lexically, no leading `./`, no trailing `/`, and never
-//! absolute or escaping the workspace. Lexical resolution (no filesystem access) is deliberate:
+//! absolute or escaping the workspace, and never holding a NUL. Lexical resolution (no filesystem access) is deliberate:
 //! the outs usually do not exist yet, and a symlink must not change a stage's identity.
 
 /// Why a path was refused.
@@ -13,10 +13,15 @@ pub(crate) enum PathProblem {
     Outside,
     /// Empty, or normalizes to the workspace root itself.
     Empty,
+    /// Holds a NUL character (a `"\0"` escape), which no file name can.
+    Nul,
 }
 
 /// Joins `path` onto the (already normalized) `wdir` and normalizes the result.
 pub(crate) fn normalize_in(wdir: &str, path: &str) -> Result<String, PathProblem> {
+    if path.contains('\0') {
+        return Err(PathProblem::Nul);
+    }
     if path.trim().is_empty() {
         return Err(PathProblem::Empty);
     }
@@ -79,6 +84,12 @@ mod tests {
         assert_eq!(normalize_in("", ""), Err(PathProblem::Empty));
         assert_eq!(normalize_in("", "./"), Err(PathProblem::Empty));
         assert_eq!(normalize_in("sub", ".."), Err(PathProblem::Empty));
+    }
+
+    #[test]
+    fn refuses_nul_characters() {
+        assert_eq!(normalize_in("", "data/a\0b"), Err(PathProblem::Nul));
+        assert_eq!(normalize_wdir("sub\0"), Err(PathProblem::Nul));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::error::{SpecError, SpecErrorKind};
 use super::fanout::Member;
-use super::interp::{interpolate, Scope};
+use super::interp::{interpolate, value_cost, Budget, Scope};
 use super::keys::{dotted_keys, get_dotted, suggestions};
 use super::model::{Action, Dep, Location, Out, Resources, Stage};
 use super::node::{Entry, Node, Val};
@@ -94,6 +94,8 @@ pub(crate) fn check_keys(body: &Node, stage: &str, in_do: bool) -> Result<(), Sp
 pub(crate) struct Env<'a> {
     pub vars: &'a serde_json::Map<String, Value>,
     pub params: &'a Value,
+    /// What expansion may still produce (see [`super::interp::Budget`]).
+    pub budget: &'a Budget,
     pub builtins: &'a dyn Builtins,
     /// Where the stage's key is written (`Stage.location`).
     pub location: Location,
@@ -106,6 +108,7 @@ pub(crate) fn build(member: &Member, env: &Env) -> Result<Stage, SpecError> {
         key: member.key.as_deref(),
         vars: env.vars,
         params: env.params,
+        budget: env.budget,
     };
     let body = interpolate(&member.body, &scope, &format!("in stage `{name}`").into())?;
     let b = Body { name, node: &body };
@@ -135,7 +138,7 @@ pub(crate) fn build(member: &Member, env: &Env) -> Result<Stage, SpecError> {
             outs.push(b.out(n, &wdir, metric)?);
         }
     }
-    let params = tracked_params(&b, env.params)?;
+    let params = tracked_params(&b, env)?;
     let env_vars = env_names(&b)?;
 
     Ok(Stage {
@@ -288,6 +291,11 @@ fn path_error(
             path: path.to_owned(),
             stage: stage.to_owned(),
         },
+        PathProblem::Nul => SpecErrorKind::NulCharacter {
+            what,
+            value: path.to_owned(),
+            stage: stage.to_owned(),
+        },
     };
     SpecError::at(loc, kind)
 }
@@ -327,7 +335,7 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
                     },
                 )
             };
-            let cmds = match &c.node.val {
+            let mut cmds = match &c.node.val {
                 Val::Str(s) => vec![s.clone()],
                 Val::Seq(items) => items
                     .iter()
@@ -347,6 +355,21 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
             };
             if cmds.is_empty() || cmds.iter().all(|s| s.trim().is_empty()) {
                 return Err(empty());
+            }
+            // `sh -c` takes the command as an argument, and no argument can hold a NUL.
+            if let Some(i) = cmds.iter().position(|s| s.contains('\0')) {
+                let at = match &c.node.val {
+                    Val::Seq(items) => items[i].loc,
+                    _ => c.node.loc,
+                };
+                return Err(SpecError::at(
+                    at,
+                    SpecErrorKind::NulCharacter {
+                        what: "cmd",
+                        value: cmds.swap_remove(i),
+                        stage: name.to_owned(),
+                    },
+                ));
             }
             Ok(Action::Cmd(cmds))
         }
@@ -378,7 +401,8 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
     }
 }
 
-fn tracked_params(b: &Body, params: &Value) -> Result<BTreeMap<String, Value>, SpecError> {
+fn tracked_params(b: &Body, env: &Env) -> Result<BTreeMap<String, Value>, SpecError> {
+    let params = env.params;
     let mut out = BTreeMap::new();
     for n in b.list(("params", "a list of dotted keys of the top-level `params:`"))? {
         let Some(key) = n.as_str() else {
@@ -402,6 +426,8 @@ fn tracked_params(b: &Body, params: &Value) -> Result<BTreeMap<String, Value>, S
                 },
             ));
         };
+        // Each member keeps its own copy of what it tracks.
+        env.budget.charge(value_cost(value), n.loc)?;
         out.insert(key.to_owned(), value.clone());
     }
     Ok(out)

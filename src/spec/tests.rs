@@ -1003,3 +1003,316 @@ fn profiles_key_restricts_a_stage_to_those_profiles() {
     );
     assert_eq!(bad.location.map(|l| (l.line, l.col)), Some((9, 16)));
 }
+
+// ---- hostile and broken files: bounded work, positioned errors (issue 19) ----
+
+/// A "billion laughs": `levels` anchors, each a list of ten aliases of the one before.
+pub(crate) fn laughs(levels: usize) -> String {
+    let mut text =
+        String::from("vars:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..levels {
+        let p = i - 1;
+        text.push_str(&format!(
+            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    text.push_str("stages: {}\n");
+    text
+}
+
+/// Parses `text` and checks that it fails fast with `kind`, returning the error.
+fn fails_fast(text: &str, is_kind: fn(&SpecErrorKind) -> bool) -> SpecError {
+    let start = std::time::Instant::now();
+    let e = err(text);
+    assert!(is_kind(&e.kind), "{e}");
+    // Generous: the bound is a fraction of a second even in a debug build.
+    assert!(
+        start.elapsed().as_secs() < 5,
+        "took {:?}: {e}",
+        start.elapsed()
+    );
+    e
+}
+
+#[test]
+fn alias_expansion_is_bounded_at_the_alias_that_goes_over() {
+    // Level 4 (10^4 scalars) is within every bound and parses. Level 5 is within the node
+    // bound but follows more aliases than serde_norway allows (100 per event of the file):
+    // that is reported too, at the alias that expands the most.
+    ok(&laughs(4));
+    let e = fails_fast(&laughs(5), |k| {
+        matches!(k, SpecErrorKind::TooManyAliases { ratio: 100 })
+    });
+    assert_eq!(at(&e), (6, 12));
+    for levels in [6, 7, 10, 30] {
+        let e = fails_fast(&laughs(levels), |k| {
+            matches!(k, SpecErrorKind::TooManyNodes { .. })
+        });
+        // An alias of level 6 (line 7), the first that would go over the node limit.
+        assert_eq!(e.location.map(|l| l.line), Some(7), "{e}");
+        assert!(e.to_string().starts_with("pipeline.yaml:7:"), "{e}");
+    }
+}
+
+#[test]
+fn nesting_is_bounded_before_the_parser_goes_quadratic() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = fails_fast(&deep, |k| {
+        matches!(k, SpecErrorKind::TooDeep { limit: 128 })
+    });
+    assert_eq!(at(&e), (1, 129));
+    let deep = format!("{}x\n", "- ".repeat(100_000));
+    let e = fails_fast(&deep, |k| matches!(k, SpecErrorKind::TooDeep { .. }));
+    assert_eq!(at(&e), (1, 257));
+    let deep = format!("{}{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+    fails_fast(&deep, |k| matches!(k, SpecErrorKind::TooDeep { .. }));
+    // 128 levels, the root map included, are allowed.
+    let ok_depth = format!(
+        "params:\n  p: {}1{}\n",
+        "[".repeat(127 - 1),
+        "]".repeat(127 - 1)
+    );
+    ok(&ok_depth);
+}
+
+#[test]
+fn an_alias_counts_at_the_depth_where_it_is_used() {
+    // The anchored value is 100 deep; used 40 levels down it would nest 141 deep.
+    let text = format!(
+        "vars:\n  deep: &d {}1{}\n  use: {}*d{}\n",
+        "[".repeat(100),
+        "]".repeat(100),
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::TooDeep { .. }));
+    assert_eq!(e.location.map(|l| l.line), Some(3));
+}
+
+#[test]
+fn node_count_and_expanded_text_are_bounded() {
+    // A flat list far over the node limit stops at the limit, not at the end.
+    let mut text = String::from("params:\n  l:\n");
+    for _ in 0..400_000 {
+        text.push_str("  - 1\n");
+    }
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::TooManyNodes { .. }));
+    // The root map, `params`, its map, `l` and the list are 5 values: item 199,996 goes over.
+    assert_eq!(e.location.map(|l| l.line), Some(2 + 199_996));
+    // A long string repeated through an alias: few nodes, much text.
+    let text = format!(
+        "vars:\n  s: &s {}\n  l: [{}]\n",
+        "x".repeat(1 << 20),
+        vec!["*s"; 40].join(", ")
+    );
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::TooMuchText { .. }));
+    assert_eq!(e.location.map(|l| l.line), Some(3));
+}
+
+#[test]
+fn the_file_size_is_bounded() {
+    let text = format!("# {}\nstages: {{}}\n", "x".repeat(MAX_FILE_BYTES));
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::FileTooLarge { .. }));
+    assert_eq!(e.location, None);
+    assert!(e.to_string().contains("8 MiB"), "{e}");
+}
+
+#[test]
+fn fan_out_and_interpolation_are_bounded() {
+    // Ten keys of ten values: 10^10 members, refused before any is built; so are 10,001.
+    // (10,000 members of a small body are fine: see `the_stage_count_is_bounded`.)
+    let axes: Vec<String> = (0..10)
+        .map(|k| format!("      k{k}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"))
+        .collect();
+    let text = format!(
+        "stages:\n  t:\n    cmd: echo\n    matrix:\n{}",
+        axes.concat()
+    );
+    let e = fails_fast(&text, |k| {
+        matches!(k, SpecErrorKind::TooManyStages { limit: 10_000 })
+    });
+    assert_eq!(at(&e), (4, 5));
+    let text = format!(
+        "vars:\n  a: [{}]\n  b: [1]\nstages:\n  t:\n    cmd: echo\n    matrix:\n      a: ${{a}}\n      b: ${{b}}\n",
+        vec!["1"; 10_001].join(", ")
+    );
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::TooManyStages { .. }));
+    assert_eq!(at(&e), (7, 5));
+    // A foreach of as many items is refused before its members are built.
+    let text = format!(
+        "stages:\n  t:\n    foreach: [{}]\n    do: {{cmd: echo}}\n",
+        vec!["1"; 10_001].join(", ")
+    );
+    let e = fails_fast(&text, |k| matches!(k, SpecErrorKind::TooManyStages { .. }));
+    assert_eq!(at(&e), (3, 5));
+    // 20,000 elements of a param whose value takes the whole budget, copied 2,000 times.
+    let text = format!(
+        "params:\n  big: [{}]\nstages:\n  t:\n    builtin: train-gan\n    with:\n      l: [{}]\n",
+        vec!["1"; 2000].join(", "),
+        vec!["\"${big}\""; 2000].join(", ")
+    );
+    let e = fails_fast(&text, |k| {
+        matches!(k, SpecErrorKind::TooMuchExpansion { .. })
+    });
+    assert_eq!(e.location.map(|l| l.line), Some(7));
+    // A long string inserted into a longer one, many times.
+    let text = format!(
+        "vars:\n  s: {}\nstages:\n  t:\n    cmd: echo {}\n",
+        "x".repeat(1 << 20),
+        "${s}".repeat(100)
+    );
+    fails_fast(&text, |k| {
+        matches!(k, SpecErrorKind::TooMuchExpansion { .. })
+    });
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_columns_ignore_it() {
+    let p = ok("\u{feff}stages:\n  a:\n    cmd: echo\n");
+    assert_eq!(p.stages.len(), 1);
+    let e = err("\u{feff}stages:\n  a:\n    cmdd: echo\n");
+    assert_eq!(at(&e), (3, 5));
+    let e = err("\u{feff}stages: {a: {cmdd: echo}}\n");
+    assert_eq!(at(&e), (1, 14));
+    let text = "\u{feff}stages: {a: {cmdd: echo}}\n";
+    assert!(
+        err(text).render(text).ends_with("\n  |              ^"),
+        "{}",
+        err(text).render(text)
+    );
+}
+
+#[test]
+fn a_second_document_is_reported_where_it_starts() {
+    let e = err("stages: {}\n---\nstages: {}\n");
+    assert!(matches!(e.kind, SpecErrorKind::Syntax { .. }), "{e}");
+    assert_eq!(at(&e), (2, 1));
+    assert!(e.to_string().contains("second yaml document"), "{e}");
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, b"stages:\n  a:\n    cmd: echo \xc3\xa9\xff\n").unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            SpecErrorKind::NotUtf8 {
+                offset: 29,
+                byte: 0xff,
+                utf16: false
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(at(&e), (3, 16));
+    assert!(
+        e.to_string().contains("not valid UTF-8 at byte offset 29"),
+        "{e}"
+    );
+    std::fs::write(&path, b"\xff\xfes\x00t\x00").unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(e.kind, SpecErrorKind::NotUtf8 { utf16: true, .. }),
+        "{e}"
+    );
+    assert_eq!(at(&e), (1, 1));
+}
+
+#[test]
+fn load_reads_no_more_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, vec![b'#'; MAX_FILE_BYTES + 10]).unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(e.kind, SpecErrorKind::FileTooLarge { .. }), "{e}");
+}
+
+#[test]
+fn nul_characters_are_refused_where_they_are_written() {
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        ("stages:\n  \"a\\0b\":\n    cmd: echo\n", (2, 3), "stage name `a\\0b` contains a NUL"),
+        (
+            "stages:\n  a:\n    cmd: echo\n    deps: [\"x\\0y\"]\n",
+            (4, 12),
+            "dep `x\\0y` in stage `a` contains a NUL character",
+        ),
+        (
+            "stages:\n  a:\n    cmd: echo\n    outs: [{path: \"x\\0\"}]\n",
+            (4, 19),
+            "out `x\\0` in stage `a`",
+        ),
+        (
+            "stages:\n  a:\n    cmd: echo\n    metrics: [\"m\\0.json\"]\n",
+            (4, 15),
+            "metric `m\\0.json` in stage `a`",
+        ),
+        (
+            "stages:\n  a:\n    cmd: echo\n    wdir: \"sub\\0\"\n",
+            (4, 11),
+            "wdir `sub\\0` in stage `a`",
+        ),
+        (
+            "stages:\n  a:\n    cmd: [echo, \"echo \\0\"]\n",
+            (3, 17),
+            "cmd `echo \\0` in stage `a` contains a NUL character (`\\0`), which no command can hold",
+        ),
+        (
+            "stages:\n  a:\n    foreach: [\"x\\0\"]\n    do: {cmd: echo}\n",
+            (3, 14),
+            "has a member part that contains a NUL",
+        ),
+        (
+            "vars:\n  d: \"data\\0\"\nstages:\n  a:\n    cmd: echo\n    deps: [\"${d}\"]\n",
+            (6, 12),
+            "dep `data\\0`",
+        ),
+    ];
+    for (text, pos, message) in cases {
+        let e = err(text);
+        assert_eq!(at(&e), *pos, "{e}");
+        assert!(
+            e.to_string().contains(message),
+            "expected `{message}` in {e}"
+        );
+        assert!(!e.to_string().contains('\0'), "a raw NUL in {e:?}");
+    }
+}
+
+#[test]
+fn the_stage_count_is_bounded_but_ten_thousand_fit() {
+    let ok_text = format!(
+        "stages:\n  t:\n    cmd: echo ${{item.a}} ${{item.b}}\n    matrix:\n      a: [{}]\n      b: [{}]\n",
+        (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+        (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    assert_eq!(ok(&ok_text).stages.len(), 10_000);
+    // One plain stage more is one too many.
+    let e = err(&format!("{ok_text}  u:\n    cmd: echo\n"));
+    assert!(matches!(e.kind, SpecErrorKind::TooManyStages { .. }), "{e}");
+    assert_eq!(at(&e), (8, 5));
+}
+
+#[test]
+fn did_you_mean_stays_cheap_on_long_keys_and_wide_params() {
+    // A 1 MiB key above 50,000 children, then a mistyped reference and a mistyped param: the
+    // hints must not list 50,000 copies of the long key, nor compare long texts pairwise.
+    let long = "k".repeat(1 << 20);
+    let children: String = (0..50_000).map(|i| format!("    c{i}: 1\n")).collect();
+    // (An explicit `? key` entry: an implicit key may not be longer than 1,024 characters.)
+    let base = format!("params:\n  ? {long}\n  :\n{children}  lr: 1\nstages:\n  a:\n");
+    let e = fails_fast(&format!("{base}    cmd: echo ${{lrr}}\n"), |k| {
+        matches!(k, SpecErrorKind::UnknownReference { .. })
+    });
+    let message: String = e.to_string().chars().take(300).collect();
+    assert!(message.contains("did you mean `${lr}`"), "{message}");
+    fails_fast(&format!("{base}    cmd: echo ${{{long}x}}\n"), |k| {
+        matches!(k, SpecErrorKind::UnknownReference { .. })
+    });
+    fails_fast(
+        &format!("{base}    cmd: echo\n    params: [{long}.c1x]\n"),
+        |k| matches!(k, SpecErrorKind::UnknownParam { .. }),
+    );
+}
