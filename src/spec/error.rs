@@ -199,6 +199,13 @@ pub enum SpecErrorKind {
         stage: String,
     },
 
+    #[error("out `{path}` of stage `{stage}` is {}; repro keeps its own state there, so no stage may write it: choose another path", reserved_what(reserved))]
+    ReservedOut {
+        path: String,
+        reserved: String,
+        stage: String,
+    },
+
     #[error("{what} `{path}` in stage `{stage}` is empty or the workspace root itself; name a file or directory inside the workspace")]
     EmptyPath {
         what: &'static str,
@@ -299,6 +306,14 @@ pub(crate) fn shown(s: &str) -> String {
             }
         })
         .collect()
+}
+
+fn reserved_what(reserved: &str) -> String {
+    match reserved {
+        ".repro" => "inside `.repro/` (the cache, the lock journal and staging)".into(),
+        crate::lockfile::LOCK_FILE => "`repro.lock`".into(),
+        file => format!("the pipeline file `{file}`"),
+    }
 }
 
 fn duplicate_origin(first: Location, same_template: bool) -> String {

@@ -236,6 +236,7 @@ fn resolve(
         defined: profiles.iter().map(|e| e.key.as_str()).collect(),
     };
     let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins, &active)?;
+    check_reserved_outs(&stages, file)?;
     let executor = get("executor").map(executor::parse).transpose()?;
 
     Ok(Pipeline {
@@ -246,6 +247,38 @@ fn resolve(
         groups,
         executor,
     })
+}
+
+/// Paths of the workspace that belong to repro, never to a stage: its state directory (the
+/// cache, the journal, staging, the project lock), `repro.lock`, and the pipeline file itself
+/// (whose directory is the workspace root, so its name is its workspace path). An out there
+/// would let a stage delete the cache, overwrite the pipeline, or stay stale forever.
+const RESERVED: [&str; 2] = [".repro", crate::lockfile::LOCK_FILE];
+
+fn check_reserved_outs(stages: &[Stage], file: &Path) -> Result<(), SpecError> {
+    let pipeline = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    for stage in stages {
+        for out in &stage.outs {
+            let hit = RESERVED
+                .iter()
+                .chain(std::iter::once(&pipeline))
+                .find(|r| crate::dag::is_within(&out.path, r));
+            if let Some(reserved) = hit {
+                return Err(SpecError::at(
+                    out.location,
+                    SpecErrorKind::ReservedOut {
+                        path: out.path.clone(),
+                        reserved: reserved.to_string(),
+                        stage: stage.name.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The profile to apply and, when it comes from `default_profile:`, where that is written.

@@ -348,3 +348,39 @@ fn a_nul_in_a_name_or_path_is_refused_before_anything_runs() {
         &["pipeline.yaml:2:3: stage name `a\\0` contains a NUL character"],
     );
 }
+
+#[test]
+fn outs_that_would_destroy_the_project_are_refused_before_anything_runs() {
+    for (out, what) in [
+        ("pipeline.yaml", "is the pipeline file `pipeline.yaml`"),
+        ("repro.lock", "is `repro.lock`"),
+        (".repro", "is inside `.repro/`"),
+        ("./.repro/lock-journal", "is inside `.repro/`"),
+    ] {
+        let p = Project::new(&format!(
+            "stages:\n  bad:\n    cmd: echo > ran.txt\n    outs: [\"{out}\"]\n"
+        ));
+        let got = p.repro(&["all"]);
+        assert_eq!(got.code, 2, "{out}: {got:?}");
+        assert!(got.stderr.contains("pipeline.yaml:4:12:"), "{out}: {got:?}");
+        assert!(got.stderr.contains(what), "{out}: {got:?}");
+        assert!(!p.exists("ran.txt"), "{out}: the stage ran");
+    }
+    // With `-f`, the pipeline file's own name is what is reserved.
+    let p = Project::new("stages: {}\n");
+    p.file(
+        "other.yaml",
+        "stages:\n  bad:\n    cmd: echo > other.yaml\n    outs: [other.yaml]\n",
+    );
+    let got = p.repro(&["-f", "other.yaml", "all"]);
+    assert_eq!(got.code, 2, "{got:?}");
+    assert!(
+        got.stderr.contains("the pipeline file `other.yaml`"),
+        "{got:?}"
+    );
+    // A path that only starts like a reserved one is fine.
+    let p = Project::new(
+        "stages:\n  ok:\n    cmd: echo > repro.lock.txt\n    outs: [repro.lock.txt]\n",
+    );
+    p.ok(&["all"]);
+}
