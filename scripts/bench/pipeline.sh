@@ -40,6 +40,8 @@ else
   cargo build --release --locked -q
   repro=${CARGO_TARGET_DIR:-$PWD/target}/release/repro
 fi
+# Above 10,000 stages a pipeline needs its size bounds raised explicitly (docs/pipeline-yaml.md#limits).
+export REPRO_SPEC_SCALE=$(( groups > 10000 ? (groups + 9999) / 10000 : 1 ))
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 noop_rounds=5

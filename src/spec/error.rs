@@ -251,8 +251,11 @@ pub enum SpecErrorKind {
     #[error("`executor` has no `kind`; add `kind: slurm` (or `kind: local`)")]
     ExecutorWithoutKind,
 
-    #[error("the pipeline file is larger than the limit of {}; check that this is the pipeline file, and keep data in files that stages read as deps", mib(*limit))]
+    #[error("the pipeline file is larger than the limit of {}; check that this is the pipeline file, and keep data in files that stages read as deps (a generated pipeline this large may raise every bound with `REPRO_SPEC_SCALE`)", mib(*limit))]
     FileTooLarge { limit: usize },
+
+    #[error("`{var}` must be a whole number from 1 to 1000 (the factor on every size bound of a pipeline), not `{value}`")]
+    BadScale { var: &'static str, value: String },
 
     #[error("not valid UTF-8 at byte offset {offset} (byte 0x{byte:02x}){}; save the file as UTF-8", if *utf16 { ", the file looks like UTF-16" } else { "" })]
     NotUtf8 {
@@ -275,7 +278,7 @@ pub enum SpecErrorKind {
     #[error("the file's text grows past {} once aliases are expanded, and this one goes over; look for an alias (`*name`) that repeats a long value many times", mib(*limit))]
     TooMuchText { limit: usize },
 
-    #[error("the pipeline has more than {limit} stages once `matrix:` and `foreach:` are expanded, and this one goes over; split the pipeline, or fan out over fewer values")]
+    #[error("the pipeline has more than {limit} stages once `matrix:` and `foreach:` are expanded, and this one goes over; split the pipeline, fan out over fewer values, or raise every bound with `REPRO_SPEC_SCALE`")]
     TooManyStages { limit: usize },
 
     #[error("fan-out (`matrix:`, `foreach:`) and `${{...}}` references expand the pipeline past {nodes} values or {} of text, and this one goes over; look for a fan-out with too many members or a reference that copies a large value many times", mib(*bytes))]

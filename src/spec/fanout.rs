@@ -21,9 +21,7 @@
 use serde_json::{Map, Value};
 
 use super::error::{SpecError, SpecErrorKind};
-use super::interp::{
-    interpolate, node_cost, scalar_text, Scope, MAX_EXPANDED_BYTES, MAX_EXPANDED_NODES,
-};
+use super::interp::{interpolate, node_cost, scalar_text, Scope};
 use super::model::Location;
 use super::node::{Entry, Node, Val};
 
@@ -278,8 +276,8 @@ fn expand_matrix(
         SpecError::at(
             m.key_loc,
             SpecErrorKind::TooMuchExpansion {
-                nodes: MAX_EXPANDED_NODES,
-                bytes: MAX_EXPANDED_BYTES,
+                nodes: super::limits().expanded_nodes,
+                bytes: super::limits().expanded_bytes,
             },
         )
     };

@@ -56,9 +56,9 @@ impl Budget {
     /// The budget of one pipeline: [`MAX_EXPANDED_NODES`] and [`MAX_EXPANDED_BYTES`].
     pub fn new() -> Budget {
         Budget {
-            nodes: Cell::new(MAX_EXPANDED_NODES),
-            bytes: Cell::new(MAX_EXPANDED_BYTES),
-            stages: Cell::new(MAX_STAGES),
+            nodes: Cell::new(super::limits().expanded_nodes),
+            bytes: Cell::new(super::limits().expanded_bytes),
+            stages: Cell::new(super::limits().stages),
         }
     }
 
@@ -72,7 +72,9 @@ impl Budget {
             }
             None => Err(SpecError::at(
                 loc,
-                SpecErrorKind::TooManyStages { limit: MAX_STAGES },
+                SpecErrorKind::TooManyStages {
+                    limit: super::limits().stages,
+                },
             )),
         }
     }
@@ -91,8 +93,8 @@ impl Budget {
             _ => Err(SpecError::at(
                 loc,
                 SpecErrorKind::TooMuchExpansion {
-                    nodes: MAX_EXPANDED_NODES,
-                    bytes: MAX_EXPANDED_BYTES,
+                    nodes: super::limits().expanded_nodes,
+                    bytes: super::limits().expanded_bytes,
                 },
             )),
         }
@@ -103,7 +105,7 @@ impl Budget {
 /// past the limits, so measuring a huge value costs no more than the budget it would exceed.
 pub(crate) fn value_cost(value: &Value) -> (usize, usize) {
     fn walk(v: &Value, acc: &mut (usize, usize)) {
-        if acc.0 > MAX_EXPANDED_NODES || acc.1 > MAX_EXPANDED_BYTES {
+        if acc.0 > super::limits().expanded_nodes || acc.1 > super::limits().expanded_bytes {
             return;
         }
         acc.0 += 1;
@@ -125,7 +127,7 @@ pub(crate) fn value_cost(value: &Value) -> (usize, usize) {
 /// [`value_cost`] of a located tree.
 pub(crate) fn node_cost(node: &Node) -> (usize, usize) {
     fn walk(n: &Node, acc: &mut (usize, usize)) {
-        if acc.0 > MAX_EXPANDED_NODES || acc.1 > MAX_EXPANDED_BYTES {
+        if acc.0 > super::limits().expanded_nodes || acc.1 > super::limits().expanded_bytes {
             return;
         }
         acc.0 += 1;

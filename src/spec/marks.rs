@@ -476,17 +476,20 @@ fn anchored(node: &PosNode, cost: Cost) -> Anchored {
 }
 
 fn check_nodes(total: usize, text_bytes: usize, loc: Location) -> Result<(), SpecError> {
-    if total > MAX_NODES {
+    let limits = super::limits();
+    if total > limits.nodes {
         return Err(SpecError::at(
             loc,
-            SpecErrorKind::TooManyNodes { limit: MAX_NODES },
+            SpecErrorKind::TooManyNodes {
+                limit: limits.nodes,
+            },
         ));
     }
-    if text_bytes > MAX_TEXT_BYTES {
+    if text_bytes > limits.text_bytes {
         return Err(SpecError::at(
             loc,
             SpecErrorKind::TooMuchText {
-                limit: MAX_TEXT_BYTES,
+                limit: limits.text_bytes,
             },
         ));
     }

@@ -67,13 +67,60 @@ const TOP_KEYS: &[&str] = &[
     "executor",
 ];
 
-/// The largest pipeline file read, in bytes (8 MiB). A hand-written pipeline is a few
-/// kilobytes and a generated 1,000-stage one about 100 KiB (the 10,000 stages allowed after
-/// fan-out, written out, about 1 MiB), so this only stops a wrong file (a dataset, a device,
-/// `/dev/zero`) or a hostile one before any of it is parsed. Every byte is copied a few times
-/// on the way to a [`Pipeline`]; at this size one long string costs about 0.4 s and 35 MB,
-/// inside the budget of a second and 100 MB that every bound here is sized for.
+/// The largest pipeline file read, in bytes (8 MiB, times [`SCALE_ENV`]). A hand-written
+/// pipeline is a few kilobytes and a generated 1,000-stage one about 100 KiB (the 10,000 stages
+/// allowed after fan-out, written out, about 2 MiB), so this only stops a wrong file (a
+/// dataset, a device, `/dev/zero`) or a hostile one before any of it is parsed. Every byte is
+/// copied a few times on the way to a [`Pipeline`]; at this size one long string costs about
+/// 0.4 s and 35 MB, inside the budget of a second and 100 MB that every bound here is sized for.
 pub const MAX_FILE_BYTES: usize = 8 << 20;
+
+/// The environment variable that multiplies every size bound of a pipeline (file size, values,
+/// text, expansion, stages; not nesting depth or the alias ratio, which no real pipeline comes
+/// near): a whole number from 1 to 1000. The defaults keep any file, hostile or not, under a
+/// second and 100 MB; a generated pipeline of 100,000 stages (about 20 MB written out) needs
+/// `REPRO_SPEC_SCALE=10`, and costs accordingly. Opting in is explicit, so a wrong or hostile
+/// file never gets the larger budget by accident.
+pub const SCALE_ENV: &str = "REPRO_SPEC_SCALE";
+
+/// The size bounds in force: the base limits of `marks` and `interp` times [`SCALE_ENV`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub file_bytes: usize,
+    pub nodes: usize,
+    pub text_bytes: usize,
+    pub expanded_nodes: usize,
+    pub expanded_bytes: usize,
+    pub stages: usize,
+}
+
+/// The scale factor from [`SCALE_ENV`], or why it is unusable.
+fn scale() -> Result<usize, String> {
+    static SCALE: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+    SCALE
+        .get_or_init(|| match std::env::var(SCALE_ENV) {
+            Err(_) => Ok(1),
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err(v),
+            },
+        })
+        .clone()
+}
+
+/// The bounds in force (the defaults where [`SCALE_ENV`] is unusable: [`load`] refuses to
+/// read anything then, saying why).
+pub(crate) fn limits() -> Limits {
+    let k = scale().unwrap_or(1);
+    Limits {
+        file_bytes: MAX_FILE_BYTES * k,
+        nodes: marks::MAX_NODES * k,
+        text_bytes: marks::MAX_TEXT_BYTES * k,
+        expanded_nodes: interp::MAX_EXPANDED_NODES * k,
+        expanded_bytes: interp::MAX_EXPANDED_BYTES * k,
+        stages: interp::MAX_STAGES * k,
+    }
+}
 
 /// Reads and parses the pipeline file at `path`.
 ///
@@ -84,6 +131,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
         e.file = path.to_path_buf();
         e
     };
+    if let Err(value) = scale() {
+        return Err(with_file(SpecError::nowhere(SpecErrorKind::BadScale {
+            var: SCALE_ENV,
+            value,
+        })));
+    }
     let bytes = read_bounded(path).map_err(with_file)?;
     let text =
         String::from_utf8(bytes).map_err(|e| with_file(not_utf8(e.as_bytes(), e.utf8_error())))?;
@@ -97,14 +150,15 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, SpecError> {
     let file = std::fs::File::open(path).map_err(read)?;
     // A regular file's size says it all; `take` below covers the rest (pipes, devices).
     let size = file.metadata().map_or(0, |m| m.len());
-    if size > MAX_FILE_BYTES as u64 {
+    let max = limits().file_bytes;
+    if size > max as u64 {
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(size as usize + 1);
-    file.take(MAX_FILE_BYTES as u64 + 1)
+    file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(read)?;
-    if bytes.len() > MAX_FILE_BYTES {
+    if bytes.len() > max {
         return Err(too_large());
     }
     Ok(bytes)
@@ -112,7 +166,7 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, SpecError> {
 
 fn too_large() -> SpecError {
     SpecError::nowhere(SpecErrorKind::FileTooLarge {
-        limit: MAX_FILE_BYTES,
+        limit: limits().file_bytes,
     })
 }
 
@@ -147,7 +201,7 @@ fn parse_with(
     opts: &LoadOptions,
     builtins: &dyn Builtins,
 ) -> Result<Pipeline, SpecError> {
-    let resolved = if text.len() > MAX_FILE_BYTES {
+    let resolved = if text.len() > limits().file_bytes {
         Err(too_large())
     } else {
         resolve(text, file, opts, builtins)

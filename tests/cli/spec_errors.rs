@@ -384,3 +384,34 @@ fn outs_that_would_destroy_the_project_are_refused_before_anything_runs() {
     );
     p.ok(&["all"]);
 }
+
+#[test]
+fn repro_spec_scale_raises_the_size_bounds_and_is_checked() {
+    // 10,001 stages: one over the default bound, accepted with a factor of 2.
+    let mut text = String::from("stages:\n");
+    for i in 0..10_001 {
+        text.push_str(&format!(
+            "  s{i}:\n    cmd: echo {i} > o{i}.txt\n    outs: [o{i}.txt]\n"
+        ));
+    }
+    let p = Project::new(&text);
+    let over = p.repro(&["status"]);
+    assert_eq!(over.code, 2, "{over:?}");
+    assert!(over.stderr.contains("more than 10000 stages"), "{over:?}");
+    let scaled = p
+        .command(&["dag"])
+        .env("REPRO_SPEC_SCALE", "2")
+        .output()
+        .unwrap();
+    assert!(scaled.status.success(), "{scaled:?}");
+    let bad = p
+        .command(&["status"])
+        .env("REPRO_SPEC_SCALE", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("`REPRO_SPEC_SCALE` must be a whole number"),
+        "{bad:?}"
+    );
+}
