@@ -318,3 +318,28 @@ fn the_init_spectrum_is_logged_and_logging_spectra_changes_nothing_else() {
         );
     }
 }
+
+#[test]
+fn dynamic_sr_is_plain_sn_until_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::ring_dataset(dir.path(), 256, 1);
+    let (sn, dynamic) = (dir.path().join("sn"), dir.path().join("dynamic"));
+    run(mlp_params(&data, &sn, json!("none"), json!({})));
+    run(mlp_params(
+        &data,
+        &dynamic,
+        json!({"mode": "dynamic", "every": 2, "start": 10}),
+        json!({}),
+    ));
+    // Spectra at 10 are taken after iteration 9, before SR's first call at iteration 10.
+    for f in ["spectra/0.csv", "spectra/10.csv"] {
+        assert!(
+            common::bytes(&sn.join(f)) == common::bytes(&dynamic.join(f)),
+            "`{f}` differs: dynamic SR ran before its start"
+        );
+    }
+    assert!(
+        common::bytes(&sn.join("spectra/20.csv")) != common::bytes(&dynamic.join("spectra/20.csv")),
+        "dynamic SR never ran after its start"
+    );
+}
