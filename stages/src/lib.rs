@@ -18,6 +18,7 @@ pub mod nn;
 #[cfg(feature = "report")]
 pub mod report;
 pub mod spectral;
+pub mod stats;
 pub mod torchfile;
 pub mod train;
 

@@ -66,6 +66,11 @@ fn singular_values_and_summaries_match_numpy() {
             sm.effective_rank,
             w["effective_rank"]
         );
+        // tail_mean is not in the fixture (it predates the summary): its definition applied to
+        // numpy's values, the sorted indices from floor(r/2) on, over sigma_1.
+        let tail = &s[s.len() / 2..];
+        let want = tail.iter().map(|x| x / s[0]).sum::<f64>() / tail.len() as f64;
+        assert!(close(sm.tail_mean, want, 1e-10), "{}", t.name);
     }
     let dtypes: Vec<&str> = got.tensors.iter().map(|t| t.dtype.as_str()).collect();
     for d in ["F16", "BF16", "F32", "F64"] {

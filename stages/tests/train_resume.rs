@@ -287,3 +287,59 @@ fn params_are_checked_by_name() {
     .unwrap();
     assert!(p.validate().unwrap_err().contains("sn"));
 }
+
+#[test]
+fn the_init_spectrum_is_logged_and_logging_spectra_changes_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::ring_dataset(dir.path(), 256, 1);
+    let (logged, silent) = (dir.path().join("logged"), dir.path().join("silent"));
+    let sr = json!({"mode": "dynamic", "every": 2});
+    run(mlp_params(&data, &logged, sr.clone(), json!({})));
+    run(mlp_params(&data, &silent, sr, json!({"spectra_every": 0})));
+    // Spectra at 0 (the init), every 10, and the end; only the end without an interval.
+    let names = |out: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(out.join("spectra"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&logged), ["0.csv", "10.csv", "20.csv", "24.csv"]);
+    assert_eq!(names(&silent), ["24.csv"]);
+    let init = std::fs::read_to_string(logged.join("spectra/0.csv")).unwrap();
+    assert!(init.starts_with("layer,name,index,sigma\n0,"), "{init}");
+    // Writing the spectra (the one at 0 included) moved no state: same checkpoint, same samples.
+    assert!(checkpoint(&logged) == checkpoint(&silent));
+    for f in ["samples/final.safetensors", "spectra/24.csv"] {
+        assert!(
+            common::bytes(&logged.join(f)) == common::bytes(&silent.join(f)),
+            "`{f}` differs"
+        );
+    }
+}
+
+#[test]
+fn dynamic_sr_is_plain_sn_until_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::ring_dataset(dir.path(), 256, 1);
+    let (sn, dynamic) = (dir.path().join("sn"), dir.path().join("dynamic"));
+    run(mlp_params(&data, &sn, json!("none"), json!({})));
+    run(mlp_params(
+        &data,
+        &dynamic,
+        json!({"mode": "dynamic", "every": 2, "start": 10}),
+        json!({}),
+    ));
+    // Spectra at 10 are taken after iteration 9, before SR's first call at iteration 10.
+    for f in ["spectra/0.csv", "spectra/10.csv"] {
+        assert!(
+            common::bytes(&sn.join(f)) == common::bytes(&dynamic.join(f)),
+            "`{f}` differs: dynamic SR ran before its start"
+        );
+    }
+    assert!(
+        common::bytes(&sn.join("spectra/20.csv")) != common::bytes(&dynamic.join("spectra/20.csv")),
+        "dynamic SR never ran after its start"
+    );
+}

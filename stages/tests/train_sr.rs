@@ -256,3 +256,52 @@ fn graph_mode_with_only_sigma_1_pinned_is_exactly_sn() {
     // ...while a real fraction changes the function, so the comparison above can fail.
     assert_ne!(d_outputs(None), d_outputs(Some(0.5)));
 }
+
+#[test]
+fn dynamic_sr_records_its_reference_at_start_and_leaves_the_weight_alone_before() {
+    use stages::nn::spectral_reg::{Regularizer, SrMode};
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let l = layer(&mut rng, &[10, 3, 3, 3]);
+    let mut sr = Regularizer::new(SrMode::Dynamic { every: 2, start: 4 });
+    for iteration in 0..7u64 {
+        // Training moves the weight between SR passes: shrink the tail a little each time.
+        let (u, mut s, v) =
+            linalg::thin_svd(&linalg::to_mat(l.weight().as_tensor()).unwrap(), "layer").unwrap();
+        for x in s.iter_mut().skip(1) {
+            *x *= 0.9;
+        }
+        let m = linalg::rebuild(&u, &s, &v);
+        l.weight()
+            .set(&linalg::from_mat(&m, l.weight().dims(), DType::F64, &Device::Cpu).unwrap())
+            .unwrap();
+        let before = to_vec(l.weight().as_tensor());
+        let pre = spectrum(l.weight().as_tensor());
+        sr.after_d_step(iteration, &[&l]).unwrap();
+        match iteration {
+            // Before `start`: plain SN, nothing recorded, nothing rebuilt.
+            0..=3 => {
+                assert!(sr.dynamic().reference("layer").is_none(), "at {iteration}");
+                assert_eq!(before, to_vec(l.weight().as_tensor()), "at {iteration}");
+            }
+            // Not a multiple of `every`: no pass, the reference of 4 stays.
+            5 => {
+                assert!(sr.dynamic().reference("layer").is_some());
+                assert_eq!(before, to_vec(l.weight().as_tensor()), "at {iteration}");
+            }
+            // At `start`: the reference is this spectrum, not the initialization's.
+            4 => {
+                let want: Vec<f64> = pre.iter().map(|x| x / pre[0]).collect();
+                assert_eq!(sr.dynamic().reference("layer").unwrap(), want.as_slice());
+                assert_eq!(before, to_vec(l.weight().as_tensor()));
+            }
+            // At 6: the shrunk tail is lifted back to the reference.
+            _ => {
+                let post = spectrum(l.weight().as_tensor());
+                let reference = sr.dynamic().reference("layer").unwrap();
+                for j in 0..post.len() {
+                    assert!((post[j] / post[0] - reference[j]).abs() < 1e-9, "index {j}");
+                }
+            }
+        }
+    }
+}

@@ -23,6 +23,13 @@
 //! - The static/dynamic schedule: after *each* D update of G-iterations `t >= start` with
 //!   `t % every == 0` (the code's `iteration % 5` checked inside the n_dis loop), so on average one
 //!   pass per G iteration, in bursts. Defaults `every = 5`, `start = 0` are the official code's.
+//! - Dynamic SR's `start` is the G-iteration at which it records its reference spectrum (its
+//!   first call, after that iteration's first D step); before it the run is plain SN. The default
+//!   0 records the random initialization, as a fresh run of the official code does; the official
+//!   ImageNet protocol instead resumes SR from a trained SN snapshot, which is `start: S` here
+//!   (the same run, plain SN up to `S`, then the reference). `start` must be a multiple of `every`
+//!   so the reference is taken at `start` exactly, and below `iterations` (checked with the
+//!   training params), otherwise SR would never run.
 
 use std::collections::BTreeMap;
 
@@ -68,7 +75,8 @@ pub enum SrMode {
         /// Run on G-iterations that are multiples of this.
         #[serde(default = "default_every")]
         every: u64,
-        /// First G-iteration at which SR may run.
+        /// The G-iteration at which the reference spectrum is recorded (a multiple of `every`);
+        /// plain SN before it.
         #[serde(default)]
         start: u64,
     },
@@ -89,6 +97,14 @@ impl SrMode {
         }
     }
 
+    /// The first G-iteration at which static or dynamic SR may run, if it has one.
+    pub fn start(&self) -> Option<u64> {
+        match self {
+            SrMode::Static { start, .. } | SrMode::Dynamic { start, .. } => Some(*start),
+            _ => None,
+        }
+    }
+
     /// Checks the numbers; the message names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
@@ -98,6 +114,11 @@ impl SrMode {
                 ))
             }
             SrMode::Dynamic { every: 0, .. } => Err("`sr.every` must be at least 1".to_string()),
+            SrMode::Dynamic { every, start } if !start.is_multiple_of(*every) => Err(format!(
+                "`sr.start` is {start}, not a multiple of `sr.every` ({every}); dynamic SR records its reference at `start`, so use {} or {}",
+                start - start % every,
+                start - start % every + every
+            )),
             SrMode::Graph { i } if !(0.0..=1.0).contains(i) => {
                 Err(format!("`sr.i` must be in [0, 1], got {i}"))
             }

@@ -20,7 +20,7 @@ use std::path::Path;
 use faer::Mat;
 use safetensors::{Dtype, SafeTensors};
 
-use super::summary::{summarize, Summary};
+use super::summary::{summarize, Summary, TAIL_FROM};
 use super::SpectralError;
 
 /// The threshold `repro spectrum` reports `share_above` for (the SR paper's 0.5).
@@ -37,7 +37,7 @@ pub struct TensorSpectrum {
     pub shape: Vec<usize>,
     /// All `min(rows, cols)` singular values, descending.
     pub singular_values: Vec<f64>,
-    /// Summaries with `share_above` at [`CHECKPOINT_THRESHOLD`].
+    /// Summaries with `share_above` at [`CHECKPOINT_THRESHOLD`] and the tail from [`TAIL_FROM`].
     pub summary: Summary,
 }
 
@@ -90,7 +90,7 @@ pub fn checkpoint_spectra(path: &Path) -> Result<CheckpointSpectra, SpectralErro
         out.tensors.push(TensorSpectrum {
             name: name.to_string(),
             dtype,
-            summary: summarize(&singular_values, CHECKPOINT_THRESHOLD),
+            summary: summarize(&singular_values, CHECKPOINT_THRESHOLD, TAIL_FROM),
             shape,
             singular_values,
         });

@@ -180,16 +180,18 @@ pub struct History {
 }
 
 impl History {
-    /// Adds the layers of the file `path` logged at `iteration`, summarized at `threshold`.
+    /// Adds the layers of the file `path` logged at `iteration`, summarized at `threshold` with
+    /// the tail from `tail` (see [`summarize`]).
     pub fn add(
         &mut self,
         iteration: u64,
         path: &Path,
         file: Vec<FileLayer>,
         threshold: f64,
+        tail: f64,
     ) -> Result<(), SpectralError> {
         for fl in file {
-            let summary = summarize(&fl.sigmas, threshold);
+            let summary = summarize(&fl.sigmas, threshold, tail);
             let h = self.layers.entry(fl.layer).or_insert_with(|| LayerHistory {
                 layer: fl.layer,
                 name: fl.name.clone(),
@@ -215,17 +217,25 @@ impl History {
     }
 }
 
-/// Reads every spectra file of `dir` into histories; `progress(done, total)` after each file.
+/// Reads every spectra file of `dir` into histories summarized at `threshold` and `tail`;
+/// `progress(done, total)` after each file.
 pub fn read_history(
     dir: &Path,
     threshold: f64,
+    tail: f64,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<LayerHistory>, SpectralError> {
     let files = spectra_files(dir)?;
     let mut history = History::default();
     for (k, (iteration, path)) in files.iter().enumerate() {
         let text = std::fs::read_to_string(path).map_err(|e| SpectralError::io("read", path, e))?;
-        history.add(*iteration, path, parse_spectra(&text, path)?, threshold)?;
+        history.add(
+            *iteration,
+            path,
+            parse_spectra(&text, path)?,
+            threshold,
+            tail,
+        )?;
         progress(k + 1, files.len());
     }
     Ok(history.into_layers())
@@ -286,8 +296,8 @@ mod tests {
         let mut h = History::default();
         let one = parse("layer,name,index,sigma\n0,a,0,1\n").unwrap();
         let two = parse("layer,name,index,sigma\n0,a,0,1\n0,a,1,1\n").unwrap();
-        h.add(0, Path::new("0.csv"), one, 0.5).unwrap();
-        let err = h.add(1, Path::new("1.csv"), two, 0.5).unwrap_err();
+        h.add(0, Path::new("0.csv"), one, 0.5, 0.5).unwrap();
+        let err = h.add(1, Path::new("1.csv"), two, 0.5, 0.5).unwrap_err();
         assert!(err.to_string().contains("layer 0"), "{err}");
     }
 }

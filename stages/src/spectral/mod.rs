@@ -6,10 +6,13 @@
 //! iteration where IS falls and FID rises. This module measures that and nothing else:
 //!
 //! - [`summary`]: what one spectrum is reduced to (share above a threshold, area under the
-//!   normalized spectrum, effective rank, sigma_1). The definitions live there and only there.
+//!   normalized spectrum, mean of its free tail, effective rank, sigma_1). The definitions live
+//!   there and only there.
 //! - [`history`]: reads `RUN/spectra/<iteration>.csv` (the training stage's format) into one
 //!   history of summaries per layer.
-//! - [`detect`]: the rule that names the iteration where collapse sets in, and the verdict.
+//! - [`detect`]: the rule that names the iteration where collapse sets in, and the verdict. It
+//!   judges the tail of the normalized spectrum, the part spectral regularization leaves free,
+//!   so it can flag SR runs as well as SN ones.
 //! - [`stage`]: the `spectral` builtin: params, and the `spectral.json` / `spectral.csv` it
 //!   writes, byte-identical for the same input.
 //! - [`checkpoint`]: singular values of every weight matrix in a safetensors file.
@@ -30,7 +33,7 @@ pub use checkpoint::{checkpoint_spectra, CheckpointSpectra, TensorSpectrum, CHEC
 pub use detect::{Detection, Detector};
 pub use history::{read_history, LayerHistory};
 pub use stage::BUILTIN;
-pub use summary::{summarize, Summary};
+pub use summary::{summarize, Summary, TAIL_FROM};
 
 /// Why a spectrum could not be read or computed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub enum SpectralError {
         line: usize,
         message: String,
     },
+    #[error("cannot read the run's training params `{path}`: {message}; is it the `params.json` a train-gan stage wrote?")]
+    RunParams { path: PathBuf, message: String },
     #[error("layer {layer} changes in `{path}`: it was {was}, now {now}; spectra from different models share a `spectra/` directory, rerun the training stage")]
     LayerChanged {
         path: PathBuf,

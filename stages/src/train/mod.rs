@@ -9,7 +9,8 @@
 //! not silently discarded work.
 //!
 //! When things are written, for completed G iteration `t`: a log row when `t % log_every == 0`,
-//! spectra when `t % spectra_every == 0`, samples when `t % sample_every == 0`, a checkpoint when
+//! spectra when `t % spectra_every == 0` (`t = 0` included: the initialization's spectrum, on a
+//! fresh start and when `spectra_every > 0`), samples when `t % sample_every == 0`, a checkpoint when
 //! `t % checkpoint_every == 0`; and all of them at the end (`t == iterations`), plus
 //! `samples/final.safetensors`. With `stop_after: k` the run checkpoints at `k` and returns.
 //! A NaN or infinite loss ends the stage with an error naming the iteration.
@@ -34,9 +35,13 @@ use params::TrainParams;
 use trainer::{HostData, Trainer};
 
 /// The registry entry.
+///
+/// Version 2 (was 1): `spectra/0.csv`, the spectrum at initialization, is written too. Every
+/// other output is bit-identical to version 1's for the same params (logging a spectrum changes
+/// no training state); the bump is because the run directory a stage key stands for changed.
 pub const BUILTIN: Builtin = Builtin {
     kind: "train-gan",
-    version: 1,
+    version: 2,
     summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
     run,
 };
@@ -159,6 +164,13 @@ pub fn train(
         DataShape::Images { .. } => 1.0,
     };
     let due = |t: u64, every: u64| every > 0 && t.is_multiple_of(every);
+    // The spectrum before any update (iteration 0 is a multiple of every interval): the random
+    // init that SR dynamic at `start: 0` records as its reference, and the baseline of every
+    // spectrum plot. Only on a fresh start: a resumed run has it from its first part. Computing
+    // it reads W and `u` without advancing `u` and draws nothing, so training is unchanged.
+    if trainer.iteration == 0 && due(0, params.spectra_every) {
+        outputs::write_spectra(&out.join("spectra"), 0, &trainer.sn_layers())?;
+    }
     let stop_at = params
         .stop_after
         .unwrap_or(params.iterations)

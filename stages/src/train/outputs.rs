@@ -5,12 +5,20 @@
 //! OUT/params.json              the stage's `with:` map as given (written by the builtin)
 //! OUT/log.csv                  iteration,loss_d,loss_g,lr,seconds_per_step
 //! OUT/spectra/<iter>.csv       layer,name,index,sigma: every singular value of every SN layer's
-//!                              normalized weight (the one the forward uses), descending
+//!                              normalized weight (the one the forward uses), descending;
+//!                              `0.csv` is the initialization
 //! OUT/samples/<iter>.safetensors, OUT/samples/final.safetensors
 //!                              `eval_samples` samples from a fixed z in the prepared format
 //!                              (images u8 NCHW from [-1, 1], points f32)
 //! OUT/samples/<iter>.png       an 8x8 grid of the first 64 images, or a scatter plot of points
 //! ```
+//!
+//! When a spectrum is taken relative to static/dynamic SR: at the end of G iteration `t`, i.e.
+//! after the last D step of iteration `t - 1` and its SR pass if that iteration was due
+//! (`(t - 1) % every == 0`). With `spectra_every` a multiple of SR's `every` (5 by default) it
+//! was not: the logged spectrum is the weight `every - 1` G iterations (`(every - 1) n_dis` D
+//! steps) after the last projection, just before the next, not the projected one. Graph SR's
+//! spectra include its `dW`, as the forward does.
 //!
 //! `layer` in the spectra files is the SR paper's numbering (SN layers sorted by name, from 0),
 //! so the CIFAR ResNet's `layer_9` is rows with `layer == 9`. Every file is written to a temp

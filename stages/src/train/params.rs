@@ -266,6 +266,12 @@ impl TrainParams {
         if self.stop_after == Some(0) {
             return Err("`stop_after` must be at least 1".into());
         }
+        if let Some(start) = self.sr.0.start().filter(|s| *s >= self.iterations) {
+            return Err(format!(
+                "`sr.start` is {start} but the run has {} iterations, so SR would never run; lower `sr.start` or use `sr: none`",
+                self.iterations
+            ));
+        }
         self.sr.0.validate()
     }
 }
@@ -297,5 +303,48 @@ mod tests {
         ));
         let err = sr(serde_json::json!("statik")).unwrap_err();
         assert!(err.contains("use none, static, dynamic or graph"), "{err}");
+    }
+
+    #[test]
+    fn dynamic_start_defaults_to_zero_and_is_checked() {
+        // The default keeps the reference at the first call, iteration 0.
+        assert_eq!(
+            sr(serde_json::json!("dynamic")).unwrap(),
+            SrMode::Dynamic { every: 5, start: 0 }
+        );
+        let ok = sr(serde_json::json!({"mode": "dynamic", "start": 5000})).unwrap();
+        assert_eq!(
+            ok,
+            SrMode::Dynamic {
+                every: 5,
+                start: 5000
+            }
+        );
+        assert_eq!(ok.validate(), Ok(()));
+        let err = sr(serde_json::json!({"mode": "dynamic", "start": 5003}))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("`sr.start`") && err.contains("5000 or 5005"),
+            "{err}"
+        );
+
+        let mut params: TrainParams = serde_json::from_value(serde_json::json!({
+            "dataset": "d.safetensors", "model": {"arch": "mlp", "hidden": 8, "layers": 2},
+            "optimizer": "D", "iterations": 100,
+            "sr": {"mode": "dynamic", "start": 100},
+        }))
+        .unwrap();
+        let err = params.validate().unwrap_err();
+        assert!(
+            err.contains("`sr.start` is 100") && err.contains("100 iterations"),
+            "{err}"
+        );
+        params.sr = SrParam(SrMode::Dynamic {
+            every: 5,
+            start: 95,
+        });
+        assert_eq!(params.validate(), Ok(()));
     }
 }
