@@ -229,16 +229,23 @@ mod tests {
         assert_eq!(LockFile::load(root).unwrap(), loaded);
     }
 
-    #[test]
-    fn a_torn_last_line_is_dropped_and_a_foreign_journal_ignored() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path();
+    /// The journal of a run on an empty lock that recorded stage `a` and was killed: its path
+    /// and bytes.
+    fn killed_after_one_entry(root: &Path) -> (PathBuf, Vec<u8>) {
         let mut j = Journal::start(root, &LockFile::default()).unwrap();
         j.append("a", &entry("a1"));
         j.flush().unwrap();
         std::mem::forget(j);
         let path = root.join(JOURNAL_FILE);
-        let mut text = std::fs::read(&path).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        (path, text)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_foreign_journal_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (path, mut text) = killed_after_one_entry(root);
         text.extend_from_slice(br#"{"stage":"b","entry":{"finger"#);
         std::fs::write(&path, &text).unwrap();
         assert_eq!(
@@ -260,12 +267,7 @@ mod tests {
     fn a_damaged_line_before_the_end_is_an_error() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        let mut j = Journal::start(root, &LockFile::default()).unwrap();
-        j.append("a", &entry("a1"));
-        j.flush().unwrap();
-        std::mem::forget(j);
-        let path = root.join(JOURNAL_FILE);
-        let mut text = std::fs::read(&path).unwrap();
+        let (path, mut text) = killed_after_one_entry(root);
         text.extend_from_slice(b"garbage\n{\"stage\":\"b\"}\n");
         std::fs::write(&path, &text).unwrap();
         let err = LockFile::load(root).unwrap_err().to_string();
