@@ -66,6 +66,8 @@ enum Route {
     Missing,
     /// Accept, read the request, never answer.
     Stall,
+    /// Announce this many bytes (or none) and stream zeros until the client hangs up.
+    Endless { announce: Option<u64> },
 }
 
 struct Server {
@@ -128,6 +130,20 @@ fn handle(
         }
         Route::Stall => {
             std::thread::sleep(Duration::from_secs(3));
+            return Ok(());
+        }
+        Route::Endless { announce } => {
+            let length = announce
+                .map(|n| format!("Content-Length: {n}\r\n"))
+                .unwrap_or_default();
+            stream.write_all(
+                format!("HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n").as_bytes(),
+            )?;
+            let zeros = vec![0u8; 1 << 16];
+            // Until the client hangs up (an error), or 1 GiB as a backstop.
+            for _ in 0..(1 << 14) {
+                stream.write_all(&zeros)?;
+            }
             return Ok(());
         }
         Route::Body(b) => (b, None),
@@ -719,4 +735,58 @@ fn an_archive_checksum_is_verified_before_anything_is_unpacked() {
     assert!(err.contains("raise `max_bytes:`"), "{err}");
     assert!(err.contains("path `"), "the error names the source: {err}");
     assert_clean(dir.path(), &["bomb.tar.gz"]);
+}
+
+#[test]
+fn a_mirror_that_sends_too_much_is_cut_off_and_the_next_source_is_used() {
+    let server = serve(vec![
+        ("/endless.tar.gz", Route::Endless { announce: None }),
+        (
+            "/liar.tar.gz",
+            Route::Endless {
+                announce: Some(1 << 30),
+            },
+        ),
+        ("/good.tar.gz", Route::Body(cifar_tarball())),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cifar");
+    let sources = vec![
+        Source::url(&format!("{}/endless.tar.gz", server.base)).member("cifar-10-batches-bin"),
+        Source::url(&format!("{}/liar.tar.gz", server.base)).member("cifar-10-batches-bin"),
+        Source::url(&format!("{}/good.tar.gz", server.base)).member("cifar-10-batches-bin"),
+    ];
+    let mut s = spec("cifar10", sources, Some(cifar_pin()), &out);
+    s.limits.max_bytes = 4 << 20;
+    let t = std::time::Instant::now();
+    let (r, lines) = run(&s);
+    let fetched = r.unwrap();
+    assert!(fetched.source.contains("good.tar.gz"), "{}", fetched.source);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let failures: Vec<_> = lines.iter().filter(|l| l.contains("failed")).collect();
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("the body goes on past 4.0 MiB") && l.contains("max_bytes")),
+        "{lines:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("the server announces 1.0 GiB")),
+        "{lines:?}"
+    );
+    // Each refusal is final: one request per bad URL.
+    let log = server.log.lock().unwrap().clone();
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("/endless")).count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("/liar")).count(),
+        1,
+        "{log:?}"
+    );
+    assert_same_tree(&out, &fixture("cifar/cifar-10-batches-bin"));
 }

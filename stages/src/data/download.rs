@@ -14,6 +14,12 @@
 //! - [`HttpOptions::timeout`] bounds one attempt (reqwest's blocking client has no separate
 //!   read timeout); with resume, a slow large download still completes across attempts.
 //!
+//! - a body is never larger than the caller's `max_bytes` (the fetch stage's bound on what a
+//!   source may write, the same one that bounds unpacking): a server that announces more is
+//!   refused before a byte is read, and one that streams past it (no length, or a lying one)
+//!   is cut off there and its bytes deleted, so a hostile or broken mirror cannot fill the disk.
+//!   Both are final for that URL: the caller moves on to the next source.
+//!
 //! Progress (bytes so far, total when known, rate) goes to the caller's callback at most four
 //! times a second. Integrity is not this module's job: the caller verifies the pin.
 
@@ -60,11 +66,13 @@ enum Attempt {
     Final(String),
 }
 
-/// Downloads `url` into `dest`, resuming from whatever `dest` already holds.
+/// Downloads `url` into `dest`, resuming from whatever `dest` already holds; a body larger than
+/// `max_bytes` is refused (see the module doc).
 pub fn download(
     url: &str,
     dest: &Path,
     opts: &HttpOptions,
+    max_bytes: u64,
     label: &str,
     progress: ProgressFn<'_>,
 ) -> Result<(), DataError> {
@@ -77,7 +85,7 @@ pub fn download(
     let mut failures = 0u32;
     loop {
         let before = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        let result = attempt(&client, url, dest, label, progress);
+        let result = attempt(&client, url, dest, max_bytes, label, progress);
         let after = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
         match result {
             Ok(()) => return Ok(()),
@@ -115,6 +123,7 @@ fn attempt(
     client: &reqwest::blocking::Client,
     url: &str,
     dest: &Path,
+    max_bytes: u64,
     label: &str,
     progress: ProgressFn<'_>,
 ) -> Result<(), Attempt> {
@@ -190,6 +199,17 @@ fn attempt(
         }
         s => return Err(Attempt::Final(format!("http {s}"))),
     };
+    let too_large = |what: String| {
+        Attempt::Final(format!(
+            "{what}, more than `max_bytes` ({}); raise `max_bytes` if this source is right",
+            human(max_bytes)
+        ))
+    };
+    if let Some(t) = total.filter(|&t| t > max_bytes) {
+        file.set_len(0)
+            .map_err(|e| io_final("cannot truncate", e))?;
+        return Err(too_large(format!("the server announces {}", human(t))));
+    }
     file.seek(SeekFrom::Start(start))
         .map_err(|e| io_final("cannot seek", e))?;
     let t0 = Instant::now();
@@ -207,6 +227,14 @@ fn attempt(
                 )));
             }
         };
+        if done + n as u64 > max_bytes {
+            file.set_len(0)
+                .map_err(|e| io_final("cannot truncate", e))?;
+            return Err(too_large(format!(
+                "the body goes on past {}",
+                human(max_bytes)
+            )));
+        }
         file.write_all(&buf[..n])
             .map_err(|e| io_final("cannot write", e))?;
         done += n as u64;

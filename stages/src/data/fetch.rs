@@ -423,6 +423,7 @@ fn acquire(
                     &url,
                     &file,
                     &spec.http,
+                    spec.limits.max_bytes,
                     &format!("{label} {out_name}"),
                     progress,
                 )
@@ -442,7 +443,14 @@ fn acquire(
             let dl = work.join("download");
             fs::create_dir_all(&dl).map_err(|e| DataError::io("create directory", &dl, e))?;
             let file = dl.join(&file_name);
-            download(&value, &file, &spec.http, label, progress)?;
+            download(
+                &value,
+                &file,
+                &spec.http,
+                spec.limits.max_bytes,
+                label,
+                progress,
+            )?;
             // Before unpacking: a wrong archive is never opened.
             checked = verify_download(source, &file)?;
             unpack_if_needed(source, &file, &raw, selects, &spec.limits)?
