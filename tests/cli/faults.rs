@@ -153,7 +153,12 @@ impl Lcg {
 fn random_kills_leave_a_workspace_identical_to_a_clean_run() {
     let (p, pids) = dag_project();
     let mut rng = Lcg(20261205);
-    for round in 0..20 {
+    // 20 in CI; `REPRO_FAULT_ROUNDS=50` for the full count.
+    let rounds: u32 = std::env::var("REPRO_FAULT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    for round in 0..rounds {
         let v = 1 + rng.next(3);
         let set = format!("v={v}");
         let mut child = command(&p, &pids, &["all", "--set", &set, "-j", "2"])
