@@ -202,7 +202,8 @@ pub enum SpecErrorKind {
     #[error("out `{path}` of stage `{stage}` is {}; repro keeps its own state there, so no stage may write it: choose another path", reserved_what(reserved))]
     ReservedOut {
         path: String,
-        reserved: String,
+        /// Boxed: every variant must stay small, `SpecError` travels in every `Result` here.
+        reserved: Box<str>,
         stage: String,
     },
 

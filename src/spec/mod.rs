@@ -325,7 +325,7 @@ fn check_reserved_outs(stages: &[Stage], file: &Path) -> Result<(), SpecError> {
                     out.location,
                     SpecErrorKind::ReservedOut {
                         path: out.path.clone(),
-                        reserved: reserved.to_string(),
+                        reserved: (*reserved).into(),
                         stage: stage.name.clone(),
                     },
                 ));
