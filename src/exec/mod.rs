@@ -106,6 +106,9 @@ enum Status {
 
 /// How long to wait after forwarding SIGINT before killing the stages.
 const GRACE: Duration = Duration::from_secs(10);
+/// Checked stale stages waiting for resources at most: enough that a stage needing what is
+/// taken (a GPU) does not keep the others waiting, few enough that memory stays flat.
+const LOOKAHEAD: usize = 256;
 /// Completions closer together than this share one flush of the lock journal.
 const LOCK_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -248,8 +251,10 @@ pub fn execute(
             }
         }
 
-        // Check every ready stage; fresh ones complete at once and may make more ready.
-        while !stop_launching {
+        // Check ready stages; fresh ones complete at once and may make more ready. Stale ones
+        // wait in `queued`, which is kept short: checking every ready stage up front held a
+        // job per stage in memory (hundreds of MB at 100,000 stages).
+        while !stop_launching && queued.len() < LOOKAHEAD {
             let Some((pos, id)) = ready.pop_first() else {
                 break;
             };

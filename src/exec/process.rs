@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -161,6 +161,9 @@ pub fn run(
 ) -> std::io::Result<Exit> {
     let (read_fd, write_fd) = pipe()?;
     let mut cmd = Command::new(spec.supervisor);
+    // No `pre_exec`: std then starts the supervisor with posix_spawn (vfork-like), whose cost
+    // does not grow with repro's memory, as a fork's page-table copy does on a long run. The
+    // progress pipe travels as the supervisor's stdin; it moves it to fd 3 for the stage.
     cmd.arg(supervise::SUBCOMMAND)
         .arg("--parent")
         .arg(std::process::id().to_string())
@@ -168,7 +171,8 @@ pub fn run(
         .arg(spec.program)
         .args(&spec.args)
         .current_dir(spec.cwd)
-        .stdin(Stdio::null())
+        .process_group(0)
+        .stdin(Stdio::from(write_fd))
         .stdout(Stdio::from(spec.log.try_clone()?))
         .stderr(Stdio::from(spec.log.try_clone()?))
         .env("REPRO_PROGRESS_FD", "3")
@@ -176,27 +180,10 @@ pub fn run(
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let child_fd = write_fd.as_raw_fd();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            supervise::prepare_child()?;
-            if child_fd == 3 {
-                // dup2 onto itself keeps close-on-exec: clear it by hand.
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(child_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let started = Instant::now();
     let child = cmd.spawn()?;
-    drop(write_fd);
+    // `cmd` still holds the pipe's write end: drop it, or the reader never sees EOF.
+    drop(cmd);
     let pid = child.id() as i32;
     running.insert(spec.stage, pid);
 

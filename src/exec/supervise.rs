@@ -13,12 +13,19 @@
 //!   SIGQUIT to that group (repro signals the supervisor's group, which holds only the
 //!   supervisor);
 //! - on [`KILL_NOW`] kills everything at once. `repro` sends it when its grace period is over or
-//!   on a second Ctrl-C, and the kernel sends it when `repro` dies, however it dies: `repro`
-//!   starts the supervisor with `PR_SET_PDEATHSIG = KILL_NOW`, and with these signals already
-//!   blocked, so there is no moment in which a signal finds the supervisor unprepared;
+//!   on a second Ctrl-C, and the kernel sends it when `repro` dies, however it dies: the
+//!   supervisor's first act is to block the signals it waits for and to set
+//!   `PR_SET_PDEATHSIG = KILL_NOW`, then to check that `repro` is still its parent. A signal
+//!   that arrives before that ends the supervisor by its default action, before the stage's
+//!   command has started: nothing is left behind either way;
 //! - when the command ends, kills whatever it left running (its group, then every remaining
 //!   descendant, until none is left), says so on stderr (the stage's log), and exits the way
 //!   the command did: the same exit code, or the same signal, so `repro` records the truth.
+//!
+//! `repro` starts the supervisor without a `pre_exec` hook, so std uses posix_spawn: its cost
+//! does not grow with repro's memory (a fork copies the page tables of a process that, on a
+//! 100,000-stage run, holds hundreds of MB). The progress pipe arrives as the supervisor's
+//! stdin, and the supervisor moves it to fd 3 (and /dev/null to stdin) for the stage.
 //!
 //! The peak RSS that `repro` reads from `wait4` covers the supervisor's waited-for descendants,
 //! so it still measures the stage. Everything here is plain syscalls on one thread: the
@@ -46,22 +53,6 @@ const WAITED: [libc::c_int; 6] = [
     KILL_NOW,
 ];
 
-/// Blocks the supervisor's signals and asks for [`KILL_NOW`] when the parent dies. Called by
-/// `repro` between `fork` and `exec` of the supervisor: async-signal-safe calls only.
-///
-/// # Safety
-/// Only to be called in a `pre_exec` hook.
-pub unsafe fn prepare_child() -> std::io::Result<()> {
-    let set = signal_set(&WAITED);
-    if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if libc::prctl(libc::PR_SET_PDEATHSIG, KILL_NOW as libc::c_ulong) != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The supervisor's main: runs `command` (program and arguments) and returns only when it
 /// cannot start it (exit code 127); otherwise exits the process as the command ended. `parent`
 /// is the pid of the `repro` that started it: when it is already gone, the command never starts.
@@ -73,10 +64,10 @@ pub fn run(parent: i32, command: &[OsString]) -> i32 {
     let set = signal_set(&WAITED);
     // SAFETY: plain syscalls on valid arguments.
     unsafe {
-        // Normally already blocked by `prepare_child`; blocking again makes the supervisor
-        // correct when started by hand.
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_PDEATHSIG, KILL_NOW as libc::c_ulong);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong);
+        // Checked after PDEATHSIG is set: a parent that died before would never send it.
         if libc::getppid() != parent {
             eprintln!("repro: the repro process that started this stage is gone; not starting it");
             return 137;
@@ -89,6 +80,17 @@ pub fn run(parent: i32, command: &[OsString]) -> i32 {
         cmd.pre_exec(|| {
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The progress pipe (our stdin) becomes the stage's fd 3; its stdin is /dev/null.
+            if libc::dup2(0, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            if null < 0 || libc::dup2(null, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if null != 0 {
+                libc::close(null);
             }
             let empty = signal_set(&[]);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
