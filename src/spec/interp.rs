@@ -101,48 +101,54 @@ impl Budget {
     }
 }
 
+/// The expansion limits in force, read once per measurement (not per value visited).
+fn cost_cap() -> (usize, usize) {
+    let l = super::limits();
+    (l.expanded_nodes, l.expanded_bytes)
+}
+
 /// What a JSON value costs when copied: (values, bytes of strings and keys). Stops counting
 /// past the limits, so measuring a huge value costs no more than the budget it would exceed.
 pub(crate) fn value_cost(value: &Value) -> (usize, usize) {
-    fn walk(v: &Value, acc: &mut (usize, usize)) {
-        if acc.0 > super::limits().expanded_nodes || acc.1 > super::limits().expanded_bytes {
+    fn walk(v: &Value, acc: &mut (usize, usize), max: (usize, usize)) {
+        if acc.0 > max.0 || acc.1 > max.1 {
             return;
         }
         acc.0 += 1;
         match v {
             Value::String(s) => acc.1 += s.len(),
-            Value::Array(items) => items.iter().for_each(|i| walk(i, acc)),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, acc, max)),
             Value::Object(m) => m.iter().for_each(|(k, v)| {
                 acc.1 += k.len();
-                walk(v, acc)
+                walk(v, acc, max)
             }),
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
     let mut acc = (0, 0);
-    walk(value, &mut acc);
+    walk(value, &mut acc, cost_cap());
     acc
 }
 
 /// [`value_cost`] of a located tree.
 pub(crate) fn node_cost(node: &Node) -> (usize, usize) {
-    fn walk(n: &Node, acc: &mut (usize, usize)) {
-        if acc.0 > super::limits().expanded_nodes || acc.1 > super::limits().expanded_bytes {
+    fn walk(n: &Node, acc: &mut (usize, usize), max: (usize, usize)) {
+        if acc.0 > max.0 || acc.1 > max.1 {
             return;
         }
         acc.0 += 1;
         match &n.val {
             Val::Str(s) => acc.1 += s.len(),
-            Val::Seq(items) => items.iter().for_each(|i| walk(i, acc)),
+            Val::Seq(items) => items.iter().for_each(|i| walk(i, acc, max)),
             Val::Map(entries) => entries.iter().for_each(|e| {
                 acc.1 += e.key.len();
-                walk(&e.node, acc)
+                walk(&e.node, acc, max)
             }),
             Val::Null | Val::Bool(_) | Val::Num(_) => {}
         }
     }
     let mut acc = (0, 0);
-    walk(node, &mut acc);
+    walk(node, &mut acc, cost_cap());
     acc
 }
 
