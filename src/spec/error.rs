@@ -369,7 +369,7 @@ fn reference_hint(reference: &str, suggestions: &[String], in_fanout: bool) -> S
 
 fn fanout_hint(in_fanout: bool) -> &'static str {
     if in_fanout {
-        " (fan-out members also see `item` and, for a `foreach` map, `key`)"
+        " (fan-out members also see `item` and, for a `foreach` map or a `matrix` map axis, `key`)"
     } else {
         ""
     }

@@ -6,6 +6,10 @@
 //!   varying slowest: `train@1-sn`, `train@1-sr`, `train@2-sn`, `train@2-sr`. Each part is the
 //!   value's text for a scalar, or `<key><index>` for a list or map value (`cfg0`). The member
 //!   sees `${item.seed}`, `${item.method}`.
+//! - A matrix axis may also be a map: `matrix: {sr: {none: none, warm: {mode: dynamic}}}` names
+//!   its part of the member by the map's key (`train@warm`) and gives the member the key as
+//!   `${key.sr}` and the value as `${item.sr}`, as `foreach:` over a map does. So a grid over
+//!   structured settings keeps readable member names.
 //! - `foreach: [a, b]` gives `eval@a`, `eval@b` with `${item}`; a list of non-scalars is named by
 //!   index (`eval@0`). `foreach: {x: ..., y: ...}` gives `eval@x`, `eval@y` with `${key}` and
 //!   `${item}`. The stage body sits under `do:`.
@@ -32,7 +36,9 @@ pub(crate) struct Member {
     /// The stage body (keys like `cmd`, `deps`), not yet interpolated.
     pub body: Node,
     pub item: Option<Value>,
-    pub key: Option<String>,
+    /// `${key}`: the `foreach` map key (a string), or per map axis of a `matrix` its key (an
+    /// object from axis name to key).
+    pub key: Option<Value>,
 }
 
 /// Keys a `foreach` stage may have (the body goes under `do:`; `profiles:` restricts the whole
@@ -147,7 +153,7 @@ fn expand_foreach(
 ) -> Result<Vec<Member>, SpecError> {
     let items = resolve(&f.node, base, name, "foreach")?;
     let body_cost = node_cost(body);
-    let member = |suffix: String, item: Value, key: Option<String>| -> Result<Member, SpecError> {
+    let member = |suffix: String, item: Value, key: Option<Value>| -> Result<Member, SpecError> {
         base.budget.charge(body_cost, f.key_loc)?;
         Ok(Member {
             name: member_name(name, &suffix, f.node.loc)?,
@@ -178,7 +184,13 @@ fn expand_foreach(
             .collect::<Result<Vec<_>, _>>()?,
         Val::Map(entries) => entries
             .iter()
-            .map(|e| member(e.key.clone(), e.node.to_json(), Some(e.key.clone())))
+            .map(|e| {
+                member(
+                    e.key.clone(),
+                    e.node.to_json(),
+                    Some(Value::String(e.key.clone())),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?,
         _ => {
             return Err(SpecError::at(
@@ -232,22 +244,40 @@ fn expand_matrix(
             },
         ));
     }
-    // Per axis: its key and (name part, value) per value.
-    let mut axes: Vec<(String, Vec<(String, Value)>)> = Vec::with_capacity(axes_nodes.len());
+    // Per axis: its key, whether it is a map axis, and (name part, value) per value.
+    let mut axes: Vec<(String, bool, Vec<(String, Value)>)> = Vec::with_capacity(axes_nodes.len());
     for axis in axes_nodes {
         let values = resolve(&axis.node, base, name, &format!("matrix.{}", axis.key))?;
-        let Val::Seq(list) = &values.val else {
-            return Err(SpecError::at(
-                values.loc,
-                SpecErrorKind::WrongType {
-                    what: format!("matrix.{}", axis.key).into(),
-                    context: format!("in stage `{name}`").into(),
-                    expected: "a list of values (or a `${...}` that yields one)",
-                    found: values.type_name(),
-                },
-            ));
+        let parts: Vec<(String, Value)> = match &values.val {
+            Val::Seq(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let v = n.to_json();
+                    let part = match &v {
+                        Value::Array(_) | Value::Object(_) => format!("{}{i}", axis.key),
+                        s => scalar_text(s).unwrap_or_default(),
+                    };
+                    (part, v)
+                })
+                .collect(),
+            Val::Map(entries) => entries
+                .iter()
+                .map(|e| (e.key.clone(), e.node.to_json()))
+                .collect(),
+            _ => {
+                return Err(SpecError::at(
+                    values.loc,
+                    SpecErrorKind::WrongType {
+                        what: format!("matrix.{}", axis.key).into(),
+                        context: format!("in stage `{name}`").into(),
+                        expected: "a list of values or a map of named values (or a `${...}` that yields one)",
+                        found: values.type_name(),
+                    },
+                ));
+            }
         };
-        if list.is_empty() {
+        if parts.is_empty() {
             return Err(SpecError::at(
                 values.loc,
                 SpecErrorKind::BadFanOut {
@@ -256,19 +286,7 @@ fn expand_matrix(
                 },
             ));
         }
-        let parts = list
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let v = n.to_json();
-                let part = match &v {
-                    Value::Array(_) | Value::Object(_) => format!("{}{i}", axis.key),
-                    s => scalar_text(s).unwrap_or_default(),
-                };
-                (part, v)
-            })
-            .collect();
-        axes.push((axis.key.clone(), parts));
+        axes.push((axis.key.clone(), matches!(values.val, Val::Map(_)), parts));
     }
     // The product is charged before anything is built: ten keys of ten values are 10^10
     // members, which must be refused, not allocated.
@@ -283,7 +301,7 @@ fn expand_matrix(
     };
     let total = axes
         .iter()
-        .try_fold(1usize, |acc, (_, v)| acc.checked_mul(v.len()))
+        .try_fold(1usize, |acc, (_, _, v)| acc.checked_mul(v.len()))
         .ok_or_else(too_many)?;
     base.budget.take_stages(total, m.key_loc)?;
     let (body_nodes, body_bytes) = node_cost(&body);
@@ -299,23 +317,27 @@ fn expand_matrix(
     let mut idx = vec![0usize; axes.len()];
     for _ in 0..total {
         let mut item = Map::with_capacity(axes.len());
+        let mut keys = Map::new();
         let mut parts = Vec::with_capacity(axes.len());
-        for (a, (key, values)) in axes.iter().enumerate() {
+        for (a, (key, is_map, values)) in axes.iter().enumerate() {
             let (part, v) = &values[idx[a]];
             parts.push(part.as_str());
             item.insert(key.clone(), v.clone());
+            if *is_map {
+                keys.insert(key.clone(), Value::String(part.clone()));
+            }
         }
         members.push(Member {
             name: member_name(name, &parts.join("-"), m.node.loc)?,
             group: Some(name.to_owned()),
             body: body.clone(),
             item: Some(Value::Object(item)),
-            key: None,
+            key: (!keys.is_empty()).then_some(Value::Object(keys)),
         });
         // Odometer: the last axis varies fastest.
         for a in (0..axes.len()).rev() {
             idx[a] += 1;
-            if idx[a] < axes[a].1.len() {
+            if idx[a] < axes[a].2.len() {
                 break;
             }
             idx[a] = 0;

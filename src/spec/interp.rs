@@ -157,8 +157,8 @@ pub(crate) fn node_cost(node: &Node) -> (usize, usize) {
 pub(crate) struct Scope<'a> {
     /// The fan-out member's `item`, if the stage is a member.
     pub item: Option<&'a Value>,
-    /// The `foreach` map key of the member, if any.
-    pub key: Option<&'a str>,
+    /// `${key}`: the `foreach` map key of the member, or its `matrix` map axes' keys.
+    pub key: Option<&'a Value>,
     pub vars: &'a Map<String, Value>,
     pub params: &'a Value,
     /// What expansion may still produce, for the whole pipeline.
@@ -190,8 +190,13 @@ impl<'a> Scope<'a> {
                     .map(|k| format!("item.{k}")),
             );
         }
-        if self.key.is_some() {
+        if let Some(key) = self.key {
             out.push("key".to_owned());
+            out.extend(
+                super::keys::dotted_keys(key)
+                    .into_iter()
+                    .map(|k| format!("key.{k}")),
+            );
         }
         out.extend(super::keys::dotted_keys(&Value::Object(self.vars.clone())));
         out.extend(super::keys::dotted_keys(self.params));
@@ -203,13 +208,9 @@ impl<'a> Scope<'a> {
     pub fn lookup(&self, reference: &str) -> Option<Value> {
         let mut segments = reference.split('.');
         let first = segments.next()?;
-        let key_value;
         let root: &Value = match (first, self.item, self.key) {
             ("item", Some(item), _) => item,
-            ("key", _, Some(key)) => {
-                key_value = Value::String(key.to_owned());
-                &key_value
-            }
+            ("key", _, Some(key)) => key,
             _ => match self.vars.get(first) {
                 Some(v) => v,
                 None => self.params.as_object()?.get(first)?,

@@ -105,7 +105,7 @@ pub(crate) fn build(member: &Member, env: &Env) -> Result<Stage, SpecError> {
     let name = member.name.as_str();
     let scope = Scope {
         item: member.item.as_ref(),
-        key: member.key.as_deref(),
+        key: member.key.as_ref(),
         vars: env.vars,
         params: env.params,
         budget: env.budget,

@@ -277,6 +277,27 @@ stages:
 }
 
 #[test]
+fn a_matrix_axis_may_be_a_map_named_by_its_keys() {
+    let p = ok(r#"
+stages:
+  t:
+    cmd: "run ${key.sr} ${item.sr.mode} ${item.seed}"
+    matrix:
+      sr: {sn: {mode: none}, warm: {mode: dynamic, start: 10}}
+      seed: [1, 2]
+"#);
+    assert_eq!(names(&p), ["t@sn-1", "t@sn-2", "t@warm-1", "t@warm-2"]);
+    assert_eq!(
+        stage(&p, "t@warm-2").action,
+        Action::Cmd(vec!["run warm dynamic 2".into()])
+    );
+    // A list axis has no key: `${key.seed}` is an unknown reference.
+    let e = err("stages:\n  t:\n    cmd: \"${key.seed}\"\n    matrix: {sr: {a: 1}, seed: [1]}\n")
+        .to_string();
+    assert!(e.contains("unknown reference `${key.seed}`"), "{e}");
+}
+
+#[test]
 fn matrix_and_foreach_may_come_from_a_reference() {
     let p = ok(r#"
 vars:

@@ -123,6 +123,7 @@ fn points_need_the_mlp_and_images_need_a_conv_net() {
     let mut r2 = ChaCha8Rng::seed_from_u64(0);
     let err = ModelConfig::Mlp {
         hidden: 4,
+        d_hidden: None,
         layers: 1,
     }
     .build(CIFAR, 4, SnConfig::SN, &mut gs, &mut ds, &mut r, &mut r2);

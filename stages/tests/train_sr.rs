@@ -210,6 +210,7 @@ fn graph_mode_subspace_step_tracks_a_moving_weight() {
 fn d_outputs(graph_i: Option<f64>) -> Vec<f64> {
     let cfg = ModelConfig::Mlp {
         hidden: 16,
+        d_hidden: None,
         layers: 2,
     };
     let mut gs = Store::new(&Device::Cpu, DType::F32);

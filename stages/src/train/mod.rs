@@ -10,7 +10,8 @@
 //!
 //! When things are written, for completed G iteration `t`: a log row when `t % log_every == 0`,
 //! spectra when `t % spectra_every == 0` (`t = 0` included: the initialization's spectrum, on a
-//! fresh start and when `spectra_every > 0`), samples when `t % sample_every == 0`, a checkpoint when
+//! fresh start and when `spectra_every > 0`), samples when `t % sample_every == 0` (`t = 0` too,
+//! likewise), a checkpoint when
 //! `t % checkpoint_every == 0`; and all of them at the end (`t == iterations`), plus
 //! `samples/final.safetensors`. With `stop_after: k` the run checkpoints at `k` and returns.
 //! A NaN or infinite loss ends the stage with an error naming the iteration.
@@ -39,9 +40,10 @@ use trainer::{HostData, Trainer};
 /// Version 2 (was 1): `spectra/0.csv`, the spectrum at initialization, is written too. Every
 /// other output is bit-identical to version 1's for the same params (logging a spectrum changes
 /// no training state); the bump is because the run directory a stage key stands for changed.
+/// Version 3: `samples/0.*`, the untrained G's samples, likewise; and the MLP's `d_hidden`.
 pub const BUILTIN: Builtin = Builtin {
     kind: "train-gan",
-    version: 2,
+    version: 3,
     summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
     run,
 };
@@ -170,6 +172,11 @@ pub fn train(
     // it reads W and `u` without advancing `u` and draws nothing, so training is unchanged.
     if trainer.iteration == 0 && due(0, params.spectra_every) {
         outputs::write_spectra(&out.join("spectra"), 0, &trainer.sn_layers())?;
+    }
+    // Likewise the samples of the untrained G (from the fixed evaluation z, which no training
+    // stream draws from): the first point of every mode-count curve.
+    if trainer.iteration == 0 && due(0, params.sample_every) {
+        write_samples(&trainer, params, 0, false, &data, extent)?;
     }
     let stop_at = params
         .stop_after

@@ -89,10 +89,14 @@ pub enum ModelConfig {
         #[serde(default = "d_64")]
         ch: usize,
     },
-    /// MLP with `layers` hidden layers of `hidden` units in each of G and D.
+    /// MLP with `layers` hidden layers: G's of `hidden` units, D's of `d_hidden` (default
+    /// `hidden`). A D narrower than G is the SR paper's setting for mode collapse (its groups
+    /// B/C: D width 64 or 32 against G 256).
     Mlp {
         #[serde(default = "d_128")]
         hidden: usize,
+        #[serde(default)]
+        d_hidden: Option<usize>,
         #[serde(default = "d_2")]
         layers: usize,
     },
@@ -165,9 +169,21 @@ impl ModelConfig {
                     d: Box::new(resnet::Discriminator::stl(db, *ch, channels)?),
                 })
             }
-            (ModelConfig::Mlp { hidden, layers }, DataShape::Points { dim }) => Ok(Gan {
+            (
+                ModelConfig::Mlp {
+                    hidden,
+                    d_hidden,
+                    layers,
+                },
+                DataShape::Points { dim },
+            ) => Ok(Gan {
                 g: Box::new(mlp::Generator::new(gb, z_dim, *hidden, *layers, dim)?),
-                d: Box::new(mlp::Discriminator::new(db, *hidden, *layers, dim)?),
+                d: Box::new(mlp::Discriminator::new(
+                    db,
+                    d_hidden.unwrap_or(*hidden),
+                    *layers,
+                    dim,
+                )?),
             }),
             (cfg, shape) => Err(NnError::Unsupported {
                 model: format!("{cfg:?}"),
