@@ -1,74 +1,70 @@
 #!/usr/bin/env python3
-"""Writes the quick profile's headline table (from reports/summary.csv) between the
-`quick-report` markers of README.md. Run after `repro all`; scripts/repro-all.sh calls it.
+"""Writes the quick profile's headline (from reports/verdict.json) between the `quick-report`
+markers of README.md. Run after `repro all`; scripts/repro-all.sh calls it.
 
-One row per setting: modes captured (toys, Stacked MNIST) or FID (MNIST), SN against each SR
-method, mean over seeds, and the spectral-collapse count. Numbers are copied, never computed
-here beyond formatting."""
-import csv
+The healthy-baseline gate, then per setting and method: seeds, healthy runs, runs that lost
+modes, runs whose D spectrum collapsed, final modes (mean and 95% interval) and the one-sided
+Mann-Whitney p of SR against SN; then the co-occurrence of spectral and mode collapse over the
+SN runs. Numbers are copied from the report's verdict, never computed here beyond formatting."""
+import json
 import pathlib
 import re
 import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
-summary = root / "reports" / "summary.csv"
+verdict_path = root / "reports" / "verdict.json"
 readme = root / "README.md"
-if not summary.exists():
-    sys.exit(f"readme-headline: no {summary.relative_to(root)}; run `repro all` first")
-
-rows = list(csv.DictReader(summary.open()))
-methods = []
-for r in rows:
-    if r["method"] not in methods:
-        methods.append(r["method"])
-by_setting = {}
-for r in rows:
-    by_setting.setdefault(r["setting"], {})[r["method"]] = r
+if not verdict_path.exists():
+    sys.exit(f"readme-headline: no {verdict_path.relative_to(root)}; run `repro all` first")
+v = json.loads(verdict_path.read_text())
 
 
-def cell(r):
-    if r is None:
-        return "–"
-    if r["modes_n"] not in ("", "0"):
-        value = f'{float(r["modes_mean"]):.1f}/{float(r["modes_total_mean"]):.0f} modes'
-    elif r["fid_n"] not in ("", "0"):
-        value = f'FID {float(r["fid_mean"]):.1f}'
-    else:
-        value = "–"
-    collapsed = f'{r["n_collapsed"]}/{r["n_spectral"]}' if r["n_spectral"] not in ("", "0") else "?"
-    return f"{value}, collapsed {collapsed}"
+def num(x, digits=2):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def interval(ci):
+    return "" if not ci else f" [{num(ci[0], 1)}, {num(ci[1], 1)}]"
 
 
 lines = [
-    "<!-- quick-report:start -->",
     "Headline of the published quick report ([reports/report.md](reports/report.md); written by",
-    "`scripts/readme-headline.py` from `reports/summary.csv`): per setting, mean over seeds of the",
-    "modes captured (ring, grid, Stacked MNIST) or the FID (MNIST, 128 samples), and how many runs'",
-    "discriminators the `spectral` stage saw collapse.",
+    "`scripts/readme-headline.py` from `reports/verdict.json`).",
     "",
-    "| setting | " + " | ".join(methods) + " |",
-    "|---|" + "---|" * len(methods),
 ]
-for setting, by_method in by_setting.items():
-    lines.append(f"| {setting} | " + " | ".join(cell(by_method.get(m)) for m in methods) + " |")
-# One figure: the normalized spectra of the first SN run whose D the detector saw collapse
-# (the SR paper's Fig. 1 view), else of the first run.
-runs = list(csv.DictReader((root / "reports" / "runs.csv").open()))
-pick = next((r for r in runs if r["method"] == "SN" and r["collapsed"] == "true"), runs[0] if runs else None)
-figure = pick and root / "reports" / "figures" / "spectra" / f'{pick["run"]}.png'
-if figure and figure.exists():
-    where = f' (collapse detected at iteration {pick["collapse_iteration"]})' if pick["collapsed"] == "true" else ""
+b = v.get("baseline")
+if b:
+    word = "PASSED" if b["passed"] else "FAILED"
+    lines.append(
+        f"Healthy-baseline gate {word}: {b['setting']}, SN: {b['healthy_seeds']}/{b['seeds']} seeds "
+        f"healthy, {num(b['modes_mean'], 1)} modes and {num(b['hq_mean'])} high-quality share on average."
+    )
+    lines.append("")
+lines += [
+    "| setting | method | seeds | healthy | lost modes | spectral collapse | final modes, mean [95% CI] | p (SR > SN) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+for s in v["settings"]:
+    p = s.get("p_sr_vs_sn", {})
+    for name, m in s["methods"].items():
+        lines.append(
+            f"| {s['setting']} | {name} | {m['seeds']} | {m['healthy']} | {m['mode_collapsed']} | "
+            f"{m['spectral_collapsed']} | {num(m['modes_mean'], 1)}{interval(m.get('modes_ci95'))} | "
+            f"{num(p.get(name), 3) if name in p else ''} |"
+        )
+c = v.get("cooccurrence")
+if c:
     lines += [
         "",
-        f'Normalized spectra of D\'s layer over training, run `{pick["run"]}`{where}:',
-        "",
-        f"![normalized singular values of {pick['run']}]({figure.relative_to(root)})",
+        f"Over all SN runs, spectral collapse x lost modes: both {c['both']}, spectral only "
+        f"{c['spectral_only']}, modes only {c['mode_only']}, neither {c['neither']} "
+        f"(Fisher's exact p = {num(c['fisher_p'], 3)}).",
     ]
-lines.append("<!-- quick-report:end -->")
-block = "\n".join(lines)
+block = "\n".join(lines) + "\n"
+
 text = readme.read_text()
-new, n = re.subn(r"<!-- quick-report:start -->.*?<!-- quick-report:end -->", block, text, flags=re.S)
-if n != 1:
+pattern = re.compile(r"(<!-- quick-report:start -->\n).*?(<!-- quick-report:end -->)", re.S)
+if not pattern.search(text):
     sys.exit("readme-headline: README.md has no quick-report markers")
-readme.write_text(new)
-print(f"readme-headline: {len(by_setting)} settings written to README.md")
+readme.write_text(pattern.sub(lambda m: m.group(1) + block + m.group(2), text))
+print(f"readme-headline: wrote {len(v['settings'])} settings into README.md")

@@ -5,7 +5,9 @@
 #
 # For repro, and for Snakemake in the same run (when N <= PEER_MAX): the first run from an empty
 # cache, the no-op run (median of 5; 3 above 20,000 stages), and the run after one input changed,
-# each with wall time, CPU time, peak RSS and the load the rest of the machine put on it. Every
+# each with wall time, CPU time, peak RSS and the load the rest of the machine put on it. "Own
+# CPU" is the tool's main process alone, without the processes it starts (the stages, and for
+# repro its per-stage `repro __supervise`, for Snakemake its job shells). Every
 # sample waits for a quiet machine first and is timed without interpreter start-up
 # (scripts/bench/quiet.py); a sample disturbed by another process is marked `DISTURBED` and the
 # ratios say so. Snakemake is installed into a venv (.bench/venv-snakemake) on first use.
@@ -90,12 +92,13 @@ def pick(tool, what):
         return None
     wall = statistics.median(r["wall_s"] for r in rs)
     cpu = statistics.median(r["user_s"] + r["sys_s"] for r in rs)
-    return {"wall": wall, "cpu": cpu, "rss": max(r["max_rss_kib"] for r in rs),
+    own = statistics.median(r["self_user_s"] + r["self_sys_s"] for r in rs)
+    return {"wall": wall, "cpu": cpu, "own": own, "rss": max(r["max_rss_kib"] for r in rs),
             "load": max(r["other_load"] for r in rs), "disturbed": any(r["disturbed"] for r in rs),
             "failed": any(r["exit"] != 0 for r in rs)}
 print()
-print(f"| {n} stages | first run | per stage | CPU | no-op | one change | peak RSS | max other load |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"| {n} stages | first run | per stage | CPU (all) | own CPU per stage | no-op | one change | peak RSS | max other load |")
+print("|---|---|---|---|---|---|---|---|---|")
 summary = {}
 for tool in ("repro", "snakemake"):
     f, o, c = pick(tool, "first"), pick(tool, "no-op"), pick(tool, "changed")
@@ -105,7 +108,7 @@ for tool in ("repro", "snakemake"):
     flag = " DISTURBED" if any(x["disturbed"] for x in (f, o, c)) else ""
     flag += " FAILED" if any(x["failed"] for x in (f, o, c)) else ""
     print(f"| {tool}{flag} | {f['wall']:.2f} s | {1000 * f['wall'] / n:.2f} ms | {f['cpu']:.1f} s "
-          f"| {o['wall']:.3f} s | {c['wall']:.3f} s | {max(f['rss'], o['rss'], c['rss']) / 1024:.0f} MiB "
+          f"| {1000 * f['own'] / n:.2f} ms | {o['wall']:.3f} s | {c['wall']:.3f} s | {max(f['rss'], o['rss'], c['rss']) / 1024:.0f} MiB "
           f"| {max(f['load'], o['load'], c['load']):.2f} |")
 if "snakemake" in summary:
     (fs, os_, cs), (fr, or_, cr) = summary["snakemake"], summary["repro"]

@@ -12,7 +12,9 @@ core than repro does, so a benchmark must not time anything while something else
       Waits as above, then runs CMD (stdout and stderr to /dev/null unless --show) and prints one
       JSON line: label, wall_s, user_s, sys_s, max_rss_kib (of CMD and its children), exit code,
       the load before, and `other_load`: the cores used during the run by everything but CMD
-      (machine busy time minus CMD's own CPU time). `disturbed` is true when other_load exceeded
+      (machine busy time minus CMD's own CPU time), and `self_user_s`/`self_sys_s`: the CPU time
+      of CMD's own process alone, without its children (the stages a pipeline tool runs), read
+      from /proc/PID/stat while it is a zombie. `disturbed` is true when other_load exceeded
       MAX_LOAD: such a round must not be quoted. The timer runs in this process around
       fork/exec/wait4, so no interpreter start-up is inside the timed region.
 """
@@ -53,6 +55,13 @@ def wait_quiet(max_load, window, timeout):
             sys.exit(3)
 
 
+def own_cpu(pid):
+    """(user, system) seconds of `pid` itself, children excluded (fields 14 and 15 of stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        after_comm = f.read().rsplit(")", 1)[1].split()
+    return int(after_comm[11]) / HZ, int(after_comm[12]) / HZ
+
+
 def run(cmd, show):
     b0, t0 = busy_jiffies(), time.monotonic()
     pid = os.fork()
@@ -65,6 +74,10 @@ def run(cmd, show):
             os.execvp(cmd[0], cmd)
         finally:
             os._exit(127)
+    # Wait for the exit without reaping, so /proc/PID/stat still holds the process's own CPU
+    # time (utime, stime) apart from its children's (cutime, cstime); then reap it.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    self_user, self_sys = own_cpu(pid)
     _, status, ru = os.wait4(pid, 0)
     t1, b1 = time.monotonic(), busy_jiffies()
     wall = t1 - t0
@@ -74,6 +87,8 @@ def run(cmd, show):
         "wall_s": round(wall, 4),
         "user_s": round(ru.ru_utime, 3),
         "sys_s": round(ru.ru_stime, 3),
+        "self_user_s": round(self_user, 3),
+        "self_sys_s": round(self_sys, 3),
         "max_rss_kib": ru.ru_maxrss,
         "exit": os.waitstatus_to_exitcode(status),
         "other_load": round(other, 3),
