@@ -49,6 +49,7 @@ pub mod inputs;
 pub mod markdown;
 pub mod paper;
 pub mod tables;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,12 @@ pub enum ReportError {
     Table(String),
     #[error("drawing a figure failed: {0}")]
     Figure(String),
+    #[error("the verdict's statistics failed for {what}: {source}")]
+    Stats {
+        what: String,
+        #[source]
+        source: crate::stats::StatsError,
+    },
 }
 
 /// One explicitly listed run.
@@ -142,6 +149,9 @@ pub struct ReportParams {
     pub figures: bool,
     #[serde(default = "d_out")]
     pub out: PathBuf,
+    /// The verdict's thresholds and the healthy-baseline gate (see [`verdict`]).
+    #[serde(default)]
+    pub verdict: verdict::VerdictParams,
 }
 
 /// The latest record of one pipeline stage, for the stage-run table.
