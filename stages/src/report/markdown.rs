@@ -568,7 +568,10 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
     if t.deltas.height() == 0 {
         out.push_str("No setting has both SN and SR runs.\n\n");
     } else {
-        out.push_str("SR mean − SN mean of the same setting (percentage of |SN mean|).\n\n");
+        out.push_str(
+            "SR mean − SN mean of the same setting; the percentage of |SN mean| only where both \
+             arms have more than 3 values (none on fewer seeds).\n\n",
+        );
         deltas_table(&mut out, &t.deltas, metrics)?;
         out.push_str("\nCSV: [deltas.csv](deltas.csv)\n\n");
     }
