@@ -33,6 +33,7 @@ fn full_params() -> ReportParams {
         "run_records": "run_records.json",
         "paper": true,
         "out": "unused",
+        "verdict": {"baseline": {"model.d_hidden": 128}},
     }))
 }
 
@@ -61,10 +62,11 @@ fn report_matches_snapshots() {
     let mut snapshots = vec![("files.txt".to_string(), listing)];
     for name in [
         "report.md",
+        "verdict.json",
+        "dag.mmd",
         "runs.csv",
         "summary.csv",
         "deltas.csv",
-        "verdicts.csv",
         "stages.csv",
     ] {
         snapshots.push((name.to_string(), text(&files, name)));
@@ -122,7 +124,10 @@ fn a_missing_metrics_file_is_reported_as_missing() {
     );
     // The run is still in the runs table, with no metric values.
     assert!(
-        md.contains("| ring-srd-1 | ring · mlp hidden=64 layers=2 · batch 64 | SR dynamic | 1 |")
+        md.contains(
+            "| ring-srd-1 | ring · mlp hidden=64 layers=2 · batch 64 · iterations=300 | SR dynamic | 1 |"
+        ),
+        "{md}"
     );
     // A directory without params.json is not a run.
     assert!(!md.contains("notes"));
@@ -149,13 +154,140 @@ fn the_mode_counters_accuracy_is_stated_against_the_target() {
     );
 }
 
+/// The verdict opens the report and is worded from the statistics, whatever they say.
 #[test]
-fn verdicts_follow_the_counts() {
-    let v = text(&report(&full_params()), "verdicts.csv");
-    assert!(v.contains(
-        "SN collapsed (2/2); SR static (0.5) avoided it (0/2); SR dynamic avoided it (0/1)"
-    ));
-    assert!(v.contains("SN collapsed (1/1); SR graph (0.5): unknown (no spectral analysis)"));
+fn the_verdict_comes_first_and_states_the_statistics() {
+    let files = report(&full_params());
+    let md = text(&files, "report.md");
+    let verdict_at = md.find("## Verdict").expect("a verdict section");
+    let first_section = md.find("\n## ").expect("a section");
+    assert_eq!(
+        verdict_at,
+        first_section + 1,
+        "the verdict is the first section"
+    );
+    // The gate: the control (wide D) is healthy in 2 of its 3 seeds (one ends with a
+    // high-quality share of 0.4), and 2 = ceil(2/3 x 3) is enough.
+    assert!(
+        md.contains("**Healthy-baseline gate: PASS.** SN in `ring · mlp d_hidden=128 hidden=128 layers=2 · batch 64 · iterations=3000`: 2/3 seeds healthy (final modes ≥ 7 of 8 and high-quality share ≥ 0.5); the gate needs 2 (⌈2/3 × 3⌉)"),
+        "{md}"
+    );
+    // Narrow D: SN lost modes in 3/4 seeds, SR static in 0/4; with 4 seeds per arm and ties
+    // the test does not reach 0.05, and the report says so instead of claiming a difference.
+    let narrow = md
+        .lines()
+        .find(|l| l.starts_with("- **ring · mlp d_hidden=32"))
+        .expect("a headline for narrow D");
+    assert!(
+        narrow.contains("SN lost modes (final < 7 of 8) in 3/4 seeds, SR static (0.5) in 0/4 (no significant difference in final modes: one-sided Mann–Whitney p = "),
+        "{narrow}"
+    );
+    assert!(
+        narrow.contains("spectral collapse came within 500 iterations of the largest mode drop in 2/2 SN runs with both (0 spectral collapse only, 1 lost modes only, of 4)"),
+        "{narrow}"
+    );
+    let section = &md[verdict_at..md.find("## Comparison").expect("the details")];
+    assert!(
+        !section.contains("avoid"),
+        "no verdict by construction: {section}"
+    );
+    assert!(
+        md.contains("Not judged (no mode metrics): `cifar10"),
+        "{md}"
+    );
+    // The DAG is its own file, linked, not inlined.
+    assert!(!md.contains("```mermaid"));
+    assert!(md.contains("[dag.mmd](dag.mmd)"));
+    assert!(text(&files, "dag.mmd").starts_with("flowchart TD\n"));
+    assert!(!files.contains_key(Path::new("verdicts.csv")));
+
+    let v: serde_json::Value =
+        serde_json::from_str(&text(&files, "verdict.json")).expect("verdict.json parses");
+    assert_eq!(v["baseline"]["seeds"], 3);
+    assert_eq!(v["baseline"]["healthy_seeds"], 2);
+    assert_eq!(v["baseline"]["passed"], true);
+    let narrow = v["settings"]
+        .as_array()
+        .expect("settings")
+        .iter()
+        .find(|s| {
+            s["setting"]
+                .as_str()
+                .is_some_and(|s| s.contains("d_hidden=32"))
+        })
+        .expect("narrow setting");
+    assert_eq!(narrow["methods"]["SN"]["mode_collapsed"], 3);
+    assert_eq!(narrow["methods"]["SN"]["spectral_collapsed"], 2);
+    let p = narrow["p_sr_vs_sn"]["SR static (0.5)"]
+        .as_f64()
+        .expect("a p-value");
+    // scipy.stats.mannwhitneyu([8, 8, 8, 7], [3, 5, 8, 5], alternative="greater",
+    // method="asymptotic"): not below 0.05, so "no significant difference".
+    assert!((p - 0.06077397817469042).abs() < 1e-9, "{p}");
+    let run = v["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["name"] == "toy-ring-d32-none-s1")
+        .expect("run row");
+    assert_eq!(run["mode_drop_iteration"], 2000);
+    assert_eq!(run["spectral_iteration"], 1750);
+    // The recovered spectrum: a first fall, no collapse.
+    let run = v["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["name"] == "toy-ring-d32-none-s3")
+        .expect("run row");
+    assert_eq!(run["spectral_iteration"], 1500);
+    assert_eq!(run["spectral_collapsed"], false);
+}
+
+#[test]
+fn a_baseline_selector_that_matches_nothing_is_a_params_error() {
+    let mut p = full_params();
+    p.verdict = params(
+        serde_json::json!({"runs_root": "runs", "verdict": {"baseline": {"model.d_hidden": 64}}}),
+    )
+    .verdict;
+    match generate(&p, &fixtures(), &|_, _, _| {}) {
+        Err(ReportError::Params(m)) => {
+            assert!(
+                m.contains("`verdict.baseline` (model.d_hidden: 64) matches no setting"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a params error, got {:?}", other.map(|f| f.len())),
+    }
+}
+
+/// No percentage beside a delta whose arms have 3 or fewer seeds; the absolute delta stays.
+#[test]
+fn no_percentage_deltas_on_three_seeds_or_fewer() {
+    let files = report(&full_params());
+    let deltas = text(&files, "deltas.csv");
+    let md = text(&files, "report.md");
+    let table =
+        &md[md.find("## SN → SR deltas").expect("deltas")..md.find("## Runs").expect("runs")];
+    // Every fixture arm has at most 4 seeds, and only the narrow-D modes have 4 on both sides.
+    let narrow = table
+        .lines()
+        .find(|l| l.contains("d_hidden=32"))
+        .expect("narrow row");
+    assert!(
+        narrow.contains("(+"),
+        "4 vs 4 seeds: a percentage: {narrow}"
+    );
+    let wide = table
+        .lines()
+        .find(|l| l.contains("d_hidden=128"))
+        .expect("wide row");
+    assert!(!wide.contains('%'), "3 vs 3 seeds: no percentage: {wide}");
+    assert!(deltas
+        .lines()
+        .next()
+        .expect("header")
+        .contains("modes_delta_pct"));
 }
 
 #[test]

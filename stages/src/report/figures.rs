@@ -11,8 +11,13 @@
 //!   leading value is 1), against their index. Not squared (that is the SN paper's Fig. 3
 //!   convention, which we do not use). At most [`MAX_SPECTRA_CURVES`] iterations are drawn,
 //!   evenly spaced over the logged ones, always including the first and the last.
-//! - **Curves over training**: one line per run, coloured by method, for every metric that the
-//!   setting's runs have at numbered iterations (the `final` row has no iteration and is left out).
+//! - **Curves over training**: one figure per setting and metric that the setting's runs have at
+//!   numbered iterations (the `final` row has no iteration and is left out). Per method, the mean
+//!   over the seeds that logged each iteration, with a shaded **min–max band** over those seeds
+//!   (min–max, not a t-interval: it shows every seed's extent, and stays honest on 2–3 seeds).
+//!   Along the bottom, one small marker per run and event, in the method's colour: a triangle at
+//!   the run's largest mode drop, a cross at its first sharp spectral fall (both as
+//!   [`super::verdict`] defines them). Mode counts get integer ticks.
 //! - **Sample grids** are the training run's own `samples/*.png`, copied as they are (the newest:
 //!   `final.png`, else the highest iteration).
 
@@ -58,20 +63,74 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A line chart.
+/// A shaded band between two curves (drawn under the lines).
 #[derive(Debug, Clone)]
+pub struct Band {
+    pub color: RGBColor,
+    /// `(x, low, high)`, by x.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// What an [`Event`] marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A run's largest mode drop (triangle).
+    ModeDrop,
+    /// A run's first sharp spectral fall (cross).
+    SpectralFall,
+}
+
+/// One run's event, marked at its iteration along the bottom of the chart.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub x: f64,
+    pub kind: EventKind,
+    pub color: RGBColor,
+}
+
+/// A line chart.
+#[derive(Debug, Clone, Default)]
 pub struct Chart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    pub bands: Vec<Band>,
+    pub events: Vec<Event>,
+    /// Ticks only at integers (counts: modes, the index of a singular value).
+    pub integer_x: bool,
+    pub integer_y: bool,
+    /// Leave room above the data for the legend, so it covers no curve.
+    pub legend_room: bool,
+}
+
+/// At most this many tick labels per axis.
+const MAX_TICKS: usize = 10;
+
+/// How many tick labels an integer axis over `(lo, hi)` asks for: no more than the integers in
+/// it, so plotters' 1-2-5 steps never go below 1.
+fn integer_ticks(lo: f64, hi: f64) -> usize {
+    let n = (hi.floor() - lo.ceil()).max(0.0) as usize + 1;
+    n.clamp(2, MAX_TICKS)
+}
+
+fn integer_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{:.0}", v.round())
+    } else {
+        String::new()
+    }
 }
 
 impl Chart {
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let pts = self.series.iter().flat_map(|s| s.points.iter().copied());
+        let band_pts = self
+            .bands
+            .iter()
+            .flat_map(|b| b.points.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
+        for (x, y) in pts.chain(band_pts) {
             x0 = x0.min(x);
             x1 = x1.max(x);
             y0 = y0.min(y);
@@ -90,29 +149,85 @@ impl Chart {
             }
         };
         let (x0, x1) = if x1 > x0 { (x0, x1) } else { pad(x0, x1) };
-        ((x0, x1), pad(y0.min(if y0 >= 0.0 { 0.0 } else { y0 }), y1))
+        let (y0, y1) = pad(y0.min(if y0 >= 0.0 { 0.0 } else { y0 }), y1);
+        // Room below the data for the event markers.
+        let y0 = if self.events.is_empty() {
+            y0
+        } else {
+            y0 - 0.12 * (y1 - y0)
+        };
+        // Room above it for the legend: its entries take about 17 px each of a plot area about
+        // 350 px high, so the top fraction `f` of the range is left free.
+        let y1 = if self.legend_room {
+            let entries = self.series.iter().filter(|s| s.legend.is_some()).count()
+                + [EventKind::ModeDrop, EventKind::SpectralFall]
+                    .iter()
+                    .filter(|k| self.events.iter().any(|e| e.kind == **k))
+                    .count();
+            let f = ((entries * 17 + 14) as f64 / 350.0).min(0.45);
+            y1 + f / (1.0 - f) * (y1 - y0)
+        } else {
+            y1
+        };
+        ((x0, x1), (y0, y1))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let ((x0, x1), (y0, y1)) = self.ranges();
+        // A long setting label in the title shrinks the font (about 0.55 em a character) so the
+        // title fits the figure's width, down to 11 px.
+        let chars = self.title.chars().count().max(1) as f64;
+        let title_px = (f64::from(SIZE.0 - 24) / (0.55 * chars)).clamp(11.0, 18.0) as u32;
         let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FAMILY, 18))
+            .caption(&self.title, (FAMILY, title_px))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .label_style((FAMILY, 12))
             .axis_desc_style((FAMILY, 14))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| err(&e))?;
+            .light_line_style(WHITE);
+        if self.integer_x {
+            mesh.x_labels(integer_ticks(x0, x1))
+                .x_label_formatter(&integer_label);
+        }
+        // Counts: no tick labels below the data's floor (the strip of event markers under a
+        // count that is never negative gets no "-1").
+        let data_floor = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(self.bands.iter().flat_map(|b| b.points.iter().map(|p| p.1)))
+            .fold(0.0f64, f64::min)
+            .floor();
+        let count_label = move |v: &f64| {
+            if *v < data_floor - 1e-9 {
+                String::new()
+            } else {
+                integer_label(v)
+            }
+        };
+        if self.integer_y {
+            mesh.y_labels(integer_ticks(y0, y1))
+                .y_label_formatter(&count_label);
+        }
+        mesh.draw().map_err(|e| err(&e))?;
+        for b in &self.bands {
+            let mut outline: Vec<(f64, f64)> = b.points.iter().map(|p| (p.0, p.2)).collect();
+            outline.extend(b.points.iter().rev().map(|p| (p.0, p.1)));
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    b.color.mix(0.18).filled(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
         let mut any_legend = false;
         for s in &self.series {
             let color = s.color;
@@ -130,6 +245,52 @@ impl Chart {
                     .draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled())))
                     .map_err(|e| err(&e))?;
             }
+        }
+        // Events in two rows along the bottom: spectral falls below, mode drops above.
+        let span = y1 - y0;
+        for (kind, row, legend) in [
+            (
+                EventKind::SpectralFall,
+                0.035,
+                "first spectral fall (one mark per run)",
+            ),
+            (
+                EventKind::ModeDrop,
+                0.08,
+                "largest mode drop (one mark per run)",
+            ),
+        ] {
+            let at: Vec<(f64, RGBColor)> = self
+                .events
+                .iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| (e.x, e.color))
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let y = y0 + row * span;
+            let drawn = match kind {
+                EventKind::SpectralFall => chart.draw_series(
+                    at.iter()
+                        .map(|&(x, c)| Cross::new((x, y), 4, c.stroke_width(2))),
+                ),
+                EventKind::ModeDrop => chart.draw_series(
+                    at.iter()
+                        .map(|&(x, c)| TriangleMarker::new((x, y), 5, c.filled())),
+                ),
+            }
+            .map_err(|e| err(&e))?;
+            any_legend = true;
+            let drawn = drawn.label(legend);
+            match kind {
+                EventKind::SpectralFall => drawn.legend(|(x, y)| {
+                    EmptyElement::at((x + 9, y)) + Cross::new((0, 0), 4, BLACK.stroke_width(2))
+                }),
+                EventKind::ModeDrop => drawn.legend(|(x, y)| {
+                    EmptyElement::at((x + 9, y)) + TriangleMarker::new((0, 0), 5, BLACK.filled())
+                }),
+            };
         }
         if any_legend {
             chart
@@ -339,10 +500,16 @@ pub fn spectra_chart(run: &Run, layer: u64, layer_name: &str, spectra: &[Spectru
         x_label: "index of singular value".into(),
         y_label: "σ / σ₁".into(),
         series,
+        integer_x: true,
+        ..Chart::default()
     }
 }
 
-/// One curve chart per metric for the runs of one setting (`runs` all share the setting).
+/// One method's values of one metric: by iteration, the seeds' values; and how many runs.
+type MethodCurves = (BTreeMap<u64, Vec<f64>>, u64);
+
+/// One curve chart per metric for the runs of one setting (`runs` all share the setting): per
+/// method the mean over seeds and a min–max band, with every run's events (see the module docs).
 pub fn curve_charts(
     setting: &str,
     runs: &[&Run],
@@ -350,29 +517,76 @@ pub fn curve_charts(
 ) -> Vec<(String, Chart)> {
     let mut charts = Vec::new();
     for (metric, heading) in metrics {
-        let mut series = Vec::new();
-        let mut seen_methods = Vec::new();
+        // (method rank, label) -> iteration -> the seeds' values; and the runs with any.
+        let mut by_method: BTreeMap<(u32, String), MethodCurves> = BTreeMap::new();
+        let mut events = Vec::new();
         for run in runs {
-            let points: Vec<(f64, f64)> = run
+            let points: Vec<(u64, f64)> = run
                 .metrics
                 .iter()
-                .filter_map(|r| Some((r.iteration? as f64, r.values.get(metric).copied()??)))
+                .filter_map(|r| Some((r.iteration?, r.values.get(metric).copied()??)))
                 .collect();
             if points.is_empty() {
                 continue;
             }
-            let label = run.method.label();
-            let legend = (!seen_methods.contains(&label)).then(|| label.clone());
-            seen_methods.push(label);
-            series.push(Series {
-                legend,
-                color: method_color(run.method.rank()),
-                points,
-            });
+            let color = method_color(run.method.rank());
+            let entry = by_method
+                .entry((run.method.rank(), run.method.label()))
+                .or_default();
+            entry.1 += 1;
+            for (it, v) in points {
+                entry.0.entry(it).or_default().push(v);
+            }
+            if let Some((it, _)) = super::verdict::run_mode_drop(run) {
+                events.push(Event {
+                    x: it as f64,
+                    kind: EventKind::ModeDrop,
+                    color,
+                });
+            }
+            if let Some(it) = super::verdict::spectral_iteration(run) {
+                events.push(Event {
+                    x: it as f64,
+                    kind: EventKind::SpectralFall,
+                    color,
+                });
+            }
         }
-        if series.is_empty() {
+        if by_method.is_empty() {
             continue;
         }
+        let mut series = Vec::new();
+        let mut bands = Vec::new();
+        for ((rank, label), (by_iter, n_runs)) in &by_method {
+            let color = method_color(*rank);
+            let mut mean = Vec::new();
+            let mut band = Vec::new();
+            for (it, values) in by_iter {
+                let x = *it as f64;
+                let m = values.iter().sum::<f64>() / values.len() as f64;
+                let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                mean.push((x, m));
+                band.push((x, lo, hi));
+            }
+            let legend = if *n_runs == 1 {
+                format!("{label} (1 run)")
+            } else {
+                format!("{label}: mean of {n_runs} runs, min–max band")
+            };
+            series.push(Series {
+                legend: Some(legend),
+                color,
+                points: mean,
+            });
+            if *n_runs > 1 {
+                bands.push(Band {
+                    color,
+                    points: band,
+                });
+            }
+        }
+        events.sort_by(|a, b| a.x.total_cmp(&b.x));
         charts.push((
             (*metric).to_string(),
             Chart {
@@ -380,6 +594,11 @@ pub fn curve_charts(
                 x_label: "iteration".into(),
                 y_label: (*heading).into(),
                 series,
+                bands,
+                events,
+                integer_x: true,
+                integer_y: *metric == "modes",
+                legend_room: true,
             },
         ));
     }

@@ -1,12 +1,16 @@
-//! The Markdown report: the verdict setting by setting, the comparison tables, the runs, what
-//! is missing, the papers' numbers, the figures, the pipeline DAG and the stage runs.
+//! The Markdown report, laid out so that a researcher reads the result in one screen: the
+//! verdict first (the healthy-baseline gate, one headline per setting, a compact verdict table
+//! and the spectral x mode co-occurrence table, all from [`super::verdict`]), then the details
+//! (comparison tables, runs, missing inputs, the papers' numbers, figures, a link to the
+//! pipeline's DAG, stage runs).
 //!
 //! Decisions that must not change silently:
-//! - **The verdict is worded from the counts, whatever they are.** For each setting: how many SN
-//!   seeds collapsed spectrally, and for each SR method how many of its seeds did; SR "avoided"
-//!   collapse when SN collapsed in at least one seed and that SR method in none, "reduced" it
-//!   when its share is lower, and "did not avoid" it otherwise. No spectral analysis means
-//!   "unknown", never "no collapse".
+//! - **One verdict.** Every sentence that judges SR against SN comes from [`super::verdict`];
+//!   this module only lays it out. The spectral-collapse counts in the tables below are counts,
+//!   not a verdict. (Version 2's rule, "SR avoided collapse when SN collapsed in some seed and SR
+//!   in none", is gone: it was true by construction for SR and rested on n = 3.)
+//! - **No percentage deltas on few seeds**: the deltas table shows a percentage only where
+//!   `deltas.csv` has one (see [`super::tables`]).
 //! - **Numbers** are printed with [`fmt_num`] (about four significant digits); the CSV files keep
 //!   full precision. `–` means "no value" (null, or not computed); a missing input is listed in
 //!   "Missing inputs", never dropped.
@@ -20,6 +24,7 @@ use polars::prelude::DataFrame;
 use super::inputs::{Missing, Run, METRICS};
 use super::paper::{optimizer_label, sn_table2_match, sr_grid_match, RunShape, SN_TABLE2};
 use super::tables::{cell_f64, cell_str, Tables};
+use super::verdict::{ci_text, fmt_p, Verdict};
 use super::{figures::RunFigures, ClassifierInfo, ReportError, StageRun, VERSION};
 
 /// Everything the Markdown shows.
@@ -27,24 +32,16 @@ pub struct Document<'a> {
     pub runs: &'a [Run],
     pub settings: &'a [String],
     pub tables: &'a Tables,
-    pub verdicts: &'a [Verdict],
+    pub verdict: &'a Verdict,
     pub missing: &'a [Missing],
     pub run_figures: &'a [RunFigures],
     /// `(setting, metric heading, PNG path)`.
     pub curves: &'a [(String, String, String)],
     pub paper: bool,
+    /// The DAG file beside report.md, when there is one.
     pub dag: Option<&'a str>,
     pub stage_runs: Option<&'a [StageRun]>,
     pub classifier: Option<&'a ClassifierInfo>,
-}
-
-/// One setting's collapse counts per method and the sentence that sums them up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    pub setting: String,
-    /// `(method, runs, runs with spectral analysis, collapsed, mean collapse iteration)`.
-    pub methods: Vec<(String, u64, u64, u64, Option<f64>)>,
-    pub sentence: String,
 }
 
 /// A number for a table cell: about four significant digits, integers as integers.
@@ -122,88 +119,6 @@ fn collapse_cell(runs: u64, with_spectral: u64, collapsed: u64, mean_iter: Optio
         let _ = write!(s, "; {} without analysis", runs - with_spectral);
     }
     s
-}
-
-/// The verdicts of every setting, from the summary frame.
-pub fn verdicts(tables: &Tables) -> Result<Vec<Verdict>, ReportError> {
-    let s = &tables.summary;
-    let mut out: Vec<Verdict> = Vec::new();
-    for row in 0..s.height() {
-        let setting = cell_str(s, "setting", row)?.unwrap_or_default();
-        let method = cell_str(s, "method", row)?.unwrap_or_default();
-        let n = cell_f64(s, "n", row)?.unwrap_or(0.0) as u64;
-        let n_spec = cell_f64(s, "n_spectral", row)?.unwrap_or(0.0) as u64;
-        let n_col = cell_f64(s, "n_collapsed", row)?.unwrap_or(0.0) as u64;
-        let it = cell_f64(s, "collapse_iteration_mean", row)?;
-        match out.last_mut() {
-            Some(v) if v.setting == setting => v.methods.push((method, n, n_spec, n_col, it)),
-            _ => out.push(Verdict {
-                setting,
-                methods: vec![(method, n, n_spec, n_col, it)],
-                sentence: String::new(),
-            }),
-        }
-    }
-    let is_sr: std::collections::BTreeMap<String, bool> = (0..s.height())
-        .map(|row| {
-            Ok((
-                cell_str(s, "method", row)?.unwrap_or_default(),
-                matches!(
-                    super::tables::cell(s, "is_sr", row)?,
-                    polars::prelude::AnyValue::Boolean(true)
-                ),
-            ))
-        })
-        .collect::<Result<_, ReportError>>()?;
-    for v in &mut out {
-        v.sentence = sentence(&v.methods, &is_sr);
-    }
-    Ok(out)
-}
-
-fn sentence(
-    methods: &[(String, u64, u64, u64, Option<f64>)],
-    is_sr: &std::collections::BTreeMap<String, bool>,
-) -> String {
-    let Some(sn) = methods.iter().find(|m| m.0 == "SN") else {
-        return "no SN baseline in this setting".into();
-    };
-    let srs: Vec<_> = methods
-        .iter()
-        .filter(|m| is_sr.get(&m.0).copied().unwrap_or(false))
-        .collect();
-    let (_, _, sn_spec, sn_col, _) = *sn;
-    if sn_spec == 0 {
-        return "unknown: the SN runs have no spectral analysis".into();
-    }
-    let mut parts = Vec::new();
-    if sn_col == 0 {
-        parts.push(format!("SN did not collapse (0/{sn_spec})"));
-    } else {
-        parts.push(format!("SN collapsed ({sn_col}/{sn_spec})"));
-    }
-    for (name, _, spec, col, _) in srs {
-        let clause = if *spec == 0 {
-            format!("{name}: unknown (no spectral analysis)")
-        } else if sn_col == 0 {
-            if *col == 0 {
-                format!("{name} did not collapse either (0/{spec})")
-            } else {
-                format!("{name} collapsed although SN did not ({col}/{spec})")
-            }
-        } else if *col == 0 {
-            format!("{name} avoided it (0/{spec})")
-        } else if (*col as f64 / *spec as f64) < (sn_col as f64 / sn_spec as f64) {
-            format!("{name} reduced it ({col}/{spec})")
-        } else {
-            format!("{name} did not avoid it ({col}/{spec})")
-        };
-        parts.push(clause);
-    }
-    if parts.len() == 1 {
-        parts.push("no SR runs to compare".into());
-    }
-    parts.join("; ")
 }
 
 fn summary_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
@@ -302,6 +217,31 @@ fn runs_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), 
         table_row(out, &cells);
     }
     Ok(())
+}
+
+/// One setting's spectral-collapse counts per method, from the summary frame: `(method, runs,
+/// runs with spectral analysis, collapsed, mean collapse iteration)`.
+type CollapseCounts = (String, u64, u64, u64, Option<f64>);
+
+fn collapse_counts(tables: &Tables, setting: &str) -> Result<Vec<CollapseCounts>, ReportError> {
+    let s = &tables.summary;
+    let mut out = Vec::new();
+    for row in 0..s.height() {
+        if cell_str(s, "setting", row)?.as_deref() != Some(setting) {
+            continue;
+        }
+        let count = |c: &str| -> Result<u64, ReportError> {
+            Ok(cell_f64(s, c, row)?.unwrap_or(0.0) as u64)
+        };
+        out.push((
+            cell_str(s, "method", row)?.unwrap_or_default(),
+            count("n")?,
+            count("n_spectral")?,
+            count("n_collapsed")?,
+            cell_f64(s, "collapse_iteration_mean", row)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Our SN mean ± std of one metric in one setting, for the paper comparison.
@@ -415,13 +355,9 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
         let d_ch = p.get("model.d_ch").and_then(|b| b.parse::<usize>().ok());
         if let (Some(batch), Some(d_ch)) = (batch, d_ch) {
             for g in sr_grid_match(&dataset, batch, d_ch) {
-                let verdict = doc.verdicts.iter().find(|v| &v.setting == setting);
+                let counts = collapse_counts(doc.tables, setting)?;
                 let cell = |sr: bool| -> String {
-                    let Some(v) = verdict else {
-                        return "–".into();
-                    };
-                    let cells: Vec<String> = v
-                        .methods
+                    let cells: Vec<String> = counts
                         .iter()
                         .filter(|m| {
                             if sr {
@@ -512,55 +448,186 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// The verdict at the top of the report: the gate, the headlines, the verdict table and the
+/// co-occurrence table, with one line of definitions.
+fn verdict_section(out: &mut String, v: &Verdict) {
+    let p = &v.params;
+    let num = super::inputs::fmt_param;
+    out.push_str("## Verdict\n\n");
+    let _ = writeln!(out, "{}\n", v.gate_line());
+    if v.settings.is_empty() {
+        out.push_str("No setting has mode metrics, so nothing is judged.\n\n");
+    }
+    for s in &v.settings {
+        // The setting's label in bold, then the sentence after it.
+        match s.headline.strip_prefix(s.setting.as_str()) {
+            Some(rest) => {
+                let _ = writeln!(out, "- **{}**{}", esc(&s.setting), esc(rest));
+            }
+            None => {
+                let _ = writeln!(out, "- {}", esc(&s.headline));
+            }
+        }
+    }
+    if !v.settings.is_empty() {
+        out.push('\n');
+    }
+    if !v.not_judged.is_empty() {
+        let names: Vec<String> = v
+            .not_judged
+            .iter()
+            .map(|s| format!("`{}`", esc(s)))
+            .collect();
+        let _ = writeln!(out, "Not judged (no mode metrics): {}.\n", names.join(", "));
+    }
+    if !v.settings.is_empty() {
+        table_head(
+            out,
+            &[
+                "setting",
+                "method",
+                "seeds",
+                "healthy",
+                "lost modes",
+                "spectral collapse",
+                "final modes [95% CI]",
+                "high-quality share [95% CI]",
+                "p vs SN",
+            ],
+        );
+        for s in &v.settings {
+            for (k, m) in s.methods.iter().enumerate() {
+                let seeds = if m.evaluated < m.seeds {
+                    format!("{} ({} evaluated)", m.seeds, m.evaluated)
+                } else {
+                    m.seeds.to_string()
+                };
+                let label = if k == 0 {
+                    let b = if s.is_baseline { " (baseline)" } else { "" };
+                    format!("{}{b}", esc(&s.setting))
+                } else {
+                    String::new()
+                };
+                table_row(
+                    out,
+                    &[
+                        label,
+                        esc(&m.method),
+                        seeds,
+                        format!("{}/{}", m.healthy, m.evaluated),
+                        format!("{}/{}", m.mode_collapsed, m.evaluated),
+                        if m.spectral_analyzed == 0 {
+                            "–".into()
+                        } else {
+                            format!("{}/{}", m.spectral_collapsed, m.spectral_analyzed)
+                        },
+                        m.modes.as_ref().map(ci_text).unwrap_or_else(|| "–".into()),
+                        m.hq.as_ref().map(ci_text).unwrap_or_else(|| "–".into()),
+                        m.p_vs_sn.map(fmt_p).unwrap_or_else(|| "–".into()),
+                    ],
+                );
+            }
+        }
+        out.push('\n');
+        let c = &v.cooccurrence;
+        let n = c.both + c.spectral_only + c.mode_only + c.neither;
+        if n == 0 {
+            out.push_str(
+                "No SN run has both mode metrics and a spectral analysis, so spectral collapse \
+                 cannot be set against mode loss.\n\n",
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Spectral collapse against mode loss over the {n} SN run(s) of the judged settings \
+                 (two-sided Fisher's exact test: p = {}):\n",
+                c.fisher_p.map(fmt_p).unwrap_or_else(|| "–".into())
+            );
+            table_head(out, &["SN runs", "lost modes", "kept modes"]);
+            table_row(
+                out,
+                &[
+                    "spectral collapse".into(),
+                    c.both.to_string(),
+                    c.spectral_only.to_string(),
+                ],
+            );
+            table_row(
+                out,
+                &[
+                    "no spectral collapse".into(),
+                    c.mode_only.to_string(),
+                    c.neither.to_string(),
+                ],
+            );
+            out.push('\n');
+            if !c.lags.is_empty() {
+                let lags: Vec<String> = c
+                    .lags
+                    .iter()
+                    .map(|l| match l.lag {
+                        Some(x) => format!("{} {x}", esc(&l.run)),
+                        None => format!("{} – (no mode drop)", esc(&l.run)),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "With both events, the first spectral fall came within {} iterations of the \
+                     largest mode drop in {}/{} run(s); lags |spectral − mode drop| in iterations: \
+                     {}.\n",
+                    p.lag,
+                    c.within_lag(),
+                    c.both,
+                    lags.join(", ")
+                );
+            }
+        }
+        if c.excluded > 0 {
+            let _ = writeln!(
+                out,
+                "{} SN run(s) without mode metrics or spectral analysis are left out of this table.\n",
+                c.excluded
+            );
+        }
+    }
+    let hq = format!(" and high-quality share ≥ {}", num(p.min_hq));
+    let _ = writeln!(
+        out,
+        "*Healthy*: final modes ≥ {}{hq} (the share only where the metrics have one). *Lost \
+         modes*: final modes < {}. *Spectral collapse*: a layer of D still collapsed at the end \
+         (the `spectral` stage). *p vs SN*: one-sided Mann–Whitney U on final modes, SR greater \
+         than SN; below {} is \"more final modes\", otherwise \"no significant difference\"; \
+         per comparison, not corrected for multiple comparisons. [95% CI]: Student t. Every \
+         number, per run: [verdict.json](verdict.json).\n",
+        num(p.min_modes),
+        num(p.min_modes),
+        num(super::verdict::ALPHA),
+    );
+}
+
 /// The whole Markdown document.
 pub fn render(doc: &Document) -> Result<String, ReportError> {
     let t = doc.tables;
-    let n_settings = doc.verdicts.len();
+    let n_settings = {
+        let mut v: Vec<&String> = doc.settings.iter().collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
     let mut out = String::new();
     out.push_str("# Report: spectral collapse, SN against SR\n\n");
     let _ = writeln!(
         out,
         "Made by the `report` builtin (version {VERSION}) from {} run(s) in {n_settings} setting(s). \
-         Each run counts with its final metrics row; ± is the sample standard deviation over seeds; \
-         `–` means no value. A setting is everything in the runs' params that varies, except the \
-         seed and the method.\n",
+         Each run counts with its final metrics row. A setting is everything in the runs' params \
+         that varies, except the seed and the method. `–` means no value.\n",
         doc.runs.len()
     );
-
-    out.push_str("## Verdict, setting by setting\n\n");
-    out.push_str(
-        "Spectral collapse as the `spectral` stage detected it (any layer of D). SR *avoided* \
-         collapse when SN collapsed in at least one seed and that SR method in none.\n\n",
-    );
-    // Columns in method-rank order, as the summary is sorted within each setting.
-    let mut ranked: Vec<(u32, String)> = Vec::new();
-    for row in 0..t.summary.height() {
-        let m = cell_str(&t.summary, "method", row)?.unwrap_or_default();
-        let rank = cell_f64(&t.summary, "method_rank", row)?.unwrap_or(9.0) as u32;
-        if !ranked.iter().any(|x| x.1 == m) {
-            ranked.push((rank, m));
-        }
-    }
-    ranked.sort();
-    let mut heads: Vec<&str> = vec!["setting"];
-    heads.extend(ranked.iter().map(|r| r.1.as_str()));
-    heads.push("verdict");
-    table_head(&mut out, &heads);
-    for v in doc.verdicts {
-        let mut cells = vec![esc(&v.setting)];
-        for (_, m) in &ranked {
-            cells.push(match v.methods.iter().find(|x| &x.0 == m) {
-                Some(x) => collapse_cell(x.1, x.2, x.3, x.4),
-                None => "–".into(),
-            });
-        }
-        cells.push(esc(&v.sentence));
-        table_row(&mut out, &cells);
-    }
-    out.push('\n');
+    verdict_section(&mut out, doc.verdict);
 
     let metrics = &t.metrics;
     out.push_str("## Comparison: mean ± std over seeds\n\n");
+    out.push_str("± is the sample standard deviation over seeds.\n\n");
     summary_table(&mut out, &t.summary, metrics)?;
     out.push_str("\nCSV: [summary.csv](summary.csv)\n\n");
 
@@ -568,7 +635,10 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
     if t.deltas.height() == 0 {
         out.push_str("No setting has both SN and SR runs.\n\n");
     } else {
-        out.push_str("SR mean − SN mean of the same setting (percentage of |SN mean|).\n\n");
+        out.push_str(
+            "SR mean − SN mean of the same setting; the percentage of |SN mean| only where both \
+             arms have more than 3 values (none on fewer seeds).\n\n",
+        );
         deltas_table(&mut out, &t.deltas, metrics)?;
         out.push_str("\nCSV: [deltas.csv](deltas.csv)\n\n");
     }
@@ -683,12 +753,10 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
 
     if let Some(dag) = doc.dag {
         out.push_str("## Pipeline\n\n");
-        let dag = dag.trim_end();
-        if dag.starts_with("```") {
-            let _ = writeln!(out, "{dag}\n");
-        } else {
-            let _ = writeln!(out, "```mermaid\n{dag}\n```\n");
-        }
+        let _ = writeln!(
+            out,
+            "The pipeline's graph of stages, as a Mermaid flowchart: [{dag}]({dag})\n"
+        );
     }
 
     if let Some(stages) = doc.stage_runs {

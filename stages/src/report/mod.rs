@@ -11,7 +11,8 @@
 //!   # or, instead of the three roots, an explicit list:
 //!   # runs: [{run: runs/ring-sn-1, eval: evals/ring-sn-1/metrics.json,
 //!   #         spectral: spectral/ring-sn-1/spectral.json}, ...]
-//!   dag: reports/dag.mmd       # optional: a Mermaid flowchart (`repro dag --mermaid`)
+//!   dag: meta/dag.mmd          # optional: a Mermaid flowchart (`repro dag --mermaid`),
+//!                              # copied to `dag.mmd` beside report.md and linked from it
 //!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
 //!   classifier: models/classifier.json  # optional: `train-classifier`'s metrics.json; the
 //!                              # report states the test accuracy of the Stacked MNIST counter
@@ -20,14 +21,35 @@
 //!                              # with two or more singular values)
 //!   figures: true              # draw figures (false: tables only)
 //!   out: reports               # the report directory
+//!   verdict:                   # optional: the verdict's thresholds and baseline gate
+//!     baseline: {model.d_hidden: 128}  # the control's setting; without it, no gate
+//!     min_modes: 7             # defaults: the ring of 8's (see `verdict.rs`)
+//!     min_hq: 0.5
+//!     gate_share: "2/3"
+//!     lag: 500
 //! ```
 //!
 //! # Outputs (under `out`)
 //!
-//! `report.md`; `runs.csv` (one row per run), `summary.csv` (setting x method, mean/std/count
-//! per metric, collapse counts), `deltas.csv` (SR minus SN per setting), `verdicts.csv`,
-//! `stages.csv` (with `run_records`); `figures/spectra/<run>.{png,svg}`,
+//! `report.md` (the verdict first: the baseline gate, one headline per setting, the verdict and
+//! co-occurrence tables; then the details); `verdict.json` (the verdict, [`verdict`]);
+//! `runs.csv` (one row per run), `summary.csv` (setting x method, mean/std/count per metric,
+//! collapse counts), `deltas.csv` (SR minus SN per setting), `stages.csv` (with
+//! `run_records`); `dag.mmd` (with `dag`); `figures/spectra/<run>.{png,svg}`,
 //! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`.
+//!
+//! # Changes in version 3 (issue 14)
+//!
+//! - The verdict is statistical ([`verdict`]) and written to `verdict.json`. The old rule
+//!   (SR "avoided" collapse when SN collapsed in some seed and SR in none, by spectral counts
+//!   alone) and its `verdicts.csv` are **removed**: two verdicts that can disagree are worse
+//!   than one. The spectral counts stay in the summary table and `summary.csv`.
+//! - The Mermaid DAG is no longer inlined in `report.md`; it is `dag.mmd`, linked.
+//! - `deltas.csv` keeps its columns, but `<metric>_delta_pct` is now null when either arm has
+//!   3 or fewer values of the metric: a percentage of a mean over so few seeds reads as a
+//!   finding it is not. The absolute delta stays.
+//! - Curves over training are the mean over seeds with a min–max band per method, with each
+//!   run's largest mode drop and first spectral fall marked; mode counts on integer ticks.
 //!
 //! # Design
 //!
@@ -49,6 +71,7 @@ pub mod inputs;
 pub mod markdown;
 pub mod paper;
 pub mod tables;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +84,7 @@ use crate::builtin::{Builtin, Context, StageError};
 use inputs::{Missing, Run, RunPaths};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The registry entry.
 pub const BUILTIN: Builtin = Builtin {
@@ -93,6 +116,12 @@ pub enum ReportError {
     Table(String),
     #[error("drawing a figure failed: {0}")]
     Figure(String),
+    #[error("the verdict's statistics failed for {what}: {source}")]
+    Stats {
+        what: String,
+        #[source]
+        source: crate::stats::StatsError,
+    },
 }
 
 /// One explicitly listed run.
@@ -142,6 +171,9 @@ pub struct ReportParams {
     pub figures: bool,
     #[serde(default = "d_out")]
     pub out: PathBuf,
+    /// The verdict's thresholds and the healthy-baseline gate (see [`verdict`]).
+    #[serde(default)]
+    pub verdict: verdict::VerdictParams,
 }
 
 /// The latest record of one pipeline stage, for the stage-run table.
@@ -241,7 +273,11 @@ pub fn generate(
     }
     let settings = inputs::settings(&runs);
     let tables = tables::build(&runs, &settings, params.spectra_layer)?;
-    let verdicts = markdown::verdicts(&tables)?;
+    let verdict = verdict::judge(&runs, &settings, &params.verdict)?;
+    // Each setting once, in label order (the order of every table).
+    let mut setting_labels: Vec<&String> = settings.iter().collect();
+    setting_labels.sort();
+    setting_labels.dedup();
 
     let mut files = Files::new();
     let mut run_figures = vec![figures::RunFigures::default(); runs.len()];
@@ -257,20 +293,20 @@ pub fn generate(
             .copied()
             .filter(|(m, _)| tables.metrics.contains(m) && *m != "modes_total")
             .collect();
-        for v in &verdicts {
+        for setting in &setting_labels {
             let group: Vec<&Run> = runs
                 .iter()
                 .zip(&settings)
-                .filter(|(_, s)| **s == v.setting)
+                .filter(|(_, s)| s == setting)
                 .map(|(r, _)| r)
                 .collect();
-            for (metric, chart) in figures::curve_charts(&v.setting, &group, &metric_heads) {
+            for (metric, chart) in figures::curve_charts(setting, &group, &metric_heads) {
                 let stem = PathBuf::from("figures/curves")
-                    .join(format!("{}-{metric}", figures::slug(&v.setting)));
+                    .join(format!("{}-{metric}", figures::slug(setting)));
                 chart.render_into(&stem, &mut files)?;
                 let heading = chart.y_label.clone();
                 curves.push((
-                    v.setting.clone(),
+                    (*setting).clone(),
                     heading,
                     stem.with_extension("png").to_string_lossy().into_owned(),
                 ));
@@ -295,40 +331,27 @@ pub fn generate(
     );
 
     progress(paths.len() as u64 + 1, total, "writing tables");
+    if let Some(dag) = &dag {
+        files.insert(DAG_FILE.into(), mermaid_file(dag).into_bytes());
+    }
     let doc = markdown::Document {
         runs: &runs,
         settings: &settings,
         tables: &tables,
-        verdicts: &verdicts,
+        verdict: &verdict,
         missing: &missing,
         run_figures: &run_figures,
         curves: &curves,
         paper: params.paper,
-        dag: dag.as_deref(),
+        dag: dag.as_ref().map(|_| DAG_FILE),
         stage_runs: stage_runs.as_deref(),
         classifier: classifier.as_ref(),
     };
     files.insert("report.md".into(), markdown::render(&doc)?.into_bytes());
+    files.insert("verdict.json".into(), verdict.to_json()?);
     files.insert("runs.csv".into(), tables::to_csv(&tables.runs)?);
     files.insert("summary.csv".into(), tables::to_csv(&tables.summary)?);
     files.insert("deltas.csv".into(), tables::to_csv(&tables.deltas)?);
-    let verdict_df = DataFrame::new_infer_height(vec![
-        Column::new(
-            "setting".into(),
-            verdicts
-                .iter()
-                .map(|v| v.setting.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "verdict".into(),
-            verdicts
-                .iter()
-                .map(|v| v.sentence.clone())
-                .collect::<Vec<_>>(),
-        ),
-    ])?;
-    files.insert("verdicts.csv".into(), tables::to_csv(&verdict_df)?);
     if let Some(stages) = &stage_runs {
         let df = DataFrame::new_infer_height(vec![
             Column::new(
@@ -356,6 +379,24 @@ pub fn generate(
     }
     progress(total, total, "report done");
     Ok(files)
+}
+
+/// Where the pipeline's Mermaid graph goes, beside `report.md` (which links it): 1,400 lines
+/// of graph inside the report pushed everything a reader came for off the screen.
+pub const DAG_FILE: &str = "dag.mmd";
+
+/// A Mermaid file's text: the graph without a Markdown code fence (a `.mmd` file is the graph
+/// itself), with one final newline.
+fn mermaid_file(dag: &str) -> String {
+    let body = dag.trim();
+    let body = match body
+        .strip_prefix("```mermaid")
+        .or_else(|| body.strip_prefix("```"))
+    {
+        Some(rest) => rest.trim_end().strip_suffix("```").unwrap_or(rest).trim(),
+        None => body,
+    };
+    format!("{body}\n")
 }
 
 /// A report-wide input the params may name (`dag`, `run_records`, `classifier`), read by `read`.

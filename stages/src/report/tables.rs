@@ -10,7 +10,9 @@
 //! - a metric's mean ignores runs where it is null, and `<metric>_n` says how many runs it
 //!   averaged, so a missing seed is visible;
 //! - a delta is `SR mean - SN mean`, and its percentage is relative to `|SN mean|` (null when
-//!   the SN mean is 0 or missing);
+//!   the SN mean is 0 or missing, and when either arm averaged [`MIN_SEEDS_FOR_PCT`] or fewer
+//!   values: "+302%" on n = 3 reads as a finding it is not, so only the absolute delta is
+//!   given);
 //! - every frame is sorted explicitly (setting, method rank, method, run), because polars'
 //!   `group_by` has no stable order and the report must be byte-identical for equal inputs.
 
@@ -18,6 +20,9 @@ use polars::prelude::*;
 
 use super::inputs::{Run, METRICS};
 use super::ReportError;
+
+/// A delta's percentage needs more than this many values in each arm (see the module docs).
+pub const MIN_SEEDS_FOR_PCT: u32 = 3;
 
 /// The frames behind the report.
 pub struct Tables {
@@ -144,6 +149,7 @@ pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Ta
     let mut sn_cols = vec![col("setting")];
     for m in &metrics {
         sn_cols.push(col(format!("{m}_mean")).alias(format!("{m}_sn")));
+        sn_cols.push(col(format!("{m}_n")).alias(format!("{m}_n_sn")));
     }
     let sn = summary
         .clone()
@@ -161,8 +167,11 @@ pub fn build(runs: &[Run], settings: &[String], layer: Option<u64>) -> Result<Ta
         let sn_abs = when(col(sn_c.as_str()).lt(lit(0.0)))
             .then(lit(0.0) - col(sn_c.as_str()))
             .otherwise(col(sn_c.as_str()));
+        let enough = col(format!("{m}_n"))
+            .gt(lit(MIN_SEEDS_FOR_PCT))
+            .and(col(format!("{m}_n_sn")).gt(lit(MIN_SEEDS_FOR_PCT)));
         out_cols.push(
-            when(col(sn_c.as_str()).neq(lit(0.0)))
+            when(col(sn_c.as_str()).neq(lit(0.0)).and(enough))
                 .then(delta / sn_abs * lit(100.0))
                 .otherwise(lit(Null {}).cast(DataType::Float64))
                 .alias(format!("{m}_delta_pct")),
