@@ -40,6 +40,11 @@ if b:
         f"healthy, {num(b['modes_mean'], 1)} modes and {num(b['hq_mean'])} high-quality share on average."
     )
     lines.append("")
+for s in v["settings"]:
+    if s.get("headline"):
+        lines.append(f"- {s['headline']}")
+if any(s.get("headline") for s in v["settings"]):
+    lines.append("")
 lines += [
     "| setting | method | seeds | healthy | lost modes | spectral collapse | final modes, mean [95% CI] | p (SR > SN) |",
     "|---|---|---|---|---|---|---|---|",
