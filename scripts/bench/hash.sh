@@ -14,7 +14,8 @@
 #
 # Everything is read from the page cache (a warm-up pass reads the files first), so this
 # measures hashing, not the disk. Both wall time and CPU time (user+sys) are reported: CPU time
-# is what to compare on a loaded machine, wall time shows the gain from two threads.
+# is what to compare on a loaded machine, wall time shows the gain from two threads. Every
+# sample first waits for a quiet machine (scripts/bench/quiet.py wait) and the loads are printed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,9 +56,12 @@ cd "$WS"
 find data -type f -print0 | sort -z >"$OUT/files"
 xargs -0 cat <"$OUT/files" >/dev/null   # warm the page cache
 
+# quiet: wait for a quiet machine (scripts/bench/quiet.py) and keep the load it saw.
+quiet() { python3 "$ROOT/scripts/bench/quiet.py" wait >>"$OUT/loads"; }
 # timeit NAME CMD...: appends "NAME wall cpu" (cpu = user + sys of the command and children).
 timeit() {
   local name=$1; shift
+  quiet
   /usr/bin/time -f "%e %U %S" -o "$OUT/t" "$@" >/dev/null
   awk -v n="$name" '{ printf "%s %s %.3f\n", n, $1, $2 + $3 }' "$OUT/t" >>"$OUT/peers"
 }
@@ -75,12 +79,16 @@ for _ in $(seq "$REPS"); do
   for t in 1 2; do
     args=(data)
     [[ ${HASH_BENCH_STORE:-0} == 1 ]] && args+=(--store)
+    quiet
     RAYON_NUM_THREADS=$t "$BIN" "${args[@]}" | sed "s/^/t$t /" >>"$OUT/ours"
   done
 done
 
-python3 - "$OUT/peers" "$OUT/ours" "$PROFILE" <<'PY'
-import sys
+python3 - "$OUT/peers" "$OUT/ours" "$PROFILE" "$OUT/loads" <<'PY'
+import json, sys
+loads = [json.loads(l)["load"] for l in open(sys.argv[4]) if l.strip()]
+print(f"every sample waited for a quiet machine: other processes used {min(loads):.2f}-{max(loads):.2f} "
+      "cores in the 3 s before each")
 from collections import defaultdict
 peers, ours, profile = sys.argv[1], sys.argv[2], sys.argv[3]
 best = defaultdict(lambda: [float("inf"), float("inf")])

