@@ -117,6 +117,8 @@ fn matrix_singular_values(
         });
     }
     let m = Mat::from_fn(rows, cols, |i, j| values[i * cols + j]);
+    // Bit-identical on every machine, whatever its core count (see `nn::linalg`).
+    crate::nn::linalg::sequential();
     let mut s = m.singular_values().map_err(|_| SpectralError::Svd {
         tensor: name.to_string(),
     })?;

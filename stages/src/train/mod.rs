@@ -41,9 +41,12 @@ use trainer::{HostData, Trainer};
 /// other output is bit-identical to version 1's for the same params (logging a spectrum changes
 /// no training state); the bump is because the run directory a stage key stands for changed.
 /// Version 3: `samples/0.*`, the untrained G's samples, likewise; and the MLP's `d_hidden`.
+/// Version 4: SR's decompositions run sequentially in faer (`nn::linalg`), so a run is the same
+/// bits on every machine; before, static, dynamic and graph SR rounded differently with the
+/// number of cores (SN-only runs are unchanged).
 pub const BUILTIN: Builtin = Builtin {
     kind: "train-gan",
-    version: 3,
+    version: 4,
     summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
     run,
 };
