@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Tensor, Var};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::linalg;
 use super::spectral_norm::SpectralNorm;
@@ -52,8 +52,9 @@ fn default_every() -> u64 {
     5
 }
 
-/// The `sr:` setting of a run.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The `sr:` setting of a run. Its JSON form (`Serialize`: `{"mode": ..., fields}`) is part of
+/// a checkpoint's identity, so renaming a field means bumping `train-gan`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SrMode {
     /// Plain SN.

@@ -43,7 +43,9 @@ use trainer::{HostData, Trainer};
 /// Version 3: `samples/0.*`, the untrained G's samples, likewise; and the MLP's `d_hidden`.
 /// Version 4: SR's decompositions run sequentially in faer (`nn::linalg`), so a run is the same
 /// bits on every machine; before, static, dynamic and graph SR rounded differently with the
-/// number of cores (SN-only runs are unchanged).
+/// number of cores (SN-only runs are unchanged). The checkpoint identity is hashed from JSON
+/// (`model` and `sr` in their params' shape) instead of Rust's Debug text, which no one
+/// promises to keep stable; version 3 checkpoints therefore do not resume.
 pub const BUILTIN: Builtin = Builtin {
     kind: "train-gan",
     version: 4,

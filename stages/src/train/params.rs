@@ -176,9 +176,11 @@ pub struct TrainParams {
 }
 
 /// The params that define the trained weights; a checkpoint is only resumed under equal ones.
+/// Serialized as JSON (field order as declared, `model` and `sr` in the shape of their params),
+/// then hashed; a test pins the exact text, since a change orphans every checkpoint.
 #[derive(Debug, Serialize)]
 pub struct Identity<'a> {
-    model: String,
+    model: &'a ModelConfig,
     z_dim: usize,
     batch_size: usize,
     g_batch_size: usize,
@@ -188,7 +190,7 @@ pub struct Identity<'a> {
     n_dis: u32,
     lr_decay: LrDecay,
     sn: bool,
-    sr: String,
+    sr: &'a SrMode,
     seed: u64,
     dataset: &'a std::path::Path,
 }
@@ -219,7 +221,7 @@ impl TrainParams {
     pub fn identity(&self) -> Identity<'_> {
         let a = self.adam();
         Identity {
-            model: format!("{:?}", self.model),
+            model: &self.model,
             z_dim: self.z_dim,
             batch_size: self.batch_size,
             g_batch_size: self.g_batch(),
@@ -229,7 +231,7 @@ impl TrainParams {
             n_dis: self.n_dis(),
             lr_decay: self.lr_decay,
             sn: self.sn,
-            sr: format!("{:?}", self.sr.0),
+            sr: &self.sr.0,
             seed: self.seed,
             dataset: &self.dataset,
         }
@@ -279,6 +281,30 @@ impl TrainParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identity a checkpoint is bound to, as exact text: changing it orphans every
+    /// checkpoint, so it must only change on purpose (with a `train-gan` version bump).
+    #[test]
+    fn the_identity_text_is_pinned() {
+        let p: TrainParams = serde_json::from_value(serde_json::json!({
+            "dataset": "data/ring.safetensors",
+            "model": {"arch": "mlp", "hidden": 128, "d_hidden": 32},
+            "z_dim": 2, "batch_size": 64, "iterations": 6000, "loss": "standard",
+            "optimizer": "B", "n_dis": 2, "sr": {"mode": "dynamic", "start": 1000}, "seed": 3,
+            "log_every": 100, "out": "runs/x"
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&p.identity()).unwrap(),
+            concat!(
+                r#"{"model":{"arch":"mlp","hidden":128,"d_hidden":32,"layers":2},"z_dim":2,"#,
+                r#""batch_size":64,"g_batch_size":64,"iterations":6000,"loss":"standard","#,
+                r#""adam":[0.0001,0.5,0.999],"n_dis":2,"lr_decay":"none","sn":true,"#,
+                r#""sr":{"mode":"dynamic","every":5,"start":1000},"seed":3,"#,
+                r#""dataset":"data/ring.safetensors"}"#
+            )
+        );
+    }
 
     fn sr(v: serde_json::Value) -> Result<SrMode, String> {
         serde_json::from_value::<SrParam>(v)

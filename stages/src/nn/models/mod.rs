@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::layers::{Builder, SnConfig};
 use super::spectral_norm::SpectralNorm;
@@ -64,8 +64,9 @@ fn d_2() -> usize {
     2
 }
 
-/// The `model:` param.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The `model:` param. Its JSON form (`Serialize`, the same shape as the param) is part of a
+/// checkpoint's identity: a field renamed or added changes every identity, so bump `train-gan`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "arch", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ModelConfig {
     /// Standard CNN; `g_ch`/`d_ch` are the narrowest widths (64 in the paper; the widest is 8x).
@@ -95,7 +96,7 @@ pub enum ModelConfig {
     Mlp {
         #[serde(default = "d_128")]
         hidden: usize,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         d_hidden: Option<usize>,
         #[serde(default = "d_2")]
         layers: usize,
