@@ -13,13 +13,13 @@
 # ratios say so. Snakemake is installed into a venv (.bench/venv-snakemake) on first use.
 #
 # Usage: [REPRO_BIN=path] scripts/bench/pipeline.sh [--groups N] [--files-per-group F]
-#          [--file-size BYTES] [--no-peer] [--peer-max N]
+#          [--file-size BYTES] [--no-peer] [--peer-max N] [--noop-rounds N]
 # Defaults: --groups 1000 --files-per-group 10 --file-size 100000 (the reference workload of
 # ../shared/reference/pipelines.md §6); for the scaling runs of issue 21 use
 # --files-per-group 2 --file-size 1000 with --groups 1000, 10000 and 100000.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-groups=1000 files=10 size=100000 peer=1 peer_max=10000
+groups=1000 files=10 size=100000 peer=1 peer_max=10000 noop_rounds=
 while (($#)); do
   case "$1" in
     --groups) groups=$2; shift 2 ;;
@@ -27,6 +27,7 @@ while (($#)); do
     --file-size) size=$2; shift 2 ;;
     --no-peer) peer=0; shift ;;
     --peer-max) peer_max=$2; shift 2 ;;
+    --noop-rounds) noop_rounds=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -46,8 +47,10 @@ fi
 export REPRO_SPEC_SCALE=$(( groups > 10000 ? (groups + 9999) / 10000 : 1 ))
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
-noop_rounds=5
-((groups > 20000)) && noop_rounds=3
+if [ -z "$noop_rounds" ]; then
+  noop_rounds=5
+  ((groups > 20000)) && noop_rounds=3
+fi
 
 # sample TOOL WHAT CMD...: one timed sample, appended to $results.
 sample() {
