@@ -375,3 +375,38 @@ fn an_unknown_key_of_a_metric_reads_as_english() {
     assert!(out.stderr.contains("in a metric of stage `m`"), "{out:?}");
     assert!(out.stderr.contains("did you mean `cache`?"), "{out:?}");
 }
+
+/// Runs the binary under qemu's user-mode emulation of an older CPU, when qemu is installed.
+fn on_cpu(cpu: &str, args: &[&str]) -> Option<std::process::Output> {
+    std::process::Command::new("qemu-x86_64")
+        .args(["-cpu", cpu, crate::harness::bin()])
+        .args(args)
+        .output()
+        .ok()
+}
+
+#[test]
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_feature = "avx2"))]
+fn a_cpu_without_the_build_s_features_gets_a_clear_error() {
+    // Westmere (2010): SSE4.2 and POPCNT, no AVX.
+    let Some(out) = on_cpu("Westmere", &["--version"]) else {
+        eprintln!("qemu-x86_64 not installed: skipped");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: this CPU lacks AVX, which this repro binary was built to use"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("target-cpu=native"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // Sandy Bridge (2011) has AVX but not FMA (nor AVX2).
+    let out = on_cpu("SandyBridge", &["--version"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: this CPU lacks FMA,"), "{stderr}");
+    // Haswell (2013) is x86-64-v3: the binary runs.
+    let out = on_cpu("Haswell", &["--version"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("repro "));
+}
