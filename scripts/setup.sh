@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what repro needs on a fresh Debian machine with a Rust toolchain: idempotent and
-# quiet when everything is already there.
+# quiet when everything is already there. Installing a missing tool needs apt-get and root;
+# without them it names what is missing and stops, so you can install those yourself.
 set -euo pipefail
 need=()
 for tool in python3 sha256sum awk paste seq; do
@@ -16,6 +17,11 @@ if ((${#need[@]})); then
       *) pkgs+=("$t") ;;
     esac
   done
+  if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing ${need[*]}; installing them needs apt-get and root (this is $(id -un)$(command -v apt-get >/dev/null 2>&1 || echo ', without apt-get'))." >&2
+    echo "setup: install them yourself (Debian: sudo apt-get install ${pkgs[*]}), then rerun." >&2
+    exit 1
+  fi
   echo "setup: installing ${pkgs[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null

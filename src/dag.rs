@@ -77,8 +77,30 @@ pub enum DagErrorKind {
         path: String,
         at: Location,
     },
-    #[error("unknown target `{target}`; known stages and groups: {known}")]
-    UnknownTarget { target: String, known: String },
+    #[error("unknown target `{target}`; {}", target_hint(suggestions, known))]
+    UnknownTarget {
+        target: String,
+        /// Close names that exist, closest first.
+        suggestions: Vec<String>,
+        /// Every stage and group name: groups and stages outside a fan-out first, then the
+        /// members, each part sorted.
+        known: Vec<String>,
+    },
+}
+
+fn target_hint(suggestions: &[String], known: &[String]) -> String {
+    let all = crate::spec::keys::listed(known, "`repro dag` shows every stage");
+    match suggestions {
+        [] => format!("known stages and groups: {all}"),
+        [one] => format!("did you mean `{one}`? (known stages and groups: {all})"),
+        many => {
+            let list: Vec<String> = many.iter().map(|s| format!("`{s}`")).collect();
+            format!(
+                "did you mean one of {}? (known stages and groups: {all})",
+                list.join(", ")
+            )
+        }
+    }
 }
 
 /// One arrow `maker -> reader` of a cycle, with the positions that make it.
@@ -276,11 +298,13 @@ impl Dag {
             } else {
                 let mut known: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
                 known.extend(self.groups.keys().map(String::as_str));
-                known.sort_unstable();
+                // Fan-out members after the names a user types most (groups, plain stages).
+                known.sort_unstable_by_key(|n| (n.contains('@'), *n));
                 known.dedup();
                 return Err(DagError::from(DagErrorKind::UnknownTarget {
                     target: t.clone(),
-                    known: known.join(", "),
+                    suggestions: crate::spec::keys::suggestions(t, &known),
+                    known: known.into_iter().map(str::to_owned).collect(),
                 }));
             }
         }

@@ -55,8 +55,11 @@ pub enum Event {
         error: String,
         log: Option<PathBuf>,
     },
-    /// Not run because an upstream stage failed (with `--keep-going`).
+    /// Not run because an upstream stage failed.
     Skipped { stage: String, upstream: String },
+    /// Not started because a stage it does not depend on (`failed`) failed first and the run
+    /// stopped launching (no `--keep-going`).
+    NotStarted { stage: String, failed: String },
     /// Stopped by Ctrl-C.
     Interrupted { stage: String },
     /// `--dry-run`: the stage would run (or be restored), and why.

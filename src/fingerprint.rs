@@ -143,6 +143,13 @@ pub fn canonical_json(v: &Value, out: &mut String) {
 #[serde(tag = "reason", rename_all = "kebab-case")]
 pub enum DirtyReason {
     NeverRun,
+    /// The stage's latest run failed (`repro status` reads it from the run records): either it
+    /// never succeeded, or it failed with the very inputs it has now.
+    LastRunFailed {
+        log: Option<String>,
+        /// Stopped by Ctrl-C rather than failed.
+        interrupted: bool,
+    },
     Forced,
     AlwaysChanged,
     SchemeChanged,
@@ -213,6 +220,11 @@ impl fmt::Display for DirtyReason {
         use DirtyReason::*;
         match self {
             NeverRun => write!(f, "never run"),
+            LastRunFailed {
+                interrupted: true, ..
+            } => write!(f, "last run interrupted"),
+            LastRunFailed { log: Some(log), .. } => write!(f, "last run failed (log: {log})"),
+            LastRunFailed { log: None, .. } => write!(f, "last run failed"),
             Forced => write!(f, "forced"),
             AlwaysChanged => write!(f, "always changed"),
             SchemeChanged => write!(f, "fingerprint scheme changed"),

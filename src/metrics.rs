@@ -28,8 +28,8 @@ pub enum MetricsError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("metric file `{path}` is not a CSV with a header and at least one row")]
-    Csv { path: String },
+    #[error("metric file `{path}` is not a CSV with a header and at least one row: {reason}")]
+    Csv { path: String, reason: String },
     #[error("cannot read `repro.lock` at git revision `{rev}`: {message}")]
     Git { rev: String, message: String },
 }
@@ -41,23 +41,11 @@ pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, Met
         source,
     })?;
     if path.ends_with(".csv") || path.ends_with(".tsv") {
-        let sep = if path.ends_with(".tsv") { '\t' } else { ',' };
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines
-            .next()
-            .ok_or_else(|| MetricsError::Csv {
-                path: path.to_string(),
-            })?
-            .split(sep)
-            .collect();
-        let last = lines.next_back().ok_or_else(|| MetricsError::Csv {
-            path: path.to_string(),
-        })?;
-        return Ok(header
-            .iter()
-            .zip(last.split(sep))
-            .map(|(k, v)| (k.trim().to_string(), parse_scalar(v.trim())))
-            .collect());
+        return read_table(
+            path,
+            &text,
+            if path.ends_with(".tsv") { b'\t' } else { b',' },
+        );
     }
     let value: Value = serde_json::from_str(&text).map_err(|source| MetricsError::Json {
         path: path.to_string(),
@@ -66,6 +54,38 @@ pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, Met
     let mut flat = BTreeMap::new();
     flatten("", &value, &mut flat);
     Ok(flat)
+}
+
+/// The header and the last non-empty row of a CSV (or TSV) file, as a real CSV reader sees them:
+/// a quoted field may hold the separator (`"a, b"`), a quote (`""`) or a newline, and must not
+/// shift the values after it onto the wrong names.
+fn read_table(path: &str, text: &str, sep: u8) -> Result<BTreeMap<String, Value>, MetricsError> {
+    let bad = |reason: String| MetricsError::Csv {
+        path: path.to_string(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(sep)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    if header.iter().all(str::is_empty) {
+        return Err(bad("it has no header".into()));
+    }
+    let mut last = None;
+    for record in reader.records() {
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        if !record.iter().all(str::is_empty) {
+            last = Some(record);
+        }
+    }
+    let last = last.ok_or_else(|| bad("it has a header but no row".into()))?;
+    Ok(header
+        .iter()
+        .zip(last.iter())
+        .map(|(k, v)| (k.to_string(), parse_scalar(v)))
+        .collect())
 }
 
 fn parse_scalar(s: &str) -> Value {
@@ -209,22 +229,14 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> St
     let mut out = String::new();
     match format {
         Format::Csv => {
-            out.push_str(&header.join(","));
-            out.push('\n');
-            for r in rows {
-                let cells: Vec<String> = r
-                    .iter()
-                    .map(|c| {
-                        if c.contains(',') || c.contains('"') {
-                            format!("\"{}\"", c.replace('"', "\"\""))
-                        } else {
-                            c.clone()
-                        }
-                    })
-                    .collect();
-                out.push_str(&cells.join(","));
-                out.push('\n');
-            }
+            // The csv crate quotes what needs it (a separator, a quote, a newline).
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let written = w
+                .write_record(header)
+                .and_then(|_| rows.iter().try_for_each(|r| w.write_record(r)));
+            written.expect("writing CSV to memory cannot fail");
+            let bytes = w.into_inner().expect("writing CSV to memory cannot fail");
+            out.push_str(&String::from_utf8(bytes).expect("CSV of UTF-8 cells is UTF-8"));
         }
         Format::Markdown => {
             out.push_str(&format!("| {} |\n", header.join(" | ")));
@@ -322,6 +334,25 @@ mod tests {
         let c = read_file(dir.path(), "log.csv").unwrap();
         assert_eq!(c["iter"], Value::from(2));
         assert_eq!(c["loss_d"], Value::from(0.5));
+    }
+
+    #[test]
+    fn a_quoted_field_holding_the_separator_keeps_every_value_on_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("m.csv"),
+            "name,fid,kid\n\"x, y\",1.5,0.2\n\"a, b\",0.9,0.1\n\n",
+        )
+        .unwrap();
+        let c = read_file(dir.path(), "m.csv").unwrap();
+        assert_eq!(c["name"], Value::from("a, b"));
+        assert_eq!(c["fid"], Value::from(0.9));
+        assert_eq!(c["kid"], Value::from(0.1));
+        std::fs::write(dir.path().join("h.csv"), "a,b\n").unwrap();
+        assert!(matches!(
+            read_file(dir.path(), "h.csv"),
+            Err(MetricsError::Csv { .. })
+        ));
     }
 
     #[test]

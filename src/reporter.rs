@@ -92,6 +92,36 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The columns of the terminal on stderr, if it is one.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize we pass, and nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
+/// The template of a stage's progress bar for a terminal `width` columns wide: the fixed parts
+/// (name, counts, elapsed, eta) and the bar must fit on one line, or the terminal wraps it and
+/// every redraw scrolls. The bar takes what is left after the fixed parts and a little room for
+/// the message, up to 30 columns; on a narrow terminal it goes (then the eta), and the message
+/// (`wide_msg`, which indicatif truncates) gets whatever remains.
+pub(crate) fn bar_template(width: usize, prefix: usize, total: u64) -> String {
+    let digits = total.to_string().len();
+    // "{prefix} " + "{pos}/{len} " + "{elapsed:>4}" (may grow to 7: "59m 59s" is shown as "59m")
+    let fixed = prefix + 1 + 2 * digits + 2 + 5;
+    const ETA: usize = 9; // " eta 1h 5m" at its usual
+    const MSG: usize = 12;
+    let room = width.saturating_sub(fixed + ETA + MSG + 4);
+    if room >= 10 {
+        let bar = room.min(30);
+        format!("{{prefix:.bold}} [{{bar:{bar}}}] {{pos}}/{{len}} {{elapsed:>4}} eta {{eta}} {{wide_msg}}")
+    } else if width > fixed + ETA {
+        "{prefix:.bold} {pos}/{len} {elapsed:>4} eta {eta} {wide_msg}".to_string()
+    } else {
+        "{prefix:.bold} {pos}/{len} {wide_msg}".to_string()
+    }
+}
+
 fn reasons_text(reasons: &[DirtyReason]) -> String {
     if reasons.is_empty() {
         return String::new();
@@ -139,7 +169,7 @@ impl Renderer {
             Event::Finished { .. } => s.ran += 1,
             Event::Restored { .. } => s.restored += 1,
             Event::Failed { .. } => s.failed += 1,
-            Event::Skipped { .. } => s.skipped += 1,
+            Event::Skipped { .. } | Event::NotStarted { .. } => s.skipped += 1,
             Event::Interrupted { .. } => s.interrupted += 1,
             Event::WouldRun { .. } => s.would_run += 1,
             Event::Plan { .. } => s.planned = true,
@@ -213,10 +243,13 @@ impl Renderer {
                     if total > 0 {
                         if bar.length() != Some(total) {
                             bar.set_length(total);
+                            let width = terminal_width().unwrap_or(80);
                             bar.set_style(
-                                ProgressStyle::with_template(
-                                    "{prefix:.bold} [{bar:30}] {pos}/{len} {elapsed:>4} eta {eta} {wide_msg}",
-                                )
+                                ProgressStyle::with_template(&bar_template(
+                                    width,
+                                    stage.chars().count(),
+                                    total,
+                                ))
                                 .expect("valid template")
                                 .progress_chars("=> "),
                             );
@@ -265,13 +298,20 @@ impl Renderer {
             }
             Event::Failed { stage, error, log } => {
                 self.clear_bar(&stage);
+                // The error often ends with the last lines of the stage's log: the log's path
+                // goes on a line of its own, not glued onto the stage's last output.
                 let log = log
-                    .map(|l| format!("; log: {}", l.display()))
+                    .map(|l| format!("\n         log: {}", l.display()))
                     .unwrap_or_default();
-                self.line(&format!("failed   {stage}: {error}{log}"));
+                self.line(&format!("failed   {stage}: {}{log}", error.trim_end()));
             }
             Event::Skipped { stage, upstream } => {
                 self.line(&format!("skipped  {stage} (upstream {upstream} failed)"));
+            }
+            Event::NotStarted { stage, failed } => {
+                self.line(&format!(
+                    "skipped  {stage} (not started after {failed} failed; `-k` runs what does not depend on it)"
+                ));
             }
             Event::Interrupted { stage } => {
                 self.clear_bar(&stage);
@@ -353,5 +393,43 @@ impl Renderer {
             parts.join(", "),
             elapsed.as_secs_f64()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar_template;
+
+    /// The width of the fixed parts of a rendered template at its widest usual values.
+    fn fixed_width(template: &str, prefix: usize, total: u64) -> usize {
+        let digits = total.to_string().len();
+        let bar: usize = template
+            .split("{bar:")
+            .nth(1)
+            .map(|rest| rest.split('}').next().unwrap().parse::<usize>().unwrap() + 3)
+            .unwrap_or(0);
+        let mut w = prefix + bar + 2 * digits + 2;
+        if template.contains("{elapsed") {
+            w += 5;
+        }
+        if template.contains("{eta}") {
+            w += 9;
+        }
+        w
+    }
+
+    #[test]
+    fn the_bar_fits_the_terminal() {
+        for width in [30usize, 40, 50, 60, 80, 120, 200] {
+            for prefix in [5usize, 15, 25] {
+                let t = bar_template(width, prefix, 6000);
+                assert!(
+                    fixed_width(&t, prefix, 6000) <= width || !t.contains("{elapsed"),
+                    "{width} {prefix}: {t}"
+                );
+            }
+        }
+        assert!(bar_template(200, 10, 100).contains("{bar:30}"));
+        assert!(!bar_template(50, 15, 6000).contains("{bar:3"));
     }
 }

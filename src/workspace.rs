@@ -8,7 +8,16 @@
 //! .repro/state/              hash cache (see `hash`)
 //! .repro/tmp/<run>/          staging directories of running stages
 //! .repro/runs/<run>/         one record + log per stage run
+//! .repro/.gitignore          `*`: keeps all of `.repro/` out of git
 //! ```
+//!
+//! `.repro/` is machine-local state (gigabytes of cache, logs, a lock): committing it by
+//! mistake is easy after `git add .`, and undoing it costs a history rewrite. So the directory
+//! carries its own `.gitignore` holding `*`, written by every command that creates or writes
+//! state ([`Workspace::prepare_state_dir`]). That works without `repro init`, in a project that
+//! is not yet (or never) a git repository, without editing the user's own `.gitignore`, and it
+//! moves with the directory; `*` also matches the `.gitignore` itself, so `git status` shows
+//! nothing of `.repro/` at all. (pytest's `.pytest_cache/` and DVC's `.dvc/tmp` do the same.)
 //!
 //! The project lock is an advisory `flock` on `.repro/lock`, held for the whole command by
 //! every command that writes (`all`, `run`, `gc`, `verify`). The kernel releases it when the
@@ -26,6 +35,10 @@ use serde::{Deserialize, Serialize};
 
 /// The default pipeline file name.
 pub const PIPELINE_FILE: &str = "pipeline.yaml";
+
+/// The content of `.repro/.gitignore`.
+pub const STATE_GITIGNORE: &str =
+    "# Written by repro: .repro/ is this machine's cache, logs and lock, never committed.\n*\n";
 
 /// Errors locating or locking the workspace.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +140,28 @@ impl Workspace {
         self.state_dir().join("state")
     }
 
+    /// Creates `.repro/` if needed, with the `.gitignore` that keeps it out of git (see the
+    /// module doc); an existing `.gitignore` there is left as it is.
+    pub fn prepare_state_dir(&self) -> Result<PathBuf, WorkspaceError> {
+        let dir = self.state_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| WorkspaceError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            crate::fsutil::write_atomic(&ignore, STATE_GITIGNORE.as_bytes()).map_err(|source| {
+                WorkspaceError::Io {
+                    action: "write",
+                    path: ignore.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(dir)
+    }
+
     /// Takes the project lock. When another process holds it: with `wait`, calls `on_wait` with
     /// the holder once and blocks until the lock is free; without, returns [`WorkspaceError::Busy`].
     pub fn lock(
@@ -134,12 +169,7 @@ impl Workspace {
         wait: bool,
         on_wait: &dyn Fn(&Holder),
     ) -> Result<ProjectLock, WorkspaceError> {
-        let dir = self.state_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| WorkspaceError::Io {
-            action: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        let dir = self.prepare_state_dir()?;
         let path = dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)

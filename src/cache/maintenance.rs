@@ -33,6 +33,13 @@ pub struct GcStats {
     pub temps_removed: u64,
 }
 
+/// One thing [`Store::collect`] deletes (or would delete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcItem {
+    Object { sha256: String, bytes: u64 },
+    RunEntry { fingerprint: String },
+}
+
 impl Store {
     /// Every object in the store: (sha256, path). Stray names are ignored.
     pub(crate) fn objects(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
@@ -66,6 +73,20 @@ impl Store {
         keep: &[Digest],
         run_refs: &dyn Fn(&serde_json::Value) -> Vec<Digest>,
     ) -> Result<GcStats, CacheError> {
+        self.collect(keep, run_refs, false, &mut |_| {})
+    }
+
+    /// [`gc`](Self::gc), or with `dry_run` only what it would do: every object and run entry it
+    /// would delete goes to `each`, and the stats are the ones the real collection would
+    /// return (a run entry is judged by whether its objects survive, not by whether they are
+    /// still on disk, so the dry run's counts agree with the real one's).
+    pub fn collect(
+        &self,
+        keep: &[Digest],
+        run_refs: &dyn Fn(&serde_json::Value) -> Vec<Digest>,
+        dry_run: bool,
+        each: &mut dyn FnMut(GcItem),
+    ) -> Result<GcStats, CacheError> {
         let mut stats = GcStats::default();
         let mut reachable: HashSet<String> = HashSet::new();
         for d in keep {
@@ -83,25 +104,45 @@ impl Store {
                 continue;
             }
             let len = fs::metadata(&path).map_or(0, |m| m.len());
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            if !dry_run {
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            }
+            each(GcItem::Object {
+                sha256: id,
+                bytes: len,
+            });
             stats.objects_removed += 1;
             stats.bytes_removed += len;
         }
+        // Whether `d` is stored once the unreachable objects are gone.
+        let survives = |d: &Digest| {
+            self.contains(d)
+                && reachable.contains(&d.sha256)
+                && (!d.is_dir()
+                    || self
+                        .load_manifest(&d.sha256)
+                        .is_ok_and(|m| m.entries.iter().all(|e| reachable.contains(&e.sha256))))
+        };
         for (fp, path) in self.run_entries()? {
             let keep_entry = match self.run_get(&fp) {
-                Ok(Some(v)) => run_refs(&v).iter().all(|d| self.contains(d)),
+                Ok(Some(v)) => run_refs(&v).iter().all(survives),
                 Ok(None) => continue,
                 Err(_) => false,
             };
             if keep_entry {
                 stats.runs_kept += 1;
             } else {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                if !dry_run {
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                }
+                each(GcItem::RunEntry { fingerprint: fp });
                 stats.runs_removed += 1;
             }
         }
-        stats.temps_removed = self.remove_stale_temps()?;
-        self.remove_empty_shards();
+        if !dry_run {
+            stats.temps_removed = self.remove_stale_temps()?;
+            self.remove_empty_shards();
+        }
         Ok(stats)
     }
 

@@ -31,7 +31,7 @@ mod maintenance;
 mod runs;
 mod transfer;
 
-pub use maintenance::GcStats;
+pub use maintenance::{GcItem, GcStats};
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};

@@ -33,6 +33,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Start a project here: a commented starter `pipeline.yaml` (a small example to edit) and
+    /// `.gitignore` entries for repro's local state. Never overwrites a file.
+    Init,
+    /// Print a shell completion script: `repro completions bash > ~/.local/share/bash-completion/completions/repro`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Bring every stage up to date: run or restore what is stale, skip what is fresh.
     All(RunArgs),
     /// Bring the given stages (and, by default, their upstream) up to date.
@@ -92,10 +101,11 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Rerun a stage in a scratch directory and compare its outputs with `repro.lock`.
+    /// Rerun stages in a scratch directory and compare their outputs with `repro.lock`.
     Verify {
-        #[arg(value_name = "STAGE")]
-        stage: String,
+        /// Stage or group names (`train` verifies every `train@...` member).
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
         #[arg(long)]
         no_wait: bool,
         #[command(flatten)]
@@ -215,7 +225,10 @@ pub struct SpecArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// Run up to N stages at once [default: the number of CPUs].
+    /// Run up to N stages at once [default: the number of CPUs]. On this machine each stage
+    /// also takes its `resources.cpus` (at least 1) of the CPUs, so an N above the number of
+    /// CPUs runs no more stages at once (a warning says so); with `--executor slurm` the
+    /// cluster grants CPUs and N only bounds the jobs in flight.
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Say what would run and why; run nothing.

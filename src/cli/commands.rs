@@ -86,6 +86,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             with_file,
             list,
         } => builtin(kind, with, with_file, list),
+        Command::Init => init(&start, cli.file.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "repro", &mut std::io::stdout());
+            Ok(exit_code::OK)
+        }
         Command::Supervise { parent, command } => Ok(exec::supervise::run(parent, &command)),
         Command::All(run) => run_pipeline(&locate()?, &[], Selection::WithUpstream, &run, verbose),
         Command::Run {
@@ -131,13 +138,84 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fsck { no_wait } => fsck(&locate()?, no_wait),
         Command::Runs { format } => runs(&locate()?, &format),
         Command::Verify {
-            stage,
+            targets,
             no_wait,
             spec,
-        } => verify(&locate()?, &stage, no_wait, &spec),
+        } => verify(&locate()?, &targets, no_wait, &spec),
         Command::Metrics { command } => metrics_cmd(&locate()?, command),
         Command::Spectrum { file, json } => spectrum(&start.join(file), json),
     }
+}
+
+/// The `pipeline.yaml` that `repro init` writes (the README shows the same file).
+pub const STARTER_PIPELINE: &str = include_str!("starter.yaml");
+
+/// The line `repro init` adds to the project's `.gitignore`.
+const GITIGNORE_ENTRY: &str = "/.repro/";
+
+/// `repro init`: a starter pipeline, `.repro/` (with its own `.gitignore`) and a `/.repro/`
+/// line in the project's `.gitignore`, which is created if absent and otherwise only appended
+/// to. An existing pipeline file is never touched: init refuses before writing anything.
+fn init(start: &Path, file: Option<&Path>) -> Result<i32> {
+    let pipeline = start.join(file.unwrap_or(Path::new(repro::workspace::PIPELINE_FILE)));
+    if pipeline.exists() {
+        bail!(UsageError(format!(
+            "`{}` already exists; repro init never overwrites a file (edit it, or remove it first)",
+            pipeline.display()
+        )));
+    }
+    let root = pipeline
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| start.to_path_buf());
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create `{}`", root.display()))?;
+    // Created exclusively: a file that appeared since the check above is still not overwritten.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&pipeline)
+        .with_context(|| format!("cannot create `{}`", pipeline.display()))?;
+    f.write_all(STARTER_PIPELINE.as_bytes())
+        .with_context(|| format!("cannot write `{}`", pipeline.display()))?;
+    println!(
+        "created  {} (a starter pipeline: edit it)",
+        pipeline.display()
+    );
+    let ws = Workspace {
+        root: root.clone(),
+        pipeline_file: pipeline.clone(),
+    };
+    ws.prepare_state_dir()?;
+    let ignore = root.join(".gitignore");
+    let existing = match std::fs::read_to_string(&ignore) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", ignore.display())),
+    };
+    let listed = existing.as_deref().is_some_and(|t| {
+        t.lines()
+            .any(|l| matches!(l.trim(), ".repro" | ".repro/" | "/.repro" | "/.repro/"))
+    });
+    if !listed {
+        let mut text = existing.clone().unwrap_or_default();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# repro's local cache, logs and lock (repro.lock is committed)\n");
+        text.push_str(GITIGNORE_ENTRY);
+        text.push('\n');
+        repro::fsutil::write_atomic(&ignore, text.as_bytes())
+            .with_context(|| format!("cannot write `{}`", ignore.display()))?;
+        let verb = if existing.is_some() {
+            "updated"
+        } else {
+            "created"
+        };
+        println!("{verb}  {} (ignores `{GITIGNORE_ENTRY}`)", ignore.display());
+    }
+    println!("next: `repro all` runs it, `repro status` says what is stale, `repro dag` draws it");
+    Ok(exit_code::OK)
 }
 
 fn load_options(spec: &SpecArgs) -> LoadOptions {
@@ -200,9 +278,25 @@ fn run_pipeline(
         prune_lock: targets.is_empty(),
         backend,
     };
+    if run.dry_run {
+        // A dry run takes no lock but still saves the hash cache.
+        ws.prepare_state_dir()?;
+    }
     let mode = if run.json { Mode::Json } else { Mode::detect() };
     let (tx, rx) = mpsc::channel();
     let reporter = reporter::spawn(mode, verbose > 0, rx);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(jobs) = run
+        .jobs
+        .filter(|&j| j > cpus && !opts.backend.schedules_resources())
+    {
+        // Honouring it would oversubscribe the CPUs and break the promise of `REPRO_CPUS`.
+        let _ = tx.send(repro::events::Event::Warning {
+            message: format!(
+                "`-j {jobs}` is above the {cpus} CPUs of this machine: at most {cpus} stages run at once, because each takes at least one CPU (`resources.cpus`) for itself"
+            ),
+        });
+    }
 
     let _lock = if run.dry_run {
         None
@@ -292,7 +386,9 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
     let dag = load_dag(ws, spec)?;
     let order = dag.select(targets, Selection::WithUpstream)?;
     let lock = LockFile::load(&ws.root)?;
+    ws.prepare_state_dir()?;
     let hasher = Hasher::open(&ws.hash_state_dir())?;
+    let mut failures = None;
     let mut stale: BTreeSet<StageId> = BTreeSet::new();
     let mut rows = Vec::new();
     for &id in &order {
@@ -317,6 +413,13 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
                 State::Fresh => "stale",
                 State::Stale(r) => {
                     reasons.splice(0..0, r);
+                    let recorded = lock.stages.contains_key(&stage.name);
+                    let failed =
+                        last_failure(&mut failures, ws, &stage.name, &c.fingerprint, recorded);
+                    if let Some(f) = failed {
+                        reasons.retain(|r| *r != DirtyReason::NeverRun);
+                        reasons.insert(0, f);
+                    }
                     "stale"
                 }
             },
@@ -365,6 +468,36 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
     })
 }
 
+/// The latest run record of every stage, read once on first use (only when a stage is stale).
+type LatestRuns = std::collections::HashMap<String, repro::runrecord::RunRecord>;
+
+/// [`DirtyReason::LastRunFailed`] when the latest run of `stage` failed, and either it never
+/// succeeded (`repro.lock` has no entry: "never run" would be wrong) or it failed with the
+/// inputs it has now (`fingerprint`).
+fn last_failure(
+    latest: &mut Option<LatestRuns>,
+    ws: &Workspace,
+    stage: &str,
+    fingerprint: &str,
+    recorded: bool,
+) -> Option<DirtyReason> {
+    let latest = latest.get_or_insert_with(|| {
+        repro::runrecord::load_all(&ws.runs_dir())
+            .into_iter()
+            .map(|r| (r.stage.clone(), r))
+            .collect()
+    });
+    let r = latest.get(stage)?;
+    let failed = matches!(
+        r.outcome,
+        repro::runrecord::Outcome::Failed | repro::runrecord::Outcome::Interrupted
+    );
+    (failed && (r.fingerprint == fingerprint || !recorded)).then(|| DirtyReason::LastRunFailed {
+        log: r.log.clone(),
+        interrupted: r.outcome == repro::runrecord::Outcome::Interrupted,
+    })
+}
+
 fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
     let _lock = ws.lock(!no_wait, &|h| {
         eprintln!("waiting for the project lock, held by {h}")
@@ -376,27 +509,46 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
         .values()
         .flat_map(|e| e.outputs.values().map(Into::into))
         .collect();
-    if dry_run {
-        println!(
-            "would keep {} objects referenced by `repro.lock` (dry run: nothing deleted)",
-            keep.len()
-        );
-        return Ok(exit_code::OK);
-    }
     let run_refs = |v: &Value| -> Vec<repro::hash::Digest> {
         serde_json::from_value::<repro::lockfile::LockEntry>(v.clone())
             .map(|e| e.outputs.values().map(Into::into).collect())
             .unwrap_or_default()
     };
-    let stats = store.gc(&keep, &run_refs)?;
+    let mut out = std::io::stdout().lock();
+    let mut each = |item: repro::cache::GcItem| {
+        if !dry_run {
+            return;
+        }
+        let _ = match item {
+            repro::cache::GcItem::Object { sha256, bytes } => writeln!(
+                out,
+                "would delete object {sha256} ({})",
+                reporter::human_bytes(bytes)
+            ),
+            repro::cache::GcItem::RunEntry { fingerprint } => {
+                writeln!(out, "would delete run-cache entry {fingerprint}")
+            }
+        };
+    };
+    let stats = store.collect(&keep, &run_refs, dry_run, &mut each)?;
+    drop(out);
+    let (did, kept) = if dry_run {
+        ("would delete", "would keep")
+    } else {
+        ("deleted", "kept")
+    };
     println!(
-        "deleted {} objects ({}) and {} run-cache entries; kept {} objects and {} run-cache entries",
+        "{did} {} objects ({}) and {} run-cache entries; {kept} {} objects and {} run-cache entries{}",
         stats.objects_removed,
         reporter::human_bytes(stats.bytes_removed),
         stats.runs_removed,
         stats.objects_kept,
-        stats.runs_kept
+        stats.runs_kept,
+        if dry_run { " (dry run: nothing deleted)" } else { "" }
     );
+    if dry_run {
+        return Ok(exit_code::OK);
+    }
     repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
     Ok(exit_code::OK)
 }
@@ -433,28 +585,35 @@ fn fsck(ws: &Workspace, no_wait: bool) -> Result<i32> {
     Ok(exit_code::STATE)
 }
 
-fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<i32> {
+/// `repro verify TARGET...`: each stage (a group is all its members) rerun in a scratch
+/// directory, its outputs compared with `repro.lock`. Exit 1 if any differs.
+fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) -> Result<i32> {
     let dag = load_dag(ws, spec)?;
-    let id = dag
-        .id(name)
-        .ok_or_else(|| UsageError(format!("unknown stage `{name}`; `repro dag` lists them")))?;
-    let stage = dag.stages[id].clone();
+    let ids = dag.select(targets, Selection::Single)?;
     let _lock = ws.lock(!no_wait, &|h| {
         eprintln!("waiting for the project lock, held by {h}")
     })?;
     let lock = LockFile::load(&ws.root)?;
-    let Some(entry) = lock.stages.get(name) else {
-        bail!(UsageError(format!(
-            "stage `{name}` has never run; `repro run {name}` first"
-        )));
-    };
     let hasher = std::sync::Arc::new(Hasher::open(&ws.hash_state_dir())?);
-    let inputs = freshness::current_inputs(&stage, &ws.root, &hasher)?;
-    let fingerprint = inputs.fingerprint();
-    if fingerprint != entry.fingerprint {
-        bail!(UsageError(format!(
-            "stage `{name}` is stale (its inputs changed since it ran), so its recorded outputs cannot be verified; run `repro status`"
-        )));
+    // Every stage is checked before any runs: a mistake in the last one should not cost the
+    // reruns of the others first.
+    let mut jobs = Vec::new();
+    for &id in &ids {
+        let stage = dag.stages[id].clone();
+        let name = stage.name.clone();
+        let Some(entry) = lock.stages.get(&name) else {
+            bail!(UsageError(format!(
+                "stage `{name}` has never run; `repro run {name}` first"
+            )));
+        };
+        let inputs = freshness::current_inputs(&stage, &ws.root, &hasher)?;
+        let fingerprint = inputs.fingerprint();
+        if fingerprint != entry.fingerprint {
+            bail!(UsageError(format!(
+                "stage `{name}` is stale (its inputs changed since it ran), so its recorded outputs cannot be verified; run `repro status`"
+            )));
+        }
+        jobs.push((stage, inputs, fingerprint, entry));
     }
     process::install_signal_handlers().context("cannot install the signal handlers")?;
     let run = repro::runrecord::RunDir::new(&ws.runs_dir());
@@ -472,56 +631,76 @@ fn verify(ws: &Workspace, name: &str, no_wait: bool, spec: &SpecArgs) -> Result<
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
-    let job = exec::job::Job {
-        grant: exec::resources::Grant {
-            cpus: stage.resources.cpus.clamp(1, cpus),
-            mem: 0,
-            gpus: Vec::new(),
-        },
-        stage,
-        inputs,
-        fingerprint,
-        reasons: Vec::new(),
-        mode: exec::job::Mode::Run,
-    };
-    let (tx, rx) = mpsc::channel();
-    let reporter = reporter::spawn(Mode::detect(), false, rx);
-    eprintln!("verifying {name}: rerunning it in a scratch directory");
-    let result = exec::job::rerun_unpublished(&shared, &job, &tx);
-    drop(tx);
-    let _ = reporter.join();
-    hasher.save()?;
-    let digests = result.map_err(|e| anyhow::anyhow!("stage `{name}` failed when rerun: {e}"))?;
-    let mut same = true;
-    for (path, recorded) in &entry.outputs {
-        match digests.get(path) {
-            Some(d) if d.sha256 == recorded.sha256 => println!("identical  {path}"),
-            Some(d) => {
-                same = false;
-                println!(
-                    "differs    {path}  ({} recorded, {} now)",
-                    &recorded.sha256[..12],
-                    &d.sha256[..12]
-                );
-            }
-            None => {
-                same = false;
-                println!("missing    {path}");
+    let mut differ = Vec::new();
+    for (stage, inputs, fingerprint, entry) in jobs {
+        let name = stage.name.clone();
+        let job = exec::job::Job {
+            grant: exec::resources::Grant {
+                cpus: stage.resources.cpus.clamp(1, cpus),
+                mem: 0,
+                gpus: Vec::new(),
+            },
+            stage,
+            inputs,
+            fingerprint,
+            reasons: Vec::new(),
+            mode: exec::job::Mode::Run,
+        };
+        let (tx, rx) = mpsc::channel();
+        let reporter = reporter::spawn(Mode::detect(), false, rx);
+        eprintln!("verifying {name}: rerunning it in a scratch directory");
+        let started = std::time::Instant::now();
+        let result = exec::job::rerun_unpublished(&shared, &job, &tx);
+        drop(tx);
+        let _ = reporter.join();
+        hasher.save()?;
+        let digests =
+            result.map_err(|e| anyhow::anyhow!("stage `{name}` failed when rerun: {e}"))?;
+        let mut same = true;
+        for (path, recorded) in &entry.outputs {
+            match digests.get(path) {
+                Some(d) if d.sha256 == recorded.sha256 => println!("identical  {path}"),
+                Some(d) => {
+                    same = false;
+                    println!(
+                        "differs    {path}  ({} recorded, {} now)",
+                        &recorded.sha256[..12],
+                        &d.sha256[..12]
+                    );
+                }
+                None => {
+                    same = false;
+                    println!("missing    {path}");
+                }
             }
         }
-    }
-    if same {
-        println!("stage `{name}` reproduced its outputs bit for bit");
-        Ok(exit_code::OK)
-    } else {
-        let note = if entry.deterministic {
-            ""
+        let took = started.elapsed().as_secs_f64();
+        if same {
+            println!("stage `{name}` reproduced its outputs bit for bit (rerun in {took:.2}s)");
         } else {
-            " (it is marked `deterministic: false`)"
-        };
-        println!("stage `{name}` did not reproduce its recorded outputs{note}");
-        Ok(exit_code::FAILED)
+            let note = if entry.deterministic {
+                ""
+            } else {
+                " (it is marked `deterministic: false`)"
+            };
+            println!(
+                "stage `{name}` did not reproduce its recorded outputs{note} (rerun in {took:.2}s)"
+            );
+            differ.push(name);
+        }
     }
+    if ids.len() > 1 {
+        println!(
+            "{} of {} stages reproduced their outputs",
+            ids.len() - differ.len(),
+            ids.len()
+        );
+    }
+    Ok(if differ.is_empty() {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
 }
 
 fn format_of(f: &FormatArgs) -> Format {
@@ -570,10 +749,21 @@ fn metrics_cmd(ws: &Workspace, command: MetricsCommand) -> Result<i32> {
                 None => metrics::from_lock(&LockFile::load(&ws.root)?),
             };
             let new = workspace_metrics(ws, &dag)?;
-            print!(
-                "{}",
-                metrics::render_diff(&metrics::diff(&old, &new, all), format_of(&format))
-            );
+            let rows = metrics::diff(&old, &new, all);
+            let format = format_of(&format);
+            if rows.is_empty() && format == Format::Table {
+                // A bare header reads as a failure; right after a run the lock holds exactly
+                // what is in the workspace, so say where to look instead.
+                match &rev {
+                    Some(rev) => println!("no changes: the metrics match those of `{rev}`"),
+                    None => println!(
+                        "no changes: the metrics match `repro.lock` (which the last run wrote); \
+                         `repro metrics diff HEAD` compares with the last commit"
+                    ),
+                }
+            } else {
+                print!("{}", metrics::render_diff(&rows, format));
+            }
         }
     }
     Ok(exit_code::OK)

@@ -333,7 +333,17 @@ pub fn execute(
                     r
                 }
             };
-            let restore = if opts.run_cache && job::cacheable(stage) && !opts.force.contains(&id) {
+            // In a dry run, a stage downstream of one that would change is checked against
+            // its upstream's outputs as they are now, not as they will be: a run-cache entry
+            // for that fingerprint says nothing about what the real run will find, which
+            // runs it (or restores it) with other inputs. So it "would run", never "restore".
+            let unknowable =
+                opts.dry_run && dag.upstream[id].iter().any(|u| would_change.contains(u));
+            let restore = if opts.run_cache
+                && job::cacheable(stage)
+                && !opts.force.contains(&id)
+                && !unknowable
+            {
                 cached_entry(&store, &check.fingerprint)
             } else {
                 None
@@ -466,6 +476,35 @@ pub fn execute(
                 j.flush()?;
                 last_flush = Instant::now();
             }
+        }
+    }
+
+    // Without `--keep-going` a failure stops new launches: say which selected stages did not
+    // start, so the summary accounts for every stage of the run.
+    if !report.failed.is_empty() && !report.interrupted {
+        for &id in order {
+            if status[id] != Status::Pending {
+                continue;
+            }
+            let name = dag.stages[id].name.clone();
+            match dag.upstream[id]
+                .iter()
+                .find(|u| matches!(status[**u], Status::Failed | Status::Skipped))
+            {
+                Some(&up) => {
+                    let _ = events.send(Event::Skipped {
+                        stage: name,
+                        upstream: dag.stages[up].name.clone(),
+                    });
+                }
+                None => {
+                    let _ = events.send(Event::NotStarted {
+                        stage: name,
+                        failed: report.failed[0].clone(),
+                    });
+                }
+            }
+            status[id] = Status::Skipped;
         }
     }
 

@@ -123,7 +123,7 @@ pub enum SpecErrorKind {
     #[error("duplicate key `{key}` (first at line {}); a key may appear only once in a map", first.line)]
     DuplicateKey { key: String, first: Location },
 
-    #[error("unknown key `{key}` {context} (expected one of: {})", expected.join(", "))]
+    #[error("unknown key `{key}` {context}{} (expected one of: {})", did_you_mean(key, expected), expected.join(", "))]
     UnknownKey {
         key: String,
         context: Context,
@@ -341,6 +341,14 @@ fn defined_profiles(defined: &[String]) -> String {
         "the pipeline defines no `profiles:`".to_owned()
     } else {
         format!("defined: {}", defined.join(", "))
+    }
+}
+
+/// "; did you mean `deps`?" for a mistyped key among the `expected` ones, or nothing.
+fn did_you_mean(key: &str, expected: &[&str]) -> String {
+    match super::keys::suggestions(key, expected).first() {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => String::new(),
     }
 }
 

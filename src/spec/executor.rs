@@ -171,7 +171,7 @@ mod tests {
             ),
             (
                 "executor:\n  kind: slurm\n  partiton: gpu",
-                "pipeline.yaml:3:3: unknown key `partiton` in `executor` (expected one of: kind, partition, account, time, extra_args)",
+                "pipeline.yaml:3:3: unknown key `partiton` in `executor`; did you mean `partition`? (expected one of: kind, partition, account, time, extra_args)",
             ),
             (
                 "executor: {kind: slurm, extra_args: --qos=high}",

@@ -245,7 +245,8 @@ fn expand_matrix(
         ));
     }
     // Per axis: its key, whether it is a map axis, and (name part, value) per value.
-    let mut axes: Vec<(String, bool, Vec<(String, Value)>)> = Vec::with_capacity(axes_nodes.len());
+    type Axis = (String, bool, Vec<(String, Value)>);
+    let mut axes: Vec<Axis> = Vec::with_capacity(axes_nodes.len());
     for axis in axes_nodes {
         let values = resolve(&axis.node, base, name, &format!("matrix.{}", axis.key))?;
         let parts: Vec<(String, Value)> = match &values.val {

@@ -28,7 +28,7 @@ pub mod error;
 mod executor;
 mod fanout;
 mod interp;
-mod keys;
+pub mod keys;
 mod marks;
 pub mod model;
 mod node;

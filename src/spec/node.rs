@@ -210,6 +210,15 @@ fn syntax_error(e: serde_norway::Error, text: &str) -> SpecError {
             "; inside `[...]` or `{...}`, quote values that contain `${...}` (`\"${x}\"`) or use block style",
         );
     }
+    // `cmd: echo a: b`: a `: ` inside a plain value starts a nested map, which libyaml
+    // refuses with "mapping values are not allowed in this context" and no hint.
+    if let Some(l) = line.filter(|l| colon_in_plain_value(l)) {
+        let key = l.trim_start().trim_start_matches("- ");
+        let key = key.split(": ").next().unwrap_or("cmd");
+        message.push_str(&format!(
+            "; the value of `{key}` contains `: `, which starts a map in yaml: quote the whole value (`{key}: '...'`) or write it as a block (`{key}: |` and the value on the next lines, indented)"
+        ));
+    }
     match e.location() {
         Some(l) => SpecError::at(
             Location {
@@ -220,6 +229,17 @@ fn syntax_error(e: serde_norway::Error, text: &str) -> SpecError {
         ),
         None => SpecError::nowhere(SpecErrorKind::Syntax { message }),
     }
+}
+
+/// A `key: value` line whose unquoted value holds another `: ` (or ends in `:`).
+fn colon_in_plain_value(line: &str) -> bool {
+    let body = line.trim_start().trim_start_matches("- ");
+    let Some((_, value)) = body.split_once(": ") else {
+        return false;
+    };
+    let value = value.trim_start();
+    !value.starts_with(['"', '\'', '|', '>', '[', '{', '#'])
+        && (value.contains(": ") || value.trim_end().ends_with(':'))
 }
 
 /// Gives every node its position, walking the value tree and the position tree together by

@@ -259,7 +259,8 @@ impl<'a> Body<'a> {
                         e.key_loc,
                         SpecErrorKind::UnknownKey {
                             key: e.key.clone(),
-                            context: format!("in an {what} of stage `{}`", self.name).into(),
+                            context: format!("in {} of stage `{}`", with_article(what), self.name)
+                                .into(),
                             expected: OUT_KEYS.to_vec(),
                         },
                     ))
@@ -563,6 +564,15 @@ fn parse_size(s: &str) -> Option<u64> {
     let x: f64 = num.parse().ok()?;
     let bytes = (x * mult as f64).round();
     (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// `an out`, `a metric`: the article English puts before `word`.
+fn with_article(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiou".contains(c.to_ascii_lowercase()));
+    format!("{} {word}", if vowel { "an" } else { "a" })
 }
 
 #[cfg(test)]

@@ -415,7 +415,7 @@ fn error_unknown_key_in_stage() {
     assert_eq!(at(&e), (3, 5));
     assert_eq!(
         e.to_string(),
-        "pipeline.yaml:3:5: unknown key `cmdd` in stage `train` (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach, profiles)"
+        "pipeline.yaml:3:5: unknown key `cmdd` in stage `train`; did you mean `cmd`? (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach, profiles)"
     );
 }
 
@@ -833,7 +833,7 @@ fn render_shows_the_line_and_a_caret() {
     let e = err(text);
     assert_eq!(
         e.render(text),
-        "error: unknown key `cmdd` in stage `train` (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach, profiles)\n --> pipeline.yaml:3:5\n  |\n3 |     cmdd: python x\n  |     ^"
+        "error: unknown key `cmdd` in stage `train`; did you mean `cmd`? (expected one of: cmd, builtin, with, deps, outs, metrics, params, frozen, always_changed, deterministic, resources, wdir, env, matrix, foreach, profiles)\n --> pipeline.yaml:3:5\n  |\n3 |     cmdd: python x\n  |     ^"
     );
     let e = err_with("params: {lr: 1}\n", &opts(Some("x"), &[]));
     assert_eq!(e.render("params: {lr: 1}\n"), format!("error: {e}"));

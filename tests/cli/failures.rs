@@ -52,7 +52,11 @@ fn a_failing_stage_keeps_the_previous_outputs_and_lock_entry() {
     assert!(
         status
             .stdout
-            .contains("make: cmd changed, params.fail: 0 -> 1"),
+            .contains("make: last run failed (log: .repro/runs/"),
+        "{status:?}"
+    );
+    assert!(
+        status.stdout.contains(", cmd changed, params.fail: 0 -> 1"),
         "{status:?}"
     );
 }
@@ -157,7 +161,10 @@ fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
         "{records:?}"
     );
     let status = p.repro(&["status"]);
-    assert!(status.stdout.contains("slow: never run"), "{status:?}");
+    assert!(
+        status.stdout.contains("slow: last run interrupted"),
+        "{status:?}"
+    );
     let again = p.repro(&["run", "quick", "--no-wait"]);
     assert_eq!(again.code, 0, "{again:?}");
 }

@@ -6,6 +6,7 @@ mod harness;
 mod caching;
 mod failures;
 mod faults;
+mod newcomer;
 mod scheduling;
 mod spec_errors;
 mod spectrum;

@@ -86,9 +86,19 @@ pub fn parse_spectra(text: &str, path: &Path) -> Result<Vec<FileLayer>, Spectral
         line,
         message,
     };
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = match lines.next() {
-        Some((_, h)) => h.trim_end_matches('\r').split(',').collect(),
+    // A real CSV reader: a layer name may be quoted and hold a comma (`"a, b"`), which a
+    // split on commas would turn into a shifted row.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let header: Vec<String> = match records.next() {
+        Some(Ok(h)) => h
+            .iter()
+            .map(|f| f.trim_end_matches('\r').to_string())
+            .collect(),
+        Some(Err(e)) => return Err(bad(1, e.to_string())),
         None => return Err(bad(1, "the file is empty; expected a header".into())),
     };
     let mut col = [0usize; 4];
@@ -105,13 +115,16 @@ pub fn parse_spectra(text: &str, path: &Path) -> Result<Vec<FileLayer>, Spectral
     }
     // layer -> (name, index -> sigma)
     let mut layers: BTreeMap<u32, (String, BTreeMap<usize, f64>)> = BTreeMap::new();
-    for (i, raw) in lines {
-        let lineno = i + 1;
-        let line = raw.trim_end_matches('\r');
-        if line.is_empty() {
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            bad(line, e.to_string())
+        })?;
+        let lineno = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(|f| f.trim_end_matches('\r').is_empty()) {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').collect();
+        let fields: Vec<&str> = record.iter().map(|f| f.trim_end_matches('\r')).collect();
         if fields.len() != header.len() {
             return Err(bad(
                 lineno,
@@ -255,6 +268,15 @@ mod tests {
         assert_eq!(layers.len(), 2);
         assert_eq!((layers[0].layer, layers[0].name.as_str()), (0, "a"));
         assert_eq!(layers[1].sigmas, vec![1.0, 0.5]);
+    }
+
+    #[test]
+    fn a_quoted_name_with_a_comma_stays_one_field() {
+        let layers =
+            parse("layer,name,index,sigma\r\n0,\"conv, 1\",0,1\r\n0,\"conv, 1\",1,0.25\r\n")
+                .unwrap();
+        assert_eq!(layers[0].name, "conv, 1");
+        assert_eq!(layers[0].sigmas, vec![1.0, 0.25]);
     }
 
     #[test]

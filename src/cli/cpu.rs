@@ -1,0 +1,175 @@
+//! The start-up check that this CPU has what the binary was compiled for.
+//!
+//! `.cargo/config.toml` builds for x86-64-v3 (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE): candle's
+//! CPU kernels call AVX intrinsics that only inline into code compiled with those features
+//! (measured 5-10x on conv backward and the Inception net without them), and the stages
+//! crate's own kernels are plain loops that the compiler vectorizes for the target CPU. Only the
+//! GEMM (the `gemm` crate) dispatches at run time; candle cannot be made to. So the baseline
+//! stays, and a CPU without it gets a clear error instead of `Illegal instruction`.
+//!
+//! Why assembly: any Rust function in this binary may be compiled with those very instructions
+//! (the compiler is free to use BMI2's `shrx` for a shift, AVX for a copy), so the check cannot
+//! be Rust. It runs from `.init_array`, before `main` and before any code of ours, uses only
+//! baseline instructions, and on failure writes one line to stderr and exits with code 1 (the
+//! catch-all failure of the exit-code table) by raw system calls.
+//!
+//! A build for another CPU (`RUSTFLAGS="-C target-cpu=native"`, or x86-64 baseline) changes
+//! nothing here: the check tests for what `target_feature` says the build assumes, feature by
+//! feature, so a baseline build checks nothing.
+
+// The checks are assembled only for the features this build enables (`cfg!` is evaluated at
+// compile time into `.if 0/1` directives of the assembler).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+std::arch::global_asm!(
+    ".pushsection .text.repro_cpu_check,\"ax\",@progbits",
+    ".p2align 4",
+    "repro_cpu_check:",
+    "    push %rbx",
+    "    xor %eax, %eax",
+    "    cpuid",
+    "    mov %eax, %r8d", // the highest standard leaf
+    "    mov $1, %eax",
+    "    xor %ecx, %ecx",
+    "    cpuid",
+    "    mov %ecx, %r9d", // leaf 1 ecx
+    "    .if {avx}",
+    "    bt $28, %r9d",
+    "    jnc 10f",
+    "    bt $27, %r9d", // OSXSAVE: the OS saves the AVX registers...
+    "    jnc 10f",
+    "    xor %ecx, %ecx",
+    "    xgetbv",
+    "    and $6, %eax", // ...both the SSE and the AVX state
+    "    cmp $6, %eax",
+    "    jne 10f",
+    "    .endif",
+    "    .if {fma}",
+    "    bt $12, %r9d",
+    "    jnc 11f",
+    "    .endif",
+    "    .if {f16c}",
+    "    bt $29, %r9d",
+    "    jnc 12f",
+    "    .endif",
+    "    .if {movbe}",
+    "    bt $22, %r9d",
+    "    jnc 13f",
+    "    .endif",
+    "    .if {sse42}",
+    "    bt $20, %r9d",
+    "    jnc 14f",
+    "    .endif",
+    "    .if {popcnt}",
+    "    bt $23, %r9d",
+    "    jnc 15f",
+    "    .endif",
+    "    .if {avx2} | {bmi1} | {bmi2}",
+    "    cmp $7, %r8d",
+    "    jb 16f",
+    "    mov $7, %eax",
+    "    xor %ecx, %ecx",
+    "    cpuid",
+    "    .if {avx2}",
+    "    bt $5, %ebx",
+    "    jnc 16f",
+    "    .endif",
+    "    .if {bmi1}",
+    "    bt $3, %ebx",
+    "    jnc 17f",
+    "    .endif",
+    "    .if {bmi2}",
+    "    bt $8, %ebx",
+    "    jnc 18f",
+    "    .endif",
+    "    .endif",
+    "    .if {lzcnt}",
+    "    mov $0x80000001, %eax",
+    "    xor %ecx, %ecx",
+    "    cpuid",
+    "    bt $5, %ecx",
+    "    jnc 19f",
+    "    .endif",
+    "    pop %rbx",
+    "    ret",
+    "10: lea .Lrepro_avx(%rip), %r12",
+    "    mov $3, %r13d",
+    "    jmp 30f",
+    "11: lea .Lrepro_fma(%rip), %r12",
+    "    mov $3, %r13d",
+    "    jmp 30f",
+    "12: lea .Lrepro_f16c(%rip), %r12",
+    "    mov $4, %r13d",
+    "    jmp 30f",
+    "13: lea .Lrepro_movbe(%rip), %r12",
+    "    mov $5, %r13d",
+    "    jmp 30f",
+    "14: lea .Lrepro_sse42(%rip), %r12",
+    "    mov $6, %r13d",
+    "    jmp 30f",
+    "15: lea .Lrepro_popcnt(%rip), %r12",
+    "    mov $6, %r13d",
+    "    jmp 30f",
+    "16: lea .Lrepro_avx2(%rip), %r12",
+    "    mov $4, %r13d",
+    "    jmp 30f",
+    "17: lea .Lrepro_bmi1(%rip), %r12",
+    "    mov $4, %r13d",
+    "    jmp 30f",
+    "18: lea .Lrepro_bmi2(%rip), %r12",
+    "    mov $4, %r13d",
+    "    jmp 30f",
+    "19: lea .Lrepro_lzcnt(%rip), %r12",
+    "    mov $5, %r13d",
+    "30: mov $1, %eax", // write(2, head)
+    "    mov $2, %edi",
+    "    lea .Lrepro_head(%rip), %rsi",
+    "    mov $(.Lrepro_head_end - .Lrepro_head), %edx",
+    "    syscall",
+    "    mov $1, %eax", // write(2, feature)
+    "    mov $2, %edi",
+    "    mov %r12, %rsi",
+    "    mov %r13, %rdx",
+    "    syscall",
+    "    mov $1, %eax", // write(2, tail)
+    "    mov $2, %edi",
+    "    lea .Lrepro_tail(%rip), %rsi",
+    "    mov $(.Lrepro_tail_end - .Lrepro_tail), %edx",
+    "    syscall",
+    "    mov $231, %eax", // exit_group(1)
+    "    mov $1, %edi",
+    "    syscall",
+    "    ud2",
+    ".popsection",
+    ".pushsection .rodata.repro_cpu_check,\"a\",@progbits",
+    ".Lrepro_head: .ascii \"error: this CPU lacks \"",
+    ".Lrepro_head_end:",
+    ".Lrepro_tail: .ascii \", which this repro binary was built to use (x86-64-v3, see .cargo/config.toml); rebuild it on this machine with RUSTFLAGS=\\\"-C target-cpu=native\\\" cargo install --path . --locked\\n\"",
+    ".Lrepro_tail_end:",
+    ".Lrepro_avx: .ascii \"AVX\"",
+    ".Lrepro_fma: .ascii \"FMA\"",
+    ".Lrepro_f16c: .ascii \"F16C\"",
+    ".Lrepro_movbe: .ascii \"MOVBE\"",
+    ".Lrepro_sse42: .ascii \"SSE4.2\"",
+    ".Lrepro_popcnt: .ascii \"POPCNT\"",
+    ".Lrepro_avx2: .ascii \"AVX2\"",
+    ".Lrepro_bmi1: .ascii \"BMI1\"",
+    ".Lrepro_bmi2: .ascii \"BMI2\"",
+    ".Lrepro_lzcnt: .ascii \"LZCNT\"",
+    ".popsection",
+    // Run before main (glibc calls `.init_array` entries with argc, argv, envp; ignored).
+    ".pushsection .init_array,\"aw\"",
+    ".p2align 3",
+    ".quad repro_cpu_check",
+    ".popsection",
+    avx = const cfg!(target_feature = "avx") as u8,
+    avx2 = const cfg!(target_feature = "avx2") as u8,
+    fma = const cfg!(target_feature = "fma") as u8,
+    f16c = const cfg!(target_feature = "f16c") as u8,
+    movbe = const cfg!(target_feature = "movbe") as u8,
+    sse42 = const cfg!(target_feature = "sse4.2") as u8,
+    popcnt = const cfg!(target_feature = "popcnt") as u8,
+    bmi1 = const cfg!(target_feature = "bmi1") as u8,
+    bmi2 = const cfg!(target_feature = "bmi2") as u8,
+    lzcnt = const cfg!(target_feature = "lzcnt") as u8,
+    options(att_syntax)
+);
