@@ -238,6 +238,51 @@ fn resuming_under_other_params_is_an_error() {
     ));
 }
 
+/// After an upgrade that bumped `train-gan`, a persisted run from the old version starts over
+/// (with a message) instead of failing: it ends exactly like a fresh run, with no file of the
+/// old one left behind.
+#[test]
+fn a_checkpoint_from_another_version_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::ring_dataset(dir.path(), 256, 1);
+    let fresh = dir.path().join("fresh");
+    let old = dir.path().join("old");
+    run(mlp_params(&data, &fresh, json!("none"), json!({})));
+    // An "old version" run: other sample files, and a checkpoint whose version key says 1.
+    run(mlp_params(
+        &data,
+        &old,
+        json!("none"),
+        json!({"stop_after": 9, "sample_every": 3}),
+    ));
+    let ckpt = old.join("checkpoint.safetensors");
+    let mut state = candle_core::safetensors::load(&ckpt, &candle_core::Device::Cpu).unwrap();
+    state.insert(
+        "train_gan_version".into(),
+        candle_core::Tensor::new(&[1i64], &candle_core::Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&state, &ckpt).unwrap();
+    let said = std::cell::RefCell::new(Vec::new());
+    let outcome = train(
+        &common::params(mlp_params(&data, &old, json!("none"), json!({}))),
+        &|_, _, m: &str| said.borrow_mut().push(m.to_string()),
+    )
+    .unwrap();
+    assert_eq!(outcome.resumed_from, 0);
+    assert!(
+        said.borrow()
+            .iter()
+            .any(|m| m.contains("written by train-gan version 1") && m.contains("iteration 0")),
+        "{:?}",
+        said.borrow()
+    );
+    assert!(checkpoint(&fresh) == checkpoint(&old));
+    assert!(
+        !old.join("samples/3.safetensors").exists(),
+        "a file of the old run survived"
+    );
+}
+
 #[test]
 fn a_non_finite_loss_names_the_iteration() {
     let dir = tempfile::tempdir().unwrap();

@@ -378,82 +378,55 @@ pub struct Spectrum {
     pub sigmas: Vec<f64>,
 }
 
-/// Reads `RUN/spectra/<iter>.csv` (`layer,name,index,sigma`) for `layer`, or for
-/// [`super::inputs::default_layer`] when `layer` is `None`. Returns the layer used and one spectrum per file,
-/// by iteration; `Err` is a reason for the missing-inputs list.
+/// Reads `RUN/spectra/<iter>.csv` for `layer`, or for [`super::inputs::default_layer`] when
+/// `layer` is `None`, with the `spectral` module's reader (the one parser of that format).
+/// Returns the layer used and one spectrum per file, by iteration; `Err` is a reason for the
+/// missing-inputs list.
 pub fn read_spectra(
     base: &Path,
     run: &Run,
     layer: Option<u64>,
 ) -> Result<(u64, String, Vec<Spectrum>), String> {
+    use crate::spectral::history::{parse_spectra, spectra_files};
+    use crate::spectral::SpectralError;
     let dir = base.join(&run.dir).join("spectra");
-    let entries = std::fs::read_dir(&dir).map_err(|_| "missing".to_string())?;
-    let mut files: Vec<(u64, PathBuf)> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .filter_map(|p| {
-            let it = p.file_stem()?.to_str()?.parse::<u64>().ok()?;
-            Some((it, p))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err("missing (no `<iteration>.csv` files)".into());
+    if !dir.is_dir() {
+        return Err("missing".into());
     }
-    // (iteration, layer, name, index, sigma)
-    let mut rows: Vec<(u64, u64, String, usize, f64)> = Vec::new();
+    let files = spectra_files(&dir).map_err(|e| match e {
+        SpectralError::NoSpectra { .. } => "missing (no `<iteration>.csv` files)".to_string(),
+        other => format!("unreadable: {other}"),
+    })?;
+    // (iteration, layers of that file)
+    let mut read = Vec::with_capacity(files.len());
     for (it, path) in &files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("unreadable: `{}`: {e}", show(path)))?;
-        for (n, line) in text.lines().enumerate().skip(1) {
-            let f: Vec<&str> = line.split(',').collect();
-            let parsed = (f.len() == 4)
-                .then(|| {
-                    Some((
-                        f[0].parse::<u64>().ok()?,
-                        f[2].parse::<usize>().ok()?,
-                        f[3].parse::<f64>().ok()?,
-                    ))
-                })
-                .flatten();
-            let Some((l, idx, sigma)) = parsed else {
-                return Err(format!(
-                    "unreadable: line {} of `{it}.csv` is not `layer,name,index,sigma`",
-                    n + 1
-                ));
-            };
-            rows.push((*it, l, f[1].to_string(), idx, sigma));
-        }
+        let layers = parse_spectra(&text, path).map_err(|e| format!("unreadable: {e}"))?;
+        read.push((*it, layers));
     }
     let mut ranks: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in &rows {
-        let n = ranks.entry(r.1).or_default();
-        *n = (*n).max(r.3 as u64 + 1);
+    for (_, layers) in &read {
+        for l in layers {
+            let n = ranks.entry(u64::from(l.layer)).or_default();
+            *n = (*n).max(l.sigmas.len() as u64);
+        }
     }
     let Some(chosen) = layer.or_else(|| super::inputs::default_layer(ranks.into_iter())) else {
         return Err("unreadable: the spectra files have no rows".into());
     };
-    let name = rows
-        .iter()
-        .find(|r| r.1 == chosen)
-        .map(|r| r.2.clone())
-        .ok_or_else(|| format!("missing (no layer {chosen} in the spectra files)"))?;
-    let mut by_iter: BTreeMap<u64, Vec<(usize, f64)>> = BTreeMap::new();
-    for (it, l, _, idx, sigma) in rows {
-        if l == chosen {
-            by_iter.entry(it).or_default().push((idx, sigma));
+    let mut name = None;
+    let mut spectra = Vec::new();
+    for (iteration, layers) in read {
+        if let Some(l) = layers.into_iter().find(|l| u64::from(l.layer) == chosen) {
+            name.get_or_insert(l.name);
+            spectra.push(Spectrum {
+                iteration,
+                sigmas: l.sigmas,
+            });
         }
     }
-    let spectra = by_iter
-        .into_iter()
-        .map(|(iteration, mut v)| {
-            v.sort_by_key(|p| p.0);
-            Spectrum {
-                iteration,
-                sigmas: v.into_iter().map(|p| p.1).collect(),
-            }
-        })
-        .collect();
+    let name = name.ok_or_else(|| format!("missing (no layer {chosen} in the spectra files)"))?;
     Ok((chosen, name, spectra))
 }
 

@@ -6,7 +6,8 @@
 //! `persist: true` outs into the staging directory) and was written under the same identity
 //! params ([`params::TrainParams::identity`]), training resumes from it, and on the CPU the
 //! result is bit-identical to an uninterrupted run. A checkpoint from other params is an error,
-//! not silently discarded work.
+//! not silently discarded work; one written by another version of this builtin (its
+//! `train_gan_version` key) is discarded with a message, since its state is not this code's.
 //!
 //! When things are written, for completed G iteration `t`: a log row when `t % log_every == 0`,
 //! spectra when `t % spectra_every == 0` (`t = 0` included: the initialization's spectrum, on a
@@ -52,6 +53,9 @@ pub const BUILTIN: Builtin = Builtin {
     summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
     run,
 };
+
+/// The checkpoint key holding the `train-gan` version that wrote it.
+const VERSION_KEY: &str = "train_gan_version";
 
 /// Why training failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,34 @@ pub fn train(
     let identity = identity_hash(params);
     let out = &params.out;
     let ckpt_path = out.join("checkpoint.safetensors");
+    // A checkpoint from another version of this builtin holds a state this code may not
+    // continue (the version changes exactly when what a run computes changes): start over from
+    // a clean directory, saying so, rather than fail every run after an upgrade. The staging
+    // directory is the engine's copy, so the last good outputs are untouched until this succeeds.
+    if ckpt_path.exists() {
+        let state = read_checkpoint(&ckpt_path)?;
+        let written_by = state
+            .get(VERSION_KEY)
+            .and_then(|t| t.to_vec1::<i64>().ok())
+            .and_then(|v| v.first().copied());
+        if written_by != Some(i64::from(BUILTIN.version)) {
+            let was = written_by.map_or("an older version".to_string(), |v| format!("version {v}"));
+            progress(
+                0,
+                params.iterations,
+                &format!(
+                    "the checkpoint was written by train-gan {was}, which this version ({}) does not resume: training from iteration 0",
+                    BUILTIN.version
+                ),
+            );
+            std::fs::remove_dir_all(out)
+                .and_then(|()| std::fs::create_dir_all(out))
+                .map_err(|e| TrainError::Output {
+                    path: out.clone(),
+                    source: DataError::io("clear", out, e),
+                })?;
+        }
+    }
     if ckpt_path.exists() {
         let state = read_checkpoint(&ckpt_path)?;
         let stored: Vec<u8> = state
@@ -315,7 +347,11 @@ fn write_checkpoint(
     path: &Path,
     state: &BTreeMap<String, candle_core::Tensor>,
 ) -> Result<(), TrainError> {
-    let map: HashMap<String, candle_core::Tensor> = state.clone().into_iter().collect();
+    let mut map: HashMap<String, candle_core::Tensor> = state.clone().into_iter().collect();
+    map.insert(
+        VERSION_KEY.into(),
+        candle_core::Tensor::new(&[i64::from(BUILTIN.version)], &candle_core::Device::Cpu)?,
+    );
     let dir = crate::data::atomic::parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| TrainError::Output {
         path: dir.to_path_buf(),
