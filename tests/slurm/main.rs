@@ -288,7 +288,11 @@ stages:
             .all(|l| !l.ends_with("RUNNING") && !l.ends_with("PENDING"))
     });
     let again = p.repro(&["status"]);
-    assert!(again.stdout.contains("int_a: never run"), "{again:?}");
+    // Never completed, and `status` says why (issue 16: not "never run").
+    assert!(
+        again.stdout.contains("int_a: last run interrupted"),
+        "{again:?}"
+    );
 }
 
 fn parent_of(pid: i32) -> Option<i32> {
