@@ -14,12 +14,16 @@
 #
 # Usage: [REPRO_BIN=path] scripts/bench/pipeline.sh [--groups N] [--files-per-group F]
 #          [--file-size BYTES] [--no-peer] [--peer-max N] [--noop-rounds N]
+#          [--peer-limit SECONDS]
+# --peer-limit stops the peer's first run after SECONDS (its process group gets SIGTERM) and
+# reports how many of the N stages it finished by then, a lower bound on its time; its no-op and
+# one-change rounds are then skipped, since they would first have to finish the run.
 # Defaults: --groups 1000 --files-per-group 10 --file-size 100000 (the reference workload of
 # ../shared/reference/pipelines.md §6); for the scaling runs of issue 21 use
 # --files-per-group 2 --file-size 1000 with --groups 1000, 10000 and 100000.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-groups=1000 files=10 size=100000 peer=1 peer_max=10000 noop_rounds=
+groups=1000 files=10 size=100000 peer=1 peer_max=10000 noop_rounds= peer_limit=
 while (($#)); do
   case "$1" in
     --groups) groups=$2; shift 2 ;;
@@ -28,6 +32,7 @@ while (($#)); do
     --no-peer) peer=0; shift ;;
     --peer-max) peer_max=$2; shift 2 ;;
     --noop-rounds) noop_rounds=$2; shift 2 ;;
+    --peer-limit) peer_limit=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,21 +57,26 @@ if [ -z "$noop_rounds" ]; then
   ((groups > 20000)) && noop_rounds=3
 fi
 
-# sample TOOL WHAT CMD...: one timed sample, appended to $results.
+# sample TOOL WHAT CMD...: one timed sample, appended to $results (LIMIT=S: stop it after S s).
 sample() {
   local tool=$1 what=$2; shift 2
-  python3 "$quiet" run --label "$tool $what" -- "$@" | tee -a "$results"
+  python3 "$quiet" run --label "$tool $what" ${LIMIT:+--limit "$LIMIT"} -- "$@" | tee -a "$results"
 }
 
 measure() { # measure TOOL FORMAT CMD...: first run, no-ops, one change, in a fresh workspace
-  local tool=$1 format=$2; shift 2
+  local tool=$1 format=$2 limit=${MEASURE_LIMIT:-}; shift 2
   local dir=$work/$tool-$groups
   rm -rf "$dir"
   python3 "$gen" create "$dir" --format "$format" --groups "$groups" \
     --files-per-group "$files" --file-size "$size" >/dev/null
   (
     cd "$dir"
-    sample "$tool" first "$@"
+    LIMIT=$limit sample "$tool" first "$@"
+    if tail -n 1 "$results" | grep -q '"timed_out": true'; then
+      # Outputs finished by the limit (out/ holds one file per stage of this workload).
+      echo "{\"label\": \"$tool unfinished\", \"done\": $(find out -type f | wc -l)}" | tee -a "$results"
+      exit 0
+    fi
     for _ in $(seq "$noop_rounds"); do sample "$tool" no-op "$@"; done
     python3 "$gen" modify . --group $((groups / 2)) --file $((files / 2)) --round 1 >/dev/null
     sample "$tool" changed "$@"
@@ -82,7 +92,7 @@ if ((peer)) && ((groups <= peer_max)); then
     python3 -m venv "$venv" && "$venv/bin/pip" install -q snakemake
   fi
   echo "== snakemake ($("$venv/bin/snakemake" --version))"
-  measure snakemake snakemake "$venv/bin/snakemake" -c2 -q
+  MEASURE_LIMIT=$peer_limit measure snakemake snakemake "$venv/bin/snakemake" -c2 -q
 fi
 
 python3 - "$results" "$groups" <<'PY'
@@ -90,7 +100,7 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 n = int(sys.argv[2])
 def pick(tool, what):
-    rs = [r for r in rows if r["label"] == f"{tool} {what}"]
+    rs = [r for r in rows if r["label"] == f"{tool} {what}" and "wall_s" in r]
     if not rs:
         return None
     wall = statistics.median(r["wall_s"] for r in rs)
@@ -107,13 +117,25 @@ for tool in ("repro", "snakemake"):
     f, o, c = pick(tool, "first"), pick(tool, "no-op"), pick(tool, "changed")
     if not f:
         continue
+    stopped = next((r for r in rows if r["label"] == f"{tool} unfinished"), None)
+    if stopped:
+        summary[tool] = (f, stopped)
+        print(f"| {tool}{' DISTURBED' if f['disturbed'] else ''} | stopped unfinished at {f['wall']:.0f} s: "
+              f"{stopped['done']} of {n} stages done | | {f['cpu']:.1f} s | | | | {f['rss'] / 1024:.0f} MiB "
+              f"| {f['load']:.2f} |")
+        continue
     summary[tool] = (f, o, c)
     flag = " DISTURBED" if any(x["disturbed"] for x in (f, o, c)) else ""
     flag += " FAILED" if any(x["failed"] for x in (f, o, c)) else ""
     print(f"| {tool}{flag} | {f['wall']:.2f} s | {1000 * f['wall'] / n:.2f} ms | {f['cpu']:.1f} s "
           f"| {1000 * f['own'] / n:.2f} ms | {o['wall']:.3f} s | {c['wall']:.3f} s | {max(f['rss'], o['rss'], c['rss']) / 1024:.0f} MiB "
           f"| {max(f['load'], o['load'], c['load']):.2f} |")
-if "snakemake" in summary:
+if "snakemake" in summary and len(summary["snakemake"]) == 2:
+    (fs, stopped), fr = summary["snakemake"], summary["repro"][0]
+    print(f"\nsnakemake / repro: first run > {fs['wall'] / fr['wall']:.0f}x (snakemake had done "
+          f"{stopped['done']} of {n} stages when it was stopped after {fs['wall']:.0f} s; repro did "
+          f"all {n} in {fr['wall']:.1f} s)" + (" (a disturbed sample: do not quote)" if fs["disturbed"] or fr["disturbed"] else ""))
+elif "snakemake" in summary:
     (fs, os_, cs), (fr, or_, cr) = summary["snakemake"], summary["repro"]
     note = " (a disturbed sample: do not quote)" if any(
         x["disturbed"] for x in (fs, os_, cs, fr, or_, cr)) else ""

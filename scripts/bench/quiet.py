@@ -8,19 +8,22 @@ core than repro does, so a benchmark must not time anything while something else
       Blocks until the other processes on the machine used less than MAX_LOAD cores over a
       WINDOW-second window (from /proc/stat), then prints {"waited_s", "load"} as JSON. Exits 3
       (printing the last load seen) when the machine did not become quiet within TIMEOUT.
-  quiet.py run [--max-load 0.15] [--label L] -- CMD ARGS...
+  quiet.py run [--max-load 0.15] [--label L] [--limit SECONDS] -- CMD ARGS...
       Waits as above, then runs CMD (stdout and stderr to /dev/null unless --show) and prints one
       JSON line: label, wall_s, user_s, sys_s, max_rss_kib (of CMD and its children), exit code,
       the load before, and `other_load`: the cores used during the run by everything but CMD
       (machine busy time minus CMD's own CPU time), and `self_user_s`/`self_sys_s`: the CPU time
       of CMD's own process alone, without its children (the stages a pipeline tool runs), read
-      from /proc/PID/stat while it is a zombie. `disturbed` is true when other_load exceeded
+      from /proc/PID/stat while it is a zombie. With --limit, CMD runs in its own process group,
+      which gets SIGTERM at the limit (SIGKILL 10 s later) and `timed_out` says so; CMD's
+      timings are then those of an unfinished run. `disturbed` is true when other_load exceeded
       MAX_LOAD: such a round must not be quoted. The timer runs in this process around
       fork/exec/wait4, so no interpreter start-up is inside the timed region.
 """
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -62,10 +65,11 @@ def own_cpu(pid):
     return int(after_comm[11]) / HZ, int(after_comm[12]) / HZ
 
 
-def run(cmd, show):
+def run(cmd, show, limit=None):
     b0, t0 = busy_jiffies(), time.monotonic()
     pid = os.fork()
     if pid == 0:
+        os.setpgid(0, 0)  # its own process group, so a time limit stops what it started too
         if not show:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
@@ -74,9 +78,30 @@ def run(cmd, show):
             os.execvp(cmd[0], cmd)
         finally:
             os._exit(127)
+    try:
+        os.setpgid(pid, pid)  # also from here: whichever runs first
+    except OSError:
+        pass  # the child already did, or already exec'd
+    timed_out = False
+    if limit:
+        # SIGTERM to the whole group at the limit, SIGKILL 10 s later if it is still there.
+        def expire(_signum, _frame):
+            nonlocal timed_out
+            sig = signal.SIGKILL if timed_out else signal.SIGTERM
+            timed_out = True
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            signal.setitimer(signal.ITIMER_REAL, 10)
+
+        signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, limit)
     # Wait for the exit without reaping, so /proc/PID/stat still holds the process's own CPU
     # time (utime, stime) apart from its children's (cutime, cstime); then reap it.
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if limit:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     self_user, self_sys = own_cpu(pid)
     _, status, ru = os.wait4(pid, 0)
     t1, b1 = time.monotonic(), busy_jiffies()
@@ -92,6 +117,7 @@ def run(cmd, show):
         "max_rss_kib": ru.ru_maxrss,
         "exit": os.waitstatus_to_exitcode(status),
         "other_load": round(other, 3),
+        "timed_out": timed_out,
     }
 
 
@@ -106,6 +132,8 @@ def main():
         if name == "run":
             p.add_argument("--label", default="")
             p.add_argument("--show", action="store_true")
+            p.add_argument("--limit", type=float, default=None,
+                           help="stop CMD (and its process group) after this many seconds")
             p.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     waited, load = wait_quiet(a.max_load, a.window, a.timeout)
@@ -115,7 +143,7 @@ def main():
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
         ap.error("run needs a command after --")
-    r = run(cmd, a.show)
+    r = run(cmd, a.show, a.limit)
     r = {"label": a.label, **r, "load_before": round(load, 3), "disturbed": r["other_load"] > a.max_load}
     print(json.dumps(r))
 
