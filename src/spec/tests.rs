@@ -1027,19 +1027,9 @@ fn profiles_key_restricts_a_stage_to_those_profiles() {
 
 // ---- hostile and broken files: bounded work, positioned errors (issue 19) ----
 
-/// A "billion laughs": `levels` anchors, each a list of ten aliases of the one before.
-pub(crate) fn laughs(levels: usize) -> String {
-    let mut text =
-        String::from("vars:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-    for i in 1..levels {
-        let p = i - 1;
-        text.push_str(&format!(
-            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-        ));
-    }
-    text.push_str("stages: {}\n");
-    text
-}
+#[path = "../../tests/common/hostile.rs"]
+mod hostile;
+use hostile::laughs;
 
 /// Parses `text` and checks that it fails fast with `kind`, returning the error.
 fn fails_fast(text: &str, is_kind: fn(&SpecErrorKind) -> bool) -> SpecError {

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::harness::hostile::laughs;
 use crate::harness::{Output, Project};
 
 fn fails_with(yaml: &str, expected: &[&str]) {
@@ -219,21 +220,6 @@ fn measured(p: &Project, args: &[&str]) -> (Output, Duration, Option<u64>) {
             .map(|kib| kib / 1024)
     });
     (out, elapsed, mib)
-}
-
-/// A "billion laughs": `levels` anchors under `vars:`, each a list of ten aliases of the one
-/// before (levels 6, 7 and 10 are the ones issue 19 measured).
-fn laughs(levels: usize) -> String {
-    let mut text =
-        String::from("vars:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-    for i in 1..levels {
-        let p = i - 1;
-        text.push_str(&format!(
-            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-        ));
-    }
-    text.push_str("stages: {}\n");
-    text
 }
 
 #[test]

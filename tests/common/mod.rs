@@ -2,6 +2,8 @@
 //! binaries (`tests/cli`, `tests/slurm`); each uses a part of it.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

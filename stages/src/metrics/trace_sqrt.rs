@@ -32,7 +32,7 @@ pub fn trace_sqrt_product(a: &[f64], b: &[f64], d: usize) -> Option<f64> {
     let m: Vec<f64> = (0..r * r)
         .map(|k| 0.5 * (m[(k % r, k / r)] + m[(k / r, k % r)]))
         .collect();
-    let lambdas = symmetric_eigenvalues(m, r)?;
+    let lambdas = symmetric_eigenvalues(&m, r)?;
     let t: f64 = lambdas.iter().map(|x| x.max(0.0).sqrt()).sum();
     t.is_finite().then_some(t)
 }
@@ -94,9 +94,9 @@ fn pivoted_cholesky(a: &[f64], d: usize) -> (Vec<usize>, Vec<f64>, usize) {
 
 /// Eigenvalues of a symmetric `n x n` column-major matrix (faer's self-adjoint solver, from
 /// the lower triangle; sequential, so the bits do not depend on the machine's core count).
-fn symmetric_eigenvalues(a: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+fn symmetric_eigenvalues(a: &[f64], n: usize) -> Option<Vec<f64>> {
     crate::nn::linalg::sequential();
-    MatRef::from_column_major_slice(&a, n, n)
+    MatRef::from_column_major_slice(a, n, n)
         .self_adjoint_eigenvalues(faer::Side::Lower)
         .ok()
 }
@@ -115,7 +115,7 @@ mod tests {
                 _ => 0.0,
             })
             .collect();
-        let mut ev = symmetric_eigenvalues(a, 3).unwrap();
+        let mut ev = symmetric_eigenvalues(&a, 3).unwrap();
         ev.sort_by(f64::total_cmp);
         let s = 2f64.sqrt();
         for (got, want) in ev.iter().zip([2.0 - s, 2.0, 2.0 + s]) {

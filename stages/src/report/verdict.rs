@@ -373,16 +373,17 @@ impl Cooccurrence {
             match (r.spectral_collapsed, r.mode_collapsed) {
                 (Some(true), Some(true)) => {
                     c.both += 1;
+                    let apart = match (r.spectral_iteration, r.mode_drop_iteration) {
+                        (Some(s), Some(d)) => Some(s.abs_diff(d)),
+                        _ => None,
+                    };
                     c.lags.push(Lag {
                         run: r.name.clone(),
                         setting: r.setting.clone(),
                         spectral_iteration: r.spectral_iteration,
                         mode_drop_iteration: r.mode_drop_iteration,
-                        lag: match (r.spectral_iteration, r.mode_drop_iteration) {
-                            (Some(s), Some(d)) => Some(s.abs_diff(d)),
-                            _ => None,
-                        },
-                        within: false,
+                        lag: apart,
+                        within: apart.is_some_and(|x| x <= lag),
                     });
                 }
                 (Some(true), Some(false)) => c.spectral_only += 1,
@@ -390,9 +391,6 @@ impl Cooccurrence {
                 (Some(false), Some(false)) => c.neither += 1,
                 _ => c.excluded += 1,
             }
-        }
-        for l in &mut c.lags {
-            l.within = l.lag.is_some_and(|x| x <= lag);
         }
         let n = c.both + c.spectral_only + c.mode_only + c.neither;
         c.fisher_p = (n > 0).then(|| {

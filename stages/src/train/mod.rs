@@ -159,7 +159,24 @@ pub fn train(
             .get(VERSION_KEY)
             .and_then(|t| t.to_vec1::<i64>().ok())
             .and_then(|v| v.first().copied());
-        if written_by != Some(i64::from(BUILTIN.version)) {
+        if written_by == Some(i64::from(BUILTIN.version)) {
+            let stored: Vec<u8> = state
+                .get("identity")
+                .ok_or(TrainError::CorruptCheckpoint { key: "identity" })?
+                .to_vec1()?;
+            if stored != identity {
+                return Err(TrainError::ParamsChanged {
+                    path: ckpt_path,
+                    out: out.clone(),
+                });
+            }
+            trainer.import(&state)?;
+            progress(
+                trainer.iteration,
+                params.iterations,
+                &format!("resumed from iteration {}", trainer.iteration),
+            );
+        } else {
             let was = written_by.map_or("an older version".to_string(), |v| format!("version {v}"));
             progress(
                 0,
@@ -176,25 +193,6 @@ pub fn train(
                     source: DataError::io("clear", out, e),
                 })?;
         }
-    }
-    if ckpt_path.exists() {
-        let state = read_checkpoint(&ckpt_path)?;
-        let stored: Vec<u8> = state
-            .get("identity")
-            .ok_or(TrainError::CorruptCheckpoint { key: "identity" })?
-            .to_vec1()?;
-        if stored != identity {
-            return Err(TrainError::ParamsChanged {
-                path: ckpt_path,
-                out: out.clone(),
-            });
-        }
-        trainer.import(&state)?;
-        progress(
-            trainer.iteration,
-            params.iterations,
-            &format!("resumed from iteration {}", trainer.iteration),
-        );
     }
     let resumed_from = trainer.iteration;
     let mut log = outputs::Log::open(&out.join("log.csv"), trainer.iteration);
