@@ -1,5 +1,8 @@
-//! The `repro` binary: parses the command line, runs one command, maps the outcome to an exit
-//! code from the one table in `repro::exit_code`. All engine logic lives in the library.
+//! The `repro` binary: the engine (`repro-engine`) with the GAN domain (`stages`) wired in.
+//!
+//! It parses the command line, runs one command, and maps the outcome to an exit code from the
+//! one table in `repro_engine::exit_code`. The wiring is two lines: `stages::REGISTRY` goes into
+//! every pipeline read ([`cli::commands`]) and runs `repro builtin` ([`cli::tools`]).
 
 mod cli;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hashing benchmark: repro's hasher (examples/hash_bench.rs) against `sha256sum` and
+# Hashing benchmark: repro's hasher (engine/examples/hash_bench.rs) against `sha256sum` and
 # `openssl sha256` on the same 1 GB workload (10,000 files of 100 KB made by
 # shared/bench/gen_pipeline_bench.py), in the same run, printed as ratios.
 #
@@ -42,10 +42,10 @@ sleep 3
 cd "$ROOT"
 case $PROFILE in
   release)
-    cargo build --release --quiet --example hash_bench
+    cargo build --release --quiet -p repro-engine --example hash_bench
     BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/hash_bench ;;
   dev-opt)
-    cargo build --quiet --example hash_bench --config 'profile.dev.package.repro.opt-level=3'
+    cargo build --quiet -p repro-engine --example hash_bench --config 'profile.dev.package.repro-engine.opt-level=3'
     BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/examples/hash_bench ;;
   *) echo "unknown HASH_BENCH_PROFILE=$PROFILE" >&2; exit 2 ;;
 esac

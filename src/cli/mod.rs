@@ -1,5 +1,6 @@
-//! The binary side of the CLI: clap definitions and the commands that drive the engine.
+//! The command line: clap definitions, the engine's commands, and the GAN domain's tools.
 
 pub mod args;
 pub mod commands;
 pub mod cpu;
+pub mod tools;

@@ -200,8 +200,10 @@ fn prepare_builtin_converts_a_fetched_directory() {
     let params = serde_json::json!({
         "from": fixture("mnist"), "as": "stacked-mnist", "n": 40, "seed": 3, "out": out
     });
-    let b = stages::lookup("prepare").expect("prepare is registered");
-    (b.run)(&stages::Context::new(
+    let b = stages::REGISTRY
+        .lookup("prepare")
+        .expect("prepare is registered");
+    b.run(&repro_engine::builtin::Context::new(
         "prepare",
         params.as_object().unwrap().clone(),
     ))
@@ -217,11 +219,12 @@ fn prepare_builtin_converts_a_fetched_directory() {
     );
 
     let bad = serde_json::json!({"from": fixture("mnist"), "as": "svhn-train", "out": out});
-    let err = (b.run)(&stages::Context::new(
-        "prepare",
-        bad.as_object().unwrap().clone(),
-    ))
-    .unwrap_err();
+    let err = b
+        .run(&repro_engine::builtin::Context::new(
+            "prepare",
+            bad.as_object().unwrap().clone(),
+        ))
+        .unwrap_err();
     assert!(
         err.is_params() && err.to_string().contains("unknown converter `svhn-train`"),
         "{err}"

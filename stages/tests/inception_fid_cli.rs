@@ -156,8 +156,10 @@ fn fid_stats_builtin_summarizes_the_first_images() {
     let serde_json::Value::Object(params) = params else {
         unreachable!()
     };
-    let builtin = stages::lookup("fid-stats").expect("registered");
-    (builtin.run)(&stages::Context::new("fid-stats", params)).expect("fid-stats");
+    let builtin = stages::REGISTRY.lookup("fid-stats").expect("registered");
+    builtin
+        .run(&repro_engine::builtin::Context::new("fid-stats", params))
+        .expect("fid-stats");
 
     let stats = stages::metrics::fid::Stats::load_npz(&out).expect("npz");
     assert_eq!(stats.n, 2, "the count travels with the statistics");
@@ -173,6 +175,8 @@ fn fid_stats_builtin_summarizes_the_first_images() {
     let serde_json::Value::Object(params) = params else {
         unreachable!()
     };
-    let err = (builtin.run)(&stages::Context::new("fid-stats", params)).expect_err("zero");
+    let err = builtin
+        .run(&repro_engine::builtin::Context::new("fid-stats", params))
+        .expect_err("zero");
     assert!(err.to_string().contains("max_samples"), "{err}");
 }

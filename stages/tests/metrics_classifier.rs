@@ -144,12 +144,17 @@ fn save_prepared(path: &Path, pixels: &[u8], labels: &[u32]) {
     save(path, &ds).expect("save prepared");
 }
 
-fn run_builtin(params: serde_json::Value) -> Result<(), stages::StageError> {
-    let builtin = stages::lookup("train-classifier").expect("registered");
+fn run_builtin(params: serde_json::Value) -> Result<(), repro_engine::builtin::StageError> {
+    let builtin = stages::REGISTRY
+        .lookup("train-classifier")
+        .expect("registered");
     let serde_json::Value::Object(map) = params else {
         panic!("params must be a map")
     };
-    (builtin.run)(&stages::Context::new("train-classifier", map))
+    builtin.run(&repro_engine::builtin::Context::new(
+        "train-classifier",
+        map,
+    ))
 }
 
 #[test]

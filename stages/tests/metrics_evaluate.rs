@@ -14,12 +14,14 @@ use stages::data::prepared::{save, Dataset, Samples};
 use stages::data::synthetic;
 use stages::metrics::classifier::{DigitClassifier, LabelledImages, TrainConfig};
 
-fn run(params: Value) -> Result<Value, stages::StageError> {
-    let builtin = stages::lookup("evaluate").expect("evaluate is registered");
+fn run(params: Value) -> Result<Value, repro_engine::builtin::StageError> {
+    let builtin = stages::REGISTRY
+        .lookup("evaluate")
+        .expect("evaluate is registered");
     let Value::Object(map) = params.clone() else {
         panic!("params must be a map")
     };
-    (builtin.run)(&stages::Context::new("evaluate", map))?;
+    builtin.run(&repro_engine::builtin::Context::new("evaluate", map))?;
     let out = params["metrics"].as_str().expect("metrics path");
     Ok(serde_json::from_str(&std::fs::read_to_string(out).expect("metrics.json")).expect("json"))
 }

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use repro_engine::builtin::Context;
 use serde_json::{json, Value};
-use stages::{lookup, Context};
+use stages::REGISTRY;
 
 const R: usize = 32;
 /// Logged every 1K up to 12K, so the file names do not sort as numbers (`10000.csv` < `2000.csv`).
@@ -65,12 +66,14 @@ fn write_run(run: &Path) {
     std::fs::write(dir.join(".tmp-abc"), "garbage").unwrap();
 }
 
-fn run_builtin(params: Value) -> Result<(), stages::StageError> {
-    let b = lookup("spectral").expect("the spectral builtin is registered");
+fn run_builtin(params: Value) -> Result<(), repro_engine::builtin::StageError> {
+    let b = REGISTRY
+        .lookup("spectral")
+        .expect("the spectral builtin is registered");
     let Value::Object(map) = params else {
         panic!("params must be an object")
     };
-    (b.run)(&Context::new(b.kind, map))
+    b.run(&Context::new(b.kind(), map))
 }
 
 fn read_json(path: &Path) -> Value {

@@ -1,4 +1,4 @@
-//! Hostile pipeline files, shared by the spec's unit tests (`src/spec/tests.rs`) and the CLI
+//! Hostile pipeline files, shared by the spec's unit tests (`engine/src/spec/tests.rs`) and the CLI
 //! tests (`tests/cli/spec_errors.rs`), so both judge the same input.
 
 /// A "billion laughs": `levels` anchors under `vars:`, each a list of ten aliases of the one

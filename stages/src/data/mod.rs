@@ -13,7 +13,7 @@
 //! - [`atomic`]: write-then-rename, so nothing half-written is ever visible.
 //!
 //! Everything here returns [`DataError`]; the builtins turn it into a
-//! [`crate::StageError`] at the seam.
+//! [`repro_engine::builtin::StageError`] at the seam.
 
 pub mod atomic;
 pub mod cifar;

@@ -44,10 +44,10 @@ use super::download::HttpOptions;
 use super::fetch::{fetch, FetchSpec, Source};
 use super::unpack::Limits;
 use super::{known, prepared, synthetic, DataError};
-use crate::builtin::{Builtin, Context, StageError};
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `fetch` builtin.
-pub const FETCH: Builtin = Builtin {
+pub const FETCH: &dyn Builtin = &Kind::<FetchParams> {
     kind: "fetch",
     version: 1,
     summary: "fetch a dataset or weights from ordered sources, verified against a sha256 pin",
@@ -55,7 +55,7 @@ pub const FETCH: Builtin = Builtin {
 };
 
 /// The `prepare` builtin.
-pub const PREPARE: Builtin = Builtin {
+pub const PREPARE: &dyn Builtin = &Kind::<PrepareParams> {
     kind: "prepare",
     version: 1,
     summary: "convert a fetched raw dataset into the prepared safetensors format",
@@ -63,7 +63,7 @@ pub const PREPARE: Builtin = Builtin {
 };
 
 /// The `synthetic` builtin.
-pub const SYNTHETIC: Builtin = Builtin {
+pub const SYNTHETIC: &dyn Builtin = &Kind::<SyntheticParams> {
     kind: "synthetic",
     version: 1,
     summary: "generate a seeded 2-D Gaussian mixture (ring of 8, grid of 25)",
@@ -126,8 +126,7 @@ fn convert_error(ctx: &Context, e: DataError) -> StageError {
     }
 }
 
-fn run_fetch(ctx: &Context) -> Result<(), StageError> {
-    let p: FetchParams = ctx.params()?;
+fn run_fetch(ctx: &Context, p: FetchParams) -> Result<(), StageError> {
     let (sources, pin) = match p.sources {
         Some(s) => (s, p.sha256.clone()),
         None => {
@@ -225,8 +224,7 @@ struct PrepareParams {
     resize: Option<usize>,
 }
 
-fn run_prepare(ctx: &Context) -> Result<(), StageError> {
-    let p: PrepareParams = ctx.params()?;
+fn run_prepare(ctx: &Context, p: PrepareParams) -> Result<(), StageError> {
     ctx.progress(
         0,
         1,
@@ -265,8 +263,7 @@ struct SyntheticParams {
     out: PathBuf,
 }
 
-fn run_synthetic(ctx: &Context) -> Result<(), StageError> {
-    let p: SyntheticParams = ctx.params()?;
+fn run_synthetic(ctx: &Context, p: SyntheticParams) -> Result<(), StageError> {
     let ds = synthetic::by_name(&p.set, p.n, p.seed).ok_or_else(|| {
         params_error(
             ctx,
@@ -288,7 +285,7 @@ mod tests {
     }
 
     fn run_prepare_with(params: serde_json::Value) -> Result<(), StageError> {
-        run_prepare(&Context::new(
+        PREPARE.run(&Context::new(
             "prepare",
             params.as_object().cloned().unwrap_or_default(),
         ))
@@ -351,11 +348,12 @@ mod tests {
     #[test]
     fn fetch_refuses_resize_without_a_converter() {
         let params = serde_json::json!({"name": "stl10", "out": "data/stl10", "resize": 48});
-        let err = run_fetch(&Context::new(
-            "fetch",
-            params.as_object().cloned().unwrap_or_default(),
-        ))
-        .unwrap_err();
+        let err = FETCH
+            .run(&Context::new(
+                "fetch",
+                params.as_object().cloned().unwrap_or_default(),
+            ))
+            .unwrap_err();
         assert!(
             err.is_params() && err.to_string().contains("`prepare:`"),
             "{err}"

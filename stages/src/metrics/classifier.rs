@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::MetricsError;
-use crate::builtin::{Context, StageError};
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `train-classifier` builtin's version: bump when the same params train a different net.
 pub const VERSION: u32 = 3;
@@ -405,8 +405,15 @@ struct ClassifierReport {
 pub const ARCHITECTURE: &str = "conv32-pool2-conv64-pool2-dropout0.25-dense128-dropout0.5-dense10";
 
 /// The `train-classifier` builtin: trains on prepared MNIST, writes weights and test accuracy.
-pub fn run_train_classifier(ctx: &Context) -> Result<(), StageError> {
-    let p: TrainClassifierParams = ctx.params()?;
+/// The `train-classifier` builtin.
+pub const BUILTIN: &dyn Builtin = &Kind::<TrainClassifierParams> {
+    kind: "train-classifier",
+    version: VERSION,
+    summary: "train the MNIST digit classifier that counts Stacked MNIST modes",
+    run: run_train_classifier,
+};
+
+fn run_train_classifier(ctx: &Context, p: TrainClassifierParams) -> Result<(), StageError> {
     let params_err = |message: String| StageError::Params {
         kind: ctx.kind().to_string(),
         message,

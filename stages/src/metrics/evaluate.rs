@@ -44,9 +44,9 @@ use super::inception_score::inception_score_of;
 use super::modes::{stacked_mnist_modes, Mixture, MixtureModes, StackedMnistModes};
 use super::prdc::{manifold_metrics, ManifoldMetrics, PointSet};
 use super::MetricsError;
-use crate::builtin::{Context, StageError};
 use crate::data::prepared::{Dataset, Samples};
 use crate::data::synthetic;
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `evaluate` builtin's version: enters the fingerprint of every evaluate stage.
 pub const VERSION: u32 = 1;
@@ -657,8 +657,15 @@ fn show(path: &Path) -> String {
 }
 
 /// The `evaluate` builtin.
-pub fn run_evaluate(ctx: &Context) -> Result<(), StageError> {
-    let p: EvaluateParams = ctx.params()?;
+/// The `evaluate` builtin.
+pub const BUILTIN: &dyn Builtin = &Kind::<EvaluateParams> {
+    kind: "evaluate",
+    version: VERSION,
+    summary: "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
+    run: run_evaluate,
+};
+
+fn run_evaluate(ctx: &Context, p: EvaluateParams) -> Result<(), StageError> {
     if p.prdc_samples == 0 || p.pr_k == 0 || p.dc_k == 0 || p.is_splits == 0 || p.batch_size == 0 {
         return Err(StageError::Params {
             kind: ctx.kind().to_string(),
@@ -681,7 +688,7 @@ mod tests {
 
     fn run_with(kind: &str, params: serde_json::Value) -> Result<(), StageError> {
         let ctx = Context::new(kind, params.as_object().cloned().unwrap_or_default());
-        (crate::lookup(kind).expect("registered").run)(&ctx)
+        crate::REGISTRY.lookup(kind).expect("registered").run(&ctx)
     }
 
     /// On a build without the `cuda` feature, `device: cuda` fails before any file is read, as a

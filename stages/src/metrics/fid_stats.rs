@@ -24,13 +24,13 @@ use serde::Deserialize;
 use super::evaluate::stage_device;
 use super::fid_cli::image_stats;
 use super::inception::InceptionNet;
-use crate::builtin::{Builtin, Context, StageError};
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// Bump when the same params give different statistics.
 pub const VERSION: u32 = 1;
 
 /// The registry entry.
-pub const BUILTIN: Builtin = Builtin {
+pub const BUILTIN: &dyn Builtin = &Kind::<Params> {
     kind: "fid-stats",
     version: VERSION,
     summary: "FID reference statistics (mu, sigma) of a dataset's images, as pytorch-fid's npz",
@@ -65,8 +65,7 @@ fn default_device() -> String {
     "cpu".to_string()
 }
 
-fn run(ctx: &Context) -> Result<(), StageError> {
-    let p: Params = ctx.params()?;
+fn run(ctx: &Context, p: Params) -> Result<(), StageError> {
     if p.batch_size == 0 || p.max_samples == Some(0) {
         return Err(StageError::Params {
             kind: ctx.kind().to_string(),

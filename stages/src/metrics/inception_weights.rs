@@ -22,6 +22,7 @@
 //! [`UNITS`] is the TF graph's, and the safetensors file is written in that order so the same
 //! source always converts to the same bytes (the file hash enters stage fingerprints).
 
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -511,7 +512,7 @@ fn write_safetensors(
 /// The `convert-inception` builtin: a fetched PyTorch FID Inception file (`.pth` state dict or
 /// TorchScript `.pt`) into the safetensors layout [`super::inception::InceptionNet::load`] reads.
 /// Version 1; bump it when the layout or the conversion changes.
-pub const BUILTIN: crate::builtin::Builtin = crate::builtin::Builtin {
+pub const BUILTIN: &dyn Builtin = &Kind::<ConvertParams> {
     kind: "convert-inception",
     version: 1,
     summary: "convert FID Inception weights (.pth or TorchScript) into repro's safetensors layout",
@@ -525,10 +526,9 @@ struct ConvertParams {
     out: std::path::PathBuf,
 }
 
-fn run_convert(ctx: &crate::builtin::Context) -> Result<(), crate::builtin::StageError> {
-    let p: ConvertParams = ctx.params()?;
+fn run_convert(ctx: &Context, p: ConvertParams) -> Result<(), StageError> {
     ctx.progress(0, 1, &format!("converting `{}`", p.from.display()));
-    let info = convert_weights(&p.from, &p.out).map_err(crate::builtin::StageError::domain)?;
+    let info = convert_weights(&p.from, &p.out).map_err(StageError::domain)?;
     let logits = if info.has_logits {
         "with logits (IS available)"
     } else {

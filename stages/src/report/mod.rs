@@ -80,14 +80,14 @@ use polars::prelude::{Column, DataFrame};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::builtin::{Builtin, Context, StageError};
 use inputs::{Missing, Run, RunPaths};
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
 pub const VERSION: u32 = 3;
 
 /// The registry entry.
-pub const BUILTIN: Builtin = Builtin {
+pub const BUILTIN: &dyn Builtin = &Kind::<ReportParams> {
     kind: "report",
     version: VERSION,
     summary: "tables (Markdown, CSV) and figures comparing SN and SR runs",
@@ -201,8 +201,7 @@ pub struct ClassifierInfo {
 /// The report's files, by path relative to `out`.
 pub type Files = BTreeMap<PathBuf, Vec<u8>>;
 
-fn run(ctx: &Context) -> Result<(), StageError> {
-    let params: ReportParams = ctx.params()?;
+fn run(ctx: &Context, params: ReportParams) -> Result<(), StageError> {
     let progress = |step, total, msg: &str| ctx.progress(step, total, msg);
     let files = generate(&params, Path::new("."), &progress).map_err(|e| match e {
         ReportError::Params(message) => StageError::Params {

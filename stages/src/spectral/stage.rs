@@ -46,10 +46,10 @@ use serde_json::{json, Map, Value};
 use super::detect::Detector;
 use super::history::{read_history, LayerHistory};
 use super::SpectralError;
-use crate::builtin::{Builtin, Context, StageError};
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The registry entry.
-pub const BUILTIN: Builtin = Builtin {
+pub const BUILTIN: &dyn Builtin = &Kind::<Params> {
     kind: "spectral",
     version: 2,
     summary: "spectral-collapse summaries and the collapse iteration per layer of a run's spectra/",
@@ -119,8 +119,7 @@ impl Params {
     }
 }
 
-fn run(ctx: &Context) -> Result<(), StageError> {
-    let params: Params = ctx.params()?;
+fn run(ctx: &Context, params: Params) -> Result<(), StageError> {
     let params_error = |message: String| StageError::Params {
         kind: ctx.kind().to_string(),
         message,

@@ -28,13 +28,17 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::builtin::{Builtin, Context, StageError};
 use crate::data::error::DataError;
 use crate::data::prepared::{self, Samples};
 use crate::nn::models::DataShape;
 use crate::nn::NnError;
 use params::TrainParams;
+use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 use trainer::{HostData, Trainer};
+
+/// The `train-gan` version (see [`BUILTIN`]); also written into each checkpoint, so a run of
+/// another version starts over instead of resuming.
+pub const VERSION: u32 = 4;
 
 /// The registry entry.
 ///
@@ -47,9 +51,9 @@ use trainer::{HostData, Trainer};
 /// number of cores (SN-only runs are unchanged). The checkpoint identity is hashed from JSON
 /// (`model` and `sr` in their params' shape) instead of Rust's Debug text, which no one
 /// promises to keep stable; version 3 checkpoints therefore do not resume.
-pub const BUILTIN: Builtin = Builtin {
+pub const BUILTIN: &dyn Builtin = &Kind::<TrainParams> {
     kind: "train-gan",
-    version: 4,
+    version: VERSION,
     summary: "train an SN/SR GAN; writes a checkpoint, log.csv, spectra/ and samples/",
     run,
 };
@@ -107,8 +111,7 @@ pub enum TrainError {
     DataShape { path: PathBuf, message: String },
 }
 
-fn run(ctx: &Context) -> Result<(), StageError> {
-    let params: TrainParams = ctx.params()?;
+fn run(ctx: &Context, params: TrainParams) -> Result<(), StageError> {
     params.validate().map_err(|message| StageError::Params {
         kind: ctx.kind().to_string(),
         message,
@@ -159,7 +162,7 @@ pub fn train(
             .get(VERSION_KEY)
             .and_then(|t| t.to_vec1::<i64>().ok())
             .and_then(|v| v.first().copied());
-        if written_by == Some(i64::from(BUILTIN.version)) {
+        if written_by == Some(i64::from(VERSION)) {
             let stored: Vec<u8> = state
                 .get("identity")
                 .ok_or(TrainError::CorruptCheckpoint { key: "identity" })?
@@ -183,7 +186,7 @@ pub fn train(
                 params.iterations,
                 &format!(
                     "the checkpoint was written by train-gan {was}, which this version ({}) does not resume: training from iteration 0",
-                    BUILTIN.version
+                    VERSION
                 ),
             );
             std::fs::remove_dir_all(out)
@@ -348,7 +351,7 @@ fn write_checkpoint(
     let mut map: HashMap<String, candle_core::Tensor> = state.clone().into_iter().collect();
     map.insert(
         VERSION_KEY.into(),
-        candle_core::Tensor::new(&[i64::from(BUILTIN.version)], &candle_core::Device::Cpu)?,
+        candle_core::Tensor::new(&[i64::from(VERSION)], &candle_core::Device::Cpu)?,
     );
     let dir = crate::data::atomic::parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| TrainError::Output {

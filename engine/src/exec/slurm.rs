@@ -58,7 +58,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Launch, ProgressFn};
-use super::process::{self, Exit, Progress};
+use super::process::{self, Exit};
+use crate::progress::{self, Progress};
 use crate::spec::Resources;
 
 /// How often the job files (progress, `exitcode`) are read.
@@ -345,7 +346,7 @@ pub fn wrapper_script(launch: &Launch<'_>, job_dir: &Path) -> String {
     let mut s = String::new();
     s.push_str("#!/bin/sh\n");
     s.push_str(&format!(
-        "# repro: the SLURM job of stage `{}` (generated; see src/exec/slurm.rs)\n",
+        "# repro: the SLURM job of stage `{}` (generated; see engine/src/exec/slurm.rs)\n",
         launch.stage.replace('\n', " ")
     ));
     s.push_str(&format!("J={}\n", q(job_dir)));
@@ -354,8 +355,10 @@ pub fn wrapper_script(launch: &Launch<'_>, job_dir: &Path) -> String {
         q(launch.cwd)
     ));
     s.push_str(&format!(
-        "export REPRO_STAGE={} REPRO_PROGRESS_FD=3\n",
-        sh_quote(launch.stage)
+        "export REPRO_STAGE={} {}={}\n",
+        sh_quote(launch.stage),
+        progress::FD_ENV,
+        progress::FD
     ));
     for (k, v) in &launch.env {
         // SLURM assigns the GPUs; never override what it set.
@@ -478,7 +481,7 @@ fn tail_progress(t: &mut Tracked) {
     };
     let complete: Vec<u8> = t.progress_partial.drain(..=last_newline).collect();
     for line in String::from_utf8_lossy(&complete).lines() {
-        if let Ok(p) = serde_json::from_str::<Progress>(line.trim()) {
+        if let Some(p) = Progress::parse(line) {
             (t.on_progress)(p);
         }
     }

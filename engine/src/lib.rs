@@ -1,7 +1,11 @@
-//! `repro`: a declarative, content-hashed pipeline engine.
+//! `repro-engine`: a declarative, content-hashed pipeline engine.
 //!
-//! The engine knows nothing about GANs: the GAN domain lives in the `stages` crate and reaches
-//! the engine only as builtin stage kinds. Data flows through the modules in this order:
+//! The engine knows nothing about GANs and depends on no ML crate: a domain (the GAN domain is
+//! the `stages` crate) reaches it only through the [`builtin`] contract, as builtin stage kinds
+//! in a [`builtin::Registry`] that the binary passes in ([`spec::LoadOptions::builtins`]); the
+//! domain in turn uses the engine's shared mechanisms (atomic writes in [`fsutil`], the
+//! directory digest in [`hash`], canonical JSON in [`fingerprint`]) rather than copies. Data
+//! flows through the modules in this order:
 //!
 //! ```text
 //! pipeline.yaml --spec--> stages (expanded, interpolated, validated)
@@ -13,6 +17,8 @@
 //!
 //! | module        | decides                                                             |
 //! |---------------|---------------------------------------------------------------------|
+//! | `builtin`     | the contract with a domain: kind, version, params schema, run       |
+//! | `progress`    | how a stage reports progress (a pipe of JSON lines)                 |
 //! | `spec`        | what `pipeline.yaml` means (schema, `${}`, fan-out, profiles)       |
 //! | `dag`         | edges from paths, cycles, target selection, order                   |
 //! | `fingerprint` | what a stage's identity is made of; typed reasons for a change      |
@@ -26,6 +32,7 @@
 //! | `runrecord`   | `.repro/runs/`: one record and log per stage run                    |
 //! | `metrics`     | metric files, `metrics show` and `metrics diff`                     |
 
+pub mod builtin;
 pub mod cache;
 pub mod dag;
 pub mod events;
@@ -37,6 +44,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod lockfile;
 pub mod metrics;
+pub mod progress;
 pub mod reporter;
 pub mod runrecord;
 pub mod spec;

@@ -330,7 +330,7 @@ fn duplicate_origin(first: Location, same_template: bool) -> String {
 
 fn known_kinds(known: &[String]) -> String {
     if known.is_empty() {
-        "no builtin kinds are registered yet; use `cmd:` for now".to_owned()
+        "no builtin kinds are registered in this build; use `cmd:`".to_owned()
     } else {
         format!("known kinds: {}", known.join(", "))
     }

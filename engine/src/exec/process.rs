@@ -13,10 +13,8 @@
 //! So no process of a stage outlives `repro`, nor its own stage: whatever the command leaves
 //! running when it exits is killed by its supervisor.
 //!
-//! Progress travels on fd 3 (`REPRO_PROGRESS_FD=3`): one JSON object per line,
-//! `{"step": 10, "total": 100, "message": "..."}`. Any command may use it
-//! (`echo '{"step":1,"total":4}' >&3`); builtins do through `stages::Context::progress`.
-//! stdout and stderr both go to the stage's log file.
+//! Progress travels on fd 3 by the [`crate::progress`] protocol; stdout and stderr both go to
+//! the stage's log file.
 //!
 //! The exit status and the peak RSS come from `wait4`, which std's `Child::wait` does not expose.
 
@@ -32,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::supervise;
+use crate::progress::{self, Progress};
 
 /// How many SIGINT/SIGTERM arrived.
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
@@ -130,17 +129,6 @@ impl Exit {
     }
 }
 
-/// One progress report read from a stage's progress pipe.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct Progress {
-    #[serde(default)]
-    pub step: u64,
-    #[serde(default)]
-    pub total: u64,
-    #[serde(default)]
-    pub message: String,
-}
-
 /// A command ready to run as a stage process.
 pub struct Spec<'a> {
     pub stage: &'a str,
@@ -175,7 +163,7 @@ pub fn run(
         .stdin(Stdio::from(write_fd))
         .stdout(Stdio::from(spec.log.try_clone()?))
         .stderr(Stdio::from(spec.log.try_clone()?))
-        .env("REPRO_PROGRESS_FD", "3")
+        .env(progress::FD_ENV, progress::FD.to_string())
         .env("REPRO_STAGE", spec.stage);
     for (k, v) in &spec.env {
         cmd.env(k, v);
@@ -191,7 +179,7 @@ pub fn run(
         let file = File::from(read_fd);
         for line in BufReader::new(file).lines() {
             let Ok(line) = line else { break };
-            if let Ok(p) = serde_json::from_str::<Progress>(line.trim()) {
+            if let Some(p) = Progress::parse(&line) {
                 on_progress(p);
             }
         }

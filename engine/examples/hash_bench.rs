@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use repro::cache::Store;
-use repro::hash::Hasher;
+use repro_engine::cache::Store;
+use repro_engine::hash::Hasher;
 use sha2::{Digest as _, Sha256};
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -9,8 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::process::{self, Exit, Progress, Running};
+use super::process::{self, Exit, Running};
 use super::resources::Grant;
+use crate::progress::Progress;
 use crate::spec::Resources;
 
 /// One stage ready to run in its staging view.

@@ -20,6 +20,7 @@ use super::keys::{dotted_keys, get_dotted, suggestions};
 use super::model::{Action, Dep, Location, Out, Resources, Stage};
 use super::node::{Entry, Node, Val};
 use super::paths::{normalize_in, normalize_wdir, PathProblem};
+use crate::builtin::Registry;
 
 /// Keys a stage body may have.
 pub(crate) const STAGE_KEYS: &[&str] = &[
@@ -41,27 +42,6 @@ pub(crate) const STAGE_KEYS: &[&str] = &[
 const FANOUT_KEYS: &[&str] = &["matrix", "foreach", "do", "profiles"];
 const OUT_KEYS: &[&str] = &["path", "cache", "persist"];
 const RESOURCE_KEYS: &[&str] = &["cpus", "gpus", "mem"];
-
-/// Answers whether a builtin kind exists, and lists the known ones for the message.
-pub(crate) trait Builtins {
-    fn exists(&self, kind: &str) -> bool;
-    fn known(&self) -> Vec<String>;
-}
-
-/// The real registry of the `stages` crate.
-pub(crate) struct Registry;
-
-impl Builtins for Registry {
-    fn exists(&self, kind: &str) -> bool {
-        stages::lookup(kind).is_some()
-    }
-    fn known(&self) -> Vec<String> {
-        stages::registry()
-            .iter()
-            .map(|b| b.kind.to_string())
-            .collect()
-    }
-}
 
 /// Checks the body's keys once per template (before fan-out, so a typo is reported once,
 /// at the template, not per member).
@@ -96,7 +76,7 @@ pub(crate) struct Env<'a> {
     pub params: &'a Value,
     /// What expansion may still produce (see [`super::interp::Budget`]).
     pub budget: &'a Budget,
-    pub builtins: &'a dyn Builtins,
+    pub builtins: Registry,
     /// Where the stage's key is written (`Stage.location`).
     pub location: Location,
 }
@@ -376,15 +356,23 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
         }
         (None, Some(k)) => {
             let kind = b.string(k, "the name of a builtin kind")?;
-            if !env.builtins.exists(kind) {
+            let Some(builtin) = env.builtins.lookup(kind) else {
                 return Err(SpecError::at(
                     k.node.loc,
                     SpecErrorKind::UnknownBuiltin {
                         stage: name.to_owned(),
                         kind: kind.to_owned(),
-                        known: env.builtins.known(),
+                        known: env
+                            .builtins
+                            .kinds()
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect(),
                     },
                 ));
+            };
+            if let (Some(w), Some(keys)) = (with, builtin.params().keys) {
+                check_with_keys(&w.node, keys, name, kind)?;
             }
             let with = match with {
                 None => serde_json::Map::new(),
@@ -396,9 +384,34 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
             };
             Ok(Action::Builtin {
                 kind: kind.to_owned(),
+                version: builtin.version(),
                 with,
             })
         }
+    }
+}
+
+/// A `with:` key the builtin does not read is a mistake at its line (a typo would otherwise
+/// reach the stage, fail it minutes later, or worse, be ignored by a lenient kind).
+fn check_with_keys(
+    with: &Node,
+    keys: &'static [&'static str],
+    stage: &str,
+    kind: &str,
+) -> Result<(), SpecError> {
+    let Some(entries) = with.as_map() else {
+        return Ok(());
+    };
+    match entries.iter().find(|e| !keys.contains(&e.key.as_str())) {
+        None => Ok(()),
+        Some(e) => Err(SpecError::at(
+            e.key_loc,
+            SpecErrorKind::UnknownKey {
+                key: e.key.clone(),
+                context: format!("in `with:` of stage `{stage}` (builtin `{kind}`)").into(),
+                expected: keys.to_vec(),
+            },
+        )),
     }
 }
 

@@ -273,7 +273,7 @@ fn run_in_view(
             .iter()
             .map(|l| (PathBuf::from("/bin/sh"), vec!["-c".into(), l.clone()]))
             .collect(),
-        Action::Builtin { kind, with } => {
+        Action::Builtin { kind, with, .. } => {
             // Builtins are multi-threaded (rayon): give them exactly their cpus.
             env.push(("RAYON_NUM_THREADS".into(), job.grant.cpus.to_string()));
             let json = serde_json::Value::Object(with.clone()).to_string();
@@ -287,7 +287,7 @@ fn run_in_view(
     let name = stage.name.clone();
     let tx = events.clone();
     let on_progress: super::backend::ProgressFn =
-        std::sync::Arc::new(move |p: process::Progress| {
+        std::sync::Arc::new(move |p: crate::progress::Progress| {
             let _ = tx.send(Event::Progress {
                 stage: name.clone(),
                 step: p.step,

@@ -82,7 +82,7 @@ pub fn run(parent: i32, command: &[OsString]) -> i32 {
                 return Err(std::io::Error::last_os_error());
             }
             // The progress pipe (our stdin) becomes the stage's fd 3; its stdin is /dev/null.
-            if libc::dup2(0, 3) < 0 {
+            if libc::dup2(0, crate::progress::FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);

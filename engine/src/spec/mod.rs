@@ -44,9 +44,10 @@ use serde_json::Value;
 pub use error::{SpecError, SpecErrorKind};
 pub use model::*;
 
+use crate::builtin::Registry;
 use interp::Scope;
 use node::{Node, Val};
-use stage::{Builtins, Env, Registry};
+use stage::Env;
 
 /// Options from the command line that change what the file means.
 #[derive(Clone, Debug, Default)]
@@ -55,6 +56,8 @@ pub struct LoadOptions {
     pub profile: Option<String>,
     /// `--set key.path=value`, applied in order after the profile.
     pub sets: Vec<String>,
+    /// The builtin kinds `builtin:` may name (none by default).
+    pub builtins: Registry,
 }
 
 /// Top-level keys of `pipeline.yaml`.
@@ -192,19 +195,10 @@ fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> SpecError {
 
 /// Parses pipeline text; `file` is only used in messages and [`Pipeline::file`].
 pub fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
-    parse_with(text, file, opts, &Registry)
-}
-
-fn parse_with(
-    text: &str,
-    file: &Path,
-    opts: &LoadOptions,
-    builtins: &dyn Builtins,
-) -> Result<Pipeline, SpecError> {
     let resolved = if text.len() > limits().file_bytes {
         Err(too_large())
     } else {
-        resolve(text, file, opts, builtins)
+        resolve(text, file, opts)
     };
     resolved.map_err(|mut e| {
         e.file = file.to_path_buf();
@@ -212,12 +206,7 @@ fn parse_with(
     })
 }
 
-fn resolve(
-    text: &str,
-    file: &Path,
-    opts: &LoadOptions,
-    builtins: &dyn Builtins,
-) -> Result<Pipeline, SpecError> {
+fn resolve(text: &str, file: &Path, opts: &LoadOptions) -> Result<Pipeline, SpecError> {
     let root = node::parse_located(text)?;
     let top: &[node::Entry] = match &root.val {
         Val::Null => &[],
@@ -289,7 +278,7 @@ fn resolve(
         profile: selected.map(|(p, _)| p),
         defined: profiles.iter().map(|e| e.key.as_str()).collect(),
     };
-    let (stages, groups) = expand_stages(stage_entries, &vars, &params, builtins, &active)?;
+    let (stages, groups) = expand_stages(stage_entries, &vars, &params, opts.builtins, &active)?;
     check_reserved_outs(&stages, file)?;
     let executor = get("executor").map(executor::parse).transpose()?;
 
@@ -425,7 +414,7 @@ fn expand_stages(
     entries: &[node::Entry],
     vars: &serde_json::Map<String, Value>,
     params: &Value,
-    builtins: &dyn Builtins,
+    builtins: Registry,
     active: &Active,
 ) -> Result<Expanded, SpecError> {
     let budget = interp::Budget::new();

@@ -24,8 +24,6 @@ use crate::spec::{Action, Stage};
 pub enum FreshnessError {
     #[error("stage `{stage}`: dep `{path}` does not exist; an upstream stage should have made it, or create it")]
     MissingDep { stage: String, path: String },
-    #[error("stage `{stage}` uses builtin `{kind}`, which this repro does not know")]
-    UnknownBuiltin { stage: String, kind: String },
     #[error("stage `{stage}`: {source}")]
     Hash { stage: String, source: HashError },
 }
@@ -46,11 +44,6 @@ pub struct Check {
     pub state: State,
 }
 
-/// The builtin version that enters the fingerprint.
-pub fn builtin_version(kind: &str) -> Option<u32> {
-    stages::lookup(kind).map(|b| b.version)
-}
-
 /// Collects the stage's current inputs (hashing its deps).
 pub fn current_inputs(
     stage: &Stage,
@@ -59,12 +52,13 @@ pub fn current_inputs(
 ) -> Result<Inputs, FreshnessError> {
     let action = match &stage.action {
         Action::Cmd(lines) => ActionRecord::Cmd(lines.clone()),
-        Action::Builtin { kind, with } => ActionRecord::Builtin {
+        Action::Builtin {
+            kind,
+            version,
+            with,
+        } => ActionRecord::Builtin {
             kind: kind.clone(),
-            version: builtin_version(kind).ok_or_else(|| FreshnessError::UnknownBuiltin {
-                stage: stage.name.clone(),
-                kind: kind.clone(),
-            })?,
+            version: *version,
             with: with.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         },
     };

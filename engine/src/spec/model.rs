@@ -67,6 +67,8 @@ pub enum Action {
     /// A builtin kind of the `stages` crate with its `with:` params (interpolated).
     Builtin {
         kind: String,
+        /// The kind's version in the registry that read the file: it enters the fingerprint.
+        version: u32,
         with: serde_json::Map<String, Value>,
     },
 }
