@@ -100,42 +100,34 @@ impl Inputs {
     /// The fingerprint: sha256 over the canonical JSON of the scheme version and these inputs.
     pub fn fingerprint(&self) -> String {
         let value = serde_json::json!({ "scheme": SCHEME, "inputs": self });
-        let mut text = String::new();
-        canonical_json(&value, &mut text);
-        hex::encode(Sha256::digest(text.as_bytes()))
+        hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
     }
 }
 
-/// Writes `v` as JSON with object keys sorted at every level and no insignificant whitespace.
-/// The output is independent of map insertion order, which is what makes it a stable hash input.
-pub fn canonical_json(v: &Value, out: &mut String) {
+/// `v` in canonical form: object keys sorted by their bytes at every level, arrays in their
+/// order. Serialized compactly ([`canonical_json`]) it is the fingerprint's hash input; pretty,
+/// it makes a domain's JSON outputs independent of map insertion order. One definition for both.
+pub fn canonical(v: &Value) -> Value {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                canonical_json(&map[k.as_str()], out);
-            }
-            out.push('}');
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
         }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        scalar => scalar.clone(),
     }
+}
+
+/// `v` as canonical JSON: [`canonical`] with no insignificant whitespace. The output is
+/// independent of map insertion order, which is what makes it a stable hash input.
+pub fn canonical_json(v: &Value) -> String {
+    canonical(v).to_string()
 }
 
 /// Why a stage must run (or be restored). Serialized for `repro status --json`.
@@ -387,9 +379,10 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_level() {
         let a: Value =
             serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"y":2,"x":1}],"c":null}}"#).unwrap();
-        let mut s = String::new();
-        canonical_json(&a, &mut s);
-        assert_eq!(s, r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Every file the program writes goes through a temp file beside its destination (same
 //! filesystem, so the final `rename` is atomic): [`write_atomic`] for whole files, the cache's
-//! copies for outs and objects. A reader therefore sees the old content or the new, never a torn
+//! copies for outs and objects; [`replace`] swaps a finished file or tree in. The domain crates
+//! write through these same functions: there is one atomic writer. A reader therefore sees the old content or the new, never a torn
 //! file, whatever kills the process in between.
 //!
 //! All those temp files have one recognisable name, `.<name>.<pid>-<n>.repro-tmp`
@@ -55,8 +56,8 @@ pub struct TempPath {
 }
 
 impl TempPath {
-    /// Guards `path`, which the caller is about to create.
-    pub(crate) fn new(path: PathBuf) -> TempPath {
+    /// Guards `path`, which the caller is about to create (or made, and will move away).
+    pub fn new(path: PathBuf) -> TempPath {
         TempPath { path, armed: true }
     }
     pub fn path(&self) -> &Path {
@@ -117,21 +118,109 @@ pub fn create_temp_dir(dir: &Path, stem: &str) -> io::Result<TempPath> {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
+/// The directory a temp file for `path` must live in: its parent (same filesystem, so the
+/// final rename is atomic), or `.` for a bare file name.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], for content produced piecewise by `fill` (through a 1 MiB buffer).
+/// Creates the parent directories; the file reads like any other (0644 before the umask).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let stem = path
         .file_name()
         .map_or_else(|| "write".into(), |n| n.to_string_lossy().into_owned());
-    // The published file reads like any other (0644 before the umask).
-    let (mut file, tmp) = create_temp_file(dir, &stem, 0o644)?;
-    file.write_all(bytes)?;
+    let (file, tmp) = create_temp_file(dir, &stem, 0o644)?;
+    let mut w = io::BufWriter::with_capacity(1 << 20, file);
+    fill(&mut w)?;
+    let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     fs::rename(tmp.path(), path)?;
+    tmp.keep();
+    Ok(())
+}
+
+/// Atomically swaps two existing paths; `Ok(false)` when unsupported here.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes())?;
+    let cb = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// Moves the completed temp `tmp` to `dest`, replacing whatever `dest` was only now.
+pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
+    let tmp_is_dir = fs::symlink_metadata(tmp.path())?.is_dir();
+    let dest_is_dir = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::rename(tmp.path(), dest)?;
+            tmp.keep();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+        Ok(m) => m.is_dir(),
+    };
+    if !tmp_is_dir && !dest_is_dir {
+        fs::rename(tmp.path(), dest)?;
+        tmp.keep();
+        return Ok(());
+    }
+    if exchange(tmp.path(), dest)? {
+        // `tmp` now names the old content; the guard deletes it.
+        return Ok(());
+    }
+    replace_in_two_steps(tmp, dest)
+}
+
+/// The fallback of [`replace`] without `RENAME_EXCHANGE`: move `dest` aside, move `tmp` in,
+/// delete the old copy. Between the two renames `dest` is briefly absent, never lost.
+fn replace_in_two_steps(tmp: TempPath, dest: &Path) -> io::Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let old = TempPath::new(temp_name(parent, "old"));
+    fs::rename(dest, old.path())?;
+    if let Err(e) = fs::rename(tmp.path(), dest) {
+        // Put the old content back; if even that fails, keep it under its temp name.
+        let _ = fs::rename(old.path(), dest);
+        old.keep();
+        return Err(e);
+    }
     tmp.keep();
     Ok(())
 }
@@ -236,6 +325,43 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replace_swaps_files_and_trees_either_way() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("dest");
+        // Nothing there yet.
+        let (mut f, tmp) = create_temp_file(t.path(), "dest", 0o644).unwrap();
+        f.write_all(b"one").unwrap();
+        replace(tmp, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"one");
+        // A tree over a file.
+        let tmp = create_temp_dir(t.path(), "dest").unwrap();
+        fs::write(tmp.path().join("inner"), b"two").unwrap();
+        replace(tmp, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("inner")).unwrap(), b"two");
+        // A file over a tree.
+        let (mut f, tmp) = create_temp_file(t.path(), "dest", 0o644).unwrap();
+        f.write_all(b"three").unwrap();
+        replace(tmp, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"three");
+        // No temp or old copies left behind.
+        let left: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn two_step_fallback_replaces_a_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("dest");
+        fs::create_dir_all(dest.join("old/deep")).unwrap();
+        let tmp = create_temp_dir(t.path(), "dest").unwrap();
+        fs::write(tmp.path().join("new"), b"n").unwrap();
+        replace_in_two_steps(tmp, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("new")).unwrap(), b"n");
+        assert!(!dest.join("old").exists());
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }

@@ -51,9 +51,11 @@ pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, Met
         path: path.to_string(),
         source,
     })?;
-    let mut flat = BTreeMap::new();
-    flatten("", &value, &mut flat);
-    Ok(flat)
+    // Lists of numbers (curves) are not single metrics; they are left to the report.
+    Ok(flatten(&value)
+        .into_iter()
+        .filter(|(_, v)| !v.is_array())
+        .collect())
 }
 
 /// The header and the last non-empty row of a CSV (or TSV) file, as a real CSV reader sees them:
@@ -100,24 +102,30 @@ fn parse_scalar(s: &str) -> Value {
     Value::String(s.to_string())
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, child, out);
+/// Nested objects as dotted keys (`{"fid": {"mean": 3}}` -> `fid.mean: 3`); every other value,
+/// arrays included, is a leaf. Metric files drop the array leaves (a curve is not one metric);
+/// the domain's report keeps them as table cells (params such as `sizes: [64, 64]`).
+pub fn flatten(v: &Value) -> BTreeMap<String, Value> {
+    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, child, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.clone());
             }
         }
-        // Lists of numbers (curves) are not single metrics; they are left to the report.
-        Value::Array(_) => {}
-        scalar => {
-            out.insert(prefix.to_string(), scalar.clone());
-        }
     }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
 }
 
 /// One row of `metrics diff`.

@@ -21,7 +21,20 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// One stage run.
+impl Outcome {
+    /// The name records and tables use (`succeeded`, `restored`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Restored => "restored",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One stage run: a file in `.repro/runs/<run>/`, and an element of `repro runs --json`
+/// (which a domain's report reads back into this same type).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub stage: String,
@@ -152,10 +165,7 @@ pub fn render(records: &[&RunRecord], format: crate::metrics::Format) -> String 
         .map(|r| {
             vec![
                 r.stage.clone(),
-                serde_json::to_value(r.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                r.outcome.as_str().to_string(),
                 format!("{:.2}", r.wall_seconds),
                 format!("{:.1}", r.peak_rss_kib as f64 / 1024.0),
                 if r.cache_hit { "yes" } else { "no" }.to_string(),

@@ -10,17 +10,13 @@
 //!
 //! Temp files are siblings of their destination (same filesystem, so the final `rename` is
 //! atomic), named and guarded by [`crate::fsutil`]'s temp files (`.<name>.<pid>-<n>.repro-tmp`,
-//! removed on every error path, swept by the next writing command after a kill). A destination that already exists is replaced only after the new copy is
-//! complete: a plain `rename` for file-over-file, and otherwise an atomic `RENAME_EXCHANGE`
-//! followed by deleting the old tree (a two-rename fallback where the kernel or filesystem
-//! lacks it).
+//! removed on every error path, swept by the next writing command after a kill). A destination
+//! that already exists is replaced only after the new copy is complete ([`replace`]).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Seek, Write};
-use std::path::Path;
 
-use crate::fsutil::temp_name;
-pub use crate::fsutil::{create_temp_dir, create_temp_file, TempPath};
+pub use crate::fsutil::{create_temp_dir, create_temp_file, replace, TempPath};
 
 /// Copies `src` into the empty file `dst`, returning sha256 and length of what `dst` now holds.
 pub fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<([u8; 32], u64)> {
@@ -45,82 +41,11 @@ fn reflink(_src: &File, _dst: &File) -> bool {
     false
 }
 
-/// Atomically swaps two existing paths; `Ok(false)` when unsupported here.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes())?;
-    let cb = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: valid NUL-terminated paths that outlive the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(e),
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
-    Ok(false)
-}
-
-/// Moves the completed temp `tmp` to `dest`, replacing whatever `dest` was only now.
-pub fn replace(tmp: TempPath, dest: &Path) -> io::Result<()> {
-    let tmp_is_dir = fs::symlink_metadata(tmp.path())?.is_dir();
-    let dest_is_dir = match fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::rename(tmp.path(), dest)?;
-            tmp.keep();
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-        Ok(m) => m.is_dir(),
-    };
-    if !tmp_is_dir && !dest_is_dir {
-        fs::rename(tmp.path(), dest)?;
-        tmp.keep();
-        return Ok(());
-    }
-    if exchange(tmp.path(), dest)? {
-        // `tmp` now names the old content; the guard deletes it.
-        return Ok(());
-    }
-    replace_in_two_steps(tmp, dest)
-}
-
-/// The fallback of [`replace`] without `RENAME_EXCHANGE`: move `dest` aside, move `tmp` in,
-/// delete the old copy. Between the two renames `dest` is briefly absent, never lost.
-fn replace_in_two_steps(tmp: TempPath, dest: &Path) -> io::Result<()> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let old = TempPath::new(temp_name(parent, "old"));
-    fs::rename(dest, old.path())?;
-    if let Err(e) = fs::rename(tmp.path(), dest) {
-        // Put the old content back; if even that fails, keep it under its temp name.
-        let _ = fs::rename(old.path(), dest);
-        old.keep();
-        return Err(e);
-    }
-    tmp.keep();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use sha2::{Digest as _, Sha256};
+    use std::fs;
 
     #[test]
     fn copy_hashing_copies_and_hashes() {
@@ -136,42 +61,5 @@ mod tests {
         let path = tmp.path().to_owned();
         drop(tmp);
         assert!(!path.exists(), "guard removes the temp file");
-    }
-
-    #[test]
-    fn replace_swaps_files_and_trees_either_way() {
-        let t = tempfile::tempdir().unwrap();
-        let dest = t.path().join("dest");
-        // Nothing there yet.
-        let (mut f, tmp) = create_temp_file(t.path(), "dest", 0o644).unwrap();
-        f.write_all(b"one").unwrap();
-        replace(tmp, &dest).unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), b"one");
-        // A tree over a file.
-        let tmp = create_temp_dir(t.path(), "dest").unwrap();
-        fs::write(tmp.path().join("inner"), b"two").unwrap();
-        replace(tmp, &dest).unwrap();
-        assert_eq!(fs::read(dest.join("inner")).unwrap(), b"two");
-        // A file over a tree.
-        let (mut f, tmp) = create_temp_file(t.path(), "dest", 0o644).unwrap();
-        f.write_all(b"three").unwrap();
-        replace(tmp, &dest).unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), b"three");
-        // No temp or old copies left behind.
-        let left: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
-        assert_eq!(left.len(), 1);
-    }
-
-    #[test]
-    fn two_step_fallback_replaces_a_tree() {
-        let t = tempfile::tempdir().unwrap();
-        let dest = t.path().join("dest");
-        fs::create_dir_all(dest.join("old/deep")).unwrap();
-        let tmp = create_temp_dir(t.path(), "dest").unwrap();
-        fs::write(tmp.path().join("new"), b"n").unwrap();
-        replace_in_two_steps(tmp, &dest).unwrap();
-        assert_eq!(fs::read(dest.join("new")).unwrap(), b"n");
-        assert!(!dest.join("old").exists());
-        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }

@@ -23,6 +23,7 @@
 //! Progress (bytes so far, total when known, rate) goes to the caller's callback at most four
 //! times a second. Integrity is not this module's job: the caller verifies the pin.
 
+use repro_engine::reporter::human_bytes;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -202,13 +203,16 @@ fn attempt(
     let too_large = |what: String| {
         Attempt::Final(format!(
             "{what}, more than `max_bytes` ({}); raise `max_bytes` if this source is right",
-            human(max_bytes)
+            human_bytes(max_bytes)
         ))
     };
     if let Some(t) = total.filter(|&t| t > max_bytes) {
         file.set_len(0)
             .map_err(|e| io_final("cannot truncate", e))?;
-        return Err(too_large(format!("the server announces {}", human(t))));
+        return Err(too_large(format!(
+            "the server announces {}",
+            human_bytes(t)
+        )));
     }
     file.seek(SeekFrom::Start(start))
         .map_err(|e| io_final("cannot seek", e))?;
@@ -232,7 +236,7 @@ fn attempt(
                 .map_err(|e| io_final("cannot truncate", e))?;
             return Err(too_large(format!(
                 "the body goes on past {}",
-                human(max_bytes)
+                human_bytes(max_bytes)
             )));
         }
         file.write_all(&buf[..n])
@@ -242,12 +246,16 @@ fn attempt(
             last_report = Instant::now();
             let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-3);
             let of = total
-                .map(|t| format!(" of {}", human(t)))
+                .map(|t| format!(" of {}", human_bytes(t)))
                 .unwrap_or_default();
             progress(
                 done,
                 total.unwrap_or(0),
-                &format!("{label}: {}{of} at {}/s", human(done), human(rate as u64)),
+                &format!(
+                    "{label}: {}{of} at {}/s",
+                    human_bytes(done),
+                    human_bytes(rate as u64)
+                ),
             );
         }
     }
@@ -260,7 +268,7 @@ fn attempt(
     progress(
         done,
         total.unwrap_or(done),
-        &format!("{label}: {} done", human(done)),
+        &format!("{label}: {} done", human_bytes(done)),
     );
     Ok(())
 }
@@ -283,20 +291,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Bytes in binary units, for progress lines.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

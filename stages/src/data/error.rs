@@ -19,6 +19,9 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// A prepared dataset file is not valid safetensors.
+    /// A fetched file or directory could not be hashed (the engine's hasher says why).
+    #[error(transparent)]
+    Hash(#[from] repro_engine::hash::HashError),
     #[error("`{path}` is not a valid safetensors file ({message}); delete it and re-run the stage that made it")]
     Safetensors { path: PathBuf, message: String },
     /// A prepared dataset file is valid safetensors but does not follow the prepared format.

@@ -64,11 +64,11 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use super::atomic::{parent_dir, publish};
 use super::digest::{content_sha256, file_md5, file_sha256};
 use super::download::{download, HttpOptions, ProgressFn};
 use super::unpack::{gunzip_file, unpack, ArchiveKind, Limits};
 use super::DataError;
+use repro_engine::fsutil::{self, parent_dir, TempPath};
 
 /// One place the content may come from (exactly one of `url`, `pip`, `apt`, `npm`, `path`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -294,7 +294,8 @@ pub fn fetch(spec: &FetchSpec, progress: ProgressFn<'_>) -> Result<Fetched, Data
         });
         match result {
             Ok((content, actual, pinned)) => {
-                publish(&content, &spec.out)?;
+                fsutil::replace(TempPath::new(content), &spec.out)
+                    .map_err(|e| DataError::io("rename into", &spec.out, e))?;
                 let note = if pinned {
                     "verified against the pin".to_string()
                 } else {

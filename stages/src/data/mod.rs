@@ -10,12 +10,12 @@
 //!   builds Stacked MNIST; [`convert`] maps a converter name to raw -> prepared;
 //!   [`downscale`] is the one image resize a converter may apply (exact box, integer factor).
 //! - [`stage`]: the `fetch`, `prepare` and `synthetic` builtins over all of the above.
-//! - [`atomic`]: write-then-rename, so nothing half-written is ever visible.
+//! - Every file is written through the engine's `repro_engine::fsutil` (write-then-rename), so
+//!   nothing half-written is ever visible.
 //!
 //! Everything here returns [`DataError`]; the builtins turn it into a
 //! [`repro_engine::builtin::StageError`] at the seam.
 
-pub mod atomic;
 pub mod cifar;
 pub mod convert;
 pub mod digest;

@@ -32,8 +32,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
-use super::atomic::write_atomic_with;
 use super::DataError;
+use repro_engine::fsutil;
 
 /// The tensor holding image samples.
 pub const IMAGES: &str = "images";
@@ -388,11 +388,12 @@ fn encode(ds: &Dataset) -> Result<(Vec<u8>, Vec<Part<'_>>), DataError> {
 /// second in-memory file image.
 pub fn save(path: &Path, ds: &Dataset) -> Result<(), DataError> {
     let (head, parts) = encode(ds)?;
-    write_atomic_with(path, |w| {
+    fsutil::write_atomic_with(path, |w| {
         w.write_all(&head)?;
         for (_, _, _, bytes) in &parts {
             w.write_all(bytes)?;
         }
         Ok(())
     })
+    .map_err(|e| DataError::io("write", path, e))
 }

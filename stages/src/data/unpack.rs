@@ -65,9 +65,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use super::atomic::parent_dir;
 use super::error::ArchiveBound;
 use super::DataError;
+use repro_engine::fsutil::parent_dir;
 
 /// Default [`Limits::max_bytes`]: 4 GiB (STL-10 unpacks to 2.9 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;

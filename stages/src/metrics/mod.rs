@@ -20,6 +20,7 @@ pub mod prdc;
 pub mod resize;
 pub mod trace_sqrt;
 
+use repro_engine::fsutil;
 use std::path::{Path, PathBuf};
 
 pub use inception_weights::{convert_weights, WeightsInfo};
@@ -94,11 +95,11 @@ impl MetricsError {
     }
 }
 
-/// Writes `bytes` atomically through [`crate::data::atomic::write_atomic`] (parent directories
+/// Writes `bytes` atomically through the engine's [`fsutil::write_atomic`] (parent directories
 /// created, temp file fsynced, renamed into place, mode 0644), so a reader never sees a
 /// half-written file.
 pub(crate) fn write_atomic(dst: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
-    Ok(crate::data::atomic::write_atomic(dst, bytes)?)
+    fsutil::write_atomic(dst, bytes).map_err(|e| MetricsError::io("write", dst, e))
 }
 
 /// Writes `value` as pretty JSON (with a final newline) to `path` atomically.

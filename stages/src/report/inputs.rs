@@ -317,8 +317,7 @@ pub fn load_run(
             message,
         },
     })?;
-    let mut flat = BTreeMap::new();
-    flatten("", &params, &mut flat);
+    let mut flat = flatten_text(&params);
     if let Some(ds) = flat.get_mut("dataset") {
         *ds = dataset_label(ds);
     }
@@ -408,26 +407,16 @@ fn dataset_label(path: &str) -> String {
         .unwrap_or_else(|| path.to_string())
 }
 
-/// Flattens nested objects to dotted keys; leaves are compact JSON (strings without quotes).
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
+/// Flattens nested objects to dotted keys ([`repro_engine::metrics::flatten`]); leaves are
+/// compact JSON (strings without quotes).
+fn flatten_text(v: &Value) -> BTreeMap<String, String> {
+    repro_engine::metrics::flatten(v)
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 /// A number at a JSON pointer, `None` when absent or null (an unavailable metric).
@@ -641,8 +630,7 @@ mod tests {
     }
 
     fn run(params: Value) -> Run {
-        let mut flat = BTreeMap::new();
-        flatten("", &params, &mut flat);
+        let mut flat = flatten_text(&params);
         if let Some(ds) = flat.get_mut("dataset") {
             *ds = dataset_label(ds);
         }

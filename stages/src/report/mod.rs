@@ -13,7 +13,7 @@
 //!   #         spectral: spectral/ring-sn-1/spectral.json}, ...]
 //!   dag: meta/dag.mmd          # optional: a Mermaid flowchart (`repro dag --mermaid`),
 //!                              # copied to `dag.mmd` beside report.md and linked from it
-//!   run_records: runs.json     # optional: stage-run records, a JSON array (or {"runs": [...]})
+//!   run_records: runs.json     # optional: stage-run records, as `repro runs --json` prints them
 //!   classifier: models/classifier.json  # optional: `train-classifier`'s metrics.json; the
 //!                              # report states the test accuracy of the Stacked MNIST counter
 //!   paper: false               # put the papers' numbers beside ours
@@ -73,6 +73,7 @@ pub mod paper;
 pub mod tables;
 pub mod verdict;
 
+use repro_engine::runrecord::RunRecord;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -216,7 +217,9 @@ fn run(ctx: &Context, params: ReportParams) -> Result<(), StageError> {
 /// Writes every file under `out`, each atomically (temp file, fsync, rename; mode 0644).
 pub fn write_files(out: &Path, files: &Files) -> Result<(), ReportError> {
     for (rel, bytes) in files {
-        crate::data::atomic::write_atomic(&out.join(rel), bytes)?;
+        let path = out.join(rel);
+        repro_engine::fsutil::write_atomic(&path, bytes)
+            .map_err(|e| crate::data::DataError::io("write", &path, e))?;
     }
     Ok(())
 }
@@ -457,39 +460,21 @@ fn read_classifier(base: &Path, path: &Path) -> Result<ClassifierInfo, String> {
     })
 }
 
-/// The latest record of each stage (records later in the file win), sorted by stage name.
+/// The latest record of each stage (records later in the file win), sorted by stage name. The
+/// file is what `repro runs --json` prints: an array of the engine's run records.
 fn read_stage_runs(base: &Path, path: &Path) -> Result<Vec<StageRun>, String> {
-    let v = read_json(base, path)?;
-    let list = match &v {
-        Value::Array(a) => a,
-        Value::Object(m) => match m.get("runs").or_else(|| m.get("records")) {
-            Some(Value::Array(a)) => a,
-            _ => {
-                return Err(
-                    "unreadable: expected an array of records or `{\"runs\": [...]}`".into(),
-                )
-            }
-        },
-        _ => return Err("unreadable: expected an array of records".into()),
-    };
+    let records: Vec<RunRecord> = serde_json::from_value(read_json(base, path)?)
+        .map_err(|e| format!("unreadable: not the output of `repro runs --json` ({e})"))?;
     let mut latest: BTreeMap<String, StageRun> = BTreeMap::new();
-    for (k, r) in list.iter().enumerate() {
-        let stage = r
-            .get("stage")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("unreadable: record {k} has no `stage`"))?;
+    for r in records {
         latest.insert(
-            stage.to_string(),
+            r.stage.clone(),
             StageRun {
-                stage: stage.to_string(),
-                outcome: r
-                    .get("outcome")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string(),
-                wall_seconds: r.get("wall_seconds").and_then(Value::as_f64).unwrap_or(0.0),
-                peak_rss_kib: r.get("peak_rss_kib").and_then(Value::as_u64).unwrap_or(0),
-                cache_hit: r.get("cache_hit").and_then(Value::as_bool).unwrap_or(false),
+                stage: r.stage,
+                outcome: r.outcome.as_str().to_string(),
+                wall_seconds: r.wall_seconds,
+                peak_rss_kib: r.peak_rss_kib,
+                cache_hit: r.cache_hit,
             },
         );
     }

@@ -41,7 +41,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::detect::Detector;
 use super::history::{read_history, LayerHistory};
@@ -267,7 +267,7 @@ pub fn analysis_json(layers: &[LayerHistory], detector: &Detector) -> String {
         "collapsed_layers": collapsed_layers,
         "layers": out_layers,
     });
-    let mut text = serde_json::to_string_pretty(&sorted_keys(doc))
+    let mut text = serde_json::to_string_pretty(&repro_engine::fingerprint::canonical(&doc))
         .expect("a JSON value of finite numbers always serializes");
     text.push('\n');
     text
@@ -290,25 +290,7 @@ pub fn long_csv(layers: &[LayerHistory]) -> String {
     text
 }
 
-/// `v` with every object's keys in sorted order (serde_json here keeps insertion order).
-fn sorted_keys(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k, sorted_keys(v)))
-                    .collect::<Map<_, _>>(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
-        other => other,
-    }
-}
-
 /// Writes through the crate's one atomic writer (temp file, fsync, rename, 0644).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
-    crate::data::atomic::write_atomic(path, bytes).map_err(StageError::domain)
+    repro_engine::fsutil::write_atomic(path, bytes).map_err(|e| StageError::io("write", path, e))
 }

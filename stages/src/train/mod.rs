@@ -122,8 +122,7 @@ fn run(ctx: &Context, params: TrainParams) -> Result<(), StageError> {
         message: e.to_string(),
     })?;
     text.push(b'\n');
-    crate::data::atomic::write_atomic(&params.out.join("params.json"), &text)
-        .map_err(StageError::domain)?;
+    outputs::write_file(&params.out.join("params.json"), &text).map_err(StageError::domain)?;
     train(&params, &|step, total, msg| ctx.progress(step, total, msg))
         .map(|_| ())
         .map_err(StageError::domain)
@@ -353,7 +352,7 @@ fn write_checkpoint(
         VERSION_KEY.into(),
         candle_core::Tensor::new(&[i64::from(VERSION)], &candle_core::Device::Cpu)?,
     );
-    let dir = crate::data::atomic::parent_dir(path);
+    let dir = repro_engine::fsutil::parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| TrainError::Output {
         path: dir.to_path_buf(),
         source: DataError::io("create directory", dir, e),

@@ -29,9 +29,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use repro_engine::fsutil;
+
 use super::TrainError;
-use crate::data::atomic::write_atomic;
 use crate::data::prepared::{self, Dataset, Samples};
+use crate::data::DataError;
 use crate::nn::linalg;
 use crate::nn::spectral_norm::SpectralNorm;
 
@@ -40,9 +42,9 @@ pub const LOG_HEADER: &str = "iteration,loss_d,loss_g,lr,seconds_per_step";
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    write_atomic(path, bytes).map_err(|source| TrainError::Output {
+    fsutil::write_atomic(path, bytes).map_err(|e| TrainError::Output {
         path: path.to_path_buf(),
-        source,
+        source: DataError::io("write", path, e),
     })
 }
 
