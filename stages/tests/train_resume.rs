@@ -262,6 +262,8 @@ fn a_checkpoint_from_another_version_starts_over() {
         candle_core::Tensor::new(&[1i64], &candle_core::Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&state, &ckpt).unwrap();
+    // The builtin writes this run's params.json before training starts: it must survive.
+    std::fs::write(old.join("params.json"), "{}\n").unwrap();
     let said = std::cell::RefCell::new(Vec::new());
     let outcome = train(
         &common::params(mlp_params(&data, &old, json!("none"), json!({}))),
@@ -280,6 +282,10 @@ fn a_checkpoint_from_another_version_starts_over() {
     assert!(
         !old.join("samples/3.safetensors").exists(),
         "a file of the old run survived"
+    );
+    assert!(
+        old.join("params.json").exists(),
+        "the new run's params.json was deleted"
     );
 }
 

@@ -58,6 +58,23 @@ pub const BUILTIN: &dyn Builtin = &Kind::<TrainParams> {
     run,
 };
 
+/// Empties a run directory for a fresh start, except `params.json`: the builtin has just
+/// written this run's params there, and they describe the new run as much as the old.
+fn clear_for_a_new_run(out: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        if entry.file_name() == "params.json" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The checkpoint key holding the `train-gan` version that wrote it.
 const VERSION_KEY: &str = "train_gan_version";
 
@@ -188,12 +205,10 @@ pub fn train(
                     VERSION
                 ),
             );
-            std::fs::remove_dir_all(out)
-                .and_then(|()| std::fs::create_dir_all(out))
-                .map_err(|e| TrainError::Output {
-                    path: out.clone(),
-                    source: DataError::io("clear", out, e),
-                })?;
+            clear_for_a_new_run(out).map_err(|e| TrainError::Output {
+                path: out.clone(),
+                source: DataError::io("clear", out, e),
+            })?;
         }
     }
     let resumed_from = trainer.iteration;
