@@ -10,7 +10,7 @@ use clap::Parser;
 
 fn main() {
     // Training and feature extraction free and reallocate their tensors every step.
-    stages::nn::kernels::heap::keep_freed_memory();
+    kernels::heap::keep_freed_memory();
     let args = cli::args::Cli::parse();
     let code = match cli::commands::dispatch(args) {
         Ok(code) => code,

@@ -12,7 +12,7 @@ use stages::metrics::inception::InceptionNet;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the `repro` binary does (its allocator settings are part of what is measured).
-    stages::nn::kernels::heap::keep_freed_memory();
+    kernels::heap::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         return Err("usage: inception_bench WEIGHTS N BATCH".into());

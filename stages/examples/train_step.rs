@@ -19,7 +19,7 @@ use stages::train::trainer::{HostData, Trainer};
 /// With the `kernel-timers` feature: the kernel timers of the last `steps` steps, per step, on
 /// stderr (without it there are none and this prints nothing).
 fn print_timers(what: &str, steps: usize) {
-    let totals = stages::nn::kernels::timers::take();
+    let totals = kernels::timers::take();
     if totals.is_empty() {
         return;
     }
@@ -60,7 +60,7 @@ fn params(sr: serde_json::Value) -> TrainParams {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the `repro` binary does (its allocator settings are part of what is measured).
-    stages::nn::kernels::heap::keep_freed_memory();
+    kernels::heap::keep_freed_memory();
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

@@ -294,18 +294,18 @@ impl DigitClassifier {
     }
 }
 
-/// A valid 3×3 convolution with bias: the im2col + GEMM kernels of `nn::kernels` (candle's own
+/// A valid 3×3 convolution with bias: the im2col + GEMM kernels of the `kernels` crate (candle's own
 /// CPU conv2d backward goes through a naive transposed convolution that made one MNIST epoch
 /// take tens of minutes).
 fn conv3x3(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, MetricsError> {
-    Ok(crate::nn::kernels::conv2d(x, w, Some(b), 1, (0, 0))?)
+    Ok(kernels::conv2d(x, w, Some(b), 1, (0, 0))?)
 }
 
-/// The 2×2 max pool with a right gradient ([`crate::nn::kernels::max_pool2`]: candle's own
+/// The 2×2 max pool with a right gradient ([`kernels::max_pool2`]: candle's own
 /// `max_pool2d` sends the gradient to the wrong pixels, which cost this classifier about 0.3
 /// points of test accuracy against PyTorch on the same recipe).
 fn max_pool2(x: &Tensor) -> Result<Tensor, MetricsError> {
-    Ok(crate::nn::kernels::max_pool2(x)?)
+    Ok(kernels::max_pool2(x)?)
 }
 
 /// Inverted dropout: zeroes each value with probability `drop_in_256` / 256 and scales the

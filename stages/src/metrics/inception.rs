@@ -365,7 +365,7 @@ fn load_unit(
 /// conv (with folded batch norm) then ReLU.
 fn conv(x: &Tensor, c: &Conv) -> Result<Tensor, MetricsError> {
     // The fast CPU kernel pads each axis on its own (no padded copy for the 1x7 / 7x1 kernels).
-    let y = crate::nn::kernels::conv2d(x, &c.weight, Some(&c.bias), c.stride, c.pad)?;
+    let y = kernels::conv2d(x, &c.weight, Some(&c.bias), c.stride, c.pad)?;
     Ok(y.relu()?)
 }
 

@@ -10,7 +10,6 @@ use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init::{self, Init};
-use super::kernels;
 use super::spectral_norm::SpectralNorm;
 use super::spectral_reg::GraphSr;
 use super::{Result, Store};

@@ -18,7 +18,6 @@
 //! - Library code never prints; errors are [`NnError`].
 
 pub mod init;
-pub mod kernels;
 pub mod layers;
 pub mod linalg;
 pub mod models;
