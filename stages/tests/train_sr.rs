@@ -4,12 +4,13 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use stages::nn::graph_sr::{pinned_count, GraphSr};
 use stages::nn::init::standard_normal;
 use stages::nn::layers::SnConfig;
 use stages::nn::linalg;
 use stages::nn::models::{DataShape, ModelConfig};
 use stages::nn::spectral_norm::SpectralNorm;
-use stages::nn::spectral_reg::{pinned_count, project_static, DynamicSr, GraphSr};
+use stages::nn::spectral_reg::{project_static, DynamicSr};
 use stages::nn::Store;
 
 fn randn(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {

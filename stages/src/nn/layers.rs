@@ -9,10 +9,10 @@
 use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
+use super::graph_sr::GraphSr;
 use super::init::{self, Init};
 use super::kernels;
 use super::spectral_norm::SpectralNorm;
-use super::spectral_reg::GraphSr;
 use super::{Result, Store};
 use std::rc::Rc;
 

@@ -13,12 +13,14 @@
 //!   as the official updater does). With `train = false` it is read but not written.
 //! - `u` starts as a standard-normal draw, not normalized (normalizing changes nothing since `v`
 //!   is normalized first).
-//! - Graph-mode spectral regularization ([`super::spectral_reg::GraphSr`]) plugs in here: it adds
-//!   its `dW` to the numerator, `W_SR = (W + dW) / sigma`, with the same `sigma`.
+//! - Graph-mode spectral regularization ([`GraphSr`], its own module) plugs in here: it adds its
+//!   `dW` to the numerator, `W_SR = (W + dW) / sigma`, with the same `sigma`. This module knows
+//!   only the term: it imports [`super::graph_sr`] and nothing of [`super::spectral_reg`], which
+//!   builds on it.
 
 use candle_core::{Tensor, Var};
 
-use super::spectral_reg::GraphSr;
+use super::graph_sr::GraphSr;
 use super::Result;
 
 /// `x / (|x|_2 + 1e-12)` for a column vector (the Chainer/PyTorch epsilon).

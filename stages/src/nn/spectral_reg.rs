@@ -30,20 +30,20 @@
 //!   (the same run, plain SN up to `S`, then the reference). `start` must be a multiple of `every`
 //!   so the reference is taken at `start` exactly, and below `iterations` (checked with the
 //!   training params), otherwise SR would never run.
+//!
+//! Graph mode's per-layer state and its term in the SN forward are in [`super::graph_sr`],
+//! because the SN forward needs them too: this module builds on [`super::spectral_norm`] and
+//! [`super::graph_sr`], and neither imports it.
 
 use std::collections::BTreeMap;
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::graph_sr::pinned_count;
 use super::linalg;
 use super::spectral_norm::SpectralNorm;
-use super::{Result, Store};
-
-/// How many singular values regularization pins or compensates: `floor(i r)`.
-pub fn pinned_count(i: f64, rank: usize) -> usize {
-    (i * rank as f64).floor().max(0.0) as usize
-}
+use super::Result;
 
 fn default_i() -> f64 {
     0.5
@@ -213,62 +213,6 @@ impl DynamicSr {
             }
         }
         Ok(DynamicSr { reference })
-    }
-}
-
-/// Graph-mode SR state of one layer: the top-k singular triplets' vectors, as buffers.
-pub struct GraphSr {
-    k: usize,
-    u_k: Var,
-    v_k: Var,
-}
-
-impl GraphSr {
-    /// Registers `NAME.sr_u` (d_out x k) and `NAME.sr_v` (rest x k), initialised from an exact
-    /// SVD of `weight`. `None` when `floor(i r) <= 1`: the layer is then plain SN.
-    pub fn new(store: &mut Store, name: &str, weight: &Var, i: f64) -> Result<Option<GraphSr>> {
-        let m = linalg::to_mat(weight.as_tensor())?;
-        let k = pinned_count(i, m.nrows().min(m.ncols()));
-        if k <= 1 {
-            return Ok(None);
-        }
-        let (u, _, v) = linalg::thin_svd(&m, name)?;
-        let (dt, dev) = (store.dtype(), store.device().clone());
-        let u_k = linalg::from_mat(&u.subcols(0, k).to_owned(), &[m.nrows(), k], dt, &dev)?;
-        let v_k = linalg::from_mat(&v.subcols(0, k).to_owned(), &[m.ncols(), k], dt, &dev)?;
-        let u_k = store.buffer_from(&format!("{name}.sr_u"), &u_k)?;
-        let v_k = store.buffer_from(&format!("{name}.sr_v"), &v_k)?;
-        Ok(Some(GraphSr { k, u_k, v_k }))
-    }
-
-    /// How many triplets are tracked (`floor(i r)`).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// `W + sum_{j=2..k} (sigma - sigma_j) u_j v_j^T` with `sigma_j = u_j^T W v_j` in the graph.
-    pub fn add_delta(&self, wm: &Tensor, sigma: &Tensor) -> Result<Tensor> {
-        let u = self.u_k.as_tensor().detach().narrow(1, 1, self.k - 1)?;
-        let v = self.v_k.as_tensor().detach().narrow(1, 1, self.k - 1)?;
-        // sigma_j = (U^T W)_j . v_j, one per column: shape (1, k-1).
-        let sig = (u.t()?.matmul(wm)? * v.t()?)?.sum_keepdim(1)?.t()?;
-        let coef = sig.neg()?.broadcast_add(sigma)?;
-        let delta = u.broadcast_mul(&coef)?.matmul(&v.t()?)?;
-        Ok((wm + delta)?)
-    }
-
-    /// One warm-started subspace iteration on `weight`, refreshing `u_k`, `v_k`.
-    pub fn refresh(&self, name: &str, weight: &Var) -> Result<()> {
-        let m = linalg::to_mat(weight.as_tensor())?;
-        let v_prev = linalg::to_mat(self.v_k.as_tensor())?;
-        let (u, _, v) = linalg::subspace_step(&m, &v_prev, name)?;
-        linalg::set_var(&self.u_k, &u)?;
-        linalg::set_var(&self.v_k, &v)
-    }
-
-    /// The tracked bases `(U_k, V_k)` as tensors.
-    pub fn bases(&self) -> (Tensor, Tensor) {
-        (self.u_k.as_tensor().detach(), self.v_k.as_tensor().detach())
     }
 }
 
