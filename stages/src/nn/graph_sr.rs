@@ -3,8 +3,8 @@
 //!
 //! Why this is a module of its own: graph SR acts in two places. Its term is part of the SN
 //! forward ([`super::spectral_norm`] calls [`GraphSr::add_delta`] with SN's own `sigma`), and
-//! its state is created with each SN layer ([`super::layers`]) and refreshed by the regularizer
-//! ([`super::spectral_reg`], which builds on SN). Both import this module and it imports neither, so the imports of `nn/` run one way:
+//! its state is created and refreshed by the regularizer ([`super::spectral_reg`], which builds on
+//! SN). Both import this module and it imports neither, so the imports of `nn/` run one way:
 //! `spectral_reg -> spectral_norm -> graph_sr`, and `spectral_reg -> graph_sr`.
 //!
 //! What must never change silently:

@@ -31,9 +31,13 @@
 //!   so the reference is taken at `start` exactly, and below `iterations` (checked with the
 //!   training params), otherwise SR would never run.
 //!
-//! Graph mode's per-layer state and its term in the SN forward are in [`super::graph_sr`],
-//! because the SN forward needs them too: this module builds on [`super::spectral_norm`] and
-//! [`super::graph_sr`], and neither imports it.
+//! How the setting reaches the layers: [`SrMode`] is the run's one SR value, parsed once with the
+//! `train-gan` params and handed whole to a [`Regularizer`], which acts on it and nothing else
+//! does. The models are built with plain SN; [`Regularizer::attach`] then gives graph mode its
+//! per-layer state ([`super::graph_sr::GraphSr`]), after which each SN forward adds its term;
+//! static and dynamic act in [`Regularizer::after_d_step`]. Graph mode's state and term are in
+//! [`super::graph_sr`] because the SN forward needs them too: this module builds on
+//! [`super::spectral_norm`] and [`super::graph_sr`], and neither imports it.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use super::graph_sr::pinned_count;
 use super::linalg;
 use super::spectral_norm::SpectralNorm;
-use super::Result;
+use super::{Result, Store};
 
 fn default_i() -> f64 {
     0.5
@@ -52,8 +56,10 @@ fn default_every() -> u64 {
     5
 }
 
-/// The `sr:` setting of a run. Its JSON form (`Serialize`: `{"mode": ..., fields}`) is part of
-/// a checkpoint's identity, so renaming a field means bumping `train-gan`.
+/// The `sr:` setting of a run, the one value every SR decision is taken from (see the module
+/// doc). Its JSON form (`Serialize`: `{"mode": ..., fields}`, fields in declaration order) is
+/// part of a checkpoint's identity, pinned by a test in `train::params`: renaming, reordering or
+/// adding a field means bumping `train-gan`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SrMode {
@@ -90,14 +96,6 @@ pub enum SrMode {
 }
 
 impl SrMode {
-    /// The fraction `i` a graph-mode layer compensates, if this is graph mode.
-    pub fn graph_fraction(&self) -> Option<f64> {
-        match self {
-            SrMode::Graph { i } => Some(*i),
-            _ => None,
-        }
-    }
-
     /// The first G-iteration at which static or dynamic SR may run, if it has one.
     pub fn start(&self) -> Option<u64> {
         match self {
@@ -216,19 +214,35 @@ impl DynamicSr {
     }
 }
 
-/// Runs the configured regularization over a discriminator's SN layers at the right moments.
+/// Runs the configured regularization over a discriminator's SN layers at the right moments:
+/// the one holder of the run's [`SrMode`].
 pub struct Regularizer {
     mode: SrMode,
     dynamic: DynamicSr,
 }
 
 impl Regularizer {
-    /// A regularizer for `mode` with fresh dynamic state.
+    /// A regularizer for `mode` with fresh dynamic state. Graph mode acts through the layers'
+    /// forward, so it needs [`Regularizer::attach`] to a discriminator too.
     pub fn new(mode: SrMode) -> Self {
         Regularizer {
             mode,
             dynamic: DynamicSr::default(),
         }
+    }
+
+    /// Prepares a freshly built discriminator's SN `layers` for this mode. Graph mode gives
+    /// every layer with `floor(i r) >= 2` its [`super::graph_sr::GraphSr`] state, from an exact SVD of its current
+    /// (initial) weight, registering the bases in the discriminator's `store`; other layers stay
+    /// plain SN. The other modes keep no per-layer state: nothing to do. No random draws, so
+    /// attaching after the build gives the same bits as building the state with each layer.
+    pub fn attach(&self, store: &mut Store, layers: &[&SpectralNorm]) -> Result<()> {
+        if let SrMode::Graph { i } = self.mode {
+            for layer in layers {
+                layer.attach_graph(store, i)?;
+            }
+        }
+        Ok(())
     }
 
     /// The configured mode.

@@ -5,6 +5,13 @@
 //! of params a checkpoint is bound to. Params outside the identity (intervals, `stop_after`,
 //! `out`, `device`, `eval_samples`) can change between a run and its resume without changing
 //! the trained weights.
+//!
+//! `sr:` is parsed here, once, into the run's one SR value, an [`SrMode`] (inside [`SrParam`],
+//! which only adds the bare-word spelling `sr: static`). The trainer hands that value whole to
+//! its regularizer ([`crate::nn::spectral_reg::Regularizer`]), which is where every SR mode acts:
+//! `pipeline.yaml` -> this file -> `train/trainer.rs` -> `nn/spectral_reg.rs` (static and dynamic
+//! after each D step; graph mode attaches its state to D's SN layers) -> `nn/spectral_norm.rs`
+//! (graph mode's term in the SN forward, from `nn/graph_sr.rs`).
 
 use std::path::PathBuf;
 
@@ -61,7 +68,8 @@ impl TryFrom<SrRepr> for SrParam {
     }
 }
 
-/// Spectral regularization setting, accepting the bare word `none`.
+/// The `sr:` param: an [`SrMode`] that may also be spelled as a bare mode name (`none`,
+/// `static`, ...), which takes that mode's defaults. The run uses the [`SrMode`] inside.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "SrRepr")]
 pub struct SrParam(pub SrMode);
