@@ -4,12 +4,13 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use stages::nn::graph_sr::{pinned_count, GraphSr};
 use stages::nn::init::standard_normal;
 use stages::nn::layers::SnConfig;
 use stages::nn::linalg;
 use stages::nn::models::{DataShape, ModelConfig};
 use stages::nn::spectral_norm::SpectralNorm;
-use stages::nn::spectral_reg::{pinned_count, project_static, DynamicSr, GraphSr};
+use stages::nn::spectral_reg::{project_static, DynamicSr, Regularizer, SrMode};
 use stages::nn::Store;
 
 fn randn(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
@@ -219,16 +220,20 @@ fn d_outputs(graph_i: Option<f64>) -> Vec<f64> {
         .build(
             DataShape::Points { dim: 2 },
             4,
-            SnConfig {
-                enabled: true,
-                graph_i,
-            },
+            SnConfig::SN,
             &mut gs,
             &mut ds,
             &mut ChaCha8Rng::seed_from_u64(1),
             &mut ChaCha8Rng::seed_from_u64(2),
         )
         .unwrap();
+    // Graph SR is attached to the built D by its regularizer, as the trainer does.
+    if let Some(i) = graph_i {
+        let layers: Vec<&SpectralNorm> = gan.d.sn_layers().iter().map(|l| l.as_ref()).collect();
+        Regularizer::new(SrMode::Graph { i })
+            .attach(&mut ds, &layers)
+            .unwrap();
+    }
     let x = Tensor::from_vec(
         (0..20).map(|i| i as f32 * 0.1 - 1.0).collect::<Vec<_>>(),
         (10, 2),
@@ -260,7 +265,6 @@ fn graph_mode_with_only_sigma_1_pinned_is_exactly_sn() {
 
 #[test]
 fn dynamic_sr_records_its_reference_at_start_and_leaves_the_weight_alone_before() {
-    use stages::nn::spectral_reg::{Regularizer, SrMode};
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     let l = layer(&mut rng, &[10, 3, 3, 3]);
     let mut sr = Regularizer::new(SrMode::Dynamic { every: 2, start: 4 });
@@ -305,4 +309,33 @@ fn dynamic_sr_records_its_reference_at_start_and_leaves_the_weight_alone_before(
             }
         }
     }
+}
+
+#[test]
+fn only_graph_mode_attaches_state_and_a_layer_takes_it_once() {
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    let mut store = Store::new(&Device::Cpu, DType::F64);
+    let wide = layer(&mut rng, &[6, 4]); // r = 4: k = 2 at i = 0.5
+    let thin = layer(&mut rng, &[1, 4]); // r = 1: plain SN whatever i
+    let layers = [&wide, &thin];
+    for mode in [
+        SrMode::None,
+        SrMode::Static {
+            i: 0.5,
+            every: 5,
+            start: 0,
+        },
+        SrMode::Dynamic { every: 5, start: 0 },
+    ] {
+        Regularizer::new(mode).attach(&mut store, &layers).unwrap();
+    }
+    assert!(wide.graph().is_none() && store.buffers().is_empty());
+    let graph = Regularizer::new(SrMode::Graph { i: 0.5 });
+    graph.attach(&mut store, &layers).unwrap();
+    assert_eq!(wide.graph().map(|g| g.k()), Some(2));
+    assert!(thin.graph().is_none());
+    let names: Vec<&String> = store.buffers().keys().collect();
+    assert_eq!(names, ["layer.sr_u", "layer.sr_v"]);
+    // A second attach would replace bases a forward already used: refused.
+    assert!(graph.attach(&mut store, &layers).is_err());
 }

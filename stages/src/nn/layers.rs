@@ -5,36 +5,31 @@
 //! [`SnConfig`]; a generator is built without SN (the CIFAR/STL setting of both papers). Every
 //! SN weight built is also recorded in the builder, so a model can hand its SN layers to the
 //! regularizer and the spectra monitor in name order without listing them by hand.
+//!
+//! Building knows nothing of spectral regularization: SR is one setting held by the trainer's
+//! regularizer, which attaches graph mode's state to the built SN layers itself
+//! ([`super::spectral_reg::Regularizer::attach`]), so no model or builder carries a piece of it.
 
 use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init::{self, Init};
 use super::spectral_norm::SpectralNorm;
-use super::spectral_reg::GraphSr;
 use super::{Result, Store};
 use std::rc::Rc;
 
-/// Whether a network's weights are spectrally normalized, and with which graph-mode SR.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Whether a network's weights are spectrally normalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnConfig {
     /// Spectral normalization on every weight.
     pub enabled: bool,
-    /// Graph-mode SR fraction `i` (only with `enabled`).
-    pub graph_i: Option<f64>,
 }
 
 impl SnConfig {
     /// No normalization (the generators).
-    pub const OFF: SnConfig = SnConfig {
-        enabled: false,
-        graph_i: None,
-    };
+    pub const OFF: SnConfig = SnConfig { enabled: false };
     /// Plain SN (the discriminators).
-    pub const SN: SnConfig = SnConfig {
-        enabled: true,
-        graph_i: None,
-    };
+    pub const SN: SnConfig = SnConfig { enabled: true };
 }
 
 /// A weight as the layer uses it: raw, or spectrally normalized.
@@ -108,11 +103,7 @@ impl<'a> Builder<'a> {
         let u = self
             .store
             .buffer(&format!("{name}.u"), &[shape[0], 1], u0)?;
-        let graph = match self.sn.graph_i {
-            Some(i) => GraphSr::new(self.store, name, &w, i)?,
-            None => None,
-        };
-        let sn = Rc::new(SpectralNorm::new(name, w, u, graph));
+        let sn = Rc::new(SpectralNorm::new(name, w, u, None));
         self.sn_layers.push(sn.clone());
         Ok(Weight::Sn(sn))
     }

@@ -17,6 +17,7 @@
 //!   is bit-reproducible from its seed.
 //! - Library code never prints; errors are [`NnError`].
 
+pub mod graph_sr;
 pub mod init;
 pub mod layers;
 pub mod linalg;

@@ -13,13 +13,19 @@
 //!   as the official updater does). With `train = false` it is read but not written.
 //! - `u` starts as a standard-normal draw, not normalized (normalizing changes nothing since `v`
 //!   is normalized first).
-//! - Graph-mode spectral regularization ([`super::spectral_reg::GraphSr`]) plugs in here: it adds
-//!   its `dW` to the numerator, `W_SR = (W + dW) / sigma`, with the same `sigma`.
+//! - Graph-mode spectral regularization ([`GraphSr`], its own module) plugs in here: it adds its
+//!   `dW` to the numerator, `W_SR = (W + dW) / sigma`, with the same `sigma`. A layer is built
+//!   as plain SN; graph state is attached to it afterwards, once, by the regularizer that holds
+//!   the run's `sr` setting ([`super::spectral_reg::Regularizer::attach`]), so the setting never
+//!   travels through the model builders. This module knows only the term, not the setting: it
+//!   imports [`super::graph_sr`] and nothing of [`super::spectral_reg`], which builds on it.
+
+use std::cell::OnceCell;
 
 use candle_core::{Tensor, Var};
 
-use super::spectral_reg::GraphSr;
-use super::Result;
+use super::graph_sr::GraphSr;
+use super::{NnError, Result, Store};
 
 /// `x / (|x|_2 + 1e-12)` for a column vector (the Chainer/PyTorch epsilon).
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
@@ -32,7 +38,9 @@ pub struct SpectralNorm {
     name: String,
     weight: Var,
     u: Var,
-    graph: Option<GraphSr>,
+    /// Set at most once: at construction, or by [`SpectralNorm::attach_graph`] after the model
+    /// is built (layers are shared as `Rc`, hence the cell).
+    graph: OnceCell<GraphSr>,
 }
 
 impl SpectralNorm {
@@ -43,8 +51,27 @@ impl SpectralNorm {
             name: name.to_string(),
             weight,
             u,
-            graph,
+            graph: graph.map(OnceCell::from).unwrap_or_default(),
         }
+    }
+
+    /// Gives the layer graph-mode SR at fraction `i`, turning its forward into
+    /// `(W + dW) / sigma`: [`GraphSr::new`] from the current weight, its bases registered in
+    /// `store`; nothing when `floor(i r) <= 1`. A layer takes this once: a second call is an
+    /// error, checked before anything is registered, rather than a silent swap of the bases.
+    pub fn attach_graph(&self, store: &mut Store, i: f64) -> Result<()> {
+        if self.graph.get().is_some() {
+            return Err(NnError::Unsupported {
+                model: self.name.clone(),
+                what: "a second graph-SR state".to_string(),
+                hint: "attach a regularizer to a discriminator once".to_string(),
+            });
+        }
+        if let Some(graph) = GraphSr::new(store, &self.name, &self.weight, i)? {
+            // Empty, checked above: `set` cannot fail.
+            let _ = self.graph.set(graph);
+        }
+        Ok(())
     }
 
     /// The layer's name (`block4.c2`): the key of its spectra and SR state.
@@ -64,7 +91,7 @@ impl SpectralNorm {
 
     /// The graph-mode SR state, if this layer has one.
     pub fn graph(&self) -> Option<&GraphSr> {
-        self.graph.as_ref()
+        self.graph.get()
     }
 
     /// `(d_out, d_in kh kw)`: the matrix view of the weight.
@@ -96,7 +123,7 @@ impl SpectralNorm {
         if train {
             self.u.set(&u_new)?;
         }
-        let numerator = match &self.graph {
+        let numerator = match self.graph.get() {
             Some(g) => g.add_delta(&wm, &sigma)?,
             None => wm,
         };

@@ -30,20 +30,24 @@
 //!   (the same run, plain SN up to `S`, then the reference). `start` must be a multiple of `every`
 //!   so the reference is taken at `start` exactly, and below `iterations` (checked with the
 //!   training params), otherwise SR would never run.
+//!
+//! How the setting reaches the layers: [`SrMode`] is the run's one SR value, parsed once with the
+//! `train-gan` params and handed whole to a [`Regularizer`], which acts on it and nothing else
+//! does. The models are built with plain SN; [`Regularizer::attach`] then gives graph mode its
+//! per-layer state ([`super::graph_sr::GraphSr`]), after which each SN forward adds its term;
+//! static and dynamic act in [`Regularizer::after_d_step`]. Graph mode's state and term are in
+//! [`super::graph_sr`] because the SN forward needs them too: this module builds on
+//! [`super::spectral_norm`] and [`super::graph_sr`], and neither imports it.
 
 use std::collections::BTreeMap;
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::graph_sr::pinned_count;
 use super::linalg;
 use super::spectral_norm::SpectralNorm;
 use super::{Result, Store};
-
-/// How many singular values regularization pins or compensates: `floor(i r)`.
-pub fn pinned_count(i: f64, rank: usize) -> usize {
-    (i * rank as f64).floor().max(0.0) as usize
-}
 
 fn default_i() -> f64 {
     0.5
@@ -52,8 +56,10 @@ fn default_every() -> u64 {
     5
 }
 
-/// The `sr:` setting of a run. Its JSON form (`Serialize`: `{"mode": ..., fields}`) is part of
-/// a checkpoint's identity, so renaming a field means bumping `train-gan`.
+/// The `sr:` setting of a run, the one value every SR decision is taken from (see the module
+/// doc). Its JSON form (`Serialize`: `{"mode": ..., fields}`, fields in declaration order) is
+/// part of a checkpoint's identity, pinned by a test in `train::params`: renaming, reordering or
+/// adding a field means bumping `train-gan`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SrMode {
@@ -90,14 +96,6 @@ pub enum SrMode {
 }
 
 impl SrMode {
-    /// The fraction `i` a graph-mode layer compensates, if this is graph mode.
-    pub fn graph_fraction(&self) -> Option<f64> {
-        match self {
-            SrMode::Graph { i } => Some(*i),
-            _ => None,
-        }
-    }
-
     /// The first G-iteration at which static or dynamic SR may run, if it has one.
     pub fn start(&self) -> Option<u64> {
         match self {
@@ -216,75 +214,35 @@ impl DynamicSr {
     }
 }
 
-/// Graph-mode SR state of one layer: the top-k singular triplets' vectors, as buffers.
-pub struct GraphSr {
-    k: usize,
-    u_k: Var,
-    v_k: Var,
-}
-
-impl GraphSr {
-    /// Registers `NAME.sr_u` (d_out x k) and `NAME.sr_v` (rest x k), initialised from an exact
-    /// SVD of `weight`. `None` when `floor(i r) <= 1`: the layer is then plain SN.
-    pub fn new(store: &mut Store, name: &str, weight: &Var, i: f64) -> Result<Option<GraphSr>> {
-        let m = linalg::to_mat(weight.as_tensor())?;
-        let k = pinned_count(i, m.nrows().min(m.ncols()));
-        if k <= 1 {
-            return Ok(None);
-        }
-        let (u, _, v) = linalg::thin_svd(&m, name)?;
-        let (dt, dev) = (store.dtype(), store.device().clone());
-        let u_k = linalg::from_mat(&u.subcols(0, k).to_owned(), &[m.nrows(), k], dt, &dev)?;
-        let v_k = linalg::from_mat(&v.subcols(0, k).to_owned(), &[m.ncols(), k], dt, &dev)?;
-        let u_k = store.buffer_from(&format!("{name}.sr_u"), &u_k)?;
-        let v_k = store.buffer_from(&format!("{name}.sr_v"), &v_k)?;
-        Ok(Some(GraphSr { k, u_k, v_k }))
-    }
-
-    /// How many triplets are tracked (`floor(i r)`).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// `W + sum_{j=2..k} (sigma - sigma_j) u_j v_j^T` with `sigma_j = u_j^T W v_j` in the graph.
-    pub fn add_delta(&self, wm: &Tensor, sigma: &Tensor) -> Result<Tensor> {
-        let u = self.u_k.as_tensor().detach().narrow(1, 1, self.k - 1)?;
-        let v = self.v_k.as_tensor().detach().narrow(1, 1, self.k - 1)?;
-        // sigma_j = (U^T W)_j . v_j, one per column: shape (1, k-1).
-        let sig = (u.t()?.matmul(wm)? * v.t()?)?.sum_keepdim(1)?.t()?;
-        let coef = sig.neg()?.broadcast_add(sigma)?;
-        let delta = u.broadcast_mul(&coef)?.matmul(&v.t()?)?;
-        Ok((wm + delta)?)
-    }
-
-    /// One warm-started subspace iteration on `weight`, refreshing `u_k`, `v_k`.
-    pub fn refresh(&self, name: &str, weight: &Var) -> Result<()> {
-        let m = linalg::to_mat(weight.as_tensor())?;
-        let v_prev = linalg::to_mat(self.v_k.as_tensor())?;
-        let (u, _, v) = linalg::subspace_step(&m, &v_prev, name)?;
-        linalg::set_var(&self.u_k, &u)?;
-        linalg::set_var(&self.v_k, &v)
-    }
-
-    /// The tracked bases `(U_k, V_k)` as tensors.
-    pub fn bases(&self) -> (Tensor, Tensor) {
-        (self.u_k.as_tensor().detach(), self.v_k.as_tensor().detach())
-    }
-}
-
-/// Runs the configured regularization over a discriminator's SN layers at the right moments.
+/// Runs the configured regularization over a discriminator's SN layers at the right moments:
+/// the one holder of the run's [`SrMode`].
 pub struct Regularizer {
     mode: SrMode,
     dynamic: DynamicSr,
 }
 
 impl Regularizer {
-    /// A regularizer for `mode` with fresh dynamic state.
+    /// A regularizer for `mode` with fresh dynamic state. Graph mode acts through the layers'
+    /// forward, so it needs [`Regularizer::attach`] to a discriminator too.
     pub fn new(mode: SrMode) -> Self {
         Regularizer {
             mode,
             dynamic: DynamicSr::default(),
         }
+    }
+
+    /// Prepares a freshly built discriminator's SN `layers` for this mode. Graph mode gives
+    /// every layer with `floor(i r) >= 2` its [`super::graph_sr::GraphSr`] state, from an exact SVD of its current
+    /// (initial) weight, registering the bases in the discriminator's `store`; other layers stay
+    /// plain SN. The other modes keep no per-layer state: nothing to do. No random draws, so
+    /// attaching after the build gives the same bits as building the state with each layer.
+    pub fn attach(&self, store: &mut Store, layers: &[&SpectralNorm]) -> Result<()> {
+        if let SrMode::Graph { i } = self.mode {
+            for layer in layers {
+                layer.attach_graph(store, i)?;
+            }
+        }
+        Ok(())
     }
 
     /// The configured mode.

@@ -36,7 +36,7 @@
 
 use serde::Serialize;
 
-use crate::nn::spectral_reg::pinned_count;
+use crate::nn::graph_sr::pinned_count;
 
 /// Where the tail of `tail_mean` starts by default, as a fraction of the rank: the end of the
 /// head that SR pins at the paper's recommended `i = 0.5`.

@@ -117,6 +117,9 @@ pub enum TrainError {
     /// The checkpoint lacks a piece of state.
     #[error("the checkpoint lacks `{key}` or it is malformed; delete it to start over")]
     CorruptCheckpoint { key: &'static str },
+    /// The identity params could not be encoded (a dataset path that is not UTF-8).
+    #[error("cannot encode the params that identify a checkpoint: {0}")]
+    Identity(String),
     /// The checkpoint was written under other params.
     #[error("the checkpoint `{path}` was written with different params (model, optimizer, seed, ...); delete `{out}` to start over or restore the params")]
     ParamsChanged { path: PathBuf, out: PathBuf },
@@ -165,7 +168,7 @@ pub fn train(
     }
     let data = load_data(&params.dataset)?;
     let mut trainer = Trainer::new(params, data.shape, &device)?;
-    let identity = identity_hash(params);
+    let identity = identity_hash(params)?;
     let out = &params.out;
     let ckpt_path = out.join("checkpoint.safetensors");
     // A checkpoint from another version of this builtin holds a state this code may not
@@ -272,10 +275,13 @@ pub fn train(
     })
 }
 
-/// sha256 of the identity params as JSON.
-fn identity_hash(params: &TrainParams) -> [u8; 32] {
-    let json = serde_json::to_vec(&params.identity()).unwrap_or_default();
-    Sha256::digest(&json).into()
+/// sha256 of the identity params as compact JSON ([`params::Identity`], whose text is pinned by
+/// tests). An identity that cannot be encoded is an error: hashing a fallback would bind every
+/// such run to one identity.
+fn identity_hash(params: &TrainParams) -> Result<[u8; 32], TrainError> {
+    let json =
+        serde_json::to_vec(&params.identity()).map_err(|e| TrainError::Identity(e.to_string()))?;
+    Ok(Sha256::digest(&json).into())
 }
 
 fn load_data(path: &Path) -> Result<HostData, TrainError> {
@@ -381,4 +387,26 @@ fn write_checkpoint(
         path: path.to_path_buf(),
         source: DataError::io("rename into", path, e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checkpoint identity is the sha256 of exactly the pinned JSON text (compact, no
+    /// newline): this is the hash a real version-4 ring run with graph SR wrote.
+    #[test]
+    fn the_identity_hash_is_pinned() {
+        let p: TrainParams = serde_json::from_value(serde_json::json!({
+            "dataset": "data/ring.safetensors",
+            "model": {"arch": "mlp", "hidden": 32, "d_hidden": 16, "layers": 2},
+            "z_dim": 2, "batch_size": 64, "iterations": 40, "loss": "standard",
+            "optimizer": "B", "n_dis": 2, "sr": "graph", "seed": 3, "out": "runs/x"
+        }))
+        .unwrap();
+        assert_eq!(
+            hex::encode(identity_hash(&p).unwrap()),
+            "9948bc3058119288a955564a9428aacafb6507d1a7acfffc9a914b0db1911458"
+        );
+    }
 }

@@ -5,6 +5,13 @@
 //! of params a checkpoint is bound to. Params outside the identity (intervals, `stop_after`,
 //! `out`, `device`, `eval_samples`) can change between a run and its resume without changing
 //! the trained weights.
+//!
+//! `sr:` is parsed here, once, into the run's one SR value, an [`SrMode`] (inside [`SrParam`],
+//! which only adds the bare-word spelling `sr: static`). The trainer hands that value whole to
+//! its regularizer ([`crate::nn::spectral_reg::Regularizer`]), which is where every SR mode acts:
+//! `pipeline.yaml` -> this file -> `train/trainer.rs` -> `nn/spectral_reg.rs` (static and dynamic
+//! after each D step; graph mode attaches its state to D's SN layers) -> `nn/spectral_norm.rs`
+//! (graph mode's term in the SN forward, from `nn/graph_sr.rs`).
 
 use std::path::PathBuf;
 
@@ -61,7 +68,8 @@ impl TryFrom<SrRepr> for SrParam {
     }
 }
 
-/// Spectral regularization setting, accepting the bare word `none`.
+/// The `sr:` param: an [`SrMode`] that may also be spelled as a bare mode name (`none`,
+/// `static`, ...), which takes that mode's defaults. The run uses the [`SrMode`] inside.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "SrRepr")]
 pub struct SrParam(pub SrMode);
@@ -176,8 +184,12 @@ pub struct TrainParams {
 }
 
 /// The params that define the trained weights; a checkpoint is only resumed under equal ones.
-/// Serialized as JSON (field order as declared, `model` and `sr` in the shape of their params),
-/// then hashed; a test pins the exact text, since a change orphans every checkpoint.
+/// Serialized as compact JSON by serde, then hashed (sha256 of exactly those bytes): fields in
+/// the order declared here, `model` and `sr` in the shape of their params (a map tagged by
+/// `arch` / `mode`, fields in declaration order, defaults filled in), numbers in serde_json's
+/// shortest round-trip form, `dataset` as its UTF-8 text (checked by `validate`). No Rust
+/// `Debug` text is part of it. Tests pin the exact text for every SR mode and architecture and
+/// one hash, since a change orphans every checkpoint: change it only with a `train-gan` bump.
 #[derive(Debug, Serialize)]
 pub struct Identity<'a> {
     model: &'a ModelConfig,
@@ -265,6 +277,12 @@ impl TrainParams {
                     .into(),
             );
         }
+        if self.dataset.to_str().is_none() {
+            return Err(format!(
+                "`dataset` must be a UTF-8 path (it is part of the checkpoint identity), got {}",
+                self.dataset.display()
+            ));
+        }
         if self.stop_after == Some(0) {
             return Err("`stop_after` must be at least 1".into());
         }
@@ -304,6 +322,142 @@ mod tests {
                 r#""dataset":"data/ring.safetensors"}"#
             )
         );
+    }
+
+    /// The identity text of small ring params (an MLP, as the toy stage) with `overrides` set.
+    fn identity_of(overrides: serde_json::Value) -> String {
+        let mut v = serde_json::json!({
+            "dataset": "data/ring.safetensors",
+            "model": {"arch": "mlp", "hidden": 32, "d_hidden": 16},
+            "z_dim": 2, "batch_size": 64, "iterations": 40, "loss": "standard",
+            "optimizer": "B", "n_dis": 2, "seed": 3, "out": "runs/x"
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            v[key] = value.clone();
+        }
+        let p: TrainParams = serde_json::from_value(v).unwrap();
+        p.validate().unwrap();
+        serde_json::to_string(&p.identity()).unwrap()
+    }
+
+    /// Every SR mode's identity text, bare word and map, exactly. These are the texts whose
+    /// sha256 the checkpoints of `train-gan` version 4 hold (checked against real runs), so a
+    /// change here orphans checkpoints: only with a version bump.
+    #[test]
+    fn the_identity_text_of_every_sr_mode_is_pinned() {
+        let text = |sn: bool, sr: &str| {
+            format!(
+                concat!(
+                    r#"{{"model":{{"arch":"mlp","hidden":32,"d_hidden":16,"layers":2}},"#,
+                    r#""z_dim":2,"batch_size":64,"g_batch_size":64,"iterations":40,"#,
+                    r#""loss":"standard","adam":[0.0001,0.5,0.999],"n_dis":2,"#,
+                    r#""lr_decay":"none","sn":{},"sr":{},"seed":3,"#,
+                    r#""dataset":"data/ring.safetensors"}}"#
+                ),
+                sn, sr
+            )
+        };
+        let cases = [
+            (serde_json::json!("none"), r#"{"mode":"none"}"#),
+            (serde_json::json!({"mode": "none"}), r#"{"mode":"none"}"#),
+            (
+                serde_json::json!("static"),
+                r#"{"mode":"static","i":0.5,"every":5,"start":0}"#,
+            ),
+            (
+                serde_json::json!({"mode": "static", "i": 0.3, "every": 2, "start": 4}),
+                r#"{"mode":"static","i":0.3,"every":2,"start":4}"#,
+            ),
+            (
+                serde_json::json!("dynamic"),
+                r#"{"mode":"dynamic","every":5,"start":0}"#,
+            ),
+            (
+                serde_json::json!({"mode": "dynamic", "start": 10}),
+                r#"{"mode":"dynamic","every":5,"start":10}"#,
+            ),
+            (serde_json::json!("graph"), r#"{"mode":"graph","i":0.5}"#),
+            (
+                serde_json::json!({"mode": "graph", "i": 0.8}),
+                r#"{"mode":"graph","i":0.8}"#,
+            ),
+        ];
+        for (sr, want) in cases {
+            let got = identity_of(serde_json::json!({ "sr": sr }));
+            assert_eq!(got, text(true, want), "sr: {sr}");
+        }
+        // No SN, so no SR; and `sr` left out is `none`.
+        assert_eq!(
+            identity_of(serde_json::json!({"sn": false})),
+            text(false, r#"{"mode":"none"}"#)
+        );
+    }
+
+    /// Every architecture's `model` text in the identity (defaults filled in), and one image
+    /// run's whole identity (a real run's checkpoint holds its sha256).
+    #[test]
+    fn the_identity_text_of_every_model_is_pinned() {
+        // The identity starts with the model's text, so its prefix up to `"z_dim"` is that text.
+        let model_text = |model: serde_json::Value| {
+            let text = identity_of(serde_json::json!({ "model": model }));
+            let end = text.find(r#","z_dim":"#).unwrap();
+            text[r#"{"model":"#.len()..end].to_string()
+        };
+        let cases = [
+            (
+                serde_json::json!({"arch": "cnn"}),
+                r#"{"arch":"cnn","g_ch":64,"d_ch":64}"#,
+            ),
+            (
+                serde_json::json!({"arch": "resnet", "d_ch": 32}),
+                r#"{"arch":"resnet","g_ch":256,"d_ch":32}"#,
+            ),
+            (
+                serde_json::json!({"arch": "resnet-stl"}),
+                r#"{"arch":"resnet-stl","ch":64}"#,
+            ),
+            (
+                serde_json::json!({"arch": "mlp"}),
+                r#"{"arch":"mlp","hidden":128,"layers":2}"#,
+            ),
+            (
+                serde_json::json!({"arch": "mlp", "hidden": 8, "d_hidden": 4, "layers": 3}),
+                r#"{"arch":"mlp","hidden":8,"d_hidden":4,"layers":3}"#,
+            ),
+        ];
+        for (model, want) in cases {
+            assert_eq!(model_text(model.clone()), want, "model: {model}");
+        }
+        let p: TrainParams = serde_json::from_value(serde_json::json!({
+            "dataset": "data/img.safetensors",
+            "model": {"arch": "resnet", "g_ch": 4, "d_ch": 4},
+            "z_dim": 16, "batch_size": 4, "iterations": 4, "optimizer": "C",
+            "loss": "standard", "sr": "graph", "seed": 1, "out": "runs/img"
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&p.identity()).unwrap(),
+            concat!(
+                r#"{"model":{"arch":"resnet","g_ch":4,"d_ch":4},"z_dim":16,"batch_size":4,"#,
+                r#""g_batch_size":4,"iterations":4,"loss":"standard","#,
+                r#""adam":[0.0002,0.5,0.999],"n_dis":1,"lr_decay":"none","sn":true,"#,
+                r#""sr":{"mode":"graph","i":0.5},"seed":1,"dataset":"data/img.safetensors"}"#
+            )
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dataset_path_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut p: TrainParams = serde_json::from_value(serde_json::json!({
+            "dataset": "d.safetensors", "model": {"arch": "mlp"},
+            "optimizer": "B", "iterations": 10,
+        }))
+        .unwrap();
+        p.dataset = PathBuf::from(std::ffi::OsStr::from_bytes(b"d\xff.safetensors"));
+        let err = p.validate().unwrap_err();
+        assert!(err.contains("`dataset` must be a UTF-8 path"), "{err}");
     }
 
     fn sr(v: serde_json::Value) -> Result<SrMode, String> {

@@ -6,6 +6,9 @@
 //!   first when it is the first D step (sngan_projection's order; the SR code runs G after the
 //!   first D step instead, see sn_sr.md §5.1), then the D step, then static/dynamic SR if due.
 //!   Graph-mode SR refreshes its singular bases at the start of every D step.
+//! - **The `sr` setting** goes whole to one [`Regularizer`], built with the models: it attaches
+//!   graph mode's state to D's SN layers right after D is built (before any step; no random
+//!   draws), and the D step calls it at its two moments. The models never see the setting.
 //! - **Random streams**: all from `seed` through ChaCha8 streams: 1 = data indices, 2 = noise,
 //!   3 = G init, 4 = D init (weights, then SN `u` per layer), 5 = the fixed evaluation z. Batches
 //!   are drawn uniformly *with replacement*, so the data stream's position is all the sampler
@@ -18,6 +21,7 @@
 //! - Linear LR decay is over G iterations: `lr (1 - t / iterations)` for iteration `t`, both nets.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -128,19 +132,18 @@ impl Trainer {
     ) -> Result<Self, TrainError> {
         let mut g_store = Store::new(device, DType::F32);
         let mut d_store = Store::new(device, DType::F32);
-        let sn = SnConfig {
-            enabled: params.sn,
-            graph_i: params.sr.0.graph_fraction(),
-        };
         let gan = params.model.build(
             shape,
             params.z_dim,
-            sn,
+            SnConfig { enabled: params.sn },
             &mut g_store,
             &mut d_store,
             &mut rng_for(params.seed, stream::G_INIT),
             &mut rng_for(params.seed, stream::D_INIT),
         )?;
+        // The `sr` setting goes whole to the regularizer, the one place that acts on it.
+        let sr = Regularizer::new(params.sr.0.clone());
+        sr.attach(&mut d_store, &sn_refs(gan.d.sn_layers()))?;
         let adam = params.adam();
         Ok(Trainer {
             device: device.clone(),
@@ -157,7 +160,7 @@ impl Trainer {
             g_store,
             d_store,
             gan,
-            sr: Regularizer::new(params.sr.0.clone()),
+            sr,
             data_rng: rng_for(params.seed, stream::DATA),
             noise_rng: rng_for(params.seed, stream::NOISE),
             iteration: 0,
@@ -174,7 +177,7 @@ impl Trainer {
 
     /// The discriminator's SN layers in name order.
     pub fn sn_layers(&self) -> Vec<&SpectralNorm> {
-        self.gan.d.sn_layers().iter().map(|l| l.as_ref()).collect()
+        sn_refs(self.gan.d.sn_layers())
     }
 
     fn noise(&mut self, n: usize) -> Result<Tensor, TrainError> {
@@ -228,9 +231,8 @@ impl Trainer {
         let value = self.checked(&loss, "discriminator")?;
         let grads = loss.backward()?;
         self.adam_d.step(&self.d_store, &grads, lr)?;
-        let layers: Vec<&SpectralNorm> =
-            self.gan.d.sn_layers().iter().map(|l| l.as_ref()).collect();
-        self.sr.after_d_step(self.iteration, &layers)?;
+        self.sr
+            .after_d_step(self.iteration, &sn_refs(self.gan.d.sn_layers()))?;
         Ok(value)
     }
 
@@ -330,6 +332,11 @@ impl Trainer {
         self.iteration = it.first().copied().unwrap_or(0).max(0) as u64;
         Ok(())
     }
+}
+
+/// Borrows shared SN layers as the regularizer and the monitor take them.
+fn sn_refs(layers: &[Rc<SpectralNorm>]) -> Vec<&SpectralNorm> {
+    layers.iter().map(|l| l.as_ref()).collect()
 }
 
 /// seed (32 bytes), stream (8, little endian), word position (16, little endian).
