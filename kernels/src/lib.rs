@@ -52,7 +52,8 @@
 //! - every op allocates its output. glibc handed big blocks back to the kernel and page-faulted
 //!   them in again each step, until binaries called [`heap::keep_freed_memory`].
 //!
-//! Measured against PyTorch in the same run: `scripts/bench/train_step.sh`,
+//! Measured against the candle ops they replace, per layer, in the same process:
+//! `examples/conv_bench.rs`; end to end against PyTorch: `scripts/bench/train_step.sh`,
 //! `scripts/bench/inception.sh`. Where a step's kernel time goes, per pass and per piece of
 //! one: the `kernel-timers` feature ([`timers`]).
 
