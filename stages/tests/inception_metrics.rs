@@ -7,7 +7,7 @@
 //!   `scripts/fixtures/inception_pth_layout.py` (`torch.save` in zip and legacy formats with
 //!   pytorch-fid's key names).
 
-mod inception_common;
+use crate::inception_common;
 
 use std::collections::HashMap;
 

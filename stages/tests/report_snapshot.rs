@@ -6,11 +6,10 @@
 //! After an intended change of the report, regenerate the expected files with
 //!
 //! ```sh
-//! UPDATE_SNAPSHOTS=1 cargo test -p stages --test report_snapshot
+//! UPDATE_SNAPSHOTS=1 cargo test -p stages --test stages report_snapshot
 //! ```
 //!
 //! and read the diff before committing it.
-#![cfg(feature = "report")]
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The architectures: shapes, SN layer inventories (checked against the papers' counts), and a
 //! tiny end-to-end image run that writes every output the downstream stages read.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;

@@ -2,7 +2,7 @@
 //! checkpoint bit for bit, and a run stopped after k iterations and resumed ends with the same
 //! checkpoint as an uninterrupted one.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! An MLP SN-GAN on the ring of 8 Gaussians learns the modes.
 
-mod common;
+use crate::common;
 
 use serde_json::json;
 use stages::data::prepared::{self, Samples};
