@@ -16,7 +16,7 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            cli::commands::exit_code_for(&err)
+            cli::error::exit_code_for(&err)
         }
     };
     std::process::exit(code);

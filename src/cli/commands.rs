@@ -20,51 +20,13 @@ use repro_engine::lockfile::LockFile;
 use repro_engine::metrics::{self, Format};
 use repro_engine::reporter::{self, Mode};
 use repro_engine::spec::{self, LoadOptions};
-use repro_engine::workspace::{Workspace, WorkspaceError};
+use repro_engine::workspace::Workspace;
 
 use super::args::{
     Cli, Command, ExecutorArgs, ExecutorChoice, FormatArgs, MetricsCommand, RunArgs, SpecArgs,
 };
+use super::error::UsageError;
 use super::tools;
-
-/// Maps an error to its exit code: spec and graph errors are usage errors, a busy lock has its
-/// own code, state and I/O errors theirs.
-pub fn exit_code_for(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.is::<spec::SpecError>()
-            || cause.is::<repro_engine::dag::DagError>()
-            || cause.is::<UsageError>()
-        {
-            return exit_code::USAGE;
-        }
-        if let Some(w) = cause.downcast_ref::<WorkspaceError>() {
-            return match w {
-                WorkspaceError::Busy { .. } => exit_code::LOCK_BUSY,
-                WorkspaceError::NotFound { .. } => exit_code::USAGE,
-                WorkspaceError::Io { .. } => exit_code::STATE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<exec::ExecError>() {
-            return match e {
-                exec::ExecError::NotEnoughGpus { .. } => exit_code::USAGE,
-                _ => exit_code::STATE,
-            };
-        }
-        if cause.is::<repro_engine::lockfile::LockFileError>()
-            || cause.is::<repro_engine::hash::HashError>()
-            || cause.is::<repro_engine::cache::CacheError>()
-            || cause.is::<std::io::Error>()
-        {
-            return exit_code::STATE;
-        }
-    }
-    exit_code::FAILED
-}
-
-/// An error in how the command was used (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let start = match &cli.dir {

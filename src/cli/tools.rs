@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use repro_engine::builtin::Context;
 use repro_engine::exit_code;
 
-use super::commands::UsageError;
+use super::error::UsageError;
 
 /// Where `repro fid` looks for weights when neither `--weights` nor `REPRO_FID_WEIGHTS` is set:
 /// what the papers' pipeline fetches and converts.
