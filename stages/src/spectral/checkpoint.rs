@@ -77,7 +77,7 @@ pub fn checkpoint_spectra(path: &Path) -> Result<CheckpointSpectra, SpectralErro
         if shape.len() != 2 && shape.len() != 4 {
             continue;
         }
-        let dtype = format!("{:?}", view.dtype());
+        let dtype = dtype_name(view.dtype());
         let Some(values) = widen(view.dtype(), view.data()) else {
             out.skipped.push(SkippedTensor {
                 name: name.to_string(),
@@ -96,6 +96,16 @@ pub fn checkpoint_spectra(path: &Path) -> Result<CheckpointSpectra, SpectralErro
         });
     }
     Ok(out)
+}
+
+/// A dtype as the safetensors header spells it (`F32`, `BF16`): the file format's own name,
+/// which its crate serializes and cannot change without breaking every file (Rust's Debug text
+/// happens to be the same today, but nothing promises it).
+fn dtype_name(dtype: safetensors::Dtype) -> String {
+    match serde_json::to_value(dtype) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{dtype:?}"),
+    }
 }
 
 /// The singular values, descending, of `values` read row-major as first dim x the rest.
