@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod job;
 pub mod process;
+pub mod queue;
 pub mod resources;
 pub mod slurm;
 pub mod staging;
