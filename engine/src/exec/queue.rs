@@ -156,6 +156,11 @@ impl DependencyQueue {
         })
     }
 
+    /// The place of `id` in the enqueue order.
+    pub fn priority(&self, id: StageId) -> usize {
+        self.priority[id]
+    }
+
     /// True when some stage is ready.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
