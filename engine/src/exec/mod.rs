@@ -2,16 +2,16 @@
 //!
 //! [`execute`] is the whole of it for a caller. Inside, each module decides one thing:
 //!
-//! | module      | decides                                                                 |
-//! |-------------|-------------------------------------------------------------------------|
-//! | `scheduler` | the run: what is checked, launched and recorded when (cargo's job queue)|
-//! | `queue`     | when a stage may be looked at: after all its deps finished (dependency queue) |
-//! | `prepare`   | what happens once before the first check (hash sources, sweep temps)    |
-//! | `job`       | one stage on a worker: run or restore it, publish, its new lock entry   |
-//! | `staging`   | the per-stage view a stage runs in, and publishing its outs             |
-//! | `resources` | the tokens (`-j`, cpus, memory, GPU ids) a stage needs to start         |
-//! | `backend`   | where stage processes run: locally ([`backend::Local`]) or on SLURM     |
-//! | `process`, `supervise` | child processes, Ctrl-C, and stages that must not outlive repro |
+//! | module                 | decides                                                                              |
+//! |------------------------|--------------------------------------------------------------------------------------|
+//! | `scheduler`            | the run: what is checked, launched and recorded, and when (cargo's job queue)        |
+//! | `queue`                | when a stage may be looked at: once all its deps finished (cargo's dependency queue) |
+//! | `prepare`              | what happens once before the first check: hash the sources, sweep leftover temps     |
+//! | `job`                  | one stage on a worker: run or restore it, publish its outs, its new lock entry       |
+//! | `staging`              | the view a stage runs in, and moving its outs into the workspace                     |
+//! | `resources`            | the tokens (`-j`, cpus, memory, GPU ids) a stage needs to start                      |
+//! | `backend`, `slurm`     | where stage processes run: child processes, or one SLURM job per stage               |
+//! | `process`, `supervise` | child processes, Ctrl-C, and stages that must not outlive `repro`                    |
 //!
 //! What must never change silently is listed where it is decided: the order of events, the
 //! lock and the failure policy in `scheduler`, the order of effects that keeps a killed stage

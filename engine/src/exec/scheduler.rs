@@ -10,12 +10,12 @@
 //!    every running stage; once [`GRACE`] has passed, or on a second Ctrl-C, the stages are
 //!    killed (a third ends `repro` in the signal handler itself). Stopped stages are recorded
 //!    as interrupted as their workers report.
-//! 2. [`Scheduler::check_ready`]: dequeue ready stages in pipeline order and [`decide`] each one:
-//!    skipped (a dep failed or was skipped), broken (its freshness cannot be checked), frozen,
-//!    fresh, would run (dry run), or stale: a [`Job`] that restores it from the run cache when
-//!    the entry and its objects exist, else runs it. Stale jobs wait in `pending`, at most
-//!    [`LOOKAHEAD`] of them; every other verdict finishes the stage on the spot, which may make
-//!    more stages ready.
+//! 2. [`Scheduler::check_ready`]: dequeue ready stages in pipeline order; for each one,
+//!    [`Scheduler::decide`] whether it is skipped (a dep failed or was skipped), broken (its
+//!    freshness cannot be checked), frozen, fresh, would run (dry run), or stale: a [`Job`]
+//!    that restores it from the run cache when the entry and its objects exist, else runs it;
+//!    then [`Scheduler::settle`] it. Stale jobs wait in `pending`, at most [`LOOKAHEAD`] of
+//!    them; every other verdict finishes the stage on the spot, which may make more ready.
 //! 3. [`Scheduler::launch_pending`]: hand pending jobs to worker threads, in pipeline order,
 //!    while the pool has their tokens (`-j`, cpus, memory, GPU ids).
 //! 4. wait up to [`POLL`] for a worker, then [`Scheduler::on_completion`]: return the tokens,
@@ -34,11 +34,13 @@
 //!   restored): a failed or interrupted stage keeps its previous lock entry, and the worker
 //!   publishes outs only after they are in the cache and the run cache (see [`job`]), so a
 //!   killed or failed stage leaves workspace, cache and lock consistent. A new entry is
-//!   appended to the lock journal (`lockfile::Journal`) when its completion is handled; the
-//!   journal is flushed after a step that left it dirty, at most every
-//!   [`LOCK_FLUSH_INTERVAL`] (completions that arrive close together share a flush), and
-//!   `repro.lock` is written whole once, at the end, only if an entry changed. The run cache,
-//!   written per stage by the workers, covers the gap if `repro` dies before a flush.
+//!   appended to the lock journal (`lockfile::Journal`) when its completion is handled; after
+//!   each wait for a worker the journal is flushed if it holds new entries and the last flush
+//!   is at least [`LOCK_FLUSH_INTERVAL`] old (completions that arrive close together share a
+//!   flush), and `repro.lock` is written whole once, at the end, only if an entry changed or
+//!   was pruned (a dry run writes neither). The run cache, written per stage by the workers,
+//!   covers the gap if `repro` dies before a flush. An interrupted run is recorded the same
+//!   way; the project lock is released when the caller drops it.
 //! - **Failure policy.** A failed stage stops new launches (stages already running finish and
 //!   are recorded); with `--keep-going` only its downstream stages are skipped. After a
 //!   failure without `--keep-going`, every stage that did not start is reported as skipped or
@@ -180,22 +182,8 @@ impl<'a> Scheduler<'a> {
             },
         );
 
-        let selected: HashSet<StageId> = order.iter().copied().collect();
-        // A cluster grants cpus, memory and GPUs itself: here only the number in flight is
-        // bounded.
         let cluster = opts.backend.schedules_resources();
-        let pool = if cluster {
-            Pool::new(opts.jobs, u32::MAX, 0, Vec::new())
-        } else {
-            Pool::new(
-                opts.jobs,
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1),
-                resources::total_memory(),
-                opts.gpus.clone(),
-            )
-        };
+        let pool = pool_for(opts, cluster);
         if !opts.dry_run && !cluster {
             refuse_unmeetable_gpus(dag, order, &pool)?;
         }
@@ -219,11 +207,6 @@ impl<'a> Scheduler<'a> {
             host: crate::workspace::hostname(),
         });
 
-        let mut queue = DependencyQueue::new(dag.stages.len());
-        for &id in order {
-            let deps = dag.upstream[id].iter().copied();
-            queue.enqueue(id, deps.filter(|u| selected.contains(u)));
-        }
         let (done_tx, done_rx) = mpsc::channel();
         Ok(Scheduler {
             dag,
@@ -240,7 +223,7 @@ impl<'a> Scheduler<'a> {
             shared,
             cluster,
             pool,
-            queue,
+            queue: queue_of(dag, order),
             pending: BTreeMap::new(),
             running: 0,
             done_tx,
@@ -357,23 +340,7 @@ impl<'a> Scheduler<'a> {
                 r
             }
         };
-        // In a dry run, a stage downstream of one that would change is checked against its
-        // upstream's outputs as they are now, not as they will be: a run-cache entry for that
-        // fingerprint says nothing about what the real run will find, which runs it (or
-        // restores it) with other inputs. So it "would run", never "restore".
-        let unknowable = opts.dry_run
-            && dag.upstream[id]
-                .iter()
-                .any(|u| self.would_change.contains(u));
-        let restore = if opts.run_cache
-            && job::cacheable(stage)
-            && !opts.force.contains(&id)
-            && !unknowable
-        {
-            cached_entry(&self.store, &check.fingerprint)
-        } else {
-            None
-        };
+        let restore = self.run_cache_hit(id, &check.fingerprint);
         if opts.dry_run {
             return Verdict::WouldRun {
                 reasons,
@@ -391,6 +358,29 @@ impl<'a> Scheduler<'a> {
                 None => Mode::Run,
             },
         }))
+    }
+
+    /// The run-cache entry that restores the stale stage `id` (whose fingerprint is
+    /// `fingerprint`) instead of running it, if there is one and it may be used.
+    fn run_cache_hit(&self, id: StageId, fingerprint: &str) -> Option<LockEntry> {
+        let (dag, opts) = (self.dag, self.opts);
+        // In a dry run, a stage downstream of one that would change is checked against its
+        // upstream's outputs as they are now, not as they will be: a run-cache entry for that
+        // fingerprint says nothing about what the real run will find, which runs it (or
+        // restores it) with other inputs. So it "would run", never "restore".
+        let unknowable = opts.dry_run
+            && dag.upstream[id]
+                .iter()
+                .any(|u| self.would_change.contains(u));
+        if opts.run_cache
+            && job::cacheable(&dag.stages[id])
+            && !opts.force.contains(&id)
+            && !unknowable
+        {
+            cached_entry(&self.store, fingerprint)
+        } else {
+            None
+        }
     }
 
     /// Acts on a verdict: reports it and finishes the stage, or (stale) queues its job for
@@ -653,6 +643,34 @@ impl<'a> Scheduler<'a> {
     fn position(&self, id: StageId) -> usize {
         self.queue.priority(id)
     }
+}
+
+/// The resource pool: `-j` job slots, and this machine's cpus and memory and the GPU ids to hand
+/// out, unless a cluster grants those itself (then only the number in flight is bounded).
+fn pool_for(opts: &Options, cluster: bool) -> Pool {
+    if cluster {
+        Pool::new(opts.jobs, u32::MAX, 0, Vec::new())
+    } else {
+        Pool::new(
+            opts.jobs,
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            resources::total_memory(),
+            opts.gpus.clone(),
+        )
+    }
+}
+
+/// The selected stages (`order`), each waiting for its selected upstream stages.
+fn queue_of(dag: &Dag, order: &[StageId]) -> DependencyQueue {
+    let selected: HashSet<StageId> = order.iter().copied().collect();
+    let mut queue = DependencyQueue::new(dag.stages.len());
+    for &id in order {
+        let deps = dag.upstream[id].iter().copied();
+        queue.enqueue(id, deps.filter(|u| selected.contains(u)));
+    }
+    queue
 }
 
 /// Refuses, before anything runs, a stage that asks for more GPUs than the pool holds (a frozen
