@@ -85,3 +85,9 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// Where workers send events.
 pub type Sender = std::sync::mpsc::Sender<Event>;
+
+/// Sends `event` to the reporter: the one way the executor reports. A reporter that has gone
+/// away (its thread ended) is not the run's problem: the event is dropped and the run goes on.
+pub fn emit(to: &Sender, event: Event) {
+    let _ = to.send(event);
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cache::Store;
-use crate::events::{Event, Sender};
+use crate::events::{emit, Event, Sender};
 use crate::fingerprint::{DigestRecord, DirtyReason, Inputs};
 use crate::hash::Hasher;
 use crate::lockfile::LockEntry;
@@ -288,12 +288,15 @@ fn run_in_view(
     let tx = events.clone();
     let on_progress: super::backend::ProgressFn =
         std::sync::Arc::new(move |p: crate::progress::Progress| {
-            let _ = tx.send(Event::Progress {
-                stage: name.clone(),
-                step: p.step,
-                total: p.total,
-                message: p.message,
-            });
+            emit(
+                &tx,
+                Event::Progress {
+                    stage: name.clone(),
+                    step: p.step,
+                    total: p.total,
+                    message: p.message,
+                },
+            );
         });
     let launch = super::backend::Launch {
         stage: &stage.name,
