@@ -375,6 +375,34 @@ mod tests {
         }
     }
 
+    /// The fingerprint's hash input, to the byte: every `repro.lock` ever written holds hashes
+    /// of it, so a change here must come with a new `SCHEME` (and say so in `repro status`).
+    #[test]
+    fn the_hash_input_is_pinned() {
+        let mut builtin = inputs();
+        builtin.action = ActionRecord::Builtin {
+            kind: "train-gan".into(),
+            version: 4,
+            with: BTreeMap::from([("sr".to_string(), json!({"mode": "static", "i": 0.5}))]),
+        };
+        // The hashes agree with Python's `json.dumps(value, sort_keys=True, separators=(",", ":"))`.
+        let cmd = r#"{"inputs":{"action":{"cmd":["echo hi > out.txt"]},"deps":{"data/x":{"sha256":"aa","size":1}},"env":{},"outs":[{"cache":true,"metric":false,"path":"out.txt","persist":false}],"params":{"lr":0.0002},"wdir":""},"scheme":1}"#;
+        let value = serde_json::json!({ "scheme": SCHEME, "inputs": inputs() });
+        assert_eq!(canonical_json(&value), cmd);
+        for (i, expected) in [
+            (
+                inputs(),
+                "9a10ae5ebd534e76f078965baf5027bcf910a2af7dda26ac49d33ee26cdf96d2",
+            ),
+            (
+                builtin,
+                "95d2f4fd6c0fbfa93f0f2a432f59096ff86a6465ab67636de117bc4ad09eb083",
+            ),
+        ] {
+            assert_eq!(i.fingerprint(), expected);
+        }
+    }
+
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let a: Value =
