@@ -2,14 +2,11 @@
 //! across two runs, and names every missing input.
 //!
 //! Inputs: `tests/fixtures/report/` (runs, evals, spectral, dag, run records), written by
-//! `scripts/fixtures/report_runs.py`. Expected outputs: `tests/fixtures/report/expected/`.
-//! After an intended change of the report, regenerate the expected files with
-//!
-//! ```sh
-//! UPDATE_SNAPSHOTS=1 cargo test -p stages --test stages report_snapshot
-//! ```
-//!
-//! and read the diff before committing it.
+//! `scripts/fixtures/report_runs.py`. Expected outputs: insta snapshots in
+//! `tests/fixtures/report/expected/` (the project's one snapshot system). After an intended
+//! change of the report, review and accept the new outputs with `cargo insta review` (or
+//! `INSTA_UPDATE=always cargo test -p stages --test stages report_snapshot`, then read the diff
+//! before committing it).
 
 use std::path::{Path, PathBuf};
 
@@ -50,41 +47,28 @@ fn text(files: &Files, name: &str) -> String {
 #[test]
 fn report_matches_snapshots() {
     let files = report(&full_params());
-    let expected = fixtures().join("expected");
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
     let mut names: Vec<String> = files
         .keys()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let listing = names.join("\n") + "\n";
-    let mut snapshots = vec![("files.txt".to_string(), listing)];
-    for name in [
-        "report.md",
-        "verdict.json",
-        "dag.mmd",
-        "runs.csv",
-        "summary.csv",
-        "deltas.csv",
-        "stages.csv",
-    ] {
-        snapshots.push((name.to_string(), text(&files, name)));
-    }
-    for (name, got) in snapshots {
-        let path = expected.join(&name);
-        if update {
-            std::fs::create_dir_all(&expected).expect("create expected dir");
-            std::fs::write(&path, &got).expect("write snapshot");
-            continue;
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(fixtures().join("expected"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        insta::assert_snapshot!("files.txt", names.join("\n") + "\n");
+        for name in [
+            "report.md",
+            "verdict.json",
+            "dag.mmd",
+            "runs.csv",
+            "summary.csv",
+            "deltas.csv",
+            "stages.csv",
+        ] {
+            insta::assert_snapshot!(name, text(&files, name));
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "no snapshot `{}` ({e}); run with UPDATE_SNAPSHOTS=1",
-                path.display()
-            )
-        });
-        assert_eq!(got, want, "`{name}` differs from its snapshot");
-    }
+    });
 }
 
 #[test]
