@@ -24,7 +24,7 @@ if [ ! -f "$W/inception.safetensors" ] || [ ! -f "$W/default_1.pt" ]; then
   cargo test -q -p stages --test stages inception_features::pool3_only -- --nocapture >/dev/null
 fi
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
-# No `report` feature: the example does not need polars, which would add minutes to a cold build.
+# No `report` feature: the example does not need the report, so a cold build skips plotters.
 cargo build -q --release -p stages --no-default-features --example inception_bench
 # Each side waits for a quiet machine and is watched while it runs (scripts/bench/quiet.py run):
 # its output is the result line, then the watch line (load before, others' load during).

@@ -30,7 +30,7 @@ if [ ! -x "$py" ]; then
   fi
   py=.venv-bench/bin/python
 fi
-# No `report` feature: the example does not need polars, which would add minutes to a cold build.
+# No `report` feature: the example does not need the report, so a cold build skips plotters.
 cargo build --release -q -p stages --no-default-features --example train_step
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -19,13 +19,11 @@
 
 use std::fmt::Write as _;
 
-use polars::prelude::DataFrame;
-
 use super::inputs::{Missing, Run, METRICS};
 use super::paper::{optimizer_label, sn_table2_match, sr_grid_match, RunShape, SN_TABLE2};
-use super::tables::{cell_f64, cell_str, Tables};
+use super::tables::{DeltaRow, RunRow, SummaryRow, Tables};
 use super::verdict::{ci_text, fmt_p, Verdict};
-use super::{figures::RunFigures, ClassifierInfo, ReportError, StageRun, VERSION};
+use super::{figures::RunFigures, ClassifierInfo, StageRun, VERSION};
 
 /// Everything the Markdown shows.
 pub struct Document<'a> {
@@ -121,44 +119,36 @@ fn collapse_cell(runs: u64, with_spectral: u64, collapsed: u64, mean_iter: Optio
     s
 }
 
-fn summary_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+fn summary_table(out: &mut String, rows: &[SummaryRow], metrics: &[&str]) {
     let mut heads = vec!["setting", "method", "n"];
     heads.extend(metrics.iter().map(|m| heading(m)));
     heads.push("spectral collapse");
     table_head(out, &heads);
-    for row in 0..df.height() {
-        let n = cell_f64(df, "n", row)?.unwrap_or(0.0) as u64;
-        let mut cells = vec![
-            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
-            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
-            n.to_string(),
-        ];
-        for m in metrics {
-            let mean = cell_f64(df, &format!("{m}_mean"), row)?;
-            let std = cell_f64(df, &format!("{m}_std"), row)?;
-            let k = cell_f64(df, &format!("{m}_n"), row)?.unwrap_or(0.0) as u64;
-            let mut c = match (mean, std) {
+    for row in rows {
+        let n = u64::from(row.n);
+        let mut cells = vec![esc(&row.setting), esc(&row.method), n.to_string()];
+        for st in &row.stats {
+            let mut c = match (st.mean, st.std) {
                 (None, _) => "–".to_string(),
                 (Some(m), Some(s)) => format!("{} ± {}", fmt_num(m), fmt_num(s)),
                 (Some(m), None) => fmt_num(m),
             };
-            if mean.is_some() && k < n {
-                let _ = write!(c, " (n={k})");
+            if st.mean.is_some() && u64::from(st.n) < n {
+                let _ = write!(c, " (n={})", st.n);
             }
             cells.push(c);
         }
         cells.push(collapse_cell(
             n,
-            cell_f64(df, "n_spectral", row)?.unwrap_or(0.0) as u64,
-            cell_f64(df, "n_collapsed", row)?.unwrap_or(0.0) as u64,
-            cell_f64(df, "collapse_iteration_mean", row)?,
+            row.n_spectral.into(),
+            row.n_collapsed.into(),
+            row.collapse_iteration_mean,
         ));
         table_row(out, &cells);
     }
-    Ok(())
 }
 
-fn deltas_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+fn deltas_table(out: &mut String, rows: &[DeltaRow], metrics: &[&str]) {
     let mut heads = vec!["setting", "method"];
     let names: Vec<String> = metrics
         .iter()
@@ -166,15 +156,10 @@ fn deltas_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<()
         .collect();
     heads.extend(names.iter().map(String::as_str));
     table_head(out, &heads);
-    for row in 0..df.height() {
-        let mut cells = vec![
-            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
-            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
-        ];
-        for m in metrics {
-            let d = cell_f64(df, &format!("{m}_delta"), row)?;
-            let p = cell_f64(df, &format!("{m}_delta_pct"), row)?;
-            cells.push(match (d, p) {
+    for row in rows {
+        let mut cells = vec![esc(&row.setting), esc(&row.method)];
+        for d in &row.deltas {
+            cells.push(match (d.delta, d.pct) {
                 (None, _) => "–".into(),
                 (Some(d), Some(p)) => format!("{} ({}%)", signed(d), signed(p)),
                 (Some(d), None) => signed(d),
@@ -182,91 +167,68 @@ fn deltas_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<()
         }
         table_row(out, &cells);
     }
-    Ok(())
 }
 
-fn runs_table(out: &mut String, df: &DataFrame, metrics: &[&str]) -> Result<(), ReportError> {
+fn runs_table(out: &mut String, rows: &[RunRow], metrics: &[&str]) {
     let mut heads = vec!["run", "setting", "method", "seed"];
     heads.extend(metrics.iter().map(|m| heading(m)));
     heads.push("spectral collapse");
     table_head(out, &heads);
-    for row in 0..df.height() {
+    for row in rows {
         let mut cells = vec![
-            esc(&cell_str(df, "run", row)?.unwrap_or_default()),
-            esc(&cell_str(df, "setting", row)?.unwrap_or_default()),
-            esc(&cell_str(df, "method", row)?.unwrap_or_default()),
-            cell_str(df, "seed", row)?.unwrap_or_else(|| "–".into()),
+            esc(&row.run),
+            esc(&row.setting),
+            esc(&row.method),
+            row.seed.map_or_else(|| "–".into(), |s| s.to_string()),
         ];
-        for m in metrics {
-            cells.push(opt(cell_f64(df, m, row)?));
-        }
-        let collapsed = super::tables::cell(df, "collapsed", row)?;
-        cells.push(match collapsed {
-            polars::prelude::AnyValue::Boolean(true) => {
-                match (
-                    cell_f64(df, "collapse_iteration", row)?,
-                    cell_str(df, "collapse_layer", row)?,
-                ) {
-                    (Some(it), Some(l)) => format!("yes, at {} (`{}`)", fmt_num(it), esc(&l)),
-                    _ => "yes".into(),
-                }
-            }
-            polars::prelude::AnyValue::Boolean(false) => "no".into(),
-            _ => "unknown".into(),
+        cells.extend(row.values.iter().map(|&v| opt(v)));
+        cells.push(match row.collapsed {
+            Some(true) => match (row.collapse_iteration, &row.collapse_layer) {
+                (Some(it), Some(l)) => format!("yes, at {} (`{}`)", fmt_num(it as f64), esc(l)),
+                _ => "yes".into(),
+            },
+            Some(false) => "no".into(),
+            None => "unknown".into(),
         });
         table_row(out, &cells);
     }
-    Ok(())
 }
 
-/// One setting's spectral-collapse counts per method, from the summary frame: `(method, runs,
+/// One setting's spectral-collapse counts per method, from the summary table: `(method, runs,
 /// runs with spectral analysis, collapsed, mean collapse iteration)`.
 type CollapseCounts = (String, u64, u64, u64, Option<f64>);
 
-fn collapse_counts(tables: &Tables, setting: &str) -> Result<Vec<CollapseCounts>, ReportError> {
-    let s = &tables.summary;
-    let mut out = Vec::new();
-    for row in 0..s.height() {
-        if cell_str(s, "setting", row)?.as_deref() != Some(setting) {
-            continue;
-        }
-        let count = |c: &str| -> Result<u64, ReportError> {
-            Ok(cell_f64(s, c, row)?.unwrap_or(0.0) as u64)
-        };
-        out.push((
-            cell_str(s, "method", row)?.unwrap_or_default(),
-            count("n")?,
-            count("n_spectral")?,
-            count("n_collapsed")?,
-            cell_f64(s, "collapse_iteration_mean", row)?,
-        ));
-    }
-    Ok(out)
+fn collapse_counts(tables: &Tables, setting: &str) -> Vec<CollapseCounts> {
+    tables
+        .summary
+        .iter()
+        .filter(|s| s.setting == setting)
+        .map(|s| {
+            (
+                s.method.clone(),
+                s.n.into(),
+                s.n_spectral.into(),
+                s.n_collapsed.into(),
+                s.collapse_iteration_mean,
+            )
+        })
+        .collect()
 }
 
 /// Our SN mean ± std of one metric in one setting, for the paper comparison.
-fn ours(tables: &Tables, setting: &str, method: &str, metric: &str) -> Result<String, ReportError> {
-    let s = &tables.summary;
-    if !tables.metrics.contains(&metric) {
-        return Ok("–".into());
+fn ours(tables: &Tables, setting: &str, method: &str, metric: &str) -> String {
+    let stat = tables
+        .metric_index(metric)
+        .zip(tables.summary_row(setting, method))
+        .map(|(k, row)| row.stats[k]);
+    match stat.map(|st| (st.mean, st.std)) {
+        Some((Some(m), Some(sd))) => format!("{} ± {}", fmt_num(m), fmt_num(sd)),
+        Some((Some(m), None)) => fmt_num(m),
+        _ => "–".into(),
     }
-    for row in 0..s.height() {
-        if cell_str(s, "setting", row)?.as_deref() == Some(setting)
-            && cell_str(s, "method", row)?.as_deref() == Some(method)
-        {
-            let mean = cell_f64(s, &format!("{metric}_mean"), row)?;
-            let std = cell_f64(s, &format!("{metric}_std"), row)?;
-            return Ok(match (mean, std) {
-                (Some(m), Some(sd)) => format!("{} ± {}", fmt_num(m), fmt_num(sd)),
-                (Some(m), None) => fmt_num(m),
-                _ => "–".into(),
-            });
-        }
-    }
-    Ok("–".into())
 }
 
-fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
+fn paper_section(out: &mut String, doc: &Document) {
     out.push_str("## The papers' numbers beside ours\n\n");
     out.push_str(
         "SN paper (Miyato et al. 2018), Table 2, exact values. Our columns are the SN runs of each \
@@ -346,16 +308,16 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
                 format!("{} / {}", m.row.section, m.row.method),
                 esc(&optimizer),
                 d(is_p),
-                ours(doc.tables, setting, "SN", "is")?,
+                ours(doc.tables, setting, "SN", "is"),
                 d(fid_p),
-                ours(doc.tables, setting, "SN", "fid")?,
+                ours(doc.tables, setting, "SN", "fid"),
             ]);
         }
         let batch = p.get("batch_size").and_then(|b| b.parse::<usize>().ok());
         let d_ch = p.get("model.d_ch").and_then(|b| b.parse::<usize>().ok());
         if let (Some(batch), Some(d_ch)) = (batch, d_ch) {
             for g in sr_grid_match(&dataset, batch, d_ch) {
-                let counts = collapse_counts(doc.tables, setting)?;
+                let counts = collapse_counts(doc.tables, setting);
                 let cell = |sr: bool| -> String {
                     let cells: Vec<String> = counts
                         .iter()
@@ -445,7 +407,6 @@ fn paper_section(out: &mut String, doc: &Document) -> Result<(), ReportError> {
         }
         out.push('\n');
     }
-    Ok(())
 }
 
 /// The verdict at the top of the report: the gate, the headlines, the verdict table and the
@@ -606,7 +567,7 @@ fn verdict_section(out: &mut String, v: &Verdict) {
 }
 
 /// The whole Markdown document.
-pub fn render(doc: &Document) -> Result<String, ReportError> {
+pub fn render(doc: &Document) -> String {
     let t = doc.tables;
     let n_settings = {
         let mut v: Vec<&String> = doc.settings.iter().collect();
@@ -628,23 +589,23 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
     let metrics = &t.metrics;
     out.push_str("## Comparison: mean ± std over seeds\n\n");
     out.push_str("± is the sample standard deviation over seeds.\n\n");
-    summary_table(&mut out, &t.summary, metrics)?;
+    summary_table(&mut out, &t.summary, metrics);
     out.push_str("\nCSV: [summary.csv](summary.csv)\n\n");
 
     out.push_str("## SN → SR deltas\n\n");
-    if t.deltas.height() == 0 {
+    if t.deltas.is_empty() {
         out.push_str("No setting has both SN and SR runs.\n\n");
     } else {
         out.push_str(
             "SR mean − SN mean of the same setting; the percentage of |SN mean| only where both \
              arms have more than 3 values (none on fewer seeds).\n\n",
         );
-        deltas_table(&mut out, &t.deltas, metrics)?;
+        deltas_table(&mut out, &t.deltas, metrics);
         out.push_str("\nCSV: [deltas.csv](deltas.csv)\n\n");
     }
 
     out.push_str("## Runs\n\n");
-    runs_table(&mut out, &t.runs, metrics)?;
+    runs_table(&mut out, &t.runs, metrics);
     out.push_str("\nCSV: [runs.csv](runs.csv)\n\n");
 
     if let Some(c) = doc.classifier {
@@ -698,7 +659,7 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
     }
 
     if doc.paper {
-        paper_section(&mut out, doc)?;
+        paper_section(&mut out, doc);
     }
 
     out.push_str("## Figures\n\n");
@@ -786,5 +747,5 @@ pub fn render(doc: &Document) -> Result<String, ReportError> {
         }
         out.push('\n');
     }
-    Ok(out)
+    out
 }

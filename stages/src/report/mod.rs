@@ -1,5 +1,6 @@
 //! The `report` builtin: every run's params, metrics and spectral verdict joined into
-//! comparison tables (polars), written as Markdown and CSV, with figures (plotters, PNG + SVG).
+//! comparison tables (plain Rust, [`tables`]), written as Markdown and CSV, with figures
+//! (plotters, PNG + SVG).
 //!
 //! # Params (`with:`)
 //!
@@ -66,6 +67,7 @@
 //!   the published `reports/` read them). Bump [`VERSION`] when the meaning of any output
 //!   changes.
 
+pub mod csv_out;
 pub mod figures;
 pub mod inputs;
 pub mod markdown;
@@ -77,7 +79,6 @@ use repro_engine::runrecord::RunRecord;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{Column, DataFrame};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -274,7 +275,7 @@ pub fn generate(
         runs.push(inputs::load_run(base, p, &mut missing)?);
     }
     let settings = inputs::settings(&runs);
-    let tables = tables::build(&runs, &settings, params.spectra_layer)?;
+    let tables = tables::build(&runs, &settings, params.spectra_layer);
     let verdict = verdict::judge(&runs, &settings, &params.verdict)?;
     // Each setting once, in label order (the order of every table).
     let mut setting_labels: Vec<&String> = settings.iter().collect();
@@ -349,38 +350,37 @@ pub fn generate(
         stage_runs: stage_runs.as_deref(),
         classifier: classifier.as_ref(),
     };
-    files.insert("report.md".into(), markdown::render(&doc)?.into_bytes());
+    files.insert("report.md".into(), markdown::render(&doc).into_bytes());
     files.insert("verdict.json".into(), verdict.to_json()?);
-    files.insert("runs.csv".into(), tables::to_csv(&tables.runs)?);
-    files.insert("summary.csv".into(), tables::to_csv(&tables.summary)?);
-    files.insert("deltas.csv".into(), tables::to_csv(&tables.deltas)?);
+    files.insert("runs.csv".into(), tables.runs_csv()?);
+    files.insert("summary.csv".into(), tables.summary_csv()?);
+    files.insert("deltas.csv".into(), tables.deltas_csv()?);
     if let Some(stages) = &stage_runs {
-        let df = DataFrame::new_infer_height(vec![
-            Column::new(
-                "stage".into(),
-                stages.iter().map(|s| s.stage.clone()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "outcome".into(),
-                stages.iter().map(|s| s.outcome.clone()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "wall_seconds".into(),
-                stages.iter().map(|s| s.wall_seconds).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "peak_rss_kib".into(),
-                stages.iter().map(|s| s.peak_rss_kib).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "cache_hit".into(),
-                stages.iter().map(|s| s.cache_hit).collect::<Vec<_>>(),
-            ),
-        ])?;
-        files.insert("stages.csv".into(), tables::to_csv(&df)?);
+        files.insert("stages.csv".into(), stages_csv(stages)?);
     }
     progress(total, total, "report done");
     Ok(files)
+}
+
+/// `stages.csv`: `stage, outcome, wall_seconds, peak_rss_kib, cache_hit`.
+fn stages_csv(stages: &[StageRun]) -> Result<Vec<u8>, ReportError> {
+    let header = [
+        "stage",
+        "outcome",
+        "wall_seconds",
+        "peak_rss_kib",
+        "cache_hit",
+    ];
+    let rows = stages.iter().map(|s| {
+        vec![
+            s.stage.as_str().into(),
+            s.outcome.as_str().into(),
+            s.wall_seconds.into(),
+            s.peak_rss_kib.into(),
+            s.cache_hit.into(),
+        ]
+    });
+    csv_out::to_csv(&header, rows)
 }
 
 /// Where the pipeline's Mermaid graph goes, beside `report.md` (which links it): 1,400 lines
