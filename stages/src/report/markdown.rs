@@ -20,6 +20,7 @@
 use std::fmt::Write as _;
 
 use super::inputs::{Missing, Run, METRICS};
+use super::number::fmt_num;
 use super::paper::{optimizer_label, sn_table2_match, sr_grid_match, RunShape, SN_TABLE2};
 use super::tables::{DeltaRow, RunRow, SummaryRow, Tables};
 use super::verdict::{ci_text, fmt_p, Verdict};
@@ -40,31 +41,6 @@ pub struct Document<'a> {
     pub dag: Option<&'a str>,
     pub stage_runs: Option<&'a [StageRun]>,
     pub classifier: Option<&'a ClassifierInfo>,
-}
-
-/// A number for a table cell: about four significant digits, integers as integers.
-pub fn fmt_num(x: f64) -> String {
-    if x.is_nan() {
-        return "NaN".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let a = x.abs();
-    if x == x.trunc() && a < 1e9 {
-        return format!("{x:.0}");
-    }
-    if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
-        format!("{x:.1}")
-    } else if a >= 10.0 {
-        format!("{x:.2}")
-    } else if a >= 0.01 {
-        format!("{x:.3}")
-    } else {
-        format!("{x:.2e}")
-    }
 }
 
 fn opt(x: Option<f64>) -> String {

@@ -71,6 +71,7 @@ pub mod csv_out;
 pub mod figures;
 pub mod inputs;
 pub mod markdown;
+pub mod number;
 pub mod paper;
 pub mod tables;
 pub mod verdict;

@@ -993,7 +993,7 @@ impl Verdict {
 
 /// `7.3 [6.9, 7.7]`, or the bare mean for one value.
 pub fn ci_text(m: &MeanCi) -> String {
-    let f = super::markdown::fmt_num;
+    let f = super::number::fmt_num;
     match m.ci95 {
         Some((lo, hi)) => format!("{} [{}, {}]", f(m.mean), f(lo), f(hi)),
         None => f(m.mean),
