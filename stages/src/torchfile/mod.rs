@@ -15,6 +15,16 @@
 //! executed (see [`pickle`]); only the tensor-storage subset is understood, and anything else is
 //! an error naming the opcode rather than a silent guess. Tensors are read as f32 whatever their
 //! stored float type, honouring offset and strides, because every consumer here wants f32.
+//!
+//! Why not candle's `candle_core::pickle` (0.11), which also reads `.pth` files: it reads the
+//! zip format only, and there only a flat dict of tensors (at most one `__torch__.Module`
+//! level deep), so it cannot read the two files the FID weights come as: fid-helper's
+//! TorchScript archive (the pipeline's `fid-inception` fetch), whose parameters sit in nested
+//! module objects beside the int attributes (stride, padding) that the conversion checks, and
+//! pytorch-fid's weights saved in the legacy (pre-1.6) stream. It also prints the entries it
+//! skips to stderr, where this crate's library code never prints. All three formats share one
+//! pickle vocabulary here ([`pickle`]), so handing the zip case to candle would add a second
+//! reader without removing this one.
 
 pub mod pickle;
 
