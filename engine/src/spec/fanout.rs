@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use super::error::{SpecError, SpecErrorKind};
 use super::interp::{interpolate, node_cost, scalar_text, Scope};
 use super::model::Location;
-use super::node::{Entry, Node, Val};
+use super::node::{only_keys, Entry, Node, Val};
 
 /// One stage to build: a plain stage, or one member of a fan-out.
 pub(crate) struct Member {
@@ -76,22 +76,9 @@ pub(crate) fn expand(name: &str, stage: &Node, base: &Scope) -> Result<Vec<Membe
             "a stage has either `foreach:` or `matrix:`, not both",
         )),
         (Some(f), None, do_) => {
-            if let Some(extra) = entries
-                .iter()
-                .find(|e| !FOREACH_KEYS.contains(&e.key.as_str()))
-            {
-                return Err(SpecError::at(
-                    extra.key_loc,
-                    SpecErrorKind::UnknownKey {
-                        key: extra.key.clone(),
-                        context: format!(
-                            "in `foreach` stage `{name}` (the stage's keys go under `do:`)"
-                        )
-                        .into(),
-                        expected: FOREACH_KEYS.to_vec(),
-                    },
-                ));
-            }
+            only_keys(entries, FOREACH_KEYS, || {
+                format!("in `foreach` stage `{name}` (the stage's keys go under `do:`)")
+            })?;
             let Some(do_) = do_ else {
                 return Err(bad(
                     f.key_loc,

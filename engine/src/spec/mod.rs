@@ -219,16 +219,7 @@ fn resolve(text: &str, file: &Path, opts: &LoadOptions) -> Result<Pipeline, Spec
             ))
         }
     };
-    if let Some(e) = top.iter().find(|e| !TOP_KEYS.contains(&e.key.as_str())) {
-        return Err(SpecError::at(
-            e.key_loc,
-            SpecErrorKind::UnknownKey {
-                key: e.key.clone(),
-                context: "at the top level".into(),
-                expected: TOP_KEYS.to_vec(),
-            },
-        ));
-    }
+    node::only_keys(top, TOP_KEYS, || "at the top level".into())?;
     let get = |k: &str| {
         top.iter()
             .find(|e| e.key == k)

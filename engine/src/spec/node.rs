@@ -47,6 +47,27 @@ pub(crate) struct Entry {
     pub node: Node,
 }
 
+/// The first of `entries` whose key is not in `allowed`, as an "unknown key" error at that key
+/// (with "did you mean" and the list of `allowed`); `context` says where the map is and is
+/// only formatted for an error.
+pub(crate) fn only_keys(
+    entries: &[Entry],
+    allowed: &[&'static str],
+    context: impl FnOnce() -> String,
+) -> Result<(), SpecError> {
+    match entries.iter().find(|e| !allowed.contains(&e.key.as_str())) {
+        None => Ok(()),
+        Some(e) => Err(SpecError::at(
+            e.key_loc,
+            SpecErrorKind::UnknownKey {
+                key: e.key.clone(),
+                context: context().into(),
+                expected: allowed.to_vec(),
+            },
+        )),
+    }
+}
+
 impl Node {
     /// The name of this node's type, for "must be X, found Y" messages.
     pub fn type_name(&self) -> &'static str {

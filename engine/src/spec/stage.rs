@@ -18,7 +18,7 @@ use super::fanout::Member;
 use super::interp::{interpolate, value_cost, Budget, Scope};
 use super::keys::{dotted_keys, get_dotted, suggestions};
 use super::model::{Action, Dep, Location, Out, Resources, Stage};
-use super::node::{Entry, Node, Val};
+use super::node::{only_keys, Entry, Node, Val};
 use super::paths::{normalize_in, normalize_wdir, PathProblem};
 use crate::builtin::Registry;
 
@@ -371,8 +371,14 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
                     },
                 ));
             };
-            if let (Some(w), Some(keys)) = (with, builtin.params().keys) {
-                check_with_keys(&w.node, keys, name, kind)?;
+            // A `with:` key the kind does not read is a mistake at its line (a typo would
+            // otherwise fail the stage minutes later, or be ignored by a lenient kind).
+            if let (Some(entries), Some(keys)) =
+                (with.and_then(|w| w.node.as_map()), builtin.params().keys)
+            {
+                only_keys(entries, keys, || {
+                    format!("in `with:` of stage `{name}` (builtin `{kind}`)")
+                })?;
             }
             let with = match with {
                 None => serde_json::Map::new(),
@@ -388,30 +394,6 @@ fn action(b: &Body, env: &Env) -> Result<Action, SpecError> {
                 with,
             })
         }
-    }
-}
-
-/// A `with:` key the builtin does not read is a mistake at its line (a typo would otherwise
-/// reach the stage, fail it minutes later, or worse, be ignored by a lenient kind).
-fn check_with_keys(
-    with: &Node,
-    keys: &'static [&'static str],
-    stage: &str,
-    kind: &str,
-) -> Result<(), SpecError> {
-    let Some(entries) = with.as_map() else {
-        return Ok(());
-    };
-    match entries.iter().find(|e| !keys.contains(&e.key.as_str())) {
-        None => Ok(()),
-        Some(e) => Err(SpecError::at(
-            e.key_loc,
-            SpecErrorKind::UnknownKey {
-                key: e.key.clone(),
-                context: format!("in `with:` of stage `{stage}` (builtin `{kind}`)").into(),
-                expected: keys.to_vec(),
-            },
-        )),
     }
 }
 
