@@ -74,12 +74,13 @@ impl Drop for TempPath {
     fn drop(&mut self) {
         if self.armed {
             // Best effort: the path may already be gone, and an error path has a better error.
-            let _ = remove_tree_or_file(&self.path);
+            let _ = remove_path(&self.path);
         }
     }
 }
 
-fn remove_tree_or_file(path: &Path) -> io::Result<()> {
+/// Removes a file or a directory tree; a path that does not exist is already removed.
+pub fn remove_path(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
@@ -242,7 +243,7 @@ pub fn sweep_temps(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         if entry.file_name().to_str().is_some_and(is_temp_name) {
-            remove_tree_or_file(&entry.path())?;
+            remove_path(&entry.path())?;
             removed.push(entry.path());
         }
     }

@@ -20,6 +20,7 @@ use std::time::Instant;
 use crate::cache::Store;
 use crate::events::{emit, Event, Sender};
 use crate::fingerprint::{DigestRecord, DirtyReason, Inputs};
+use crate::fsutil;
 use crate::hash::Hasher;
 use crate::lockfile::LockEntry;
 use crate::runrecord::{now_rfc3339, Outcome, RunDir, RunRecord};
@@ -170,7 +171,7 @@ fn run_stage(
     };
     // Published or failed, the view has served: a failed stage's half-written outs are not kept
     // (its log is in the run record), so a full disk gets its space back at once.
-    let _ = staging::remove_path(&dir);
+    let _ = fsutil::remove_path(&dir);
     ended
 }
 
@@ -208,7 +209,7 @@ pub fn rerun_unpublished(
             _ => Err("interrupted".into()),
         },
     };
-    let _ = staging::remove_path(&dir);
+    let _ = fsutil::remove_path(&dir);
     result
 }
 
@@ -228,7 +229,7 @@ fn run_in_view(
             process::Exit::default(),
         )))
     };
-    let _ = staging::remove_path(dir);
+    let _ = fsutil::remove_path(dir);
     if let Err(e) = staging::build_view(&shared.root, dir, stage, &shared.views) {
         return fail(format!(
             "cannot prepare the staging directory `{}`: {e}",
@@ -396,9 +397,8 @@ fn collect_and_publish(
             .run_put(&job.fingerprint, &record)
             .map_err(|e| format!("cannot write the run cache: {e}"))?;
     }
-    for (i, out) in stage.outs.iter().enumerate() {
-        let trash = dir.join(".repro-trash").join(i.to_string());
-        staging::publish(&dir.join(&out.path), &shared.root.join(&out.path), &trash)
+    for out in &stage.outs {
+        staging::publish(&dir.join(&out.path), &shared.root.join(&out.path))
             .map_err(|e| format!("cannot move out `{}` into the workspace: {e}", out.path))?;
     }
     Ok(entry)

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::dag::is_within;
+use crate::fsutil;
 use crate::spec::Stage;
 
 /// What the staging views of one run share: the outs of every stage, and the listings of the
@@ -254,39 +255,15 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes a file or directory tree if it exists.
-pub fn remove_path(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Moves a staged out into the workspace, replacing what was there. The old content is first
-/// moved aside into `trash` (same filesystem) so the swap is two renames, then deleted.
-pub fn publish(staged: &Path, dest: &Path, trash: &Path) -> io::Result<()> {
+/// Moves a staged out into the workspace, replacing what was there only once the new content
+/// is in place ([`fsutil::replace`]: an atomic exchange, or two renames that put the old content
+/// back if the second fails).
+pub fn publish(staged: &Path, dest: &Path) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         // A parent that is a dangling link or a file must not swallow the out.
         std::fs::create_dir_all(parent)?;
     }
-    let had_old = std::fs::symlink_metadata(dest).is_ok();
-    if had_old {
-        std::fs::create_dir_all(trash.parent().unwrap_or(trash))?;
-        std::fs::rename(dest, trash)?;
-    }
-    if let Err(e) = std::fs::rename(staged, dest) {
-        if had_old {
-            // Put the previous out back: a failed publish must not lose it.
-            let _ = std::fs::rename(trash, dest);
-        }
-        return Err(e);
-    }
-    if had_old {
-        remove_path(trash)?;
-    }
-    Ok(())
+    fsutil::replace(fsutil::TempPath::new(staged.to_path_buf()), dest)
 }
 
 /// The workspace's copy of each of a stage's outs as it was before the stage ran: inode, size,
@@ -333,7 +310,7 @@ pub fn clean_stale(tmp_dir: &Path, current_run: &str) {
     };
     for entry in entries.flatten() {
         if entry.file_name() != current_run {
-            let _ = remove_path(&entry.path());
+            let _ = fsutil::remove_path(&entry.path());
         }
     }
 }

@@ -63,13 +63,8 @@ pub const BUILTIN: &dyn Builtin = &Kind::<TrainParams> {
 fn clear_for_a_new_run(out: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(out)? {
         let entry = entry?;
-        if entry.file_name() == "params.json" {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
+        if entry.file_name() != "params.json" {
+            repro_engine::fsutil::remove_path(&entry.path())?;
         }
     }
     Ok(())
