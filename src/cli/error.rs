@@ -1,6 +1,7 @@
 //! How an error ends the process: the one place that maps the engine's typed errors (found
 //! anywhere in an `anyhow` chain) to the exit-code table in `repro_engine::exit_code`.
 
+use repro_engine::builtin::StageError;
 use repro_engine::exec;
 use repro_engine::exit_code;
 use repro_engine::spec;
@@ -10,6 +11,15 @@ use repro_engine::workspace::WorkspaceError;
 /// own code, state and I/O errors theirs.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        // A builtin's own error comes before its sources (an I/O error there is the stage's
+        // failure, not repro's state).
+        if let Some(e) = cause.downcast_ref::<StageError>() {
+            return if e.is_params() {
+                exit_code::USAGE
+            } else {
+                exit_code::FAILED
+            };
+        }
         if cause.is::<spec::SpecError>()
             || cause.is::<repro_engine::dag::DagError>()
             || cause.is::<UsageError>()

@@ -93,24 +93,11 @@ pub fn builtin(
         Ok(_) => bail!(UsageError("`--with` must be a JSON object".into())),
         Err(e) => bail!(UsageError(format!("`--with` is not valid JSON: {e}"))),
     };
-    let ctx = Context::new(b.kind(), params);
-    match b.run(&ctx) {
-        Ok(()) => Ok(exit_code::OK),
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("error: builtin `{}`: {msg}", b.kind());
-            Ok(if e.is_params() {
-                exit_code::USAGE
-            } else {
-                exit_code::FAILED
-            })
-        }
-    }
+    // A failure prints and exits like any other error (`error::exit_code_for`: params errors
+    // are usage errors).
+    b.run(&Context::new(b.kind(), params))
+        .with_context(|| format!("builtin `{}`", b.kind()))?;
+    Ok(exit_code::OK)
 }
 
 /// `repro spectrum FILE`: the library computes, this only formats. A file that cannot be read
