@@ -98,32 +98,23 @@ pub fn warm_source_deps(
     paths.dedup();
     let started = Instant::now();
     let report_after = Duration::from_millis(500);
+    // Progress only for a hash that takes a while: a quick one says nothing.
+    let report = |done: bool| {
+        if started.elapsed() >= report_after {
+            let event = Event::Hashing {
+                bytes: hashed.load(Ordering::Relaxed),
+                elapsed: started.elapsed(),
+                done,
+            };
+            emit(events, event);
+        }
+    };
     std::thread::scope(|scope| {
         let work = scope.spawn(|| hasher.digest_many(&paths));
         while !work.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
-            if started.elapsed() >= report_after {
-                let bytes = hashed.load(Ordering::Relaxed);
-                emit(
-                    events,
-                    Event::Hashing {
-                        bytes,
-                        elapsed: started.elapsed(),
-                        done: false,
-                    },
-                );
-            }
+            report(false);
         }
     });
-    if started.elapsed() >= report_after {
-        let bytes = hashed.load(Ordering::Relaxed);
-        emit(
-            events,
-            Event::Hashing {
-                bytes,
-                elapsed: started.elapsed(),
-                done: true,
-            },
-        );
-    }
+    report(true);
 }
