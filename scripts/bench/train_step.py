@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch peer of `stages/examples/train_step.rs`: the SN paper's standard CNN (Table 3),
 batch 64, 32x32x3, hinge loss, Adam (2e-4, 0, 0.9), SN via torch.nn.utils.spectral_norm.
-Prints one JSON object per measurement (median of ROUNDS steps after 3 warm-up steps)."""
+G_CH, D_CH (default 64 each) and BATCH (default 64) in the environment pick other sizes, as
+for the Rust side. Prints one JSON object per measurement (median of ROUNDS steps after 3
+warm-up steps)."""
 import json
+import os
 import sys
 import time
 
@@ -12,7 +15,8 @@ import torch.nn as nn
 torch.set_num_threads(2)
 torch.manual_seed(0)
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-ch, B = 64, 64
+gch, dch = int(os.environ.get("G_CH", 64)), int(os.environ.get("D_CH", 64))
+B = int(os.environ.get("BATCH", 64))
 SN = nn.utils.spectral_norm
 
 
@@ -21,17 +25,17 @@ def lrelu():
 
 
 G = nn.Sequential(
-    nn.Linear(128, 4 * 4 * 8 * ch), nn.Unflatten(1, (8 * ch, 4, 4)), nn.BatchNorm2d(8 * ch), nn.ReLU(),
-    nn.ConvTranspose2d(8 * ch, 4 * ch, 4, 2, 1), nn.BatchNorm2d(4 * ch), nn.ReLU(),
-    nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1), nn.BatchNorm2d(2 * ch), nn.ReLU(),
-    nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU(),
-    nn.Conv2d(ch, 3, 3, 1, 1), nn.Tanh(),
+    nn.Linear(128, 4 * 4 * 8 * gch), nn.Unflatten(1, (8 * gch, 4, 4)), nn.BatchNorm2d(8 * gch), nn.ReLU(),
+    nn.ConvTranspose2d(8 * gch, 4 * gch, 4, 2, 1), nn.BatchNorm2d(4 * gch), nn.ReLU(),
+    nn.ConvTranspose2d(4 * gch, 2 * gch, 4, 2, 1), nn.BatchNorm2d(2 * gch), nn.ReLU(),
+    nn.ConvTranspose2d(2 * gch, gch, 4, 2, 1), nn.BatchNorm2d(gch), nn.ReLU(),
+    nn.Conv2d(gch, 3, 3, 1, 1), nn.Tanh(),
 )
 D = nn.Sequential(
-    SN(nn.Conv2d(3, ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(ch, ch, 4, 2, 1)), lrelu(),
-    SN(nn.Conv2d(ch, 2 * ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(2 * ch, 2 * ch, 4, 2, 1)), lrelu(),
-    SN(nn.Conv2d(2 * ch, 4 * ch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(4 * ch, 4 * ch, 4, 2, 1)), lrelu(),
-    SN(nn.Conv2d(4 * ch, 8 * ch, 3, 1, 1)), lrelu(), nn.Flatten(), SN(nn.Linear(4 * 4 * 8 * ch, 1)),
+    SN(nn.Conv2d(3, dch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(dch, dch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(dch, 2 * dch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(2 * dch, 2 * dch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(2 * dch, 4 * dch, 3, 1, 1)), lrelu(), SN(nn.Conv2d(4 * dch, 4 * dch, 4, 2, 1)), lrelu(),
+    SN(nn.Conv2d(4 * dch, 8 * dch, 3, 1, 1)), lrelu(), nn.Flatten(), SN(nn.Linear(4 * 4 * 8 * dch, 1)),
 )
 opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.9))
 opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))

@@ -6,6 +6,8 @@
 # the load each saw is printed, and a disturbed round is marked: do not quote it.
 #
 # Usage: scripts/bench/train_step.sh [ROUNDS]   (default 10; median of ROUNDS after 3 warm-ups)
+# Sizes: G_CH, D_CH (default 64 each) and BATCH (default 64), for both sides; the extended
+# profile's small DCGAN is `G_CH=16 D_CH=4` and `G_CH=16 D_CH=16`.
 # Each implementation runs PAIRS times (default 2), interleaved; the medians printed pool all
 # runs. On a shared VM one binary's timings drift by about 10% from run to run: use PAIRS=6 or
 # more before reading a ratio near a target.
@@ -79,13 +81,17 @@ if ("ours", "d_step_graph_sr") in m:
 
 # Achieved FLOP/s (2 x multiply-adds of the convs and dense layers; backward = 2 x forward). No
 # "% of peak": the clock /proc/cpuinfo reports is nominal, not what the cores ran at.
-B, ch = 64, 64
+import os
+B = int(os.environ.get("BATCH", 64))
+gch, dch = int(os.environ.get("G_CH", 64)), int(os.environ.get("D_CH", 64))
 def conv(c_in, c_out, k, out_hw):
     return 2 * c_in * c_out * k * k * out_hw * out_hw
 def convt(c_in, c_out, k, in_hw):
     return 2 * c_in * c_out * k * k * in_hw * in_hw
+ch = gch
 g_fwd = (2 * 128 * 4 * 4 * 8 * ch + convt(8 * ch, 4 * ch, 4, 4) + convt(4 * ch, 2 * ch, 4, 8)
          + convt(2 * ch, ch, 4, 16) + conv(ch, 3, 3, 32))
+ch = dch
 d_fwd = (conv(3, ch, 3, 32) + conv(ch, ch, 4, 16) + conv(ch, 2 * ch, 3, 16)
          + conv(2 * ch, 2 * ch, 4, 8) + conv(2 * ch, 4 * ch, 3, 8) + conv(4 * ch, 4 * ch, 4, 4)
          + conv(4 * ch, 8 * ch, 3, 4) + 2 * 4 * 4 * 8 * ch)

@@ -1,5 +1,7 @@
 //! Benchmark: one D step and one G step of the SN paper's standard CNN (batch 64, 32x32x3,
 //! hinge loss, Adam), and the cost of one SR pass (static, dynamic, graph) over its D.
+//! `G_CH`, `D_CH` (default 64 each) and `BATCH` (default 64) in the environment pick other
+//! sizes, e.g. the small DCGAN of the extended profile (`G_CH=16 D_CH=4`).
 //! Run by `scripts/bench/train_step.sh`, which builds this with `--release` and runs PyTorch
 //! on the same model in the same session. Prints one JSON object per measurement.
 //!
@@ -50,10 +52,21 @@ fn time<F: FnMut()>(rounds: usize, mut f: F) -> f64 {
     )
 }
 
+/// A size from the environment (`G_CH`, `D_CH`, `BATCH`), else `default`.
+fn size(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a positive integer")),
+        Err(_) => default,
+    }
+}
+
 fn params(sr: serde_json::Value) -> TrainParams {
     serde_json::from_value(json!({
-        "dataset": "unused", "model": {"arch": "cnn", "g_ch": 64, "d_ch": 64},
-        "batch_size": 64, "iterations": 100000, "loss": "hinge", "optimizer": "resnet", "sr": sr,
+        "dataset": "unused",
+        "model": {"arch": "cnn", "g_ch": size("G_CH", 64), "d_ch": size("D_CH", 64)},
+        "batch_size": size("BATCH", 64), "iterations": 100000, "loss": "hinge", "optimizer": "resnet", "sr": sr,
     }))
     .expect("benchmark params are valid")
 }
