@@ -110,3 +110,27 @@ fn same_distribution_scatters_around_zero_and_a_shift_is_positive() {
         "shifted {shifted} vs same-distribution band {widest}"
     );
 }
+
+/// `evaluate`'s default scale: 10 000 reference rows (the `kid_samples` cap) against 2048
+/// generated ones, pool3 width. Prints the time; run in release:
+/// `cargo test -p stages --release --test stages metrics_kid::evaluate_scale -- --ignored --nocapture`.
+#[test]
+#[ignore = "10 000 x 2048 features in 2048-d: seconds in release, minutes in debug; run with --ignored"]
+fn evaluate_scale() {
+    let d = 2048;
+    let real = gaussian(10_000, d, 0.0, 11);
+    let fake = gaussian(2048, d, 0.0, 12);
+    let start = std::time::Instant::now();
+    let reference = KidReference::new(real).expect("reference");
+    let within = start.elapsed();
+    let kid = reference.kid(&fake).expect("kid");
+    let total = start.elapsed();
+    eprintln!(
+        "kid {kid:e}: reference term {:.2} s, generated and cross terms {:.2} s, total {:.2} s ({} rayon threads)",
+        within.as_secs_f64(),
+        (total - within).as_secs_f64(),
+        total.as_secs_f64(),
+        rayon::current_num_threads()
+    );
+    assert!(kid.abs() < 0.01, "same distribution: {kid}");
+}
