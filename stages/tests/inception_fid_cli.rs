@@ -180,3 +180,98 @@ fn fid_stats_builtin_summarizes_the_first_images() {
         .expect_err("zero");
     assert!(err.to_string().contains("max_samples"), "{err}");
 }
+
+/// Runs the `fid-stats` builtin with `params` (a JSON object).
+fn fid_stats(params: serde_json::Value) -> Result<(), repro_engine::builtin::StageError> {
+    let serde_json::Value::Object(params) = params else {
+        panic!("params must be a map")
+    };
+    stages::REGISTRY
+        .lookup("fid-stats")
+        .expect("registered")
+        .run(&repro_engine::builtin::Context::new("fid-stats", params))
+}
+
+/// `kid_samples` adds the pool3 features of the first images as `features` (f32, [k, 2048])
+/// after the statistics, which stay as they were; without it (or with 0) the file is the same
+/// bytes as before the key existed.
+#[test]
+fn fid_stats_kid_samples_stores_the_first_features() {
+    use stages::metrics::fid_stats::{load_features, FEATURES};
+    use stages::metrics::inception::POOL3_DIM;
+    use stages::metrics::npy::read_npz;
+
+    let Some(weights) = inception_common::fid_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let imgs = images();
+    let three = [imgs[0].clone(), imgs[1].clone(), imgs[1].clone()];
+    let prepared = dir.path().join("set.safetensors");
+    write_prepared(&prepared, &three);
+    let npz = |name: &str| dir.path().join(name);
+    let base = serde_json::json!({
+        "images": prepared, "inception_weights": weights, "batch_size": 3,
+    });
+    let with = |out: &Path, extra: serde_json::Value| {
+        let mut p = base.clone();
+        p["out"] = serde_json::json!(out);
+        for (k, v) in extra.as_object().expect("map") {
+            p[k] = v.clone();
+        }
+        fid_stats(p).expect("fid-stats");
+    };
+    with(&npz("plain.npz"), serde_json::json!({}));
+    with(&npz("zero.npz"), serde_json::json!({"kid_samples": 0}));
+    with(&npz("two.npz"), serde_json::json!({"kid_samples": 2}));
+    with(&npz("many.npz"), serde_json::json!({"kid_samples": 100}));
+
+    let bytes = |name: &str| std::fs::read(npz(name)).expect("read npz");
+    assert_eq!(
+        bytes("plain.npz"),
+        bytes("zero.npz"),
+        "kid_samples: 0 is absent"
+    );
+    let plain = read_npz(&npz("plain.npz")).expect("npz");
+    let mut names: Vec<&String> = plain.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["mu", "n", "sigma"],
+        "no features without kid_samples"
+    );
+    assert_eq!(load_features(&npz("plain.npz")).expect("read"), None);
+
+    // The features are those of the first images, as Inception gives them in one batch.
+    let net = stages::metrics::fid_cli::load_any_weights(&weights).expect("weights");
+    let f = net
+        .features(&three.concat(), [3, 3, H, W], 3, &|_, _| {})
+        .expect("features");
+    for (name, k) in [("two.npz", 2), ("many.npz", 3)] {
+        let all = read_npz(&npz(name)).expect("npz");
+        for stat in ["mu", "sigma", "n"] {
+            assert_eq!(all[stat], plain[stat], "{name}: `{stat}` unchanged");
+        }
+        assert_eq!(all[FEATURES].shape, [k, POOL3_DIM], "{name}");
+        let (values, rows, d) = load_features(&npz(name)).expect("read").expect("features");
+        assert_eq!((rows, d), (k, POOL3_DIM));
+        assert_eq!(
+            values,
+            f.pool3[..k * POOL3_DIM],
+            "{name}: first {k} images' pool3"
+        );
+        // The statistics part reads as before, e.g. by `repro fid`.
+        let stats = stages::metrics::fid::Stats::load_npz(&npz(name)).expect("stats");
+        assert_eq!(
+            stats,
+            stages::metrics::fid::Stats::load_npz(&npz("plain.npz")).expect("stats")
+        );
+    }
+    // The file numpy reads: `<f4` features.
+    let raw = bytes("two.npz");
+    assert!(
+        raw.windows(b"'descr': '<f4'".len())
+            .any(|w| w == b"'descr': '<f4'"),
+        "features are float32"
+    );
+}

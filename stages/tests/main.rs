@@ -20,6 +20,7 @@ mod inception_fid_cli;
 mod inception_metrics;
 mod metrics_classifier;
 mod metrics_evaluate;
+mod metrics_kid;
 mod metrics_modes;
 mod metrics_prdc;
 #[cfg(feature = "report")]

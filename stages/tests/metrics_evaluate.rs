@@ -139,6 +139,7 @@ fn grid_single_file_without_reference() {
     assert_eq!(row["modes"]["n_samples"], 4000);
     assert!(row.get("prdc").is_none(), "no reference, no prdc: {row}");
     assert!(row.get("fid").is_none());
+    assert!(row.get("kid").is_none(), "kid is an image metric: {row}");
 }
 
 #[test]
@@ -157,6 +158,14 @@ fn wrong_kind_and_missing_inputs_are_errors() {
     let err = run(json!({"samples": s(&file), "dataset_kind": "rings", "metrics": metrics}))
         .expect_err("bad kind");
     assert!(err.is_params(), "{err}");
+    let err = run(
+        json!({"samples": s(&file), "dataset_kind": "ring", "metrics": metrics, "kid_samples": 1}),
+    )
+    .expect_err("one kid sample");
+    assert!(
+        err.is_params() && err.to_string().contains("kid_samples"),
+        "{err}"
+    );
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let err = run(json!({"samples": s(&empty), "dataset_kind": "ring", "metrics": metrics}))
@@ -309,9 +318,11 @@ fn save_images(path: &Path, pixels: Vec<u8>, n: usize) {
     save(path, &ds).expect("save");
 }
 
-/// Runs the real 2015-12-05 Inception on CPU end to end (about 10 s for 4 + 4 images here).
+/// Runs the real 2015-12-05 Inception on CPU end to end (about 10 s for 4 + 4 images here,
+/// times four runs: against the dataset, and against `fid-stats` npz files with and without
+/// KID features).
 #[test]
-fn images_get_fid_prdc_and_an_explained_missing_is() {
+fn images_get_fid_prdc_kid_and_an_explained_missing_is() {
     let Some(weights) = inception_common::fid_weights() else {
         return;
     };
@@ -346,4 +357,68 @@ fn images_get_fid_prdc_and_an_explained_missing_is() {
     let sha = stages::metrics::sha256_file(&weights).expect("hash");
     assert_eq!(m["feature_net"]["sha256"].as_str(), Some(sha.as_str()));
     assert_eq!(m["n_reference"], n);
+    // A set against itself is not two independent samples: the unbiased KID is then
+    // 2·(Σ_{i≠j} k_ij − (n−1)·Σ_i k_ii) / (n²(n−1)), never positive (k_ij ≤ (k_ii + k_jj)/2).
+    let kid = row["kid"]["value"].as_f64().expect("kid");
+    assert!(kid < 0.0, "kid of a set with itself: {kid}");
+    assert_eq!(row["kid"]["n_generated"], n);
+    assert_eq!(row["kid"]["n_reference"], n);
+    assert_eq!(m["kid_samples"], 10_000);
+
+    // The same reference as `fid-stats` npz files: with `features`, the same KID (the same
+    // first images through the same batches); without, KID unavailable with the reason.
+    let fid_stats = |out: &Path, kid_samples: usize| {
+        let serde_json::Value::Object(params) = json!({
+            "images": s(&reference), "inception_weights": s(&weights), "batch_size": 4,
+            "out": s(out), "kid_samples": kid_samples,
+        }) else {
+            unreachable!()
+        };
+        stages::REGISTRY
+            .lookup("fid-stats")
+            .expect("registered")
+            .run(&repro_engine::builtin::Context::new("fid-stats", params))
+            .expect("fid-stats");
+    };
+    let evaluate_against = |npz: &Path, extra: Value| {
+        let mut params = json!({
+            "samples": s(&samples), "dataset_kind": "images", "reference": s(npz),
+            "inception_weights": s(&weights), "metrics": s(&metrics), "is_splits": 2,
+            "batch_size": 4, "pr_k": 2, "dc_k": 2,
+        });
+        for (k, v) in extra.as_object().expect("map") {
+            params[k] = v.clone();
+        }
+        run(params).expect("evaluate")
+    };
+    let with_features = dir.path().join("with.npz");
+    fid_stats(&with_features, 100);
+    let m = evaluate_against(&with_features, json!({}));
+    let row = &m["rows"][0];
+    let from_npz = row["kid"]["value"].as_f64().expect("kid from npz");
+    assert!(
+        (from_npz - kid).abs() <= 1e-9 * kid.abs(),
+        "kid against the npz {from_npz} vs the dataset {kid}"
+    );
+    assert_eq!(row["kid"]["n_reference"], n);
+    assert!(row["prdc"]["reason"]
+        .as_str()
+        .expect("prdc reason")
+        .contains("prepared dataset"));
+    // Caps apply to the stored features too: `kid_samples` of each set.
+    let m = evaluate_against(&with_features, json!({"kid_samples": 3}));
+    assert_eq!(m["rows"][0]["kid"]["n_reference"], 3);
+    assert_eq!(m["rows"][0]["kid"]["n_generated"], 3);
+
+    let without = dir.path().join("without.npz");
+    fid_stats(&without, 0);
+    let m = evaluate_against(&without, json!({}));
+    let row = &m["rows"][0];
+    assert_eq!(row["kid"]["value"], Value::Null);
+    let reason = row["kid"]["reason"].as_str().expect("kid reason");
+    assert!(
+        reason.contains("without.npz") && reason.contains("features"),
+        "{reason}"
+    );
+    assert!(row["fid"]["value"].as_f64().expect("fid").abs() < 1e-3);
 }

@@ -12,8 +12,16 @@
 //!   32×32 samples of the padded set are cropped back to the classifier's centred 28×28), plus
 //!   the image metrics below when `inception_weights` is given;
 //! - `images`: FID against `reference` (a prepared dataset or an `.npz` of statistics), IS when
-//!   the Inception weights carry logits, and PRDC on Inception pool3 features when the
-//!   reference is a dataset (an `.npz` holds no features, so PRDC is then unavailable).
+//!   the Inception weights carry logits, PRDC on Inception pool3 features when the reference is
+//!   a dataset (an `.npz` holds no images, so PRDC is then unavailable), and KID (`kid.rs`) on
+//!   pool3 features when the reference is a dataset or an `.npz` with `features` (what
+//!   `fid-stats` writes with `kid_samples`), otherwise unavailable with the reason.
+//!
+//! KID is `{"value", "n_generated", "n_reference"}`: the unbiased MMD² between the first
+//! `kid_samples` generated and reference features (for an `.npz`, also at most the `features`
+//! it holds and `reference_samples`). Unbiased means it is negative about half the time for a
+//! generator that matches the data; a reader must not treat a negative value as an error. The
+//! reference's within-set term is computed once and serves every row.
 //!
 //! A metric that cannot be computed is written as `{"value": null, "reason": "..."}` rather
 //! than left out, so a report can tell "not applicable" from "forgotten". Every row carries its
@@ -27,9 +35,9 @@
 //! paper profile marks its GPU evaluations `deterministic: false`.
 //!
 //! What must never change silently: the json keys (the report reads them), the row order, the
-//! sample caps (`max_samples`, `reference_samples`, `prdc_samples`: each keeps the *first* n
-//! samples of its set), and the metric conventions of the modules this calls. Bump [`VERSION`]
-//! when any of them changes.
+//! sample caps (`max_samples`, `reference_samples`, `prdc_samples`, `kid_samples`: each keeps
+//! the *first* n samples of its set), and the metric conventions of the modules this calls. Bump
+//! [`VERSION`] when any of them changes (2: rows gained `kid`, the file `kid_samples`).
 
 use std::path::{Path, PathBuf};
 
@@ -39,8 +47,10 @@ use candle_core::Device;
 
 use super::classifier::{self, DigitClassifier};
 use super::fid::{frechet_distance, Stats};
+use super::fid_stats::load_features;
 use super::inception::{Features, InceptionNet};
 use super::inception_score::inception_score_of;
+use super::kid::{self, KidReference};
 use super::modes::{stacked_mnist_modes, Mixture, MixtureModes, StackedMnistModes};
 use super::prdc::{manifold_metrics, ManifoldMetrics, PointSet};
 use super::MetricsError;
@@ -49,7 +59,7 @@ use crate::data::synthetic;
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `evaluate` builtin's version: enters the fingerprint of every evaluate stage.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What kind of data the samples are, which decides the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -72,7 +82,8 @@ struct EvaluateParams {
     /// A prepared samples file, or a directory of them (one row each).
     samples: PathBuf,
     dataset_kind: DatasetKind,
-    /// Prepared reference dataset, or `.npz` FID statistics (images only).
+    /// Prepared reference dataset, or `.npz` FID statistics, with `features` for KID (images
+    /// only).
     #[serde(default)]
     reference: Option<PathBuf>,
     /// The FID Inception weights.
@@ -97,6 +108,9 @@ struct EvaluateParams {
     pr_k: usize,
     #[serde(default = "default_dc_k")]
     dc_k: usize,
+    /// KID uses the first this-many features of each set: the reference term costs m²·d.
+    #[serde(default = "default_kid_samples")]
+    kid_samples: usize,
     /// Inception Score splits (10 in the original protocol).
     #[serde(default = "default_is_splits")]
     is_splits: usize,
@@ -137,6 +151,9 @@ fn default_pr_k() -> usize {
 }
 fn default_dc_k() -> usize {
     super::prdc::DEFAULT_DC_K
+}
+fn default_kid_samples() -> usize {
+    10_000
 }
 fn default_is_splits() -> usize {
     10
@@ -187,6 +204,15 @@ pub struct IsValue {
     pub n: usize,
 }
 
+/// The Kernel Inception Distance of one row.
+#[derive(Debug, Clone, Serialize)]
+pub struct KidValue {
+    /// The unbiased MMD² (may be negative; see `kid.rs`).
+    pub value: f64,
+    pub n_generated: usize,
+    pub n_reference: usize,
+}
+
 /// Every metric of one samples file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -206,6 +232,8 @@ pub struct Row {
     pub inception_score: Option<Metric<IsValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prdc: Option<Metric<ManifoldMetrics>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<Metric<KidValue>>,
 }
 
 /// A network whose weights decided some of the numbers.
@@ -226,6 +254,7 @@ pub struct Report {
     pub feature_net: Option<NetworkId>,
     pub classifier: Option<NetworkId>,
     pub prdc_samples: usize,
+    pub kid_samples: usize,
     pub rows: Vec<Row>,
 }
 
@@ -234,6 +263,7 @@ struct ImageRow {
     fid: Metric<FidValue>,
     inception_score: Metric<IsValue>,
     prdc: Metric<ManifoldMetrics>,
+    kid: Metric<KidValue>,
 }
 
 /// The FID Inception network with what it computed once for the reference set.
@@ -244,13 +274,15 @@ struct ImageEvaluator {
     reference_stats: Result<Stats, String>,
     /// pool3 features of the first `prdc_samples` reference images, or why there are none.
     reference_features: Result<(Vec<f32>, usize, usize), String>,
+    /// KID's reference side (first `kid_samples` features, within-set term done), or why none.
+    kid_reference: Result<KidReference, String>,
     n_reference: Option<usize>,
 }
 
 impl ImageEvaluator {
     /// `None` without Inception weights. The reference is either a prepared dataset (features
-    /// computed here, giving both FID statistics and PRDC features) or an `.npz` of FID
-    /// statistics (no features, so no PRDC).
+    /// computed here, giving FID statistics, PRDC and KID features) or an `.npz` of FID
+    /// statistics (no PRDC; KID when it holds `features`).
     fn new(
         weights: Option<&Path>,
         reference: Option<&Path>,
@@ -267,16 +299,41 @@ impl ImageEvaluator {
             sha256: net.weights_sha256().to_string(),
         };
         let no_reference = "no `reference` given".to_string();
-        let (reference_stats, reference_features, n_reference) = match reference {
-            None => (Err(no_reference.clone()), Err(no_reference), None),
+        let (reference_stats, reference_features, kid_reference, n_reference) = match reference {
+            None => (
+                Err(no_reference.clone()),
+                Err(no_reference.clone()),
+                Err(no_reference),
+                None,
+            ),
             Some(path) if path.extension().is_some_and(|e| e == "npz") => {
                 let stats = Stats::load_npz(path)?;
                 let n = (stats.n > 0).then_some(stats.n);
-                let reason = format!(
-                    "`{}` holds only FID statistics; give a prepared dataset for prdc",
-                    show(path)
-                );
-                (Ok(stats), Err(reason), n)
+                let (prdc_reason, kid_reference) = match load_features(path)? {
+                    Some((values, k, d)) => {
+                        let k = k.min(p.reference_samples.unwrap_or(usize::MAX));
+                        (
+                            format!(
+                                "`{}` holds FID statistics and KID features, no images; give a \
+                                 prepared dataset for prdc",
+                                show(path)
+                            ),
+                            kid_reference(&values, k, d, p)?,
+                        )
+                    }
+                    None => (
+                        format!(
+                            "`{}` holds only FID statistics; give a prepared dataset for prdc",
+                            show(path)
+                        ),
+                        Err(format!(
+                            "`{}` holds no `features`; write it with `fid-stats` and \
+                             `kid_samples`, or give a prepared dataset for kid",
+                            show(path)
+                        )),
+                    ),
+                };
+                (Ok(stats), Err(prdc_reason), kid_reference, n)
             }
             Some(path) => {
                 let ds = super::load_prepared(path)?;
@@ -285,10 +342,11 @@ impl ImageEvaluator {
                 let f = features(&net, pixels, shape, p, progress, "reference features")?;
                 let d = f.pool3.len() / f.n.max(1);
                 let stats = Stats::from_features(&f.pool3, f.n, d)?;
+                let kid_reference = kid_reference(&f.pool3, f.n, d, p)?;
                 let keep = f.n.min(p.prdc_samples);
                 let mut pool3 = f.pool3;
                 pool3.truncate(keep * d);
-                (Ok(stats), Ok((pool3, keep, d)), Some(f.n))
+                (Ok(stats), Ok((pool3, keep, d)), kid_reference, Some(f.n))
             }
         };
         Ok(Some(ImageEvaluator {
@@ -296,6 +354,7 @@ impl ImageEvaluator {
             net_id,
             reference_stats,
             reference_features,
+            kid_reference,
             n_reference,
         }))
     }
@@ -351,10 +410,15 @@ impl ImageEvaluator {
             Ok((real, nr, rd)) => prdc_on((real, *nr, *rd), (&f.pool3, f.n, d), p)?,
             Err(reason) => Metric::unavailable(reason.clone()),
         };
+        let kid = match &self.kid_reference {
+            Ok(reference) => kid_on(reference, (&f.pool3, f.n, d), p)?,
+            Err(reason) => Metric::unavailable(reason.clone()),
+        };
         Ok(ImageRow {
             fid,
             inception_score,
             prdc,
+            kid,
         })
     }
 }
@@ -526,6 +590,47 @@ fn prdc_on(
     )?))
 }
 
+/// KID's reference side from the first `kid_samples` of `n` feature rows of width `d`, or why
+/// there is none.
+fn kid_reference(
+    values: &[f32],
+    n: usize,
+    d: usize,
+    p: &EvaluateParams,
+) -> Result<Result<KidReference, String>, MetricsError> {
+    let m = n.min(p.kid_samples);
+    if m < kid::MIN_SAMPLES {
+        return Ok(Err(format!(
+            "kid needs at least {} reference samples (have {m})",
+            kid::MIN_SAMPLES
+        )));
+    }
+    let set = PointSet::new("reference features", &values[..m * d], m, d)?;
+    Ok(Ok(KidReference::new(set)?))
+}
+
+/// KID of the first `kid_samples` generated features `(values, n, d)` against `reference`.
+fn kid_on(
+    reference: &KidReference,
+    fake: (&[f32], usize, usize),
+    p: &EvaluateParams,
+) -> Result<Metric<KidValue>, MetricsError> {
+    let (values, n, d) = fake;
+    let n = n.min(p.kid_samples);
+    if n < kid::MIN_SAMPLES {
+        return Ok(Metric::unavailable(format!(
+            "kid needs at least {} generated samples (have {n})",
+            kid::MIN_SAMPLES
+        )));
+    }
+    let fake = PointSet::new("sample features", &values[..n * d], n, d)?;
+    Ok(Metric::Value(KidValue {
+        value: reference.kid(&fake)?,
+        n_generated: n,
+        n_reference: reference.len(),
+    }))
+}
+
 /// Runs the evaluation described by `p` with the Inception network on `device`, reporting
 /// progress through `progress(step, total, msg)`.
 fn evaluate(
@@ -592,6 +697,7 @@ fn evaluate(
             fid: None,
             inception_score: None,
             prdc: None,
+            kid: None,
         };
         if let Some(mixture) = &mixture {
             let (coords, n, d) = points(&ds, path, cap)?;
@@ -630,6 +736,7 @@ fn evaluate(
             row.fid = Some(m.fid);
             row.inception_score = Some(m.inception_score);
             row.prdc = Some(m.prdc);
+            row.kid = Some(m.kid);
         }
         rows.push(row);
     }
@@ -648,6 +755,7 @@ fn evaluate(
         feature_net: images_eval.as_ref().map(|e| e.network_id()),
         classifier: classifier.map(|(_, id)| id),
         prdc_samples: p.prdc_samples,
+        kid_samples: p.kid_samples,
         rows,
     })
 }
@@ -661,7 +769,7 @@ fn show(path: &Path) -> String {
 pub const BUILTIN: &dyn Builtin = &Kind::<EvaluateParams> {
     kind: "evaluate",
     version: VERSION,
-    summary: "FID, IS, precision/recall/density/coverage and mode counts of generated samples",
+    summary: "FID, KID, IS, precision/recall/density/coverage and mode counts of generated samples",
     run: run_evaluate,
 };
 
@@ -672,6 +780,15 @@ fn run_evaluate(ctx: &Context, p: EvaluateParams) -> Result<(), StageError> {
             message:
                 "`prdc_samples`, `pr_k`, `dc_k`, `is_splits` and `batch_size` must be at least 1"
                     .to_string(),
+        });
+    }
+    if p.kid_samples < kid::MIN_SAMPLES {
+        return Err(StageError::Params {
+            kind: ctx.kind().to_string(),
+            message: format!(
+                "`kid_samples` must be at least {}: the unbiased estimate needs a pair",
+                kid::MIN_SAMPLES
+            ),
         });
     }
     let device = stage_device(ctx, &p.device)?;

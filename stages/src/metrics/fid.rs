@@ -20,7 +20,7 @@ use std::path::Path;
 
 use faer::Mat;
 
-use super::npy::{read_npz, write_npz, NpyArray};
+use super::npy::{read_npz_members, write_npz, NpyRef};
 use super::MetricsError;
 
 /// Gaussian statistics of a feature set.
@@ -81,40 +81,51 @@ impl Stats {
 
     /// Writes pytorch-fid's layout: `mu` and `sigma` as f64 `.npy` members of a zip, plus `n`.
     pub fn save_npz(&self, path: &Path) -> Result<(), MetricsError> {
+        self.save_npz_with(path, &[])
+    }
+
+    /// [`Stats::save_npz`] with `extra` members after `n` (`fid-stats` adds KID `features`).
+    /// Without extras the bytes are exactly `save_npz`'s.
+    pub fn save_npz_with(
+        &self,
+        path: &Path,
+        extra: &[(&str, NpyRef<'_>)],
+    ) -> Result<(), MetricsError> {
         let d = self.dim();
-        write_npz(
-            path,
-            &[
-                (
-                    "mu",
-                    NpyArray {
-                        shape: vec![d],
-                        data: self.mu.clone(),
-                    },
-                ),
-                (
-                    "sigma",
-                    NpyArray {
-                        shape: vec![d, d],
-                        data: self.sigma.clone(),
-                    },
-                ),
-                // Not in pytorch-fid's files, and ignored by it: how many images the
-                // statistics summarize, so a FID row can say so.
-                (
-                    "n",
-                    NpyArray {
-                        shape: vec![],
-                        data: vec![self.n as f64],
-                    },
-                ),
-            ],
-        )
+        let (vector, matrix, n) = ([d], [d, d], [self.n as f64]);
+        let mut members = vec![
+            (
+                "mu",
+                NpyRef::F64 {
+                    shape: &vector,
+                    data: &self.mu,
+                },
+            ),
+            (
+                "sigma",
+                NpyRef::F64 {
+                    shape: &matrix,
+                    data: &self.sigma,
+                },
+            ),
+            // Not in pytorch-fid's files, and ignored by it: how many images the
+            // statistics summarize, so a FID row can say so.
+            (
+                "n",
+                NpyRef::F64 {
+                    shape: &[],
+                    data: &n,
+                },
+            ),
+        ];
+        members.extend_from_slice(extra);
+        write_npz(path, &members)
     }
 
     /// Reads an npz with `mu` [d] and `sigma` [d, d] (f32 or f64), e.g. from pytorch-fid.
+    /// Other members (`fid-stats`' KID `features`) are not read.
     pub fn load_npz(path: &Path) -> Result<Self, MetricsError> {
-        let mut arrays = read_npz(path)?;
+        let mut arrays = read_npz_members(path, &|name| matches!(name, "mu" | "sigma" | "n"))?;
         let bad = |message: String| MetricsError::Npz {
             path: path.to_path_buf(),
             message,

@@ -95,6 +95,19 @@ pub fn image_stats<'n>(
     batch: usize,
     progress: &dyn Fn(&Path, usize, usize),
 ) -> Result<Stats, MetricsError> {
+    let (pool3, n) = image_features(input, cap, net, batch, progress)?;
+    Stats::from_features(&pool3, n, POOL3_DIM)
+}
+
+/// pool3 features (`n × 2048`, row-major, in input order) of the first `cap` images of a PNG
+/// folder or a prepared dataset, with n; fewer than 2 images is an error (no FID statistics).
+pub fn image_features<'n>(
+    input: &Path,
+    cap: usize,
+    net: &dyn Fn() -> Result<&'n InceptionNet, MetricsError>,
+    batch: usize,
+    progress: &dyn Fn(&Path, usize, usize),
+) -> Result<(Vec<f32>, usize), MetricsError> {
     let mut groups = if input.is_dir() {
         read_png_dir(input)?
     } else {
@@ -125,7 +138,7 @@ pub fn image_stats<'n>(
         pool3.extend(f.pool3);
         done += g.shape[0];
     }
-    Stats::from_features(&pool3, total, POOL3_DIM)
+    Ok((pool3, total))
 }
 
 /// Images of one shape, u8 NCHW.

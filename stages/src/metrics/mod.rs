@@ -1,4 +1,4 @@
-//! GAN evaluation metrics: the FID Inception network, FID, IS, precision/recall/density/
+//! GAN evaluation metrics: the FID Inception network, FID, KID, IS, precision/recall/density/
 //! coverage, mode counts on the synthetic benchmarks and Stacked MNIST (with its digit
 //! classifier), and the `evaluate` builtin that writes them all to `metrics.json`.
 //!
@@ -14,6 +14,7 @@ pub mod fid_stats;
 pub mod inception;
 pub mod inception_score;
 pub mod inception_weights;
+pub mod kid;
 pub mod modes;
 pub mod npy;
 pub mod prdc;
@@ -77,6 +78,9 @@ pub enum MetricsError {
     /// A set is too small for the neighbourhood size asked for.
     #[error("{what}: {n} samples cannot give a {k}-nearest-neighbour radius; use at least {} samples", k + 1)]
     TooFewSamples { what: String, n: usize, k: usize },
+    /// A set is smaller than an estimator is defined for (KID's unbiased one needs a pair).
+    #[error("{what}: {n} sample(s); the estimator needs at least {min}")]
+    NotEnoughSamples { what: String, n: usize, min: usize },
     /// A value is NaN or infinite, which would make every comparison meaningless.
     #[error("{what}: value at index {index} is not finite; check the generator's output for NaN")]
     NonFinite { what: String, index: usize },

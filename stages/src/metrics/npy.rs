@@ -1,9 +1,11 @@
-//! NumPy `.npy` arrays and `.npz` archives, the subset FID statistics need.
+//! NumPy `.npy` arrays and `.npz` archives, the subset FID statistics and KID features need.
 //!
-//! Written: format version 1.0, little-endian f64 (`<f8`), C order, members stored uncompressed
-//! (what `np.savez` writes), the header padded to 64 bytes as NumPy does. Read: `<f8` and `<f4`
-//! (converted to f64), C order only, members stored or deflated (so `np.savez_compressed` files
-//! load too). Anything else is an error naming the member, never a silent reinterpretation.
+//! Written: format version 1.0, little-endian f64 (`<f8`) or f32 (`<f4`, for feature matrices),
+//! C order, members stored uncompressed (what `np.savez` writes), the header padded to 64 bytes
+//! as NumPy does. Read: `<f8` and `<f4` (converted to f64), C order only, members stored or
+//! deflated (so `np.savez_compressed` files load too); a reader may ask for some members only,
+//! so a large one it does not need is never inflated. Anything else is an error naming the
+//! member, never a silent reinterpretation.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,34 +20,67 @@ pub struct NpyArray {
     pub data: Vec<f64>,
 }
 
+/// An array to write, borrowed: f64 or f32 values in C order.
+#[derive(Debug, Clone, Copy)]
+pub enum NpyRef<'a> {
+    /// Written as `<f8`.
+    F64 { shape: &'a [usize], data: &'a [f64] },
+    /// Written as `<f4`.
+    F32 { shape: &'a [usize], data: &'a [f32] },
+}
+
+impl NpyArray {
+    /// The array as a member to write (`<f8`).
+    pub fn as_npy_ref(&self) -> NpyRef<'_> {
+        NpyRef::F64 {
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+}
+
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Serializes `a` as a version 1.0 `.npy` file.
 pub fn to_npy(a: &NpyArray) -> Vec<u8> {
-    let shape = match a.shape.len() {
-        1 => format!("({},)", a.shape[0]),
+    npy_bytes(a.as_npy_ref())
+}
+
+/// Serializes `a` as a version 1.0 `.npy` file, `<f8` or `<f4` by its variant.
+pub fn npy_bytes(a: NpyRef<'_>) -> Vec<u8> {
+    let (descr, shape, width) = match a {
+        NpyRef::F64 { shape, data } => ("<f8", shape, data.len() * 8),
+        NpyRef::F32 { shape, data } => ("<f4", shape, data.len() * 4),
+    };
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
         _ => format!(
             "({})",
-            a.shape
+            shape
                 .iter()
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + a.data.len() * 8);
+    let mut out = Vec::with_capacity(10 + header.len() + width);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in &a.data {
-        out.extend_from_slice(&v.to_le_bytes());
+    match a {
+        NpyRef::F64 { data, .. } => data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyRef::F32 { data, .. } => data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
     out
 }
@@ -111,8 +146,8 @@ pub fn from_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     Ok(NpyArray { shape, data })
 }
 
-/// Writes `arrays` as `NAME.npy` members of an npz (atomically).
-pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<(), MetricsError> {
+/// Writes `arrays` as `NAME.npy` members of an npz (atomically), in the order given.
+pub fn write_npz(path: &Path, arrays: &[(&str, NpyRef<'_>)]) -> Result<(), MetricsError> {
     let npz_err = |e: String| MetricsError::Npz {
         path: path.to_path_buf(),
         message: e,
@@ -125,7 +160,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<(), Metrics
     for (name, a) in arrays {
         zip.start_file(format!("{name}.npy"), opts)
             .map_err(|e| npz_err(e.to_string()))?;
-        zip.write_all(&to_npy(a))
+        zip.write_all(&npy_bytes(*a))
             .map_err(|e| npz_err(e.to_string()))?;
     }
     let bytes = zip
@@ -137,6 +172,15 @@ pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<(), Metrics
 
 /// Reads every `.npy` member of an npz, keyed by name without the extension.
 pub fn read_npz(path: &Path) -> Result<HashMap<String, NpyArray>, MetricsError> {
+    read_npz_members(path, &|_| true)
+}
+
+/// Reads the `.npy` members of an npz whose name (without the extension) `wanted` accepts; the
+/// others are neither inflated nor parsed.
+pub fn read_npz_members(
+    path: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, NpyArray>, MetricsError> {
     let npz_err = |e: String| MetricsError::Npz {
         path: path.to_path_buf(),
         message: e,
@@ -149,6 +193,9 @@ pub fn read_npz(path: &Path) -> Result<HashMap<String, NpyArray>, MetricsError> 
         let Some(name) = f.name().strip_suffix(".npy").map(str::to_string) else {
             continue;
         };
+        if !wanted(&name) {
+            continue;
+        }
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)
             .map_err(|e| npz_err(e.to_string()))?;
@@ -179,5 +226,22 @@ mod tests {
         };
         assert!(String::from_utf8_lossy(&to_npy(&v)).contains("(4,)"));
         assert_eq!(from_npy(&to_npy(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn f32_members_are_written_as_f4() {
+        let data = [0.1f32, -2.5, 3.0e-8, 7.0, 1.0, f32::MAX];
+        let b = npy_bytes(NpyRef::F32 {
+            shape: &[3, 2],
+            data: &data,
+        });
+        let hlen = usize::from(u16::from_le_bytes([b[8], b[9]]));
+        assert_eq!((10 + hlen) % 64, 0);
+        assert_eq!(b.len(), 10 + hlen + 6 * 4);
+        assert!(String::from_utf8_lossy(&b[10..10 + hlen]).contains("'descr': '<f4'"));
+        let back = from_npy(&b).unwrap();
+        assert_eq!(back.shape, vec![3, 2]);
+        let narrowed: Vec<f32> = back.data.iter().map(|&v| v as f32).collect();
+        assert_eq!(narrowed, data);
     }
 }

@@ -35,7 +35,8 @@ pub const DEFAULT_PR_K: usize = 3;
 /// The neighbourhood size of Naeem et al.'s density and coverage.
 pub const DEFAULT_DC_K: usize = 5;
 
-/// A set of n points in d dimensions, row-major, checked and widened to f64 once.
+/// A set of n points in d dimensions, row-major, checked and widened to f64 once. KID
+/// (`kid.rs`) takes its feature sets in the same form.
 pub struct PointSet {
     data: Vec<f64>,
     sq_norms: Vec<f64>,
@@ -87,6 +88,11 @@ impl PointSet {
     /// Feature dimension.
     pub fn dim(&self) -> usize {
         self.d
+    }
+
+    /// The values, row-major, widened to f64.
+    pub(super) fn values(&self) -> &[f64] {
+        &self.data
     }
 }
 
