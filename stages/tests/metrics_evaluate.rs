@@ -422,3 +422,67 @@ fn images_get_fid_prdc_kid_and_an_explained_missing_is() {
     );
     assert!(row["fid"]["value"].as_f64().expect("fid").abs() < 1e-3);
 }
+
+/// `image_rows: final`, `image_samples` and `image_channel` (the extended profile's Stacked
+/// MNIST evaluation): Inception sees channel 0 of the first 3 samples of the final row only,
+/// as grey images; the reference is exactly those grey images, so FID ≈ 0 on 3 of them.
+#[test]
+fn image_metrics_on_the_final_row_one_channel_first_samples() {
+    let Some(weights) = inception_common::fid_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let samples = dir.path().join("samples");
+    std::fs::create_dir_all(&samples).expect("mkdir");
+    let n = 5;
+    let pixels = random_images(n, 7);
+    save_images(&samples.join("100.safetensors"), random_images(n, 8), n);
+    save_images(&samples.join("final.safetensors"), pixels.clone(), n);
+    let plane = 16 * 16;
+    let grey: Vec<u8> = (0..3)
+        .flat_map(|i| pixels[i * 3 * plane..(i * 3 + 1) * plane].to_vec())
+        .collect();
+    let reference = dir.path().join("ref.safetensors");
+    let ds = Dataset {
+        name: "grey".to_string(),
+        samples: Samples::Images {
+            pixels: grey,
+            shape: [3, 1, 16, 16],
+        },
+        labels: None,
+        metadata: Default::default(),
+    };
+    save(&reference, &ds).expect("save");
+    let metrics = dir.path().join("metrics.json");
+    let params = |channel: usize| {
+        json!({
+            "samples": s(&samples), "dataset_kind": "images", "reference": s(&reference),
+            "inception_weights": s(&weights), "metrics": s(&metrics), "is_splits": 2,
+            "batch_size": 4, "pr_k": 2, "dc_k": 2, "image_rows": "final", "image_samples": 3,
+            "image_channel": channel,
+        })
+    };
+    let m = run(params(0)).expect("evaluate");
+    let rows = m["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["label"], "100");
+    for key in ["fid", "kid", "prdc", "inception_score"] {
+        assert_eq!(rows[0][key]["value"], Value::Null, "{key} of row 100");
+        let reason = rows[0][key]["reason"].as_str().expect("reason");
+        assert!(reason.contains("final row only"), "{key}: {reason}");
+    }
+    assert_eq!(rows[0]["n_samples"], n);
+    let fid = rows[1]["fid"]["value"].as_f64().expect("fid of the final row");
+    assert!(fid.abs() < 1e-3, "channel 0 of the first 3 against itself: {fid}");
+    assert_eq!(rows[1]["fid"]["n_fake"], 3);
+    assert_eq!(rows[1]["kid"]["n_generated"], 3);
+    // Another channel is other images: far from the reference.
+    let m = run(params(1)).expect("evaluate channel 1");
+    let fid = m["rows"][1]["fid"]["value"].as_f64().expect("fid");
+    assert!(fid > 1.0, "channel 1 against channel 0's images: {fid}");
+    let err = run(params(3)).expect_err("a channel the samples lack");
+    assert!(
+        err.to_string().contains("`image_channel: 3`"),
+        "{err}"
+    );
+}

@@ -23,6 +23,13 @@
 //! generator that matches the data; a reader must not treat a negative value as an error. The
 //! reference's within-set term is computed once and serves every row.
 //!
+//! Three params narrow what the Inception metrics (FID, KID, IS, PRDC on features) see, for a
+//! run whose curves need cheap metrics at every logged iteration and Inception once:
+//! `image_rows: final` computes them on the `final` row only (the other rows say so in their
+//! `reason`); `image_samples` gives them the first n samples of a row (after `max_samples`,
+//! which also caps the mode counts); `image_channel: k` gives them channel k of each sample as
+//! a grey image, so Stacked MNIST's generated digits are compared with MNIST itself.
+//!
 //! A metric that cannot be computed is written as `{"value": null, "reason": "..."}` rather
 //! than left out, so a report can tell "not applicable" from "forgotten". Every row carries its
 //! sample counts, and the file carries the sha256 of the feature network's and the classifier's
@@ -35,8 +42,9 @@
 //! paper profile marks its GPU evaluations `deterministic: false`.
 //!
 //! What must never change silently: the json keys (the report reads them), the row order, the
-//! sample caps (`max_samples`, `reference_samples`, `prdc_samples`, `kid_samples`: each keeps
-//! the *first* n samples of its set), and the metric conventions of the modules this calls. Bump
+//! sample caps (`max_samples`, `reference_samples`, `prdc_samples`, `kid_samples`,
+//! `image_samples`: each keeps the *first* n samples of its set), which channel `image_channel`
+//! takes, and the metric conventions of the modules this calls. Bump
 //! [`VERSION`] when any of them changes (2: rows gained `kid`, the file `kid_samples`).
 
 use std::path::{Path, PathBuf};
@@ -111,6 +119,15 @@ struct EvaluateParams {
     /// KID uses the first this-many features of each set: the reference term costs m²·d.
     #[serde(default = "default_kid_samples")]
     kid_samples: usize,
+    /// Which rows get the Inception metrics: `all` (default) or `final` only.
+    #[serde(default)]
+    image_rows: ImageRows,
+    /// The Inception metrics use the first this-many samples of a row (all when absent).
+    #[serde(default)]
+    image_samples: Option<usize>,
+    /// The Inception metrics see only this channel of each sample, as a grey image.
+    #[serde(default)]
+    image_channel: Option<usize>,
     /// Inception Score splits (10 in the original protocol).
     #[serde(default = "default_is_splits")]
     is_splits: usize,
@@ -120,6 +137,44 @@ struct EvaluateParams {
     /// Where the Inception network runs: `cpu`, `cuda`, `cuda:N` or `auto`.
     #[serde(default = "default_device")]
     device: String,
+}
+
+/// Which rows of a samples directory get the Inception metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ImageRows {
+    /// Every row.
+    #[default]
+    All,
+    /// The `final` row only.
+    Final,
+}
+
+/// The first `n` samples of an NCHW u8 image set, as `image_samples` and `image_channel` ask:
+/// channel `k` alone (a `[n, 1, H, W]` grey set) or all channels.
+fn image_view<'a>(
+    pixels: &'a [u8],
+    shape: [usize; 4],
+    p: &EvaluateParams,
+    what: &Path,
+) -> Result<(std::borrow::Cow<'a, [u8]>, [usize; 4]), MetricsError> {
+    let [n, c, h, w] = shape;
+    let n = n.min(p.image_samples.unwrap_or(usize::MAX));
+    let plane = h * w;
+    match p.image_channel {
+        None => Ok((pixels[..n * c * plane].into(), [n, c, h, w])),
+        Some(k) if k < c => {
+            let grey = (0..n)
+                .flat_map(|i| &pixels[(i * c + k) * plane..(i * c + k + 1) * plane])
+                .copied()
+                .collect::<Vec<u8>>();
+            Ok((grey.into(), [n, 1, h, w]))
+        }
+        Some(k) => Err(MetricsError::Input(format!(
+            "`image_channel: {k}`, but the samples in `{}` have {c} channel(s)",
+            what.display()
+        ))),
+    }
 }
 
 fn default_device() -> String {
@@ -731,12 +786,21 @@ fn evaluate(
             row.stacked_mnist = Some(stacked_mnist_modes(&digits)?);
         }
         if let Some(eval) = &images_eval {
-            let (pixels, shape) = images(&ds, path, cap)?;
-            let m = eval.evaluate(pixels, shape, p, progress)?;
-            row.fid = Some(m.fid);
-            row.inception_score = Some(m.inception_score);
-            row.prdc = Some(m.prdc);
-            row.kid = Some(m.kid);
+            if p.image_rows == ImageRows::Final && label != "final" {
+                const SKIPPED: &str = "`image_rows: final`: the final row only";
+                row.fid = Some(Metric::unavailable(SKIPPED));
+                row.inception_score = Some(Metric::unavailable(SKIPPED));
+                row.prdc = Some(Metric::unavailable(SKIPPED));
+                row.kid = Some(Metric::unavailable(SKIPPED));
+            } else {
+                let (pixels, shape) = images(&ds, path, cap)?;
+                let (pixels, shape) = image_view(pixels, shape, p, path)?;
+                let m = eval.evaluate(&pixels, shape, p, progress)?;
+                row.fid = Some(m.fid);
+                row.inception_score = Some(m.inception_score);
+                row.prdc = Some(m.prdc);
+                row.kid = Some(m.kid);
+            }
         }
         rows.push(row);
     }
@@ -764,7 +828,6 @@ fn show(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// The `evaluate` builtin.
 /// The `evaluate` builtin.
 pub const BUILTIN: &dyn Builtin = &Kind::<EvaluateParams> {
     kind: "evaluate",
