@@ -472,8 +472,13 @@ fn image_metrics_on_the_final_row_one_channel_first_samples() {
         assert!(reason.contains("final row only"), "{key}: {reason}");
     }
     assert_eq!(rows[0]["n_samples"], n);
-    let fid = rows[1]["fid"]["value"].as_f64().expect("fid of the final row");
-    assert!(fid.abs() < 1e-3, "channel 0 of the first 3 against itself: {fid}");
+    let fid = rows[1]["fid"]["value"]
+        .as_f64()
+        .expect("fid of the final row");
+    assert!(
+        fid.abs() < 1e-3,
+        "channel 0 of the first 3 against itself: {fid}"
+    );
     assert_eq!(rows[1]["fid"]["n_fake"], 3);
     assert_eq!(rows[1]["kid"]["n_generated"], 3);
     // Another channel is other images: far from the reference.
@@ -481,8 +486,5 @@ fn image_metrics_on_the_final_row_one_channel_first_samples() {
     let fid = m["rows"][1]["fid"]["value"].as_f64().expect("fid");
     assert!(fid > 1.0, "channel 1 against channel 0's images: {fid}");
     let err = run(params(3)).expect_err("a channel the samples lack");
-    assert!(
-        err.to_string().contains("`image_channel: 3`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("`image_channel: 3`"), "{err}");
 }

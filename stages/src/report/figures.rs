@@ -19,7 +19,9 @@
 //!   the run's largest mode drop, a cross at its first sharp spectral fall (both as
 //!   [`super::verdict`] defines them). Mode counts get integer ticks.
 //! - **Sample grids** are the training run's own `samples/*.png`, copied as they are (the newest:
-//!   `final.png`, else the highest iteration).
+//!   `final.png`, else the highest iteration). Beside each, for image runs, the first 64 images
+//!   of its training set drawn the same way (`figures/real/`, once per dataset), which the
+//!   report reads only when the pipeline declares the dataset as one of its deps.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use plotters::prelude::*;
 
 use super::inputs::{show, Missing, Run};
 use super::{Files, ReportError};
+use crate::data::prepared::{Dataset, Samples};
 
 /// Figure size in pixels (PNG) and user units (SVG).
 pub const SIZE: (u32, u32) = (720, 450);
@@ -617,6 +620,79 @@ pub struct RunFigures {
     /// `(layer, name, path of the PNG)` of the spectra figure.
     pub spectra: Option<(u64, String, PathBuf)>,
     pub samples: Option<PathBuf>,
+    /// The first images of the run's training set, drawn like its samples.
+    pub real: Option<PathBuf>,
+}
+
+/// How many real images a grid shows: as many as a sample grid.
+const REAL_GRID: usize = 64;
+
+/// The first [`REAL_GRID`] images of the run's training set as a grid drawn like the sample
+/// grids (`figures/real/<dataset stem>.png`, once per dataset), to read the samples against.
+/// `None` for a run without a `dataset` or of the MLP (a point set: its sample plots already
+/// draw the real points underneath); an image dataset that cannot be read is noted as missing.
+fn real_grid(
+    base: &Path,
+    run: &Run,
+    files: &mut Files,
+    missing: &mut Vec<Missing>,
+) -> Option<PathBuf> {
+    let path = run.dataset.as_ref()?;
+    if run
+        .params
+        .get("model.arch")
+        .is_none_or(|arch| arch == "mlp")
+    {
+        return None;
+    }
+    let stem = path.file_stem()?.to_string_lossy();
+    let dst = PathBuf::from("figures/real").join(format!("{}.png", slug(&stem)));
+    if files.contains_key(&dst) {
+        return Some(dst);
+    }
+    let mut note = |reason: String| {
+        missing.push(Missing {
+            run: run.name.clone(),
+            what: "real images",
+            path: show(path),
+            reason,
+        })
+    };
+    if !base.join(path).is_file() {
+        note("missing (a report draws it only when the dataset is one of its deps)".into());
+        return None;
+    }
+    let ds = match crate::data::prepared::load(&base.join(path)) {
+        Ok(ds) => ds,
+        Err(e) => {
+            note(format!("unreadable: {e}"));
+            return None;
+        }
+    };
+    let Samples::Images { pixels, shape } = &ds.samples else {
+        return None;
+    };
+    let n = shape[0].min(REAL_GRID);
+    let per = shape[1] * shape[2] * shape[3];
+    let first = Dataset {
+        name: ds.name.clone(),
+        samples: Samples::Images {
+            pixels: pixels[..n * per].to_vec(),
+            shape: [n, shape[1], shape[2], shape[3]],
+        },
+        labels: None,
+        metadata: Default::default(),
+    };
+    match crate::train::outputs::sample_png_bytes(&first, None) {
+        Ok(bytes) => {
+            files.insert(dst.clone(), bytes);
+            Some(dst)
+        }
+        Err(e) => {
+            note(format!("cannot draw: {e}"));
+            None
+        }
+    }
 }
 
 /// Renders the per-run figures (spectra, copied samples) into `files`, noting what is missing.
@@ -660,6 +736,7 @@ pub fn run_figures(
             reason: "missing (no `final.png` or `<iteration>.png`)".into(),
         }),
     }
+    out.real = real_grid(base, run, files, missing);
     Ok(out)
 }
 

@@ -135,6 +135,7 @@ pub fn fmt_param(x: f64) -> String {
 /// The scalar metrics the report knows, in table order: (column name, heading).
 pub const METRICS: &[(&str, &str)] = &[
     ("fid", "FID"),
+    ("kid", "KID"),
     ("is", "IS"),
     ("modes", "modes"),
     ("modes_total", "modes total"),
@@ -197,8 +198,11 @@ pub struct Run {
     pub dir: PathBuf,
     pub method: Method,
     pub seed: Option<u64>,
-    /// `params.json` flattened to dotted keys, values as compact text.
+    /// `params.json` flattened to dotted keys, values as compact text (`dataset` as its file
+    /// stem, the label tables show).
     pub params: BTreeMap<String, String>,
+    /// The training set's path as `params.json` gives it (relative to the stage's directory).
+    pub dataset: Option<PathBuf>,
     /// The rows of `metrics.json`, in file order; empty when missing.
     pub metrics: Vec<MetricRow>,
     /// Per layer; `None` when `spectral.json` is missing or unreadable.
@@ -318,6 +322,7 @@ pub fn load_run(
         },
     })?;
     let mut flat = flatten_text(&params);
+    let dataset = flat.get("dataset").map(PathBuf::from);
     if let Some(ds) = flat.get_mut("dataset") {
         *ds = dataset_label(ds);
     }
@@ -369,6 +374,7 @@ pub fn load_run(
         method: Method::from_params(&params),
         seed: params.get("seed").and_then(Value::as_u64),
         params: flat,
+        dataset,
         metrics,
         spectral,
     })
@@ -441,6 +447,7 @@ fn parse_metrics(v: &Value) -> Result<Vec<MetricRow>, ReadFailure> {
             let mut values = BTreeMap::new();
             let pick = |a: &str, b: &str| num(r, a).or_else(|| num(r, b));
             values.insert("fid", num(r, "/fid/value"));
+            values.insert("kid", num(r, "/kid/value"));
             values.insert("is", num(r, "/inception_score/mean"));
             values.insert(
                 "modes",
@@ -640,6 +647,7 @@ mod tests {
             method: Method::from_params(&params),
             seed: params.get("seed").and_then(Value::as_u64),
             params: flat,
+            dataset: None,
             metrics: Vec::new(),
             spectral: None,
         }

@@ -674,14 +674,28 @@ pub fn render(doc: &Document) -> String {
     for (run, f) in doc.runs.iter().zip(doc.run_figures) {
         if let Some(path) = &f.samples {
             any = true;
-            let _ = writeln!(
-                out,
-                "**{}** ({}):\n\n![samples of {}]({})\n",
-                run.name,
-                run.method.label(),
-                run.name,
-                path.to_string_lossy()
-            );
+            let samples = format!("![samples of {}]({})", run.name, path.to_string_lossy());
+            match &f.real {
+                // Side by side: what G drew, and what the training set looks like.
+                Some(real) => {
+                    let _ = writeln!(
+                        out,
+                        "**{}** ({}), beside real images of its training set:\n\n\
+                         | samples | real |\n|---|---|\n| {samples} | ![real images]({}) |\n",
+                        run.name,
+                        run.method.label(),
+                        real.to_string_lossy()
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "**{}** ({}):\n\n{samples}\n",
+                        run.name,
+                        run.method.label()
+                    );
+                }
+            }
         }
     }
     if !any {

@@ -37,7 +37,8 @@
 //! `runs.csv` (one row per run), `summary.csv` (setting x method, mean/std/count per metric,
 //! collapse counts), `deltas.csv` (SR minus SN per setting), `stages.csv` (with
 //! `run_records`); `dag.mmd` (with `dag`); `figures/spectra/<run>.{png,svg}`,
-//! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`.
+//! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`,
+//! `figures/real/<dataset>.png`.
 //!
 //! # Changes in version 3 (issue 14)
 //!
@@ -87,7 +88,7 @@ use inputs::{Missing, Run, RunPaths};
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The registry entry.
 pub const BUILTIN: &dyn Builtin = &Kind::<ReportParams> {

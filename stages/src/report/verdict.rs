@@ -1069,6 +1069,7 @@ mod tests {
             method: Method::from_params(&params),
             seed: Some(seed),
             params: flat,
+            dataset: None,
             metrics,
             spectral: spectral.map(|layers| {
                 layers

@@ -177,11 +177,19 @@ pub fn sample_png(
     ds: &Dataset,
     real: Option<(&[f32], f32)>,
 ) -> Result<(), TrainError> {
-    let png_err = |e: png::EncodingError| TrainError::Png {
+    let bytes = sample_png_bytes(ds, real).map_err(|e| TrainError::Png {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let bytes = match &ds.samples {
+    })?;
+    write_file(path, &bytes)
+}
+
+/// The bytes of [`sample_png`]'s picture (the report draws real images the same way).
+pub fn sample_png_bytes(
+    ds: &Dataset,
+    real: Option<(&[f32], f32)>,
+) -> Result<Vec<u8>, png::EncodingError> {
+    Ok(match &ds.samples {
         Samples::Images {
             pixels,
             shape: [n, c, h, w],
@@ -209,7 +217,7 @@ pub fn sample_png(
             } else {
                 png::ColorType::Rgb
             };
-            encode_png(gw, gh, color, &img).map_err(png_err)?
+            encode_png(gw, gh, color, &img)?
         }
         Samples::Points {
             coords,
@@ -235,8 +243,7 @@ pub fn sample_png(
                 plot(pts, *d, 190);
             }
             plot(&coords[..(*n * *d).min(coords.len())], *d, 0);
-            encode_png(size, size, png::ColorType::Grayscale, &img).map_err(png_err)?
+            encode_png(size, size, png::ColorType::Grayscale, &img)?
         }
-    };
-    write_file(path, &bytes)
+    })
 }
