@@ -146,9 +146,12 @@ fn ctrl_c_interrupts_the_stages_records_them_and_releases_the_lock() {
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
+    // Well under the stage's 30 s sleep, so the interrupt stopped it; not tighter, since a busy
+    // machine (a CI box running other jobs) can delay the reaction by seconds.
     assert!(
-        t.elapsed() < Duration::from_secs(8),
-        "the interrupt must stop the 30 s stage promptly"
+        t.elapsed() < Duration::from_secs(20),
+        "the interrupt must stop the 30 s stage promptly (took {:?})",
+        t.elapsed()
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
