@@ -149,17 +149,11 @@ fn fid_stats_builtin_summarizes_the_first_images() {
     let prepared = dir.path().join("set.safetensors");
     write_prepared(&prepared, &three);
     let out = dir.path().join("stats/ref.npz");
-    let params = serde_json::json!({
+    fid_stats(serde_json::json!({
         "images": prepared, "inception_weights": weights, "max_samples": 2, "batch_size": 2,
         "out": out,
-    });
-    let serde_json::Value::Object(params) = params else {
-        unreachable!()
-    };
-    let builtin = stages::REGISTRY.lookup("fid-stats").expect("registered");
-    builtin
-        .run(&repro_engine::builtin::Context::new("fid-stats", params))
-        .expect("fid-stats");
+    }))
+    .expect("fid-stats");
 
     let stats = stages::metrics::fid::Stats::load_npz(&out).expect("npz");
     assert_eq!(stats.n, 2, "the count travels with the statistics");
@@ -169,15 +163,10 @@ fn fid_stats_builtin_summarizes_the_first_images() {
     let fid = fid_cli(&out, &first_two, &weights, &opts, &|_, _, _| {}).expect("fid");
     assert!(fid.abs() < 1e-3, "stats of the first two images: FID {fid}");
 
-    let params = serde_json::json!({
+    let err = fid_stats(serde_json::json!({
         "images": prepared, "inception_weights": weights, "max_samples": 0, "out": out,
-    });
-    let serde_json::Value::Object(params) = params else {
-        unreachable!()
-    };
-    let err = builtin
-        .run(&repro_engine::builtin::Context::new("fid-stats", params))
-        .expect_err("zero");
+    }))
+    .expect_err("zero");
     assert!(err.to_string().contains("max_samples"), "{err}");
 }
 

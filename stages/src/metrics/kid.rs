@@ -191,14 +191,6 @@ fn scaled_gram(
     out
 }
 
-/// Row blocks of a set of `n` rows, as (start, rows).
-fn blocks(n: usize) -> Vec<(usize, usize)> {
-    (0..n)
-        .step_by(BLOCK_ROWS)
-        .map(|s| (s, BLOCK_ROWS.min(n - s)))
-        .collect()
-}
-
 /// `mean_{i≠j} k(sᵢ, sⱼ)`: twice the sum over i < j, divided by n(n − 1).
 fn within_mean(set: &PointSet, what: &str) -> Result<f64, MetricsError> {
     let n = set.len();
@@ -211,7 +203,7 @@ fn within_mean(set: &PointSet, what: &str) -> Result<f64, MetricsError> {
     }
     // Block (start, rows) multiplies its rows by the columns from `start` on; in row r (global
     // start + r) the pairs j > i are the columns right of local column r.
-    let sums: Vec<f64> = blocks(n)
+    let sums: Vec<f64> = super::row_blocks(n, BLOCK_ROWS)
         .into_par_iter()
         .map(|(start, rows)| {
             let cols = n - start;
@@ -229,7 +221,7 @@ fn within_mean(set: &PointSet, what: &str) -> Result<f64, MetricsError> {
 /// `Σ_{i,j} k(xᵢ, yⱼ)`.
 fn cross_sum(x: &PointSet, y: &PointSet) -> f64 {
     let m = y.len();
-    let sums: Vec<f64> = blocks(x.len())
+    let sums: Vec<f64> = super::row_blocks(x.len(), BLOCK_ROWS)
         .into_par_iter()
         .map(|(start, rows)| {
             scaled_gram(x, start, rows, y, 0)

@@ -124,6 +124,12 @@ pub fn sha256_file(path: &Path) -> Result<String, MetricsError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Row blocks of a set of `n` rows, `rows` at a time, as (start, rows): how the pairwise
+/// metrics (PRDC, KID) cut their matrix products.
+pub(crate) fn row_blocks(n: usize, rows: usize) -> Vec<(usize, usize)> {
+    (0..n).step_by(rows).map(|s| (s, rows.min(n - s))).collect()
+}
+
 /// Reads a prepared dataset (samples, references, MNIST splits).
 pub(crate) fn load_prepared(path: &Path) -> Result<crate::data::prepared::Dataset, MetricsError> {
     Ok(crate::data::prepared::load(path)?)

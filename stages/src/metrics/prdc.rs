@@ -127,14 +127,6 @@ fn distance_block(x: &PointSet, y: &PointSet, start: usize, rows: usize, same: b
     out
 }
 
-/// Row blocks of a set of `n` rows, as (start, rows).
-fn blocks(n: usize) -> Vec<(usize, usize)> {
-    (0..n)
-        .step_by(BLOCK_ROWS)
-        .map(|s| (s, BLOCK_ROWS.min(n - s)))
-        .collect()
-}
-
 /// For every point, the distance to its k-th nearest neighbour in the same set, not counting
 /// itself, for each k in `ks`. Returns one vector of radii per k, in the order of `ks`.
 pub fn knn_radii(set: &PointSet, ks: &[usize], what: &str) -> Result<Vec<Vec<f64>>, MetricsError> {
@@ -151,7 +143,7 @@ pub fn knn_radii(set: &PointSet, ks: &[usize], what: &str) -> Result<Vec<Vec<f64
             k: max_k,
         });
     }
-    let per_block: Vec<Vec<Vec<f64>>> = blocks(set.n)
+    let per_block: Vec<Vec<Vec<f64>>> = super::row_blocks(set.n, BLOCK_ROWS)
         .into_par_iter()
         .map(|(start, rows)| {
             let dist = distance_block(set, set, start, rows, true);
@@ -295,7 +287,7 @@ pub fn manifold_metrics(
     );
 
     let m = fake.n;
-    let tally = blocks(real.n)
+    let tally = super::row_blocks(real.n, BLOCK_ROWS)
         .into_par_iter()
         .map(|(start, rows)| {
             let dist = distance_block(real, fake, start, rows, false);
