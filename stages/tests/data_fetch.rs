@@ -504,11 +504,7 @@ fn fetch_builtin_goes_raw_to_prepared_in_one_stage() {
         "retries": 1,
         "backoff_ms": 10,
     });
-    let builtin = stages::REGISTRY
-        .lookup("fetch")
-        .expect("fetch is registered");
-    let ctx = repro_engine::builtin::Context::new("fetch", params.as_object().unwrap().clone());
-    builtin.run(&ctx).unwrap();
+    crate::common::run_builtin("fetch", params).unwrap();
     let ds = stages::data::prepared::load(&prepared).unwrap();
     let want =
         stages::data::prepared::load(&fixture("expected_cifar10_train.safetensors")).unwrap();
@@ -517,12 +513,7 @@ fn fetch_builtin_goes_raw_to_prepared_in_one_stage() {
 
     // A misspelled key is a params error before any download.
     let bad = serde_json::json!({"name": "mnist", "out": raw, "sha265": "x"});
-    let err = builtin
-        .run(&repro_engine::builtin::Context::new(
-            "fetch",
-            bad.as_object().unwrap().clone(),
-        ))
-        .unwrap_err();
+    let err = crate::common::run_builtin("fetch", bad).unwrap_err();
     assert!(err.is_params(), "{err}");
     assert!(err.to_string().contains("sha265"), "{err}");
 }

@@ -260,23 +260,11 @@ fn synthetic_builtin_writes_the_seeded_set() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ring.safetensors");
     let params = serde_json::json!({"set": "ring", "n": 500, "seed": 4, "out": out});
-    let b = stages::REGISTRY
-        .lookup("synthetic")
-        .expect("synthetic is registered");
-    b.run(&repro_engine::builtin::Context::new(
-        "synthetic",
-        params.as_object().unwrap().clone(),
-    ))
-    .unwrap();
+    crate::common::run_builtin("synthetic", params).unwrap();
     assert_eq!(prepared::load(&out).unwrap(), synthetic::ring(500, 4));
 
     let bad = serde_json::json!({"set": "spiral", "n": 5, "seed": 0, "out": out});
-    let err = b
-        .run(&repro_engine::builtin::Context::new(
-            "synthetic",
-            bad.as_object().unwrap().clone(),
-        ))
-        .unwrap_err();
+    let err = crate::common::run_builtin("synthetic", bad).unwrap_err();
     assert!(
         err.is_params() && err.to_string().contains("`spiral`"),
         "{err}"

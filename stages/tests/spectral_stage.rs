@@ -4,9 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use repro_engine::builtin::Context;
 use serde_json::{json, Value};
-use stages::REGISTRY;
 
 const R: usize = 32;
 /// Logged every 1K up to 12K, so the file names do not sort as numbers (`10000.csv` < `2000.csv`).
@@ -67,13 +65,7 @@ fn write_run(run: &Path) {
 }
 
 fn run_builtin(params: Value) -> Result<(), repro_engine::builtin::StageError> {
-    let b = REGISTRY
-        .lookup("spectral")
-        .expect("the spectral builtin is registered");
-    let Value::Object(map) = params else {
-        panic!("params must be an object")
-    };
-    b.run(&Context::new(b.kind(), map))
+    crate::common::run_builtin("spectral", params)
 }
 
 fn read_json(path: &Path) -> Value {

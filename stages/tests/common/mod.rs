@@ -1,4 +1,4 @@
-//! Helpers shared by the `train_*` integration tests.
+//! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -38,6 +38,17 @@ pub fn params(v: Value) -> TrainParams {
     let p: TrainParams = serde_json::from_value(v).unwrap();
     p.validate().unwrap();
     p
+}
+
+/// Runs the registered builtin `kind` with `params` (a JSON object), as a stage would.
+pub fn run_builtin(kind: &str, params: Value) -> Result<(), repro_engine::builtin::StageError> {
+    let Value::Object(map) = params else {
+        panic!("params must be a JSON object")
+    };
+    stages::REGISTRY
+        .lookup(kind)
+        .unwrap_or_else(|| panic!("`{kind}` is registered"))
+        .run(&repro_engine::builtin::Context::new(kind, map))
 }
 
 /// Progress sink for tests.
