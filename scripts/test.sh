@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 started_slurm=0
-stop_slurm() { if ((started_slurm)); then scripts/slurm/down.sh || true; fi; }
-trap stop_slurm EXIT
+started_s3=0
+stop_services() {
+  if ((started_slurm)); then scripts/slurm/down.sh || true; fi
+  if ((started_s3)); then scripts/s3/down.sh || true; fi
+}
+trap stop_services EXIT
 if [[ -n "${SLURM_CONF:-}" ]] && SLURM_CONF="$SLURM_CONF" sinfo -h >/dev/null 2>&1; then
   echo "test: using the running SLURM cluster at SLURM_CONF=$SLURM_CONF" >&2
 elif conf_line="$(scripts/slurm/up.sh | tail -n 1)"; then
@@ -20,6 +24,17 @@ elif conf_line="$(scripts/slurm/up.sh | tail -n 1)"; then
 else
   echo "test: no SLURM cluster (scripts/slurm/up.sh failed); the SLURM tests will say why" >&2
   [[ "${CI:-}" == true ]] && echo "test: CI=true, so they will fail" >&2
+fi
+
+# An S3-compatible server on the loopback interface for the remote tests (scripts/s3/up.sh).
+if [[ -n "${REPRO_TEST_S3_ENDPOINT:-}" ]]; then
+  echo "test: using the S3 server at REPRO_TEST_S3_ENDPOINT=$REPRO_TEST_S3_ENDPOINT" >&2
+elif s3_line="$(scripts/s3/up.sh | tail -n 1)"; then
+  started_s3=1
+  export "${s3_line?}"
+  echo "test: started an S3 server, $s3_line" >&2
+else
+  echo "test: no S3 server (scripts/s3/up.sh failed); the S3 remote test will say why" >&2
 fi
 
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -75,8 +75,26 @@ pub enum Event {
         elapsed: Duration,
         done: bool,
     },
+    /// Objects moving to or from a remote: `objects` of `total` handled so far (copied or found
+    /// already there), `bytes` copied.
+    Transfer {
+        remote: String,
+        direction: Direction,
+        objects: u64,
+        total: u64,
+        bytes: u64,
+        done: bool,
+    },
     /// A warning that does not stop the run.
     Warning { message: String },
+}
+
+/// Which way a transfer goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Push,
+    Pull,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

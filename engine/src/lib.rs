@@ -26,6 +26,7 @@
 //! | `hash`        | sha256 of files and directories; the metadata-keyed hash cache      |
 //! | `cache`       | the content-addressed store and the run cache                       |
 //! | `lockfile`    | `repro.lock`                                                        |
+//! | `remote`      | the shared cache: a directory or S3, `push`, `pull`, `--pull`       |
 //! | `exec`        | scheduling, staging, processes, publishing                          |
 //! | `events`, `reporter` | what happened, and how it is shown                           |
 //! | `workspace`   | the root, `.repro/`, the project lock                               |
@@ -45,6 +46,7 @@ pub mod hash;
 pub mod lockfile;
 pub mod metrics;
 pub mod progress;
+pub mod remote;
 pub mod reporter;
 pub mod runrecord;
 pub mod spec;

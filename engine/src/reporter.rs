@@ -331,6 +331,52 @@ impl Renderer {
                 done,
             } => self.hashing(bytes, elapsed, done),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::Transfer {
+                remote,
+                direction,
+                objects,
+                total,
+                bytes,
+                done,
+            } => self.transfer(&remote, direction, objects, total, bytes, done),
+        }
+    }
+
+    fn transfer(
+        &mut self,
+        remote: &str,
+        direction: crate::events::Direction,
+        objects: u64,
+        total: u64,
+        bytes: u64,
+        done: bool,
+    ) {
+        const KEY: &str = "\0transfer";
+        let verb = match direction {
+            crate::events::Direction::Push => "pushed",
+            crate::events::Direction::Pull => "pulled",
+        };
+        let text = format!(
+            "{objects}/{total} objects ({} copied) {} `{remote}`",
+            human_bytes(bytes),
+            if direction == crate::events::Direction::Push {
+                "to"
+            } else {
+                "from"
+            }
+        );
+        if done {
+            self.clear_bar(KEY);
+            self.line(&format!("{verb}   {text}"));
+        } else if let Some(m) = &self.multi {
+            let bar = self.bars.entry(KEY.to_string()).or_insert_with(|| {
+                let bar = m.add(ProgressBar::new(total));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_length(total);
+            bar.set_position(objects);
+            bar.set_message(text);
         }
     }
 

@@ -66,6 +66,10 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Instead: which recorded outputs are missing locally and which on a remote (exit 1
+        /// when something is to push or pull) (`--remote=NAME`: that remote; plain: the default).
+        #[arg(long, value_name = "NAME", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        remote: Option<String>,
         #[command(flatten)]
         spec: SpecArgs,
     },
@@ -111,6 +115,16 @@ pub enum Command {
         #[command(flatten)]
         spec: SpecArgs,
     },
+    /// Configure remotes: shared caches in a directory or S3 (`repro.toml`, or your own config).
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Copy the cached outputs (and run records) of stages to a remote.
+    Push(TransferArgs),
+    /// Fetch the outputs `repro.lock` records from a remote, verified, into the cache and the
+    /// workspace.
+    Pull(TransferArgs),
     /// Show or compare the values of the stages' metric files.
     Metrics {
         #[command(subcommand)]
@@ -252,8 +266,75 @@ pub struct RunArgs {
     /// Print events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Fetch a stale stage's outputs from a remote instead of running it, when the remote holds
+    /// a run with the same fingerprint (`--pull=NAME`: that remote; plain `--pull`: the default).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub pull: Option<String>,
     #[command(flatten)]
     pub executor: ExecutorArgs,
+}
+
+/// `repro push` / `repro pull`.
+#[derive(Args, Debug, Clone)]
+pub struct TransferArgs {
+    /// Stage or group names [default: every stage in `repro.lock`].
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// The remote [default: `core.remote`, else the only one configured].
+    #[arg(short, long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Objects moved at once.
+    #[arg(short, long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+    /// Fail at once if another repro holds the project lock (`pull`), instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `repro remote ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum RemoteCommand {
+    /// Add (or replace) a remote: a directory path, `file://` URL or `s3://bucket/prefix`.
+    /// S3 credentials and endpoint come from the AWS environment variables, never from a file.
+    Add {
+        name: String,
+        url: String,
+        /// Also make it the default remote.
+        #[arg(short, long)]
+        default: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List the remotes, with the file that set each.
+    List,
+    /// Remove a remote from a config file.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Make a remote the default.
+    Default {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+/// Which config file a `repro remote` change goes to [default: the project's `repro.toml`].
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ScopeArgs {
+    /// `.repro/config.toml`: this clone only, not committed.
+    #[arg(long, conflicts_with = "global")]
+    pub local: bool,
+    /// Your own `~/.config/repro/config.toml`: every project of yours.
+    #[arg(long)]
+    pub global: bool,
 }
 
 /// Where stages run; each flag overrides the same key of `executor:` in `pipeline.yaml`.

@@ -26,7 +26,7 @@ use super::args::{
     Cli, Command, ExecutorArgs, ExecutorChoice, FormatArgs, MetricsCommand, RunArgs, SpecArgs,
 };
 use super::error::UsageError;
-use super::tools;
+use super::{remote, tools};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let start = match &cli.dir {
@@ -76,8 +76,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status {
             targets,
             json,
+            remote: Some(name),
+            spec,
+        } => remote::status(&locate()?, &targets, &name, json, &spec),
+        Command::Status {
+            targets,
+            json,
+            remote: None,
             spec,
         } => status(&locate()?, &targets, json, &spec),
+        Command::Remote { command } => remote::remote_cmd(&locate()?, command),
+        Command::Push(args) => remote::push(&locate()?, &args),
+        Command::Pull(args) => remote::pull(&locate()?, &args),
         Command::Dag {
             targets,
             mermaid,
@@ -189,7 +199,7 @@ fn load_options(spec: &SpecArgs) -> LoadOptions {
     }
 }
 
-fn load_dag(ws: &Workspace, spec: &SpecArgs) -> Result<Dag> {
+pub(super) fn load_dag(ws: &Workspace, spec: &SpecArgs) -> Result<Dag> {
     let pipeline = spec::load(&display_path(ws), &load_options(spec))?;
     Ok(Dag::build(pipeline, &ws.root)?)
 }
@@ -241,6 +251,7 @@ fn run_pipeline(
         run_cache: !run.no_run_cache,
         prune_lock: targets.is_empty(),
         backend,
+        pull: remote::pull_remote(ws, run.pull.as_deref())?,
     };
     if run.dry_run {
         // A dry run takes no lock but still saves the hash cache.

@@ -33,6 +33,13 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
                 WorkspaceError::Io { .. } => exit_code::STATE,
             };
         }
+        if let Some(e) = cause.downcast_ref::<repro_engine::remote::RemoteError>() {
+            return match e {
+                e if e.is_usage() => exit_code::USAGE,
+                repro_engine::remote::RemoteError::Cache(_) => exit_code::STATE,
+                _ => exit_code::REMOTE,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<exec::ExecError>() {
             return match e {
                 exec::ExecError::NotEnoughGpus { .. } => exit_code::USAGE,

@@ -7,6 +7,7 @@ mod caching;
 mod failures;
 mod faults;
 mod newcomer;
+mod remote;
 mod scheduling;
 mod spec_errors;
 mod spectrum;

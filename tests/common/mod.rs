@@ -70,6 +70,8 @@ impl Project {
             .current_dir(self.root())
             .env("RUNLOG", &self.runlog)
             .env_remove("CUDA_VISIBLE_DEVICES")
+            // `repro remote add --global` and the user-scope config stay inside the test.
+            .env("XDG_CONFIG_HOME", self.root().join(".user-config"))
             .stdin(Stdio::null());
         cmd
     }

@@ -447,3 +447,32 @@ fn a_bad_executor_block_is_a_usage_error_at_its_line() {
     );
     assert!(!p.exists("a.txt") && !p.exists("repro.lock"));
 }
+
+/// The cluster's shared filesystem as a directory remote: a stage computed by a SLURM job in one
+/// workspace is pushed, and another workspace (a colleague's clone, say) gets it with
+/// `repro all --pull` without submitting anything.
+#[test]
+fn a_stage_computed_on_the_cluster_is_pulled_by_another_workspace() {
+    let Some(_cluster) = cluster("remote") else {
+        return;
+    };
+    let yaml = "stages:\n  shared_a:\n    cmd: echo shared_a >> \"$RUNLOG\"; hostname > a.txt; echo 42 >> a.txt\n    outs: [a.txt]\n";
+    let shared = tempfile::tempdir().unwrap();
+    let url = shared.path().to_str().unwrap();
+    let a = Project::new(yaml);
+    a.ok(&["remote", "add", "cluster", url, "--default"]);
+    let out = a.ok(&slurm(&["all"]));
+    assert!(out.stderr.contains("slurm job"), "{out:?}");
+    assert_eq!(a.ran(), ["shared_a"]);
+    a.ok(&["push"]);
+
+    let b = Project::new(yaml);
+    b.file("repro.toml", &a.read("repro.toml"));
+    let out = b.ok(&slurm(&["all", "--pull"]));
+    assert!(
+        !out.stderr.contains("slurm job"),
+        "nothing submitted: {out:?}"
+    );
+    assert!(b.ran().is_empty(), "{out:?}");
+    assert_eq!(b.read("a.txt"), a.read("a.txt"));
+}

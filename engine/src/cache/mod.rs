@@ -85,6 +85,10 @@ pub enum CacheError {
         #[source]
         source: ManifestError,
     },
+    #[error(
+        "the bytes offered as object `{id}` have sha256 {found}; refused (nothing was stored)"
+    )]
+    Mismatch { id: String, found: String },
     #[error("`{sha256}` is not a sha256 digest (64 lowercase hex digits)")]
     BadDigest { sha256: String },
     #[error("`{fingerprint}` is not a valid run-cache key (use 3-128 of `[0-9A-Za-z_-]`)")]
@@ -106,6 +110,14 @@ pub(crate) fn io_err<'a>(
         path: path.to_owned(),
         source,
     }
+}
+
+/// An object being added from outside ([`Store::import_begin`]): write its bytes to
+/// [`Import::file`], then [`Store::import_finish`]. Dropped unfinished, its temp file is removed.
+pub struct Import {
+    pub file: File,
+    tmp: transfer::TempPath,
+    sha256: String,
 }
 
 /// The content-addressed store and run cache rooted at `.repro/cache`.
@@ -223,6 +235,47 @@ impl Store {
         fs::rename(tmp.path(), &dest).map_err(io_err("rename into", &dest))?;
         tmp.keep();
         Ok(())
+    }
+
+    /// Starts adding object `sha256` from bytes that arrive elsewhere (a download): a temp file
+    /// in the store for the caller to fill, then [`Store::import_finish`]. `None` when the
+    /// object is already stored (with `size` bytes, when given).
+    pub fn import_begin(
+        &self,
+        sha256: &str,
+        size: Option<u64>,
+    ) -> Result<Option<Import>, CacheError> {
+        check_sha(sha256)?;
+        if self.has_object(sha256, size) {
+            return Ok(None);
+        }
+        let tmp_dir = self.tmp_dir();
+        let (file, tmp) =
+            create_temp_file(&tmp_dir, "import", 0o644).map_err(io_err("create", &tmp_dir))?;
+        Ok(Some(Import {
+            file,
+            tmp,
+            sha256: sha256.to_owned(),
+        }))
+    }
+
+    /// Verifies and publishes an [`Import`]: its bytes are hashed back from the temp file, and
+    /// only content that matches its name is renamed into `objects/` (else
+    /// [`CacheError::Mismatch`], and the temp file is removed). The store never takes a name on
+    /// trust, whoever wrote the bytes.
+    pub fn import_finish(&self, import: Import) -> Result<(), CacheError> {
+        let Import {
+            mut file,
+            tmp,
+            sha256,
+        } = import;
+        io::Seek::rewind(&mut file).map_err(io_err("rewind", tmp.path()))?;
+        let (sha, _) = crate::hash::stream_sha256(&mut file).map_err(io_err("read", tmp.path()))?;
+        let found = hex::encode(sha);
+        if found != sha256 {
+            return Err(CacheError::Mismatch { id: sha256, found });
+        }
+        self.commit_object(file, tmp, &sha256)
     }
 
     /// True when the object is stored: for directories, the manifest *and* every file object.

@@ -128,24 +128,38 @@ pub fn relative(root: &Path, path: &Path) -> String {
 }
 
 fn restore(shared: &Shared, entry: &LockEntry) -> JobEnd {
+    match restore_outputs(&shared.root, &shared.hasher, &shared.store, entry) {
+        Ok(_) => JobEnd::Done {
+            entry: Box::new(entry.clone()),
+            restored: true,
+        },
+        Err(error) => JobEnd::Failed { error },
+    }
+}
+
+/// Makes the outs of `entry` in the workspace at `root` what it records, from `store`
+/// (verified as they are copied); an out already in place with the recorded content is left
+/// alone. Returns how many outs were copied. The run cache's restores and `repro pull` both.
+pub fn restore_outputs(
+    root: &Path,
+    hasher: &Hasher,
+    store: &Store,
+    entry: &LockEntry,
+) -> Result<usize, String> {
+    let mut copied = 0;
     for (path, recorded) in &entry.outputs {
-        let dest = shared.root.join(path);
-        // Already in place with the recorded content: nothing to copy.
-        if let Ok(Some(d)) = shared.hasher.digest(&dest) {
+        let dest = root.join(path);
+        if let Ok(Some(d)) = hasher.digest(&dest) {
             if d.sha256 == recorded.sha256 {
                 continue;
             }
         }
-        if let Err(e) = shared.store.restore(&recorded.into(), &dest) {
-            return JobEnd::Failed {
-                error: format!("cannot restore `{path}` from the cache: {e}"),
-            };
-        }
+        store
+            .restore(&recorded.into(), &dest)
+            .map_err(|e| format!("cannot restore `{path}` from the cache: {e}"))?;
+        copied += 1;
     }
-    JobEnd::Done {
-        entry: Box::new(entry.clone()),
-        restored: true,
-    }
+    Ok(copied)
 }
 
 fn run_stage(

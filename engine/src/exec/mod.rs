@@ -54,6 +54,9 @@ pub struct Options {
     pub prune_lock: bool,
     /// Where stage processes run: [`backend::Local`] or a cluster ([`slurm::Slurm`]).
     pub backend: Arc<dyn backend::Backend>,
+    /// `--pull`: a stale stage that the local run cache cannot restore is fetched from this
+    /// remote when it holds a run for the same fingerprint (the run cache, shared).
+    pub pull: Option<Arc<crate::remote::Remote>>,
 }
 
 /// What happened, for the exit code.

@@ -147,6 +147,8 @@ pub struct Scheduler<'a> {
     stop_launching: bool,
     interrupt_at: Option<Instant>,
     killed: bool,
+    /// `--pull` failed once (the remote is unreachable, say): not tried again in this run.
+    pull_broken: std::cell::Cell<bool>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -233,6 +235,7 @@ impl<'a> Scheduler<'a> {
             stop_launching: false,
             interrupt_at: None,
             killed: false,
+            pull_broken: std::cell::Cell::new(false),
         })
     }
 
@@ -377,9 +380,36 @@ impl<'a> Scheduler<'a> {
             && !opts.force.contains(&id)
             && !unknowable
         {
-            cached_entry(&self.store, fingerprint)
+            cached_entry(&self.store, fingerprint).or_else(|| self.pull_entry(fingerprint))
         } else {
             None
+        }
+    }
+
+    /// With `--pull`: the remote's run for `fingerprint`, pulled into the local store (its
+    /// objects verified), as a run-cache entry. A remote that fails is warned about once and not
+    /// asked again in this run: the stages then run here, which is slower but not wrong. A dry
+    /// run asks nothing.
+    fn pull_entry(&self, fingerprint: &str) -> Option<LockEntry> {
+        let remote = self.opts.pull.as_ref()?;
+        if self.opts.dry_run || self.pull_broken.get() {
+            return None;
+        }
+        match remote.fetch_run(&self.store, fingerprint, &self.events) {
+            Ok(Some(_)) => cached_entry(&self.store, fingerprint),
+            Ok(None) => None,
+            Err(e) => {
+                self.pull_broken.set(true);
+                emit(
+                    &self.events,
+                    Event::Warning {
+                        message: format!(
+                            "--pull: {e}; nothing more is pulled in this run, the stale stages run here"
+                        ),
+                    },
+                );
+                None
+            }
         }
     }
 
