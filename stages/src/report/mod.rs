@@ -70,9 +70,11 @@
 
 pub mod csv_out;
 pub mod figures;
+pub mod html;
 pub mod inputs;
 pub mod markdown;
 pub mod number;
+pub mod page;
 pub mod paper;
 pub mod tables;
 pub mod verdict;
@@ -339,7 +341,7 @@ pub fn generate(
     if let Some(dag) = &dag {
         files.insert(DAG_FILE.into(), mermaid_file(dag).into_bytes());
     }
-    let doc = markdown::Document {
+    let doc = page::Document {
         runs: &runs,
         settings: &settings,
         tables: &tables,
@@ -352,7 +354,10 @@ pub fn generate(
         stage_runs: stage_runs.as_deref(),
         classifier: classifier.as_ref(),
     };
-    files.insert("report.md".into(), markdown::render(&doc).into_bytes());
+    let page = page::build(&doc);
+    files.insert("report.md".into(), markdown::render(&page).into_bytes());
+    let html = html::render(&page, &files);
+    files.insert("report.html".into(), html.into_bytes());
     files.insert("verdict.json".into(), verdict.to_json()?);
     files.insert("runs.csv".into(), tables.runs_csv()?);
     files.insert("summary.csv".into(), tables.summary_csv()?);
