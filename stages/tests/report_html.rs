@@ -3,7 +3,8 @@
 //! figure and links nothing outside itself; and, in a real browser (headless Chromium through
 //! `scripts/html_check.sh`), it logs no console error and shows the verdict without scrolling.
 //! Without Chromium the browser test prints "skipped: chromium not found" and passes, except
-//! in CI (`CI=true`), where it fails; `scripts/setup.sh` installs it.
+//! in CI (`CI=true`), where it fails; `scripts/setup.sh` installs it. With `HTML_CHECK_OUT=DIR`
+//! the browser test leaves the page and its screenshot in `DIR/report` and `DIR/check`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -188,10 +189,14 @@ fn a_browser_shows_the_verdict_first_without_errors() {
         println!("skipped: chromium not found");
         return;
     }
+    // HTML_CHECK_OUT=DIR keeps the report and the screenshot there, to look at.
     let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("report");
+    let root = std::env::var_os("HTML_CHECK_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().to_path_buf());
+    let report = root.join("report");
     write_files(&report, &fixture_report()).expect("write the report");
-    let check = dir.path().join("check");
+    let check = root.join("check");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/html_check.sh");
     let out = Command::new(&script)
         .arg(report.join("report.html"))

@@ -197,21 +197,22 @@ nav a { margin-right: 10px; }
 a { color: var(--accent); }
 code { font: 0.88em/1.4 ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace;
   background: #eff1f3; padding: 1px 4px; border-radius: 4px; }
-section.verdict { border: 2px solid #1a7f37; border-radius: 8px; background: #f6fff8;
+section.verdict { border: 2px solid #8c959f; border-radius: 8px; background: #f6f8fa;
   padding: 4px 20px 12px; }
 section.verdict h2 { margin-top: 12px; border: 0; }
 section.verdict ul { padding-left: 20px; }
 section.verdict li { margin: 4px 0; }
 .scroll { overflow-x: auto; margin: 8px 0 12px; }
 table { border-collapse: collapse; font-size: 0.88em; font-variant-numeric: tabular-nums; background: #fff; }
-th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
+td:first-child { white-space: normal; min-width: 16em; }
 th { background: var(--head); font-weight: 600; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \2195"; color: #a0a8b0; }
 table.sortable th[aria-sort="ascending"]::after { content: " \2191"; color: var(--fg); }
 table.sortable th[aria-sort="descending"]::after { content: " \2193"; color: var(--fg); }
-figure { margin: 12px 0 20px; }
+figure { display: inline-block; vertical-align: top; width: calc(50% - 12px); margin: 8px 8px 16px 0; }
 figure svg, figure img, td svg, td img { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 0.85em; margin-top: 4px; }
 .absent { color: #cf222e; }
@@ -301,4 +302,80 @@ pub fn render(page: &Page, files: &Files) -> String {
         "</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::page::{code, lit, val, Table};
+
+    const HOSTILE: &str = "<a href='x'>&\"";
+
+    fn page() -> Page {
+        let mut files = Vec::new();
+        files.push(Section {
+            id: "figures",
+            title: "Figures".into(),
+            blocks: vec![Block::Para(vec![Inline::Image {
+                alt: vec![val(HOSTILE)],
+                src: "figures/x.png".into(),
+            }])],
+        });
+        let mut sections = vec![Section {
+            id: "verdict",
+            title: "Verdict <1>".into(),
+            blocks: vec![
+                Block::Para(vec![lit("a < b "), code(HOSTILE)]),
+                Block::List(vec![vec![Inline::Strong(HOSTILE.into()), val(HOSTILE)]]),
+            ],
+        }];
+        sections.push(Section {
+            id: "runs",
+            title: "Runs".into(),
+            blocks: vec![Block::Table(Table {
+                heads: vec![HOSTILE.into()],
+                rows: vec![vec![vec![val(HOSTILE)]]],
+                sortable: true,
+            })],
+        });
+        sections.extend(files);
+        Page {
+            title: HOSTILE.into(),
+            intro: vec![val(HOSTILE)],
+            sections,
+        }
+    }
+
+    #[test]
+    fn esc_escapes_the_five_characters() {
+        assert_eq!(esc("<&>\"'x"), "&lt;&amp;&gt;&quot;&#39;x");
+    }
+
+    #[test]
+    fn every_text_is_escaped_and_sections_follow_the_order() {
+        let mut files = Files::new();
+        files.insert("figures/x.png".into(), b"\x89PNG".to_vec());
+        let html = render(&page(), &files);
+        assert!(!html.contains(HOSTILE), "{html}");
+        assert!(!html.contains("href='x'"));
+        assert!(html.contains("&lt;a href=&#39;x&#39;&gt;&amp;&quot;"));
+        assert!(html.contains("<h2>Verdict &lt;1&gt;</h2>"));
+        assert!(html.contains("src=\"data:image/png;base64,iVBORw==\""));
+        // Figures before runs, whatever the page's order.
+        assert!(html.find("id=\"figures\"") < html.find("id=\"runs\""));
+    }
+
+    #[test]
+    fn a_figure_with_an_svg_is_inlined_as_svg() {
+        let mut files = Files::new();
+        files.insert("figures/x.png".into(), b"\x89PNG".to_vec());
+        files.insert(
+            "figures/x.svg".into(),
+            b"<svg width=\"2\"><rect/></svg>\n".to_vec(),
+        );
+        let html = render(&page(), &files);
+        assert!(html.contains("<svg role=\"img\" aria-label=\"&lt;a href="));
+        assert!(html.contains(" width=\"2\"><rect/></svg><figcaption>"));
+        assert!(!html.contains("data:image/png"));
+    }
 }
