@@ -312,15 +312,14 @@ mod tests {
     const HOSTILE: &str = "<a href='x'>&\"";
 
     fn page() -> Page {
-        let mut files = Vec::new();
-        files.push(Section {
+        let figures = Section {
             id: "figures",
             title: "Figures".into(),
             blocks: vec![Block::Para(vec![Inline::Image {
                 alt: vec![val(HOSTILE)],
                 src: "figures/x.png".into(),
             }])],
-        });
+        };
         let mut sections = vec![Section {
             id: "verdict",
             title: "Verdict <1>".into(),
@@ -338,7 +337,7 @@ mod tests {
                 sortable: true,
             })],
         });
-        sections.extend(files);
+        sections.push(figures);
         Page {
             title: HOSTILE.into(),
             intro: vec![val(HOSTILE)],
