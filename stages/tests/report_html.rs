@@ -9,32 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stages::report::{generate, write_files, Files, ReportParams};
+use stages::report::{generate, write_files, Files};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
-}
-
-fn params(runs_root: &str) -> ReportParams {
-    serde_json::from_value(serde_json::json!({
-        "runs_root": runs_root,
-        "evals_root": "evals",
-        "spectral_root": "spectral",
-        "dag": "dag.mmd",
-        "run_records": "run_records.json",
-        "paper": true,
-        "out": "unused",
-        "verdict": {"baseline": {"model.d_hidden": 128}},
-    }))
-    .expect("test params deserialize")
-}
-
-fn text(files: &Files, name: &str) -> String {
-    String::from_utf8(files[Path::new(name)].clone()).expect("utf-8 output")
-}
+use crate::report_snapshot::{fixtures, full_params, report, text};
 
 fn fixture_report() -> Files {
-    generate(&params("runs"), &fixtures(), &|_, _, _| {}).expect("the fixture report builds")
+    report(&full_params())
 }
 
 /// The report of the fixtures plus one run whose name and params hold `<&>"'`.
@@ -64,7 +44,7 @@ fn hostile_report() -> (tempfile::TempDir, Files) {
         serde_json::from_slice(&std::fs::read(&p).expect("read params")).expect("json");
     v["note"] = "<script>alert('x')</script> & \"q\"".into();
     std::fs::write(&p, serde_json::to_vec(&v).expect("json")).expect("write params");
-    let files = generate(&params("runs"), dir.path(), &|_, _, _| {}).expect("report builds");
+    let files = generate(&full_params(), dir.path(), &|_, _, _| {}).expect("report builds");
     (dir, files)
 }
 
