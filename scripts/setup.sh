@@ -26,6 +26,18 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
+# Chromium, for the tests only: headless, it checks the report's HTML page in a real browser
+# (scripts/html_check.sh). Optional: without it (no root or apt-get to install it) the browser
+# test says "skipped: chromium not found" and passes, except in CI (CI=true), where it fails.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing chromium (headless, for the HTML report's browser test)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: no chromium; installing it needs apt-get and root, so the HTML report's browser test will be skipped (Debian: sudo apt-get install chromium)." >&2
+  fi
+fi
 for comp in rustfmt clippy; do
   if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
     rustup component add "$comp"

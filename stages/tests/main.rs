@@ -24,6 +24,8 @@ mod metrics_kid;
 mod metrics_modes;
 mod metrics_prdc;
 #[cfg(feature = "report")]
+mod report_html;
+#[cfg(feature = "report")]
 mod report_snapshot;
 mod spectral_checkpoint;
 mod spectral_stage;

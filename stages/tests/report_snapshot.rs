@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use stages::report::{generate, write_files, Files, ReportError, ReportParams};
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
 }
 
@@ -20,7 +20,7 @@ fn params(json: serde_json::Value) -> ReportParams {
     serde_json::from_value(json).expect("test params deserialize")
 }
 
-fn full_params() -> ReportParams {
+pub(crate) fn full_params() -> ReportParams {
     params(serde_json::json!({
         "runs_root": "runs",
         "evals_root": "evals",
@@ -33,11 +33,11 @@ fn full_params() -> ReportParams {
     }))
 }
 
-fn report(p: &ReportParams) -> Files {
+pub(crate) fn report(p: &ReportParams) -> Files {
     generate(p, &fixtures(), &|_, _, _| {}).expect("the fixture report builds")
 }
 
-fn text(files: &Files, name: &str) -> String {
+pub(crate) fn text(files: &Files, name: &str) -> String {
     let bytes = files
         .get(Path::new(name))
         .unwrap_or_else(|| panic!("the report has no `{name}`"));

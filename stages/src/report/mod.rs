@@ -1,6 +1,6 @@
 //! The `report` builtin: every run's params, metrics and spectral verdict joined into
-//! comparison tables (plain Rust, [`tables`]), written as Markdown and CSV, with figures
-//! (plotters, PNG + SVG).
+//! comparison tables (plain Rust, [`tables`]), written as Markdown, a self-contained HTML page
+//! and CSV, with figures (plotters, PNG + SVG).
 //!
 //! # Params (`with:`)
 //!
@@ -33,12 +33,23 @@
 //! # Outputs (under `out`)
 //!
 //! `report.md` (the verdict first: the baseline gate, one headline per setting, the verdict and
-//! co-occurrence tables; then the details); `verdict.json` (the verdict, [`verdict`]);
+//! co-occurrence tables; then the details); `report.html` (the same content as one
+//! self-contained page for a browser: figures inlined, sortable tables, the verdict first, no
+//! external URL; [`html`]); `verdict.json` (the verdict, [`verdict`]);
 //! `runs.csv` (one row per run), `summary.csv` (setting x method, mean/std/count per metric,
 //! collapse counts), `deltas.csv` (SR minus SN per setting), `stages.csv` (with
 //! `run_records`); `dag.mmd` (with `dag`); `figures/spectra/<run>.{png,svg}`,
 //! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`,
 //! `figures/real/<dataset>.png`.
+//!
+//! # Changes in version 5 (issue 17)
+//!
+//! - `report.html` is a new output. The version, which enters the stage's fingerprint, is
+//!   bumped so that a report made by version 4 goes stale and is made again with the page,
+//!   instead of staying fresh (or being restored from the run cache) without it. Every other file is unchanged except the version number in
+//!   `report.md` and `verdict.json` (`report_version`).
+//! - What the report says is built once as a [`page::Page`]; [`markdown`] and [`html`] write
+//!   it. `report.md` is byte-for-byte what version 4 wrote (apart from the version number).
 //!
 //! # Changes in version 3 (issue 14)
 //!
@@ -63,16 +74,19 @@
 //!   explicit form, since it cannot be placed in a setting.
 //! - **Byte-identical output for equal inputs**: all files are produced in memory first, every
 //!   table is explicitly sorted, figures use a committed font and no timestamps, paths in the
-//!   report are the relative paths of the params. Then each file is written atomically.
+//!   report are the relative paths of the params, `report.html` embeds the figures' bytes and
+//!   nothing else. Then each file is written atomically.
 //! - What must never change silently: the CSV column names and the verdict wording (users and
 //!   the published `reports/` read them). Bump [`VERSION`] when the meaning of any output
 //!   changes.
 
 pub mod csv_out;
 pub mod figures;
+pub mod html;
 pub mod inputs;
 pub mod markdown;
 pub mod number;
+pub mod page;
 pub mod paper;
 pub mod tables;
 pub mod verdict;
@@ -88,7 +102,7 @@ use inputs::{Missing, Run, RunPaths};
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The registry entry.
 pub const BUILTIN: &dyn Builtin = &Kind::<ReportParams> {
@@ -339,7 +353,7 @@ pub fn generate(
     if let Some(dag) = &dag {
         files.insert(DAG_FILE.into(), mermaid_file(dag).into_bytes());
     }
-    let doc = markdown::Document {
+    let doc = page::Document {
         runs: &runs,
         settings: &settings,
         tables: &tables,
@@ -352,7 +366,10 @@ pub fn generate(
         stage_runs: stage_runs.as_deref(),
         classifier: classifier.as_ref(),
     };
-    files.insert("report.md".into(), markdown::render(&doc).into_bytes());
+    let page = page::build(&doc);
+    files.insert("report.md".into(), markdown::render(&page).into_bytes());
+    let html = html::render(&page, &files);
+    files.insert("report.html".into(), html.into_bytes());
     files.insert("verdict.json".into(), verdict.to_json()?);
     files.insert("runs.csv".into(), tables.runs_csv()?);
     files.insert("summary.csv".into(), tables.summary_csv()?);

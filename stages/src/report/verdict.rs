@@ -82,6 +82,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use super::inputs::Run;
+use super::page::{code, lit, Inline, Span};
 use super::ReportError;
 use crate::stats::{self, Alternative, MeanCi};
 
@@ -797,13 +798,23 @@ fn headline(
 }
 
 impl Verdict {
-    /// The gate line at the top of the report.
+    /// The gate line at the top of the report, as Markdown.
     pub fn gate_line(&self) -> String {
+        super::markdown::inline(&self.gate())
+    }
+
+    /// The gate line at the top of the report ([`super::page`] lays it out).
+    pub fn gate(&self) -> Span {
         let Some(g) = &self.gate else {
-            return "**Healthy-baseline gate: not set.** No `verdict.baseline` param names the \
-                    control, so whether it trained is not checked; read the comparisons below \
-                    with that in mind."
-                .into();
+            return vec![
+                Inline::Strong("Healthy-baseline gate: not set.".into()),
+                lit(" No "),
+                code("verdict.baseline"),
+                lit(
+                    " param names the control, so whether it trained is not checked; read the \
+                     comparisons below with that in mind.",
+                ),
+            ];
         };
         let p = &self.params;
         let hq_clause = if g.hq.is_some() {
@@ -822,11 +833,9 @@ impl Verdict {
             .modes_total
             .map(|t| format!(" of {}", super::inputs::fmt_param(t)))
             .unwrap_or_default();
-        let mut s = format!(
-            "**Healthy-baseline gate: {}.** SN in `{}`: {}/{} seeds healthy (final modes ≥ {}{of_total}{hq_clause}); \
+        let mut rest = format!(
+            ": {}/{} seeds healthy (final modes ≥ {}{of_total}{hq_clause}); \
              the gate needs {} (⌈{} × {}⌉). Final modes {}, high-quality share {}.",
-            if g.passed { "PASS" } else { "FAIL" },
-            g.setting,
             g.healthy_seeds,
             g.seeds,
             super::inputs::fmt_param(p.min_modes),
@@ -837,18 +846,32 @@ impl Verdict {
             mean(&g.hq),
         );
         if g.evaluated < g.seeds {
-            s.push_str(&format!(
+            rest.push_str(&format!(
                 " {} seed(s) have no mode metrics and count as not healthy.",
                 g.seeds - g.evaluated
             ));
         }
+        let mut span = vec![
+            Inline::Strong(format!(
+                "Healthy-baseline gate: {}.",
+                if g.passed { "PASS" } else { "FAIL" }
+            )),
+            lit(" SN in "),
+            code(&g.setting),
+            lit(rest),
+        ];
         if !g.passed {
-            s.push_str(
-                " **The control did not train, so no conclusion is drawn from the comparisons \
-                 below**: they are reported, not judged.",
-            );
+            span.extend([
+                lit(" "),
+                Inline::Strong(
+                    "The control did not train, so no conclusion is drawn from the comparisons \
+                     below"
+                        .into(),
+                ),
+                lit(": they are reported, not judged."),
+            ]);
         }
-        s
+        span
     }
 
     /// `verdict.json`: keys sorted, two-space indent, a final newline.
