@@ -4,4 +4,5 @@ pub mod args;
 pub mod commands;
 pub mod cpu;
 pub mod error;
+pub mod exp;
 pub mod tools;
