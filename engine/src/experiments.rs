@@ -460,3 +460,205 @@ pub fn render_params_diff(rows: &[ParamChange], format: Format) -> String {
         .collect();
     metrics::render_table(&["stage", "param", "old", "new"], &table, format)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(stage: &str, params: Value, metrics: Value) -> Row {
+        Row {
+            stage: stage.into(),
+            params: metrics::flatten(&params),
+            metrics: metrics::flatten(&metrics),
+        }
+    }
+
+    #[test]
+    fn a_param_is_constant_when_every_row_that_has_it_agrees() {
+        let t = Table::new(
+            vec![
+                row("train@1", json!({"with": {"lr": 1, "seed": 1}}), json!({})),
+                row("train@2", json!({"with": {"lr": 1, "seed": 2}}), json!({})),
+                // Another kind: lacking `with.lr` does not make it vary.
+                row("eval", json!({"with": {"n": 5}}), json!({"fid": 3})),
+            ],
+            false,
+        );
+        assert_eq!(t.params, ["with.seed"]);
+        assert_eq!(t.hidden, ["with.lr", "with.n"]);
+        assert_eq!(t.columns(), ["stage", "with.seed", "fid"]);
+        assert_eq!(
+            t.footer().unwrap(),
+            "2 params equal in every row, not shown (--all to show them)"
+        );
+        assert_eq!(Table::new(t.rows.clone(), true).params.len(), 3);
+    }
+
+    #[test]
+    fn sorting_puts_numbers_by_value_text_naturally_and_missing_last() {
+        let rows = vec![
+            row("s@10", json!({}), json!({"fid": 2.5})),
+            row("s@9", json!({}), json!({})),
+            row("s@2", json!({}), json!({"fid": 10})),
+            row("s@1", json!({}), json!({"fid": "n/a"})),
+        ];
+        let order = |t: &Table| t.rows.iter().map(|r| r.stage.clone()).collect::<Vec<_>>();
+        let mut t = Table::new(rows, false);
+        t.sort_by("fid", false).unwrap();
+        assert_eq!(order(&t), ["s@10", "s@2", "s@1", "s@9"]);
+        t.sort_by("fid", true).unwrap();
+        assert_eq!(order(&t), ["s@1", "s@2", "s@10", "s@9"]);
+        t.sort_by("stage", false).unwrap();
+        assert_eq!(order(&t), ["s@1", "s@2", "s@9", "s@10"]);
+        assert!(matches!(
+            t.sort_by("fdi", false),
+            Err(ExpError::UnknownColumn { ref suggestions, .. }) if suggestions == &["fid"]
+        ));
+    }
+
+    #[test]
+    fn a_short_name_must_be_unique() {
+        let mut t = Table::new(
+            vec![
+                row(
+                    "a",
+                    json!({"with": {"seed": 1}, "item": {"seed": 1}}),
+                    json!({}),
+                ),
+                row(
+                    "b",
+                    json!({"with": {"seed": 2}, "item": {"seed": 2}}),
+                    json!({}),
+                ),
+            ],
+            false,
+        );
+        let e = t.sort_by("seed", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "column `seed` to sort by is ambiguous: it could be `item.seed`, `with.seed`; give the whole name"
+        );
+        t.sort_by("item.seed", true).unwrap();
+        assert_eq!(t.rows[0].stage, "b");
+    }
+
+    #[test]
+    fn fitting_cuts_the_widest_column_first_and_counts_characters() {
+        let mut header = vec!["stage".to_string(), "with.path".to_string()];
+        let mut rows = vec![vec!["a".to_string(), "x".repeat(30)]];
+        fit(&mut header, &mut rows, 20);
+        assert_eq!(header, ["stage", "with.path"]);
+        assert_eq!(rows[0][1].chars().count(), 13);
+        assert!(rows[0][1].ends_with('…'));
+        let text = metrics::render_table(&["stage", "with.path"], &rows, Format::Table);
+        assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
+    }
+
+    #[test]
+    fn one_metric_file_gives_bare_keys_several_name_their_file() {
+        let one = Metrics::from([(
+            "evals/a/m.json".into(),
+            BTreeMap::from([("fid".into(), json!(1))]),
+        )]);
+        assert_eq!(metric_columns(&one).keys().collect::<Vec<_>>(), ["fid"]);
+        let two = Metrics::from([
+            (
+                "evals/m.json".into(),
+                BTreeMap::from([("fid".into(), json!(1))]),
+            ),
+            (
+                "log.csv".into(),
+                BTreeMap::from([("loss".into(), json!(2))]),
+            ),
+        ]);
+        assert_eq!(
+            metric_columns(&two).keys().collect::<Vec<_>>(),
+            ["log.csv:loss", "m.json:fid"]
+        );
+        let clash = Metrics::from([
+            (
+                "a/m.json".into(),
+                BTreeMap::from([("fid".into(), json!(1))]),
+            ),
+            (
+                "b/m.json".into(),
+                BTreeMap::from([("fid".into(), json!(2))]),
+            ),
+        ]);
+        assert_eq!(
+            metric_columns(&clash).keys().collect::<Vec<_>>(),
+            ["a/m.json:fid", "b/m.json:fid"]
+        );
+    }
+
+    #[test]
+    fn a_stage_and_its_lock_entry_give_the_same_params() {
+        let with = json!({"model": {"width": 16}, "sizes": [1, 2]});
+        let inputs = Inputs {
+            action: ActionRecord::Builtin {
+                kind: "train-gan".into(),
+                version: 1,
+                with: with
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            wdir: String::new(),
+            params: BTreeMap::from([("toy.lr".to_string(), json!(0.1))]),
+            deps: BTreeMap::new(),
+            outs: Vec::new(),
+            env: BTreeMap::new(),
+        };
+        let p = recorded_params(&inputs);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            ["params.toy.lr", "with.model.width", "with.sizes"]
+        );
+        assert_eq!(p["with.sizes"], json!([1, 2]));
+        let old = BTreeMap::from([("train".to_string(), p.clone())]);
+        let mut changed = p.clone();
+        changed.insert("with.model.width".into(), json!(32));
+        let new = BTreeMap::from([("train".to_string(), changed)]);
+        let diff = params_diff(&old, &new);
+        assert_eq!(
+            diff,
+            [ParamChange {
+                stage: "train".into(),
+                param: "with.model.width".into(),
+                old: Some(json!(16)),
+                new: Some(json!(32)),
+            }]
+        );
+        // A stage only the old lock has (another profile's) is not reported.
+        assert!(params_diff(&old, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_fan_out_member_shows_its_item_and_key_and_only_the_lock_part_is_run_params() {
+        let text = "params: {lr: 0.1}\nstages:\n  t:\n    matrix:\n      seed: [1, 2]\n      sr: {none: none, warm: {mode: dynamic}}\n    params: [lr]\n    cmd: echo ${item.seed} > o-${item.seed}-${key.sr}\n    outs: [\"o-${item.seed}-${key.sr}\"]\n";
+        let p = crate::spec::parse(
+            text,
+            std::path::Path::new("pipeline.yaml"),
+            &Default::default(),
+        )
+        .unwrap();
+        let warm = p.stages.iter().find(|s| s.name == "t@2-warm").unwrap();
+        let shown = stage_params(warm);
+        assert_eq!(
+            shown,
+            BTreeMap::from([
+                ("item.seed".to_string(), json!(2)),
+                ("item.sr.mode".to_string(), json!("dynamic")),
+                ("key.sr".to_string(), json!("warm")),
+                ("params.lr".to_string(), json!(0.1)),
+            ])
+        );
+        assert_eq!(
+            run_params(warm),
+            BTreeMap::from([("params.lr".to_string(), json!(0.1))])
+        );
+    }
+}
