@@ -444,21 +444,15 @@ pub fn params_diff(
 
 /// Renders `repro params diff`.
 pub fn render_params_diff(rows: &[ParamChange], format: Format) -> String {
-    if format == Format::Json {
-        return serde_json::to_string_pretty(rows).expect("param changes serialize") + "\n";
-    }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.stage.clone(),
-                r.param.clone(),
-                metrics::cell_text(&r.old),
-                metrics::cell_text(&r.new),
-            ]
-        })
-        .collect();
-    metrics::render_table(&["stage", "param", "old", "new"], &table, format)
+    let cells = |r: &ParamChange| {
+        vec![
+            r.stage.clone(),
+            r.param.clone(),
+            metrics::cell_text(&r.old),
+            metrics::cell_text(&r.new),
+        ]
+    };
+    metrics::render_rows(rows, &["stage", "param", "old", "new"], cells, format)
 }
 
 #[cfg(test)]
@@ -557,37 +551,25 @@ mod tests {
 
     #[test]
     fn one_metric_file_gives_bare_keys_several_name_their_file() {
-        let one = Metrics::from([(
-            "evals/a/m.json".into(),
-            BTreeMap::from([("fid".into(), json!(1))]),
-        )]);
-        assert_eq!(metric_columns(&one).keys().collect::<Vec<_>>(), ["fid"]);
-        let two = Metrics::from([
-            (
-                "evals/m.json".into(),
-                BTreeMap::from([("fid".into(), json!(1))]),
-            ),
-            (
-                "log.csv".into(),
-                BTreeMap::from([("loss".into(), json!(2))]),
-            ),
-        ]);
+        let columns = |files: &[(&str, &str)]| {
+            let m: Metrics = files
+                .iter()
+                .map(|(path, key)| {
+                    (
+                        path.to_string(),
+                        BTreeMap::from([(key.to_string(), json!(1))]),
+                    )
+                })
+                .collect();
+            metric_columns(&m).into_keys().collect::<Vec<_>>()
+        };
+        assert_eq!(columns(&[("evals/a/m.json", "fid")]), ["fid"]);
         assert_eq!(
-            metric_columns(&two).keys().collect::<Vec<_>>(),
+            columns(&[("evals/m.json", "fid"), ("log.csv", "loss")]),
             ["log.csv:loss", "m.json:fid"]
         );
-        let clash = Metrics::from([
-            (
-                "a/m.json".into(),
-                BTreeMap::from([("fid".into(), json!(1))]),
-            ),
-            (
-                "b/m.json".into(),
-                BTreeMap::from([("fid".into(), json!(2))]),
-            ),
-        ]);
         assert_eq!(
-            metric_columns(&clash).keys().collect::<Vec<_>>(),
+            columns(&[("a/m.json", "fid"), ("b/m.json", "fid")]),
             ["a/m.json:fid", "b/m.json:fid"]
         );
     }

@@ -227,24 +227,38 @@ pub fn render_show(m: &Metrics, format: Format) -> String {
 
 /// Renders `metrics diff`.
 pub fn render_diff(rows: &[DiffRow], format: Format) -> String {
+    let cells = |r: &DiffRow| {
+        vec![
+            r.path.clone(),
+            r.key.clone(),
+            cell_text(&r.old),
+            cell_text(&r.new),
+            r.change
+                .map(|c| cell_text(&Some(Value::from(c))))
+                .unwrap_or_else(|| "-".into()),
+        ]
+    };
+    render_rows(
+        rows,
+        &["path", "metric", "old", "new", "change"],
+        cells,
+        format,
+    )
+}
+
+/// Rows as JSON (the rows serialized as they are), or as a table of `header` whose cells
+/// `cells` makes from each row.
+pub fn render_rows<T: serde::Serialize>(
+    rows: &[T],
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+    format: Format,
+) -> String {
     if format == Format::Json {
-        return serde_json::to_string_pretty(rows).expect("diff rows serialize") + "\n";
+        return serde_json::to_string_pretty(rows).expect("rows serialize") + "\n";
     }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.path.clone(),
-                r.key.clone(),
-                cell_text(&r.old),
-                cell_text(&r.new),
-                r.change
-                    .map(|c| cell_text(&Some(Value::from(c))))
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    render_table(&["path", "metric", "old", "new", "change"], &table, format)
+    let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
+    render_table(header, &table, format)
 }
 
 /// A table as aligned text, Markdown or CSV.

@@ -132,6 +132,15 @@ fn sorting_is_numeric_with_missing_values_last_either_way() {
     );
     let flag = p.ok(&["exp", "show", "--sort-by", "loss", "--desc"]);
     assert_eq!(stages(&flag), stages(&desc));
+    // The README's example is this very output.
+    let readme = p.ok(&["exp", "show", "train", "--sort-by", "loss"]);
+    assert!(
+        include_str!("../../README.md").contains(&format!(
+            "$ repro exp show train --sort-by loss\n{}",
+            readme.stdout
+        )),
+        "{readme:?}"
+    );
     // A unique last part names the column; 0.01 sorts below 0.1 as a number.
     let by_lr = p.ok(&["exp", "show", "--sort-by", "lr", "train"]);
     assert_eq!(
