@@ -53,9 +53,8 @@ pub const STAGE_COLUMN: &str = "stage";
 #[derive(Debug, thiserror::Error)]
 pub enum ExpError {
     #[error(
-        "unknown column `{column}` to sort by{}; the columns are {}",
-        did_you_mean(suggestions),
-        listed(columns, "`repro exp show --all --csv` prints every column")
+        "unknown column `{column}` to sort by; {}",
+        column_hint(suggestions, columns)
     )]
     UnknownColumn {
         column: String,
@@ -72,11 +71,16 @@ pub enum ExpError {
     },
 }
 
-fn did_you_mean(s: &[String]) -> String {
-    if s.is_empty() {
-        String::new()
+/// "did you mean `loss`? (the columns are ...)", in the words of the unknown-target error.
+fn column_hint(suggestions: &[String], columns: &[String]) -> String {
+    let all = listed(columns, "`repro exp show --all --csv` prints every column");
+    if suggestions.is_empty() {
+        format!("the columns are {all}")
     } else {
-        format!(" (did you mean {}?)", listed(s, "more"))
+        format!(
+            "did you mean {}? (the columns are {all})",
+            listed(suggestions, "more")
+        )
     }
 }
 

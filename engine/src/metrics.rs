@@ -356,11 +356,8 @@ pub fn lock_at(root: &Path, rev: &str) -> Result<crate::lockfile::LockFile, Metr
         }
         return Err(failed(&commit));
     }
-    let commit = String::from_utf8_lossy(&commit.stdout).trim().to_string();
-    let output = git(&[
-        "show",
-        &format!("{commit}:./{}", crate::lockfile::LOCK_FILE),
-    ])?;
+    // Named as the user wrote it, so git's messages say `HEAD`, not a hash.
+    let output = git(&["show", &format!("{rev}:./{}", crate::lockfile::LOCK_FILE)])?;
     if !output.status.success() {
         return Err(failed(&output));
     }

@@ -200,7 +200,7 @@ fn unknown_targets_and_columns_are_usage_errors_that_name_them() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr
-            .contains("unknown column `los` to sort by (did you mean `loss`?)"),
+            .contains("unknown column `los` to sort by; did you mean `loss`? (the columns are"),
         "{out:?}"
     );
     assert!(
