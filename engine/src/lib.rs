@@ -39,6 +39,7 @@ pub mod dag;
 pub mod events;
 pub mod exec;
 pub mod exit_code;
+pub mod experiments;
 pub mod fingerprint;
 pub mod freshness;
 pub mod fsutil;

@@ -32,6 +32,8 @@ pub enum MetricsError {
     Csv { path: String, reason: String },
     #[error("cannot read `repro.lock` at git revision `{rev}`: {message}")]
     Git { rev: String, message: String },
+    #[error("git revision `{rev}` not found; `git log --oneline` lists the commits")]
+    UnknownRevision { rev: String },
 }
 
 /// Reads and flattens one metric file (by extension: `.csv`/`.tsv`, else JSON).
@@ -56,6 +58,18 @@ pub fn read_file(root: &Path, path: &str) -> Result<BTreeMap<String, Value>, Met
         .into_iter()
         .filter(|(_, v)| !v.is_array())
         .collect())
+}
+
+/// The values of every metric file of `stage` that exists (a stage that has not run yet has
+/// none): what `repro metrics show` and `repro exp show` print.
+pub fn read_stage(root: &Path, stage: &crate::spec::Stage) -> Result<Metrics, MetricsError> {
+    let mut m = Metrics::new();
+    for out in stage.outs.iter().filter(|o| o.metric) {
+        if root.join(&out.path).exists() {
+            m.insert(out.path.clone(), read_file(root, &out.path)?);
+        }
+    }
+    Ok(m)
 }
 
 /// The header and the last non-empty row of a CSV (or TSV) file, as a real CSV reader sees them:
@@ -170,7 +184,8 @@ pub fn diff(old: &Metrics, new: &Metrics, all: bool) -> Vec<DiffRow> {
         .collect()
 }
 
-fn show(v: &Option<Value>) -> String {
+/// A value as a table cell: text unquoted, floats to at most six decimals, `-` when absent.
+pub fn cell_text(v: &Option<Value>) -> String {
     match v {
         None => "-".into(),
         Some(Value::String(s)) => s.clone(),
@@ -204,7 +219,7 @@ pub fn render_show(m: &Metrics, format: Format) -> String {
         .flat_map(|(path, values)| {
             values
                 .iter()
-                .map(move |(k, v)| vec![path.clone(), k.clone(), show(&Some(v.clone()))])
+                .map(move |(k, v)| vec![path.clone(), k.clone(), cell_text(&Some(v.clone()))])
         })
         .collect();
     render_table(&["path", "metric", "value"], &rows, format)
@@ -212,24 +227,38 @@ pub fn render_show(m: &Metrics, format: Format) -> String {
 
 /// Renders `metrics diff`.
 pub fn render_diff(rows: &[DiffRow], format: Format) -> String {
+    let cells = |r: &DiffRow| {
+        vec![
+            r.path.clone(),
+            r.key.clone(),
+            cell_text(&r.old),
+            cell_text(&r.new),
+            r.change
+                .map(|c| cell_text(&Some(Value::from(c))))
+                .unwrap_or_else(|| "-".into()),
+        ]
+    };
+    render_rows(
+        rows,
+        &["path", "metric", "old", "new", "change"],
+        cells,
+        format,
+    )
+}
+
+/// Rows as JSON (the rows serialized as they are), or as a table of `header` whose cells
+/// `cells` makes from each row.
+pub fn render_rows<T: serde::Serialize>(
+    rows: &[T],
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+    format: Format,
+) -> String {
     if format == Format::Json {
-        return serde_json::to_string_pretty(rows).expect("diff rows serialize") + "\n";
+        return serde_json::to_string_pretty(rows).expect("rows serialize") + "\n";
     }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.path.clone(),
-                r.key.clone(),
-                show(&r.old),
-                show(&r.new),
-                r.change
-                    .map(|c| show(&Some(Value::from(c))))
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    render_table(&["path", "metric", "old", "new", "change"], &table, format)
+    let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
+    render_table(header, &table, format)
 }
 
 /// A table as aligned text, Markdown or CSV.
@@ -253,14 +282,17 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> St
                 header.iter().map(|_| "---|").collect::<String>()
             ));
             for r in rows {
-                out.push_str(&format!("| {} |\n", r.join(" | ")));
+                // A `|` in a cell would end it early.
+                let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
         }
         Format::Table | Format::Json => {
-            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            // In characters, as `{:<w$}` pads: a cut cell ends in a 3-byte `…`.
+            let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
             for r in rows {
                 for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.len());
+                    *w = (*w).max(c.chars().count());
                 }
             }
             let line = |cells: Vec<&str>| {
@@ -286,28 +318,53 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>], format: Format) -> St
 
 /// The metrics recorded in `repro.lock` at git revision `rev`.
 pub fn from_git(root: &Path, rev: &str) -> Result<Metrics, MetricsError> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .arg("show")
-        .arg(format!("{rev}:./{}", crate::lockfile::LOCK_FILE))
-        .output()
-        .map_err(|e| MetricsError::Git {
-            rev: rev.to_string(),
-            message: e.to_string(),
-        })?;
-    if !output.status.success() {
-        return Err(MetricsError::Git {
-            rev: rev.to_string(),
-            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
+    Ok(from_lock(&lock_at(root, rev)?))
+}
+
+/// `repro.lock` as committed at git revision `rev` (`git show REV:repro.lock`), for the diff
+/// commands. A revision git does not know is [`MetricsError::UnknownRevision`].
+pub fn lock_at(root: &Path, rev: &str) -> Result<crate::lockfile::LockFile, MetricsError> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| MetricsError::Git {
+                rev: rev.to_string(),
+                message: format!("cannot run git: {e}"),
+            })
+    };
+    let failed = |output: &std::process::Output| MetricsError::Git {
+        rev: rev.to_string(),
+        message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    };
+    // `--quiet` silences only "unknown revision", so anything on stderr is another problem
+    // (no git repository here).
+    let commit = git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{rev}^{{commit}}"),
+    ])?;
+    if !commit.status.success() {
+        if commit.stderr.is_empty() {
+            return Err(MetricsError::UnknownRevision {
+                rev: rev.to_string(),
+            });
+        }
+        return Err(failed(&commit));
     }
-    let lock: crate::lockfile::LockFile =
-        serde_json::from_slice(&output.stdout).map_err(|e| MetricsError::Git {
-            rev: rev.to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(from_lock(&lock))
+    // Named as the user wrote it, so git's messages say `HEAD`, not a hash.
+    let output = git(&["show", &format!("{rev}:./{}", crate::lockfile::LOCK_FILE)])?;
+    if !output.status.success() {
+        return Err(failed(&output));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| MetricsError::Git {
+        rev: rev.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The metrics recorded in a lock file.

@@ -92,11 +92,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The columns of the terminal on stderr, if it is one.
-fn terminal_width() -> Option<usize> {
+/// The columns of the terminal `fd` is (stderr for the progress bars, stdout for a table),
+/// if it is one.
+pub fn terminal_width(fd: impl std::os::fd::AsFd) -> Option<usize> {
+    use std::os::fd::AsRawFd as _;
     // SAFETY: TIOCGWINSZ fills the winsize we pass, and nothing else.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
@@ -243,7 +245,7 @@ impl Renderer {
                     if total > 0 {
                         if bar.length() != Some(total) {
                             bar.set_length(total);
-                            let width = terminal_width().unwrap_or(80);
+                            let width = terminal_width(std::io::stderr()).unwrap_or(80);
                             bar.set_style(
                                 ProgressStyle::with_template(&bar_template(
                                     width,

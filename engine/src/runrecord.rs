@@ -157,34 +157,25 @@ pub fn load_all(runs_dir: &Path) -> Vec<RunRecord> {
 
 /// A table of run records (`repro runs`).
 pub fn render(records: &[&RunRecord], format: crate::metrics::Format) -> String {
-    if format == crate::metrics::Format::Json {
-        return serde_json::to_string_pretty(records).expect("run records serialize") + "\n";
-    }
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.stage.clone(),
-                r.outcome.as_str().to_string(),
-                format!("{:.2}", r.wall_seconds),
-                format!("{:.1}", r.peak_rss_kib as f64 / 1024.0),
-                if r.cache_hit { "yes" } else { "no" }.to_string(),
-                r.run.clone(),
-            ]
-        })
-        .collect();
-    crate::metrics::render_table(
-        &[
-            "stage",
-            "outcome",
-            "wall_s",
-            "peak_rss_mib",
-            "cache_hit",
-            "run",
-        ],
-        &rows,
-        format,
-    )
+    let cells = |r: &&RunRecord| {
+        vec![
+            r.stage.clone(),
+            r.outcome.as_str().to_string(),
+            format!("{:.2}", r.wall_seconds),
+            format!("{:.1}", r.peak_rss_kib as f64 / 1024.0),
+            if r.cache_hit { "yes" } else { "no" }.to_string(),
+            r.run.clone(),
+        ]
+    };
+    let header = [
+        "stage",
+        "outcome",
+        "wall_s",
+        "peak_rss_mib",
+        "cache_hit",
+        "run",
+    ];
+    crate::metrics::render_rows(records, &header, cells, format)
 }
 
 #[cfg(test)]

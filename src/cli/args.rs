@@ -130,6 +130,16 @@ pub enum Command {
         #[command(subcommand)]
         command: MetricsCommand,
     },
+    /// The experiment table: a row per stage, the params that vary, the metrics.
+    Exp {
+        #[command(subcommand)]
+        command: super::exp::ExpCommand,
+    },
+    /// Compare the stages' params with those of a git revision.
+    Params {
+        #[command(subcommand)]
+        command: super::exp::ParamsCommand,
+    },
     /// The singular values of every weight matrix (rank-2 or rank-4 float tensor) in a
     /// safetensors file, with the spectral-collapse summaries.
     Spectrum {

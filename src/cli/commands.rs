@@ -116,6 +116,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             spec,
         } => verify(&locate()?, &targets, no_wait, &spec),
         Command::Metrics { command } => metrics_cmd(&locate()?, command),
+        Command::Exp { command } => super::exp::exp(&locate()?, command),
+        Command::Params { command } => super::exp::params(&locate()?, command),
         Command::Spectrum { file, json } => tools::spectrum(&start.join(file), json),
     }
 }
@@ -681,7 +683,7 @@ fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) ->
     })
 }
 
-fn format_of(f: &FormatArgs) -> Format {
+pub(super) fn format_of(f: &FormatArgs) -> Format {
     if f.md {
         Format::Markdown
     } else if f.csv {
@@ -697,11 +699,7 @@ fn format_of(f: &FormatArgs) -> Format {
 fn workspace_metrics(ws: &Workspace, dag: &Dag) -> Result<metrics::Metrics> {
     let mut m = metrics::Metrics::new();
     for stage in &dag.stages {
-        for out in stage.outs.iter().filter(|o| o.metric) {
-            if ws.root.join(&out.path).exists() {
-                m.insert(out.path.clone(), metrics::read_file(&ws.root, &out.path)?);
-            }
-        }
+        m.extend(metrics::read_stage(&ws.root, stage)?);
     }
     Ok(m)
 }

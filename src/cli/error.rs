@@ -4,6 +4,7 @@
 use repro_engine::builtin::StageError;
 use repro_engine::exec;
 use repro_engine::exit_code;
+use repro_engine::metrics::MetricsError;
 use repro_engine::spec;
 use repro_engine::workspace::WorkspaceError;
 
@@ -22,6 +23,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         }
         if cause.is::<spec::SpecError>()
             || cause.is::<repro_engine::dag::DagError>()
+            || cause.is::<repro_engine::experiments::ExpError>()
             || cause.is::<UsageError>()
         {
             return exit_code::USAGE;
@@ -39,6 +41,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
                 repro_engine::remote::RemoteError::Cache(_) => exit_code::STATE,
                 _ => exit_code::REMOTE,
             };
+        }
+        if let Some(e) = cause.downcast_ref::<MetricsError>() {
+            match e {
+                MetricsError::UnknownRevision { .. } => return exit_code::USAGE,
+                MetricsError::Git { .. } => return exit_code::STATE,
+                // A metric file's own error: its I/O source (if any) decides below.
+                _ => {}
+            }
         }
         if let Some(e) = cause.downcast_ref::<exec::ExecError>() {
             return match e {

@@ -4,5 +4,6 @@ pub mod args;
 pub mod commands;
 pub mod cpu;
 pub mod error;
+pub mod exp;
 pub mod remote;
 pub mod tools;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod caching;
+mod experiments;
 mod failures;
 mod faults;
 mod newcomer;

@@ -29,7 +29,7 @@ fn unknown_builtin_lists_the_known_ones() {
 fn every_command_has_help() {
     for cmd in [
         "all", "run", "status", "dag", "gc", "fsck", "runs", "verify", "spectrum", "fid",
-        "metrics", "builtin",
+        "metrics", "builtin", "exp", "params",
     ] {
         let out = std::process::Command::new(crate::harness::bin())
             .args([cmd, "--help"])

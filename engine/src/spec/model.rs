@@ -121,6 +121,11 @@ pub struct Stage {
     pub name: String,
     /// The fan-out group (`train`) a member belongs to.
     pub group: Option<String>,
+    /// A fan-out member's coordinates: what `${item}` and `${key}` were when its body was
+    /// interpolated (`None` outside a fan-out). Not part of any fingerprint (they only act
+    /// through the interpolated body); `repro exp show` shows them as `item.*`/`key.*` columns.
+    pub item: Option<Value>,
+    pub key: Option<Value>,
     pub action: Action,
     pub deps: Vec<Dep>,
     /// Outs and metrics together (metrics have `metric: true`).

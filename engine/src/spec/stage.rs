@@ -124,6 +124,8 @@ pub(crate) fn build(member: &Member, env: &Env) -> Result<Stage, SpecError> {
     Ok(Stage {
         name: name.to_owned(),
         group: member.group.clone(),
+        item: member.item.clone(),
+        key: member.key.clone(),
         action,
         deps,
         outs,
