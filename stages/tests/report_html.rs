@@ -4,7 +4,8 @@
 //! `scripts/html_check.sh`), it logs no console error and shows the verdict without scrolling.
 //! Without Chromium the browser test prints "skipped: chromium not found" and passes, except
 //! in CI (`CI=true`), where it fails; `scripts/setup.sh` installs it. With `HTML_CHECK_OUT=DIR`
-//! the browser test leaves the page and its screenshot in `DIR/report` and `DIR/check`.
+//! the browser test leaves the page and its screenshot in `DIR/report` and `DIR/check` (by
+//! default `DIR` is `target/tmp/html-check`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,11 +170,11 @@ fn a_browser_shows_the_verdict_first_without_errors() {
         println!("skipped: chromium not found");
         return;
     }
-    // HTML_CHECK_OUT=DIR keeps the report and the screenshot there, to look at.
-    let dir = tempfile::tempdir().expect("tempdir");
+    // The page and its screenshot stay after the run, to look at: in HTML_CHECK_OUT=DIR, else
+    // in cargo's scratch space for tests (`target/tmp/html-check`).
     let root = std::env::var_os("HTML_CHECK_OUT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().to_path_buf());
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-check"));
     let report = root.join("report");
     write_files(&report, &fixture_report()).expect("write the report");
     let check = root.join("check");
@@ -192,4 +193,5 @@ fn a_browser_shows_the_verdict_first_without_errors() {
     assert!(log.contains("verdict-visible=yes"), "{log}");
     let png = std::fs::read(check.join("report.png")).expect("a screenshot");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    println!("screenshot: {}", check.join("report.png").display());
 }
