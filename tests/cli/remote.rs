@@ -4,22 +4,8 @@
 
 use std::path::Path;
 
-use crate::harness::{Output, Project};
+use crate::harness::Project;
 use crate::FOUR_STAGES;
-
-/// `repro args` in `p` with extra environment variables.
-fn run_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = p.command(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run repro");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn outs(p: &Project) -> Vec<String> {
     [
@@ -198,8 +184,7 @@ fn s3_without_credentials_or_server_is_a_clear_error() {
     let p = Project::new(FOUR_STAGES);
     p.ok(&["remote", "add", "s3", "s3://repro-test/x", "--default"]);
     p.ok(&["all"]);
-    let no_keys = run_env(
-        &p,
+    let no_keys = p.repro_env(
         &["push"],
         &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
     );
@@ -212,11 +197,11 @@ fn s3_without_credentials_or_server_is_a_clear_error() {
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
     ];
     let started = std::time::Instant::now();
-    let down = run_env(&p, &["push"], &env);
+    let down = p.repro_env(&["push"], &env);
     assert_eq!(down.code, 5, "{down:?}");
     assert!(down.stderr.contains("remote `s3`"), "{down:?}");
     assert!(started.elapsed().as_secs() < 60, "gives up in seconds");
-    let all = run_env(&p, &["all", "--pull", "--force"], &env);
+    let all = p.repro_env(&["all", "--pull", "--force"], &env);
     assert_eq!(all.code, 0, "{all:?}");
 }
 
@@ -248,21 +233,21 @@ fn an_s3_remote_round_trips_through_a_real_server() {
     let a = Project::new(FOUR_STAGES);
     a.ok(&["remote", "add", "s3", &prefix, "--default"]);
     a.ok(&["all"]);
-    let pushed = run_env(&a, &["push"], &env);
+    let pushed = a.repro_env(&["push"], &env);
     assert_eq!(pushed.code, 0, "{pushed:?}");
     let b = Project::new(FOUR_STAGES);
     b.file("repro.toml", &a.read("repro.toml"));
-    let all = run_env(&b, &["all", "--pull"], &env);
+    let all = b.repro_env(&["all", "--pull"], &env);
     assert_eq!(all.code, 0, "{all:?}");
     assert!(b.ran().is_empty(), "restored, not run: {all:?}");
     assert_eq!(outs(&b), outs(&a));
-    let st = run_env(&b, &["status", "--remote"], &env);
+    let st = b.repro_env(&["status", "--remote"], &env);
     assert_eq!(st.code, 0, "{st:?}");
 
     let missing = Project::new(FOUR_STAGES);
     missing.ok(&["remote", "add", "s3", "s3://no-such-bucket/x", "--default"]);
     missing.ok(&["all"]);
-    let out = run_env(&missing, &["push"], &env);
+    let out = missing.repro_env(&["push"], &env);
     assert_eq!(out.code, 5, "{out:?}");
     assert!(out.stderr.contains("remote `s3`"), "{out:?}");
 }

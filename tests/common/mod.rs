@@ -77,7 +77,14 @@ impl Project {
     }
 
     pub fn repro(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run repro");
+        self.repro_env(args, &[])
+    }
+
+    /// `repro args` with extra environment variables.
+    pub fn repro_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run repro");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
