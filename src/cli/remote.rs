@@ -136,9 +136,10 @@ fn reported<T>(json: bool, f: impl FnOnce(&mpsc::Sender<repro_engine::events::Ev
     out
 }
 
-fn summary(verb: &str, t: &Transferred, stages: usize, remote: &str) -> String {
+fn summary(verb: &str, t: &Transferred, remote: &str) -> String {
     format!(
-        "{verb} {stages} stage(s) {} `{remote}`: {} object(s) copied ({}), {} already there",
+        "{verb} {} stage(s) {} `{remote}`: {} object(s) copied ({}), {} already there",
+        t.records,
         if verb == "pushed" { "to" } else { "from" },
         t.objects,
         human_bytes(t.bytes),
@@ -154,9 +155,31 @@ pub fn push(ws: &Workspace, args: &TransferArgs) -> Result<i32> {
     let list: Vec<LockEntry> = entries.values().cloned().collect();
     let t = reported(args.json, |tx| remote.push(&store, &list, tx))?;
     if !args.json {
-        println!("{}", summary("pushed", &t, list.len(), &remote.name));
+        println!("{}", summary("pushed", &t, &remote.name));
     }
-    Ok(exit_code::OK)
+    Ok(left_out(
+        &entries,
+        &t,
+        "not in the local cache (run them, or pull them from where they are)",
+    ))
+}
+
+/// Says which stages a transfer left out (and why), and the exit code: 1 when any was.
+fn left_out(entries: &BTreeMap<String, LockEntry>, t: &Transferred, why: &str) -> i32 {
+    if t.incomplete.is_empty() {
+        return exit_code::OK;
+    }
+    let names: Vec<&str> = entries
+        .iter()
+        .filter(|(_, e)| t.incomplete.contains(&e.fingerprint))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    eprintln!(
+        "left out {} stage(s) whose outputs are {why}: {}",
+        names.len(),
+        names.join(", ")
+    );
+    exit_code::FAILED
 }
 
 /// `repro pull [TARGET...]`: objects into the cache, then the outs into the workspace.
@@ -174,16 +197,23 @@ pub fn pull(ws: &Workspace, args: &TransferArgs) -> Result<i32> {
     let hasher = Hasher::open(&ws.hash_state_dir())?;
     let mut restored = 0;
     for (stage, entry) in &entries {
+        if t.incomplete.contains(&entry.fingerprint) {
+            continue;
+        }
         restored += repro_engine::exec::job::restore_outputs(&ws.root, &hasher, &store, entry)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("cannot check out stage `{stage}`"))?;
     }
     hasher.save()?;
     if !args.json {
-        println!("{}", summary("pulled", &t, list.len(), &remote.name));
+        println!("{}", summary("pulled", &t, &remote.name));
         println!("restored {restored} out(s) in the workspace");
     }
-    Ok(exit_code::OK)
+    Ok(left_out(
+        &entries,
+        &t,
+        "not on the remote (push them from where they were made)",
+    ))
 }
 
 /// `repro status --remote [NAME]`: per recorded stage, what is missing here and there.

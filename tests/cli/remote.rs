@@ -82,6 +82,31 @@ fn a_directory_remote_serves_a_clone_with_pull_and_a_fresh_workspace_with_all_pu
 }
 
 #[test]
+fn stages_the_remote_lacks_are_named_and_the_rest_pulled() {
+    let shared = tempfile::tempdir().unwrap();
+    let a = with_remote(shared.path());
+    a.ok(&["all"]);
+    let pushed = a.ok(&["push", "gen"]);
+    assert!(pushed.stdout.contains("pushed 1 stage(s)"), "{pushed:?}");
+    let b = with_remote(shared.path());
+    b.file("repro.lock", &a.read("repro.lock"));
+    let out = b.repro(&["pull"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("left out 3 stage(s) whose outputs are not on the remote")
+            && out.stderr.contains("scale, shift, sum"),
+        "{out:?}"
+    );
+    assert_eq!(b.read("data/nums.txt"), a.read("data/nums.txt"));
+    assert!(!b.exists("metrics.json"));
+    // And a push of what this cache lacks says so too.
+    let out = b.repro(&["push"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not in the local cache"), "{out:?}");
+}
+
+#[test]
 fn remote_config_commands_and_their_errors() {
     let shared = tempfile::tempdir().unwrap();
     let p = Project::new(FOUR_STAGES);

@@ -226,6 +226,10 @@ pub struct Transferred {
     pub present: u64,
     /// Run records copied.
     pub records: u64,
+    /// Fingerprints of the entries left out because some object of theirs is not at the source
+    /// (a push: not in the local cache; a pull: not on the remote). Nothing of theirs is
+    /// recorded at the destination; the other entries are transferred all the same.
+    pub incomplete: Vec<String>,
 }
 
 /// Where the objects of one stage's outs are.
@@ -413,9 +417,12 @@ impl Remote {
         entries: &[LockEntry],
         events: &Sender,
     ) -> Result<Transferred, RemoteError> {
+        let (entries, incomplete): (Vec<&LockEntry>, Vec<&LockEntry>) = entries
+            .iter()
+            .partition(|e| e.outputs.values().all(|d| local.contains(&d.into())));
         let mut objects = BTreeSet::new();
         let mut manifests = BTreeSet::new();
-        for entry in entries {
+        for entry in &entries {
             for d in entry.outputs.values() {
                 let d: Digest = d.into();
                 if d.is_dir() {
@@ -455,15 +462,17 @@ impl Remote {
                     .try_collect::<Vec<()>>()
                     .await?;
             }
-            futures::stream::iter(entries)
+            futures::stream::iter(&entries)
                 .map(|e| self.put_record(e))
                 .buffer_unordered(self.jobs)
                 .try_collect::<Vec<()>>()
                 .await
         })?;
-        let mut t = progress.finish();
-        t.records = entries.len() as u64;
-        Ok(t)
+        Ok(Transferred {
+            records: entries.len() as u64,
+            incomplete: incomplete.iter().map(|e| e.fingerprint.clone()).collect(),
+            ..progress.finish()
+        })
     }
 
     fn not_local(&self, e: CacheError) -> RemoteError {
@@ -554,12 +563,20 @@ impl Remote {
             .flat_map(|e| e.outputs.values().map(Digest::from))
             .collect();
         let t = self.pull_objects(local, &outputs, events)?;
+        let mut records = 0;
+        let mut incomplete = Vec::new();
         for entry in entries {
+            if !entry.outputs.values().all(|d| local.contains(&d.into())) {
+                incomplete.push(entry.fingerprint.clone());
+                continue;
+            }
             let value = serde_json::to_value(entry).expect("a lock entry serializes");
             local.run_put(&entry.fingerprint, &value)?;
+            records += 1;
         }
         Ok(Transferred {
-            records: entries.len() as u64,
+            records,
+            incomplete,
             ..t
         })
     }
@@ -589,7 +606,12 @@ impl Remote {
                 .try_collect::<Vec<()>>()
                 .await?;
             for sha in &dirs {
-                let manifest: Manifest = local.load_manifest(sha)?;
+                let manifest: Manifest = match local.load_manifest(sha) {
+                    Ok(m) => m,
+                    // Not on the remote either: its directory's entries are incomplete.
+                    Err(CacheError::Missing { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 progress.grow(manifest.entries.len());
                 objects.extend(manifest.entries.into_iter().map(|e| Object {
                     sha256: e.sha256,
@@ -617,11 +639,15 @@ impl Remote {
             return Ok(());
         };
         let key = Self::object_key(sha256);
-        let got = self
-            .store
-            .get(&key)
-            .await
-            .map_err(self.transfer_err("download", &key))?;
+        let got = match self.store.get(&key).await {
+            Ok(got) => got,
+            // Not there: the entries that need it are left out (see `pull`), the rest go on.
+            Err(object_store::Error::NotFound { .. }) => {
+                progress.missing();
+                return Ok(());
+            }
+            Err(e) => return Err(self.transfer_err("download", &key)(e)),
+        };
         let mut stream = got.into_stream();
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -678,8 +704,8 @@ impl Remote {
         if entry.fingerprint != fingerprint {
             return Err(bad(format!("it is the record of `{}`", entry.fingerprint)));
         }
-        self.pull(local, std::slice::from_ref(&entry), events)?;
-        Ok(Some(entry))
+        let t = self.pull(local, std::slice::from_ref(&entry), events)?;
+        Ok(t.incomplete.is_empty().then_some(entry))
     }
 
     /// Per entry (keyed by stage name): where its objects are. A directory whose manifest is
@@ -743,6 +769,7 @@ struct Progress<'a> {
     total: AtomicU64,
     done: AtomicU64,
     moved: AtomicU64,
+    missing: AtomicU64,
     bytes: AtomicU64,
     last: std::sync::Mutex<std::time::Instant>,
     events: &'a Sender,
@@ -756,6 +783,7 @@ impl<'a> Progress<'a> {
             total: AtomicU64::new(total as u64),
             done: AtomicU64::new(0),
             moved: AtomicU64::new(0),
+            missing: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             last: std::sync::Mutex::new(std::time::Instant::now()),
             events,
@@ -766,6 +794,11 @@ impl<'a> Progress<'a> {
 
     fn grow(&self, n: usize) {
         self.total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn missing(&self) {
+        self.missing.fetch_add(1, Ordering::Relaxed);
+        self.present();
     }
 
     fn present(&self) {
@@ -809,8 +842,11 @@ impl<'a> Progress<'a> {
         Transferred {
             objects: moved,
             bytes: self.bytes.load(Ordering::Relaxed),
-            present: self.done.load(Ordering::Relaxed) - moved,
+            present: self.done.load(Ordering::Relaxed)
+                - moved
+                - self.missing.load(Ordering::Relaxed),
             records: 0,
+            incomplete: Vec::new(),
         }
     }
 }

@@ -204,21 +204,38 @@ fn bad_urls_and_missing_directories_are_clear_errors() {
 }
 
 #[test]
-fn pushing_what_the_local_cache_lacks_names_the_object() {
-    let a = side();
+fn stages_missing_at_the_source_are_left_out_and_the_rest_transferred() {
+    let (a, b) = (side(), side());
     let shared = tempfile::tempdir().unwrap();
-    let e = entry(&a, "fp_gone", "4");
-    let sha = e.outputs["m.json"].sha256.clone();
-    let obj = a.store.object_path(&sha);
-    let mut perms = fs::metadata(&obj).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    fs::set_permissions(&obj, perms).unwrap();
-    fs::remove_file(&obj).unwrap();
-    let err = remote_at(shared.path(), true)
-        .push(&a.store, &[e], &events())
-        .unwrap_err();
-    assert!(
-        matches!(err, RemoteError::NotLocal { ref id, .. } if *id == sha),
-        "{err}"
+    let whole = entry(&a, "fp_whole", "4");
+    // A second stage whose file object is gone from A's cache (gc'd, say).
+    let mut gone = whole.clone();
+    gone.fingerprint = "fp_gone".into();
+    let ghost = "ab".repeat(32);
+    gone.outputs.insert(
+        "ghost.bin".into(),
+        DigestRecord {
+            sha256: ghost.clone(),
+            size: 3,
+            nfiles: None,
+        },
     );
+    let r = remote_at(shared.path(), true);
+    let t = r
+        .push(&a.store, &[whole.clone(), gone.clone()], &events())
+        .unwrap();
+    assert_eq!(t.incomplete, vec!["fp_gone".to_string()]);
+    assert_eq!(t.records, 1);
+    assert!(r
+        .fetch_run(&b.store, "fp_gone", &events())
+        .unwrap()
+        .is_none());
+
+    // Pulling both: the whole one arrives, the other is reported and gets no run record.
+    let t = r.pull(&b.store, &[whole.clone(), gone], &events()).unwrap();
+    assert_eq!(t.incomplete, vec!["fp_gone".to_string()]);
+    assert_eq!(t.records, 1);
+    assert!(b.store.run_get("fp_whole").unwrap().is_some());
+    assert!(b.store.run_get("fp_gone").unwrap().is_none());
+    assert!(!b.store.object_path(&ghost).exists());
 }
