@@ -116,6 +116,7 @@ fn ring_run_directory_gives_one_row_per_iteration_final_last() {
     assert_eq!(m["n_reference"], 1800);
     assert_eq!(m["evaluate_version"], stages::metrics::evaluate::VERSION);
     assert_eq!(m["feature_net"], Value::Null);
+    assert_eq!(m["final"], rows[2], "`final` repeats the last row");
 }
 
 #[test]

@@ -45,7 +45,10 @@
 //! sample caps (`max_samples`, `reference_samples`, `prdc_samples`, `kid_samples`,
 //! `image_samples`: each keeps the *first* n samples of its set), which channel `image_channel`
 //! takes, and the metric conventions of the modules this calls. Bump
-//! [`VERSION`] when any of them changes (2: rows gained `kid`, the file `kid_samples`).
+//! [`VERSION`] when any of them changes (2: rows gained `kid`, the file `kid_samples`; 3: the
+//! file gained `final`, a copy of the last row at the top level, so that tools that read flat
+//! metrics, `repro exp show` and `repro metrics show`, see the final modes and FID without
+//! knowing the `rows` list).
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +70,7 @@ use crate::data::synthetic;
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `evaluate` builtin's version: enters the fingerprint of every evaluate stage.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// What kind of data the samples are, which decides the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -310,6 +313,10 @@ pub struct Report {
     pub classifier: Option<NetworkId>,
     pub prdc_samples: usize,
     pub kid_samples: usize,
+    /// The last row again (the final samples when the run wrote them): what a table of runs
+    /// compares. `None` for no rows.
+    #[serde(rename = "final")]
+    pub last: Option<Row>,
     pub rows: Vec<Row>,
 }
 
@@ -820,6 +827,7 @@ fn evaluate(
         classifier: classifier.map(|(_, id)| id),
         prdc_samples: p.prdc_samples,
         kid_samples: p.kid_samples,
+        last: rows.last().cloned(),
         rows,
     })
 }
