@@ -8,6 +8,8 @@ for tool in python3 sha256sum awk paste seq; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if ! python3 -m pip --version >/dev/null 2>&1; then need+=(python3-pip); fi
+# scripts/s3/up.sh makes a venv for the S3 test server (Debian ships venv's ensurepip apart).
+if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 if ((${#need[@]})); then
   pkgs=()
   for t in "${need[@]}"; do
