@@ -505,30 +505,34 @@ impl Remote {
             progress.present();
             return Ok(());
         }
-        let bytes = std::fs::read(&path).map_err(|e| {
-            RemoteError::Cache(CacheError::Io {
-                op: "read",
-                path: path.clone(),
-                source: e,
-            })
-        })?;
-        if bytes.len() <= PART {
+        let read_err = crate::cache::io_err("read", &path);
+        if size <= PART as u64 {
+            let bytes = std::fs::read(&path).map_err(read_err)?;
             self.store
                 .put(&key, PutPayload::from(bytes))
                 .await
                 .map_err(self.transfer_err("upload", &key))?;
         } else {
+            // In parts, read one at a time: a checkpoint of hundreds of MB is never held whole,
+            // and at most two parts per upload are in flight.
+            let mut file = std::fs::File::open(&path).map_err(read_err)?;
             let upload = self
                 .store
                 .put_multipart(&key)
                 .await
                 .map_err(self.transfer_err("start uploading", &key))?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
-            for chunk in bytes.chunks(PART) {
+            let mut buf = vec![0u8; PART];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)
+                    .map_err(crate::cache::io_err("read", &path))?;
+                if n == 0 {
+                    break;
+                }
                 w.wait_for_capacity(2)
                     .await
                     .map_err(self.transfer_err("upload", &key))?;
-                w.write(chunk);
+                w.write(&buf[..n]);
             }
             // An error here aborts the upload: S3 never shows the parts.
             w.finish()
@@ -653,13 +657,10 @@ impl Remote {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(self.transfer_err("download", &key))?;
             n += chunk.len() as u64;
-            import.file.write_all(&chunk).map_err(|source| {
-                RemoteError::Cache(CacheError::Io {
-                    op: "write",
-                    path: local.tmp_dir(),
-                    source,
-                })
-            })?;
+            import
+                .file
+                .write_all(&chunk)
+                .map_err(crate::cache::io_err("write", &local.tmp_dir()))?;
         }
         local.import_finish(import).map_err(|e| match e {
             CacheError::Mismatch { id, found } => RemoteError::Corrupt {

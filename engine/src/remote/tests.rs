@@ -239,3 +239,24 @@ fn stages_missing_at_the_source_are_left_out_and_the_rest_transferred() {
     assert!(b.store.run_get("fp_gone").unwrap().is_none());
     assert!(!b.store.object_path(&ghost).exists());
 }
+
+#[test]
+fn a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_whole() {
+    let (a, b) = (side(), side());
+    let shared = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..PART + 12_345).map(|i| (i % 251) as u8).collect();
+    fs::write(a.root.join("big.bin"), &big).unwrap();
+    let digest = a.hasher.digest(&a.root.join("big.bin")).unwrap().unwrap();
+    a.store
+        .insert(&a.root.join("big.bin"), &digest, &a.hasher)
+        .unwrap();
+    let mut e = entry(&a, "fp_big", "5");
+    e.outputs
+        .insert("big.bin".into(), DigestRecord::from(&digest));
+    let r = remote_at(shared.path(), true);
+    r.push(&a.store, std::slice::from_ref(&e), &events())
+        .unwrap();
+    r.pull(&b.store, std::slice::from_ref(&e), &events())
+        .unwrap();
+    assert_eq!(fs::read(b.store.object_path(&digest.sha256)).unwrap(), big);
+}
