@@ -7,6 +7,7 @@
 //! .repro/cache/v1/           content-addressed store and run cache (see `cache`)
 //! .repro/state/              hash cache (see `hash`)
 //! .repro/tmp/<run>/          staging directories of running stages
+//! .repro/resume/<fp>/        persist outs of unfinished stage runs (see `exec::resume`)
 //! .repro/runs/<run>/         one record + log per stage run
 //! .repro/.gitignore          `*`: keeps all of `.repro/` out of git
 //! ```
@@ -132,6 +133,9 @@ impl Workspace {
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.state_dir().join("tmp")
+    }
+    pub fn resume_dir(&self) -> PathBuf {
+        self.state_dir().join("resume")
     }
     pub fn runs_dir(&self) -> PathBuf {
         self.state_dir().join("runs")

@@ -526,7 +526,12 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
     if dry_run {
         return Ok(exit_code::OK);
     }
-    repro_engine::exec::staging::clean_stale(&ws.tmp_dir(), "");
+    // Dead runs' views go; their unfinished stages' persist outs stay, as `all` would keep them.
+    repro_engine::exec::staging::clean_stale(
+        &ws.tmp_dir(),
+        "",
+        &repro_engine::exec::resume::Resumes::new(ws.resume_dir()),
+    );
     Ok(exit_code::OK)
 }
 
@@ -606,6 +611,8 @@ fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) ->
         backend: std::sync::Arc::new(local_backend()?),
         exe: std::env::current_exe().context("cannot locate the repro executable")?,
         views: exec::staging::Views::of(&dag),
+        // `verify` reruns in scratch views: it neither resumes nor keeps anything.
+        resumes: exec::resume::Resumes::new(ws.resume_dir()),
         host: repro_engine::workspace::hostname(),
     };
     let cpus = std::thread::available_parallelism()

@@ -213,29 +213,34 @@ fn sr_pinning_only_sigma_1_trains_exactly_like_sn() {
 }
 
 #[test]
-fn resuming_under_other_params_is_an_error() {
+fn a_checkpoint_from_other_params_is_set_aside_and_training_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     let data = common::ring_dataset(dir.path(), 256, 1);
     let out = dir.path().join("run");
+    let fresh = dir.path().join("fresh");
     run(mlp_params(
         &data,
         &out,
         json!("none"),
         json!({"stop_after": 2}),
     ));
-    let err = train(
-        &common::params(mlp_params(&data, &out, json!("none"), json!({"seed": 9}))),
-        &common::quiet,
-    )
-    .unwrap_err();
-    assert!(matches!(err, TrainError::ParamsChanged { .. }), "{err}");
-    // Params outside the identity may change.
-    run(mlp_params(
+    // Another seed (an identity param) in the same directory: a run from iteration 0, the
+    // same bits as in an empty directory.
+    let other = run(mlp_params(&data, &out, json!("none"), json!({"seed": 9})));
+    assert_eq!((other.resumed_from, other.iteration), (0, 24));
+    run(mlp_params(&data, &fresh, json!("none"), json!({"seed": 9})));
+    assert!(
+        checkpoint(&out) == checkpoint(&fresh),
+        "a run over another params' checkpoint differs from a fresh one"
+    );
+    // Params outside the identity may change: the run resumes (at its end, here).
+    let same = run(mlp_params(
         &data,
         &out,
         json!("none"),
-        json!({"log_every": 3, "eval_samples": 10}),
+        json!({"seed": 9, "log_every": 3, "eval_samples": 10}),
     ));
+    assert_eq!(same.resumed_from, 24);
 }
 
 /// After an upgrade that bumped `train-gan`, a persisted run from the old version starts over

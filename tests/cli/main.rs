@@ -9,6 +9,7 @@ mod failures;
 mod faults;
 mod newcomer;
 mod remote;
+mod resume;
 mod scheduling;
 mod spec_errors;
 mod spectrum;

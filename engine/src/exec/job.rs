@@ -28,6 +28,7 @@ use crate::spec::{Action, Stage};
 
 use super::process;
 use super::resources::Grant;
+use super::resume::{self, Resumes};
 use super::staging;
 
 /// What a worker needs from the run, shared by all workers.
@@ -44,6 +45,8 @@ pub struct Shared {
     /// Every stage's outs, to keep undeclared ones out of staging views, and what the views
     /// of this run share.
     pub views: staging::Views,
+    /// The persist outs of stages that did not finish, for their next run.
+    pub resumes: Resumes,
     pub host: String,
 }
 
@@ -170,7 +173,7 @@ fn run_stage(
 ) -> (JobEnd, process::Exit) {
     let dir = staging::stage_dir(&shared.tmp_dir, &shared.run.id, &job.stage.name);
     let before = staging::OutStamps::take(&shared.root, &job.stage);
-    let ended = match run_in_view(shared, job, &dir, log_path, events) {
+    let ended = match run_in_view(shared, job, &dir, log_path, events, true) {
         Ok(exit) => match collect_and_publish(shared, job, &dir, &before) {
             Ok(entry) => (
                 JobEnd::Done {
@@ -183,10 +186,37 @@ fn run_stage(
         },
         Err(failure) => *failure,
     };
+    match ended.0 {
+        JobEnd::Done { .. } => resume::unmark(&dir),
+        _ => keep_unfinished(shared, job, &dir, events),
+    }
     // Published or failed, the view has served: a failed stage's half-written outs are not kept
-    // (its log is in the run record), so a full disk gets its space back at once.
+    // (its log is in the run record; its persist outs were kept just above), so a full disk gets
+    // its space back at once.
     let _ = fsutil::remove_path(&dir);
     ended
+}
+
+/// Keeps the persist outs of a run that ended without publishing, and says where.
+fn keep_unfinished(shared: &Shared, job: &Job, dir: &Path, events: &Sender) {
+    let message = match shared
+        .resumes
+        .keep_unfinished(dir, &job.stage, &job.fingerprint)
+    {
+        Ok(None) => return,
+        Ok(Some(entry)) => format!(
+            "stage `{}` did not finish: its persist outs are kept in `{}` and the next run with \
+             the same inputs continues from them (delete that folder to start over)",
+            job.stage.name,
+            relative(&shared.root, &entry)
+        ),
+        Err(e) => format!(
+            "stage `{}` did not finish, and its persist outs could not be kept for the next \
+             run: {e}",
+            job.stage.name
+        ),
+    };
+    emit(events, Event::Warning { message });
 }
 
 /// Runs the stage in a scratch view and returns the digests of its outs, publishing nothing
@@ -204,7 +234,7 @@ pub fn rerun_unpublished(
     let log_path = shared
         .run
         .stage_file(&format!("verify-{}", job.stage.name), "log");
-    let result = match run_in_view(shared, job, &dir, &log_path, events) {
+    let result = match run_in_view(shared, job, &dir, &log_path, events, false) {
         Ok(_) => {
             let mut digests = BTreeMap::new();
             for out in &job.stage.outs {
@@ -228,13 +258,16 @@ pub fn rerun_unpublished(
 }
 
 /// Builds the staging view at `dir` and runs the stage's process(es) there. `Err` carries how
-/// the job ended when it did not succeed.
+/// the job ended when it did not succeed. A `resumable` run starts from the persist outs an
+/// unfinished run with the same fingerprint left, and marks its view so that a killed `repro`
+/// leaves them to the next run ([`resume`]); a `verify` rerun does neither.
 fn run_in_view(
     shared: &Shared,
     job: &Job,
     dir: &Path,
     log_path: &Path,
     events: &Sender,
+    resumable: bool,
 ) -> Result<process::Exit, Box<(JobEnd, process::Exit)>> {
     let stage = &job.stage;
     let fail = |error: String| {
@@ -244,11 +277,34 @@ fn run_in_view(
         )))
     };
     let _ = fsutil::remove_path(dir);
-    if let Err(e) = staging::build_view(&shared.root, dir, stage, &shared.views) {
+    let kept = resumable
+        .then(|| shared.resumes.find(&job.fingerprint))
+        .flatten();
+    let built = staging::build_view(&shared.root, dir, stage, &shared.views, kept.as_deref())
+        .and_then(|()| match resumable {
+            true => resume::mark(dir, stage, &job.fingerprint),
+            false => Ok(()),
+        });
+    if let Err(e) = built {
         return fail(format!(
             "cannot prepare the staging directory `{}`: {e}",
             relative(&shared.root, dir)
         ));
+    }
+    if let Some(kept) = kept {
+        let _ = shared.resumes.discard(&job.fingerprint);
+        emit(
+            events,
+            Event::Progress {
+                stage: stage.name.clone(),
+                step: 0,
+                total: 0,
+                message: format!(
+                    "resuming from the persist outs an unfinished run with the same inputs left in `{}`",
+                    relative(&shared.root, &kept)
+                ),
+            },
+        );
     }
     if let Err(e) = std::fs::create_dir_all(&shared.run.dir) {
         return fail(format!(

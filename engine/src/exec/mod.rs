@@ -23,6 +23,7 @@ mod prepare;
 pub mod process;
 pub mod queue;
 pub mod resources;
+pub mod resume;
 mod scheduler;
 pub mod slurm;
 pub mod staging;

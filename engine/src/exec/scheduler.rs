@@ -72,6 +72,7 @@ use crate::workspace::Workspace;
 use super::job::{self, Job, JobEnd, Mode, Shared};
 use super::queue::{DependencyQueue, Outcome};
 use super::resources::{self, Pool};
+use super::resume::Resumes;
 use super::{prepare, process, staging, ExecError, Options, Report};
 
 /// How long to wait after forwarding SIGINT before killing the stages.
@@ -194,7 +195,7 @@ impl<'a> Scheduler<'a> {
 
         let run = RunDir::new(&ws.runs_dir());
         if !opts.dry_run {
-            staging::clean_stale(&ws.tmp_dir(), &run.id);
+            staging::clean_stale(&ws.tmp_dir(), &run.id, &Resumes::new(ws.resume_dir()));
             prepare::sweep_leftover_temps(dag, root, &store, &events);
         }
         let shared = Arc::new(Shared {
@@ -206,6 +207,7 @@ impl<'a> Scheduler<'a> {
             backend: Arc::clone(&opts.backend),
             exe: std::env::current_exe().map_err(ExecError::Exe)?,
             views: staging::Views::of(dag),
+            resumes: Resumes::new(ws.resume_dir()),
             host: crate::workspace::hostname(),
         });
 

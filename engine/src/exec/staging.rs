@@ -10,7 +10,8 @@
 //! ([`publish`]); the lock entry comes last. So a failed or killed stage leaves the previous
 //! outs and the previous lock entry exactly as they were, and the next run simply finds the
 //! stage stale again. `persist: true` outs are copied into the view before the run, so a
-//! training stage can resume from its own checkpoint.
+//! training stage can resume from its own checkpoint; those of a run that did not finish are
+//! kept for the next run with the same inputs ([`super::resume`]).
 //!
 //! Inside directories that lead to outs, entries that are *other stages' outs* are linked only
 //! when this stage declares them as deps: reading another stage's output without declaring it
@@ -26,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::resume::Resumes;
 use crate::dag::is_within;
 use crate::fsutil;
 use crate::spec::Stage;
@@ -125,8 +127,16 @@ struct View<'a> {
     deps: Vec<&'a str>,
 }
 
-/// Builds the staging view for `stage` at `dir`.
-pub fn build_view(root: &Path, dir: &Path, stage: &Stage, views: &Views) -> io::Result<()> {
+/// Builds the staging view for `stage` at `dir`. Its persist outs come from `kept` (the state
+/// an unfinished run with the same inputs left, see [`super::resume`]; moved, not copied) where
+/// it holds them, else from the workspace (copied).
+pub fn build_view(
+    root: &Path,
+    dir: &Path,
+    stage: &Stage,
+    views: &Views,
+    kept: Option<&Path>,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut real: BTreeSet<String> = BTreeSet::new();
     let mut add_ancestors = |path: &str, include_self: bool| {
@@ -162,9 +172,16 @@ pub fn build_view(root: &Path, dir: &Path, stage: &Stage, views: &Views) -> io::
         std::fs::create_dir_all(dir.join(r))?;
     }
     for out in stage.outs.iter().filter(|o| o.persist) {
+        let dest = dir.join(&out.path);
+        let kept = kept.map(|k| k.join(&out.path));
+        if let Some(kept) = kept.filter(|k| std::fs::symlink_metadata(k).is_ok()) {
+            std::fs::create_dir_all(fsutil::parent_dir(&dest))?;
+            std::fs::rename(kept, dest)?;
+            continue;
+        }
         let src = root.join(&out.path);
         if std::fs::symlink_metadata(&src).is_ok() {
-            copy_tree(&src, &dir.join(&out.path))?;
+            copy_tree(&src, &dest)?;
         }
     }
     Ok(())
@@ -302,14 +319,16 @@ pub fn stage_dir(tmp_dir: &Path, run_id: &str, stage: &str) -> PathBuf {
         .join(crate::fsutil::safe_file_name(stage))
 }
 
-/// Deletes staging directories of earlier runs. Called with the project lock held, so no other
-/// `repro` can be using them: they belong to runs that were killed.
-pub fn clean_stale(tmp_dir: &Path, current_run: &str) {
+/// Deletes staging directories of earlier runs, after keeping the persist outs of their
+/// unfinished stages for the next run ([`Resumes::salvage`]). Called with the project lock held,
+/// so no other `repro` can be using them: they belong to runs that were killed.
+pub fn clean_stale(tmp_dir: &Path, current_run: &str, resumes: &Resumes) {
     let Ok(entries) = std::fs::read_dir(tmp_dir) else {
         return;
     };
     for entry in entries.flatten() {
         if entry.file_name() != current_run {
+            resumes.salvage(&entry.path());
             let _ = fsutil::remove_path(&entry.path());
         }
     }

@@ -5,9 +5,10 @@
 //! files). It is restartable: when `OUT/checkpoint.safetensors` exists (the engine copies
 //! `persist: true` outs into the staging directory) and was written under the same identity
 //! params ([`params::TrainParams::identity`]), training resumes from it, and on the CPU the
-//! result is bit-identical to an uninterrupted run. A checkpoint from other params is an error,
-//! not silently discarded work; one written by another version of this builtin (its
-//! `train_gan_version` key) is discarded with a message, since its state is not this code's.
+//! result is bit-identical to an uninterrupted run. A checkpoint written under other identity
+//! params, or by another version of this builtin (its `train_gan_version` key), is set aside
+//! with a message and training starts over: its state is not this run's. Nothing is lost by
+//! that, since the directory is the engine's staging copy of the published run.
 //!
 //! When things are written, for completed G iteration `t`: a log row when `t % log_every == 0`,
 //! spectra when `t % spectra_every == 0` (`t = 0` included: the initialization's spectrum, on a
@@ -115,9 +116,6 @@ pub enum TrainError {
     /// The identity params could not be encoded (a dataset path that is not UTF-8).
     #[error("cannot encode the params that identify a checkpoint: {0}")]
     Identity(String),
-    /// The checkpoint was written under other params.
-    #[error("the checkpoint `{path}` was written with different params (model, optimizer, seed, ...); delete `{out}` to start over or restore the params")]
-    ParamsChanged { path: PathBuf, out: PathBuf },
     /// The requested device cannot be used.
     #[error("device `{spec}` cannot be used: {why}")]
     Device { spec: String, why: String },
@@ -167,46 +165,53 @@ pub fn train(
     let out = &params.out;
     let ckpt_path = out.join("checkpoint.safetensors");
     // A checkpoint from another version of this builtin holds a state this code may not
-    // continue (the version changes exactly when what a run computes changes): start over from
-    // a clean directory, saying so, rather than fail every run after an upgrade. The staging
-    // directory is the engine's copy, so the last good outputs are untouched until this succeeds.
+    // continue (the version changes exactly when what a run computes changes), and one from
+    // other identity params (a changed seed, width, `iterations`, ...) describes other work:
+    // either way, start over from a clean directory, saying so, rather than fail every run
+    // after an upgrade or a changed setting. The directory is the engine's staging copy, so
+    // the last published run stays in the workspace (and in the cache) until this one succeeds;
+    // the engine resumes an unfinished run only under identical inputs (`exec::resume`).
     if ckpt_path.exists() {
         let state = read_checkpoint(&ckpt_path)?;
         let written_by = state
             .get(VERSION_KEY)
             .and_then(|t| t.to_vec1::<i64>().ok())
             .and_then(|v| v.first().copied());
-        if written_by == Some(i64::from(VERSION)) {
+        let start_over = if written_by == Some(i64::from(VERSION)) {
             let stored: Vec<u8> = state
                 .get("identity")
                 .ok_or(TrainError::CorruptCheckpoint { key: "identity" })?
                 .to_vec1()?;
-            if stored != identity {
-                return Err(TrainError::ParamsChanged {
-                    path: ckpt_path,
-                    out: out.clone(),
-                });
-            }
-            trainer.import(&state)?;
-            progress(
-                trainer.iteration,
-                params.iterations,
-                &format!("resumed from iteration {}", trainer.iteration),
-            );
+            (stored != identity).then(|| {
+                "was written under other params (model, optimizer, iterations, seed, ...)"
+                    .to_string()
+            })
         } else {
             let was = written_by.map_or("an older version".to_string(), |v| format!("version {v}"));
-            progress(
-                0,
-                params.iterations,
-                &format!(
-                    "the checkpoint was written by train-gan {was}, which this version ({}) does not resume: training from iteration 0",
-                    VERSION
-                ),
-            );
-            clear_for_a_new_run(out).map_err(|e| TrainError::Output {
-                path: out.clone(),
-                source: DataError::io("clear", out, e),
-            })?;
+            Some(format!(
+                "was written by train-gan {was}, which this version ({VERSION}) does not resume"
+            ))
+        };
+        match start_over {
+            None => {
+                trainer.import(&state)?;
+                progress(
+                    trainer.iteration,
+                    params.iterations,
+                    &format!("resumed from iteration {}", trainer.iteration),
+                );
+            }
+            Some(why) => {
+                progress(
+                    0,
+                    params.iterations,
+                    &format!("the checkpoint {why}: training from iteration 0"),
+                );
+                clear_for_a_new_run(out).map_err(|e| TrainError::Output {
+                    path: out.clone(),
+                    source: DataError::io("clear", out, e),
+                })?;
+            }
         }
     }
     let resumed_from = trainer.iteration;
