@@ -12,7 +12,9 @@
 //! - **Only the params that vary are shown.** A param is constant when every row that has it
 //!   holds the same value: rows of different kinds (a `train` and its `eval`) have different
 //!   keys, and a key one kind lacks must not make the other kind's constant settings show.
-//!   The table says how many it hid; `--all` shows them.
+//!   Metrics likewise, when two or more rows have them and agree (a version, a dataset's kind);
+//!   a metric only one row has is that row's result. The table says how many it hid; `--all`
+//!   shows them.
 //! - **Metrics come from the workspace**, read by [`metrics::read_stage`] exactly as
 //!   `repro metrics show` reads them. A column is the metric's flattened key (`fid`, `is.mean`)
 //!   when the stage has one metric file, so the members of a grid, whose files differ only by
@@ -178,39 +180,58 @@ pub struct Table {
     pub params: Vec<String>,
     /// Param columns equal in every row that has them, not shown.
     pub hidden: Vec<String>,
-    /// Metric columns, sorted by name.
+    /// Metric columns shown, sorted by name.
     pub metrics: Vec<String>,
+    /// Metric columns that two or more rows have, all with the same value (a version, a
+    /// dataset's kind), not shown.
+    pub hidden_metrics: Vec<String>,
+}
+
+/// Each key of `rows`' `field` (params or metrics) with the distinct values it takes and the
+/// number of rows that have it.
+fn spread<'a>(
+    rows: &'a [Row],
+    field: impl Fn(&'a Row) -> &'a BTreeMap<String, Value>,
+) -> BTreeMap<&'a str, (Vec<&'a Value>, usize)> {
+    let mut seen: BTreeMap<&str, (Vec<&Value>, usize)> = BTreeMap::new();
+    for r in rows {
+        for (k, v) in field(r) {
+            let (values, count) = seen.entry(k.as_str()).or_default();
+            *count += 1;
+            if !values.contains(&v) {
+                values.push(v);
+            }
+        }
+    }
+    seen
 }
 
 impl Table {
-    /// The table of `rows`; with `all`, constant params are shown too.
+    /// The table of `rows`; with `all`, constant params and metrics are shown too.
     pub fn new(rows: Vec<Row>, all: bool) -> Table {
-        let mut seen: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-        for r in &rows {
-            for (k, v) in &r.params {
-                let values = seen.entry(k.as_str()).or_default();
-                if !values.contains(&v) {
-                    values.push(v);
-                }
-            }
-        }
         let (mut params, mut hidden) = (Vec::new(), Vec::new());
-        for (k, values) in seen {
+        for (k, (values, _)) in spread(&rows, |r| &r.params) {
             if all || values.len() > 1 {
                 params.push(k.to_string());
             } else {
                 hidden.push(k.to_string());
             }
         }
-        let metrics: BTreeSet<String> = rows
-            .iter()
-            .flat_map(|r| r.metrics.keys().cloned())
-            .collect();
+        // A metric only one row has is that row's result, not a constant.
+        let (mut metrics, mut hidden_metrics) = (Vec::new(), Vec::new());
+        for (k, (values, count)) in spread(&rows, |r| &r.metrics) {
+            if all || values.len() > 1 || count < 2 {
+                metrics.push(k.to_string());
+            } else {
+                hidden_metrics.push(k.to_string());
+            }
+        }
         Table {
             rows,
             params,
             hidden,
-            metrics: metrics.into_iter().collect(),
+            metrics,
+            hidden_metrics,
         }
     }
 
@@ -244,6 +265,7 @@ impl Table {
             .columns()
             .into_iter()
             .chain(self.hidden.iter().cloned())
+            .chain(self.hidden_metrics.iter().cloned())
             .collect();
         if all.iter().any(|c| c == column) {
             return Ok(column.to_string());
@@ -308,13 +330,27 @@ impl Table {
 
     /// The line under a terminal or Markdown table that says what it leaves out.
     pub fn footer(&self) -> Option<String> {
-        match self.hidden.len() {
+        let count = |n: usize, what: &str| match n {
             0 => None,
-            1 => Some("1 param equal in every row, not shown (--all to show it)".into()),
-            n => Some(format!(
-                "{n} params equal in every row, not shown (--all to show them)"
-            )),
-        }
+            1 => Some(format!("1 {what}")),
+            n => Some(format!("{n} {what}s")),
+        };
+        let parts: Vec<String> = [
+            count(self.hidden.len(), "param"),
+            count(self.hidden_metrics.len(), "metric"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let it = match self.hidden.len() + self.hidden_metrics.len() {
+            0 => return None,
+            1 => "it",
+            _ => "them",
+        };
+        Some(format!(
+            "{} equal in every row, not shown (--all to show {it})",
+            parts.join(" and ")
+        ))
     }
 }
 
@@ -491,6 +527,35 @@ mod tests {
             "2 params equal in every row, not shown (--all to show them)"
         );
         assert_eq!(Table::new(t.rows.clone(), true).params.len(), 3);
+    }
+
+    #[test]
+    fn a_metric_is_hidden_when_two_rows_or_more_have_it_and_agree() {
+        let t = Table::new(
+            vec![
+                row(
+                    "eval@1",
+                    json!({"with": {"seed": 1}}),
+                    json!({"fid": 3, "version": 3}),
+                ),
+                row(
+                    "eval@2",
+                    json!({"with": {"seed": 2}}),
+                    json!({"fid": 4, "version": 3}),
+                ),
+                row("report", json!({}), json!({"pages": 2})),
+            ],
+            false,
+        );
+        assert_eq!(t.metrics, ["fid", "pages"]);
+        assert_eq!(t.hidden_metrics, ["version"]);
+        assert_eq!(
+            t.footer().unwrap(),
+            "1 metric equal in every row, not shown (--all to show it)"
+        );
+        let all = Table::new(t.rows.clone(), true);
+        assert_eq!(all.metrics, ["fid", "pages", "version"]);
+        assert_eq!(all.footer(), None);
     }
 
     #[test]
