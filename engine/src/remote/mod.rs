@@ -52,7 +52,7 @@ use thiserror::Error;
 
 use crate::cache::{CacheError, Store, LAYOUT};
 use crate::events::{emit, Direction, Event, Sender};
-use crate::hash::{Digest, Manifest};
+use crate::hash::Digest;
 use crate::lockfile::LockEntry;
 
 /// Why a remote operation failed. [`RemoteError::is_usage`] tells configuration mistakes
@@ -268,11 +268,50 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// One object to move: its name and size (0 when unknown: a manifest's entries).
+/// One object to move: its name and size (0 for a manifest: its size is not recorded).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Object {
     sha256: String,
     size: u64,
+}
+
+/// The objects some outputs consist of, as the local store knows them: the files, and each
+/// directory's manifest with the files it names. The one expansion that `push`, `pull` and
+/// `presence` share.
+#[derive(Default)]
+struct Objects {
+    files: BTreeSet<Object>,
+    manifests: BTreeSet<Object>,
+    /// Directories whose manifest the local store lacks: their files cannot be named.
+    unknown: Vec<String>,
+}
+
+impl Objects {
+    fn of(local: &Store, outputs: impl IntoIterator<Item = Digest>) -> Result<Objects, CacheError> {
+        let mut o = Objects::default();
+        for d in outputs {
+            if !d.is_dir() {
+                o.files.insert(Object {
+                    sha256: d.sha256,
+                    size: d.size,
+                });
+                continue;
+            }
+            match local.load_manifest(&d.sha256) {
+                Ok(m) => o.files.extend(m.entries.into_iter().map(|e| Object {
+                    sha256: e.sha256,
+                    size: e.size,
+                })),
+                Err(CacheError::Missing { .. }) => o.unknown.push(d.sha256.clone()),
+                Err(e) => return Err(e),
+            }
+            o.manifests.insert(Object {
+                sha256: d.sha256,
+                size: 0,
+            });
+        }
+        Ok(o)
+    }
 }
 
 impl Remote {
@@ -420,32 +459,19 @@ impl Remote {
         let (entries, incomplete): (Vec<&LockEntry>, Vec<&LockEntry>) = entries
             .iter()
             .partition(|e| e.outputs.values().all(|d| local.contains(&d.into())));
-        let mut objects = BTreeSet::new();
-        let mut manifests = BTreeSet::new();
-        for entry in &entries {
-            for d in entry.outputs.values() {
-                let d: Digest = d.into();
-                if d.is_dir() {
-                    let m = local
-                        .load_manifest(&d.sha256)
-                        .map_err(|e| self.not_local(e))?;
-                    for e in m.entries {
-                        objects.insert(Object {
-                            size: e.size,
-                            sha256: e.sha256,
-                        });
-                    }
-                    manifests.insert(Object {
-                        sha256: d.sha256,
-                        size: 0,
-                    });
-                } else {
-                    objects.insert(Object {
-                        sha256: d.sha256,
-                        size: d.size,
-                    });
-                }
-            }
+        let Objects {
+            files: objects,
+            manifests,
+            unknown,
+        } = Objects::of(
+            local,
+            entries
+                .iter()
+                .flat_map(|e| e.outputs.values().map(Digest::from)),
+        )
+        .map_err(|e| self.not_local(e))?;
+        if let Some(id) = unknown.into_iter().next() {
+            return Err(self.not_local(CacheError::Missing { id }));
         }
         let progress = Progress::new(
             self,
@@ -592,36 +618,24 @@ impl Remote {
         events: &Sender,
     ) -> Result<Transferred, RemoteError> {
         let (files, dirs): (Vec<&Digest>, Vec<&Digest>) = outputs.iter().partition(|d| !d.is_dir());
-        let mut objects: BTreeSet<Object> = files
-            .iter()
-            .map(|d| Object {
-                sha256: d.sha256.clone(),
-                size: d.size,
-            })
-            .collect();
-        let dirs: BTreeSet<&str> = dirs.iter().map(|d| d.sha256.as_str()).collect();
-        let progress = Progress::new(self, Direction::Pull, objects.len() + dirs.len(), events);
+        // Sets: two outputs may be the same file or directory.
+        let files = Objects::of(local, files.into_iter().cloned())?.files;
+        let dirs: BTreeMap<&str, &Digest> =
+            dirs.into_iter().map(|d| (d.sha256.as_str(), d)).collect();
+        let progress = Progress::new(self, Direction::Pull, files.len() + dirs.len(), events);
         let progress = &progress;
         self.runtime.block_on(async {
             // Manifests first: they name the files to fetch.
-            futures::stream::iter(dirs.iter().copied())
+            futures::stream::iter(dirs.keys())
                 .map(|sha| self.download(local, sha, 0, progress))
                 .buffer_unordered(self.jobs)
                 .try_collect::<Vec<()>>()
                 .await?;
-            for sha in &dirs {
-                let manifest: Manifest = match local.load_manifest(sha) {
-                    Ok(m) => m,
-                    // Not on the remote either: its directory's entries are incomplete.
-                    Err(CacheError::Missing { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                progress.grow(manifest.entries.len());
-                objects.extend(manifest.entries.into_iter().map(|e| Object {
-                    sha256: e.sha256,
-                    size: 0,
-                }));
-            }
+            // A manifest on neither side names no files: its entries are left out (see `pull`).
+            let named = Objects::of(local, dirs.values().map(|d| (*d).clone()))?.files;
+            let counted = files.len();
+            let objects: BTreeSet<Object> = files.into_iter().chain(named).collect();
+            progress.grow(objects.len() - counted);
             futures::stream::iter(objects)
                 .map(|o| async move { self.download(local, &o.sha256, o.size, progress).await })
                 .buffer_unordered(self.jobs)
@@ -719,22 +733,8 @@ impl Remote {
         let mut out = BTreeMap::new();
         self.runtime.block_on(async {
             for (stage, entry) in entries {
-                let mut objects = Vec::new();
-                for d in entry.outputs.values() {
-                    let d: Digest = d.into();
-                    objects.push(Object {
-                        sha256: d.sha256.clone(),
-                        size: if d.is_dir() { 0 } else { d.size },
-                    });
-                    if d.is_dir() {
-                        if let Ok(m) = local.load_manifest(&d.sha256) {
-                            objects.extend(m.entries.into_iter().map(|e| Object {
-                                sha256: e.sha256,
-                                size: e.size,
-                            }));
-                        }
-                    }
-                }
+                let o = Objects::of(local, entry.outputs.values().map(Digest::from))?;
+                let objects = o.files.into_iter().chain(o.manifests);
                 let checks: Vec<(bool, bool, u64)> = futures::stream::iter(objects)
                     .map(|o| async move {
                         let on_remote = self.exists(&Self::object_key(&o.sha256), 0).await?;
