@@ -142,6 +142,11 @@ pub enum DirtyReason {
         /// Stopped by Ctrl-C rather than failed.
         interrupted: bool,
     },
+    /// Not a cause but what the run will do: an unfinished run with these very inputs kept its
+    /// persist outs in `kept` (`exec::resume`), and the next run continues from them.
+    Resumes {
+        kept: String,
+    },
     Forced,
     AlwaysChanged,
     SchemeChanged,
@@ -217,6 +222,7 @@ impl fmt::Display for DirtyReason {
             } => write!(f, "last run interrupted"),
             LastRunFailed { log: Some(log), .. } => write!(f, "last run failed (log: {log})"),
             LastRunFailed { log: None, .. } => write!(f, "last run failed"),
+            Resumes { kept } => write!(f, "continues from the unfinished run kept in {kept}"),
             Forced => write!(f, "forced"),
             AlwaysChanged => write!(f, "always changed"),
             SchemeChanged => write!(f, "fingerprint scheme changed"),

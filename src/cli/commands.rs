@@ -366,6 +366,7 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
     ws.prepare_state_dir()?;
     let hasher = Hasher::open(&ws.hash_state_dir())?;
     let mut failures = None;
+    let resumes = repro_engine::exec::resume::Resumes::new(ws.resume_dir());
     let mut stale: BTreeSet<StageId> = BTreeSet::new();
     let mut rows = Vec::new();
     for &id in &order {
@@ -396,6 +397,11 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
                     if let Some(f) = failed {
                         reasons.retain(|r| *r != DirtyReason::NeverRun);
                         reasons.insert(0, f);
+                    }
+                    if let Some(kept) = resumes.find(&c.fingerprint) {
+                        reasons.push(DirtyReason::Resumes {
+                            kept: repro_engine::exec::job::relative(&ws.root, &kept),
+                        });
                     }
                     "stale"
                 }

@@ -166,7 +166,8 @@ fn targets_filter_the_rows_and_only_what_varies_among_them_is_shown() {
     assert!(!header.contains("item.width"), "{out:?}");
     // So is a metric both rows share.
     assert!(
-        out.stdout.contains("4 params and 1 metric equal in every row"),
+        out.stdout
+            .contains("4 params and 1 metric equal in every row"),
         "{out:?}"
     );
     let group = p.ok(&["exp", "show", "train"]);

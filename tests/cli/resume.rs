@@ -34,6 +34,15 @@ fn a_failed_stage_continues_from_its_persist_outs_and_only_under_the_same_inputs
     assert_eq!(other.code, 1, "{other:?}");
     assert!(!other.stderr.contains("resuming"), "{other:?}");
 
+    // `repro status` says what the next run will do.
+    let status = p.repro(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("continues from the unfinished run kept in .repro/resume/"),
+        "{status:?}"
+    );
+
     // Back to `tag=a`: the second attempt continues from the first one's state, the third
     // gets through, and the published out holds the three steps of `a` and nothing of `b`.
     let second = p.repro(&["all"]);
