@@ -11,7 +11,6 @@
 //! The one hash of this module's own is md5, only to check the checksums dataset authors publish.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use repro_engine::hash::Hasher;
@@ -31,16 +30,7 @@ pub fn file_md5(path: &Path) -> Result<String, DataError> {
     use md5::Digest as _;
     let mut f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
     let mut h = md5::Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| DataError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    std::io::copy(&mut f, &mut h).map_err(|e| DataError::io("read", path, e))?;
     Ok(hex::encode(h.finalize()))
 }
 
