@@ -529,15 +529,29 @@ fn gc(ws: &Workspace, dry_run: bool, no_wait: bool) -> Result<i32> {
         stats.runs_kept,
         if dry_run { " (dry run: nothing deleted)" } else { "" }
     );
-    if dry_run {
-        return Ok(exit_code::OK);
+    let resumes = repro_engine::exec::resume::Resumes::new(ws.resume_dir());
+    if !dry_run {
+        // Dead runs' views go; their unfinished stages' persist outs stay, as `all` keeps them.
+        repro_engine::exec::staging::clean_stale(&ws.tmp_dir(), "", &resumes);
     }
-    // Dead runs' views go; their unfinished stages' persist outs stay, as `all` would keep them.
-    repro_engine::exec::staging::clean_stale(
-        &ws.tmp_dir(),
-        "",
-        &repro_engine::exec::resume::Resumes::new(ws.resume_dir()),
-    );
+    // Never deleted here: a kept state is work the next run with its inputs continues from,
+    // and only the user knows whether those inputs come back.
+    let kept = resumes.list();
+    if !kept.is_empty() {
+        let bytes = kept.iter().map(|(_, b)| b).sum();
+        println!(
+            "kept {} unfinished run(s) ({}) for the next run with the same inputs; delete a folder to discard it:",
+            kept.len(),
+            reporter::human_bytes(bytes)
+        );
+        for (dir, bytes) in kept {
+            println!(
+                "  {} ({})",
+                repro_engine::exec::job::relative(&ws.root, &dir),
+                reporter::human_bytes(bytes)
+            );
+        }
+    }
     Ok(exit_code::OK)
 }
 

@@ -57,6 +57,19 @@ fn a_failed_stage_continues_from_its_persist_outs_and_only_under_the_same_inputs
         .flatten()
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
+    // `gc` names it and leaves it.
+    let gc = p.ok(&["gc"]);
+    assert!(
+        gc.stdout
+            .contains("kept 1 unfinished run(s) (2 B) for the next run with the same inputs"),
+        "{gc:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(p.root().join(".repro/resume"))
+            .unwrap()
+            .count(),
+        1
+    );
     let rest = p.repro(&["all", "--set", "tag=b", "--set", "need=2"]);
     // need=2 is another fingerprint again: it starts from the workspace's copy (3 steps of a).
     assert_eq!(rest.code, 0, "{rest:?}");

@@ -107,6 +107,27 @@ impl Resumes {
         Ok(Some(entry))
     }
 
+    /// Every kept state: its folder and the bytes of the files in it, by fingerprint.
+    pub fn list(&self) -> Vec<(PathBuf, u64)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut kept: Vec<(PathBuf, u64)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                p.is_dir() && !fsutil::is_temp_name(&name)
+            })
+            .map(|p| {
+                let bytes = tree_bytes(&p);
+                (p, bytes)
+            })
+            .collect();
+        kept.sort();
+        kept
+    }
+
     /// Deletes the state kept for `fingerprint` (a run resumed from it and has its own view).
     pub fn discard(&self, fingerprint: &str) -> io::Result<()> {
         fsutil::remove_path(&self.dir.join(fingerprint))
@@ -142,6 +163,17 @@ impl Resumes {
             let view = run_dir.join(fsutil::safe_file_name(&m.stage));
             let _ = self.keep(&view, &m.persist, &m.fingerprint);
         }
+    }
+}
+
+/// The bytes of the regular files at or below `path`.
+fn tree_bytes(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|d| d.flatten().map(|e| tree_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) if m.is_file() => m.len(),
+        _ => 0,
     }
 }
 
