@@ -178,13 +178,8 @@ pub enum StageError {
     #[error("invalid params for builtin `{kind}`: {message}")]
     Params { kind: String, message: String },
     /// A file could not be read or written.
-    #[error("{action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FsError),
     /// Any failure of the domain code, with its own typed error as the source.
     #[error(transparent)]
     Domain(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -198,11 +193,7 @@ impl StageError {
 
     /// An I/O error with the path and what was being done to it.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StageError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        StageError::Io(crate::fsutil::FsError::new(action, path, source))
     }
 
     /// Whether the error is the user's params rather than the stage's work (exit code 2, not 1).

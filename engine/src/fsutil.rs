@@ -13,12 +13,42 @@
 //! (`crate::hash`), so a leftover can never become content that a downstream stage reads or a
 //! fingerprint records. Never change the pattern without keeping the old one recognised: a
 //! leftover of the previous version would turn into data.
+//!
+//! A failed operation on a path is an [`FsError`] (what was tried, where, and the system's
+//! reason), the one I/O error of the libraries: each error enum wraps it as its `Io` variant.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A filesystem operation on `path` that failed. Every library error enum of the project wraps
+/// this one as `Io(FsError)`, so every such message reads `cannot ACTION `PATH`: REASON`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} `{}`: {source}", path.display())]
+pub struct FsError {
+    /// What was tried, as a verb: `read`, `create`, `rename into`, ...
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> FsError {
+        FsError {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The `map_err` adapter that names `action` and `path`: `.map_err(fs_err("read", path))?`.
+pub fn fs_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
+    move |source| FsError::new(action, path, source)
+}
 
 /// The suffix of every temp file or directory the engine creates.
 pub const TEMP_SUFFIX: &str = ".repro-tmp";

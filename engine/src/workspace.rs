@@ -48,12 +48,8 @@ pub enum WorkspaceError {
     NotFound { start: PathBuf },
     #[error("the project is locked by {holder}; wait for it, or run without `--no-wait` to wait")]
     Busy { holder: Holder },
-    #[error("cannot {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FsError),
 }
 
 /// Who holds the project lock (written into `.repro/lock`).
@@ -148,20 +144,11 @@ impl Workspace {
     /// module doc); an existing `.gitignore` there is left as it is.
     pub fn prepare_state_dir(&self) -> Result<PathBuf, WorkspaceError> {
         let dir = self.state_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| WorkspaceError::Io {
-            action: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(crate::fsutil::fs_err("create", &dir))?;
         let ignore = dir.join(".gitignore");
         if !ignore.exists() {
-            crate::fsutil::write_atomic(&ignore, STATE_GITIGNORE.as_bytes()).map_err(|source| {
-                WorkspaceError::Io {
-                    action: "write",
-                    path: ignore.clone(),
-                    source,
-                }
-            })?;
+            crate::fsutil::write_atomic(&ignore, STATE_GITIGNORE.as_bytes())
+                .map_err(crate::fsutil::fs_err("write", &ignore))?;
         }
         Ok(dir)
     }
@@ -181,11 +168,7 @@ impl Workspace {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|source| WorkspaceError::Io {
-                action: "open",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(crate::fsutil::fs_err("open", &path))?;
         if !try_flock(&file, false) {
             let holder = read_holder(&mut file);
             if !wait {
@@ -194,11 +177,9 @@ impl Workspace {
             on_wait(&holder);
             if !try_flock(&file, true) {
                 let source = std::io::Error::last_os_error();
-                return Err(WorkspaceError::Io {
-                    action: "lock",
-                    path,
-                    source,
-                });
+                return Err(WorkspaceError::Io(crate::fsutil::FsError::new(
+                    "lock", path, source,
+                )));
             }
         }
         let holder = Holder {

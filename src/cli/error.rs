@@ -32,7 +32,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
             return match w {
                 WorkspaceError::Busy { .. } => exit_code::LOCK_BUSY,
                 WorkspaceError::NotFound { .. } => exit_code::USAGE,
-                WorkspaceError::Io { .. } => exit_code::STATE,
+                WorkspaceError::Io(_) => exit_code::STATE,
             };
         }
         if let Some(e) = cause.downcast_ref::<repro_engine::remote::RemoteError>() {

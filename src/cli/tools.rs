@@ -105,7 +105,7 @@ pub fn builtin(
 pub fn spectrum(file: &Path, json_out: bool) -> Result<i32> {
     use stages::spectral::{checkpoint_spectra, SpectralError};
     let spectra = checkpoint_spectra(file).map_err(|e| match e {
-        SpectralError::Io { .. } | SpectralError::Safetensors { .. } => {
+        SpectralError::Io(_) | SpectralError::Safetensors { .. } => {
             anyhow::Error::new(UsageError(e.to_string()))
         }
         other => anyhow::Error::new(other),

@@ -54,13 +54,8 @@ const RESTORED_MODE: u32 = 0o666;
 /// Why a store operation failed.
 #[derive(Debug, Error)]
 pub enum CacheError {
-    #[error("failed to {op} `{path}`: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FsError),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(
@@ -105,11 +100,7 @@ pub(crate) fn io_err<'a>(
     op: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| CacheError::Io(crate::fsutil::FsError::new(op, path, source))
 }
 
 /// An object being added from outside ([`Store::import_begin`]): write its bytes to

@@ -81,13 +81,8 @@ impl Digest {
 /// Why a path could not be hashed.
 #[derive(Debug, Error)]
 pub enum HashError {
-    #[error("failed to {op} `{path}`: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FsError),
     #[error(
         "symlink `{link}` points outside `{root}`; copy its target into the directory or declare \
          the target as a dependency of its own"
@@ -119,11 +114,7 @@ pub enum HashError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HashError + 'a {
-    move |source| HashError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| HashError::Io(crate::fsutil::FsError::new(op, path, source))
 }
 
 /// Counters since the hasher was opened (for `--verbose` reporting).

@@ -11,13 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file or directory could not be read or written.
-    #[error("{action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] repro_engine::fsutil::FsError),
     /// A prepared dataset file is not valid safetensors.
     /// A fetched file or directory could not be hashed (the engine's hasher says why).
     #[error(transparent)]
@@ -138,11 +133,7 @@ fn at_entry(entry: &str) -> String {
 impl DataError {
     /// An I/O error with the path and what was being done to it.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        DataError::Io(repro_engine::fsutil::FsError::new(action, path, source))
     }
 
     /// A malformed raw file.

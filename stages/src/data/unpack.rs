@@ -290,8 +290,8 @@ fn gunzip(
     budget
         .copy(&mut reader, file, name, None)
         .map_err(|e| match e {
-            DataError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
-                DataError::raw(budget.archive.clone(), "gzip", source.to_string())
+            DataError::Io(e) if e.source.kind() == io::ErrorKind::InvalidInput => {
+                DataError::raw(budget.archive.clone(), "gzip", e.source.to_string())
             }
             other => other,
         })

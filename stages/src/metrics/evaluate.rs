@@ -502,11 +502,7 @@ fn features(
 /// The samples files to evaluate, ordered: numeric stems by iteration, then the others by name
 /// (so `final` comes after every iteration).
 pub fn sample_files(path: &Path) -> Result<Vec<(String, Option<u64>, PathBuf)>, MetricsError> {
-    let io = |action, source| MetricsError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |action, source| MetricsError::io(action, path, source);
     let meta = std::fs::metadata(path).map_err(|e| io("read", e))?;
     let files: Vec<PathBuf> = if meta.is_dir() {
         let mut v = Vec::new();

@@ -29,13 +29,8 @@ pub use inception_weights::{convert_weights, WeightsInfo};
 /// Why a metric could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("cannot {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] repro_engine::fsutil::FsError),
     #[error(transparent)]
     TorchFile(#[from] crate::torchfile::TorchFileError),
     #[error("`{path}` is not usable FID Inception weights: {message}")]
@@ -91,11 +86,7 @@ pub enum MetricsError {
 
 impl MetricsError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        MetricsError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        MetricsError::Io(repro_engine::fsutil::FsError::new(action, path, source))
     }
 }
 

@@ -720,11 +720,8 @@ pub fn run_figures(
     }
     match latest_samples(base, run) {
         Some(src) => {
-            let bytes = std::fs::read(base.join(&src)).map_err(|source| ReportError::Io {
-                action: "read",
-                path: src.clone(),
-                source,
-            })?;
+            let bytes = std::fs::read(base.join(&src))
+                .map_err(repro_engine::fsutil::fs_err("read", &src))?;
             let dst = PathBuf::from("figures/samples").join(format!("{}.png", slug(&run.name)));
             files.insert(dst.clone(), bytes);
             out.samples = Some(dst);

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::ReportError;
+use repro_engine::fsutil::fs_err;
 
 /// Params keys that never define a setting: the seed and the method (they are what a setting
 /// compares), and keys that change where or how often things are written, not what is trained.
@@ -276,18 +277,10 @@ pub fn discover(
     spectral_root: Option<&Path>,
 ) -> Result<Vec<RunPaths>, ReportError> {
     let dir = base.join(runs_root);
-    let entries = std::fs::read_dir(&dir).map_err(|source| ReportError::Io {
-        action: "list runs in",
-        path: runs_root.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(&dir).map_err(fs_err("list runs in", runs_root))?;
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ReportError::Io {
-            action: "list runs in",
-            path: runs_root.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(fs_err("list runs in", runs_root))?;
         if entry.path().join("params.json").is_file() {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }

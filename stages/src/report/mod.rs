@@ -121,13 +121,8 @@ pub enum ReportError {
     MissingParams { run: String, path: PathBuf },
     #[error("cannot use `{}`: {message}", .path.display())]
     BadInput { path: PathBuf, message: String },
-    #[error("cannot {action} `{}`: {source}", .path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] repro_engine::fsutil::FsError),
     #[error(transparent)]
     Write(#[from] crate::data::DataError),
     #[error("building the tables failed: {0}")]

@@ -38,13 +38,8 @@ pub use summary::{summarize, Summary, TAIL_FROM};
 /// Why a spectrum could not be read or computed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpectralError {
-    #[error("cannot {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] repro_engine::fsutil::FsError),
     #[error("`{path}` is not a readable safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },
     #[error("tensor `{tensor}` in `{path}` holds NaN or infinite values; a diverged run has no spectrum, use an earlier checkpoint")]
@@ -73,11 +68,7 @@ pub enum SpectralError {
 
 impl SpectralError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        SpectralError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        SpectralError::Io(repro_engine::fsutil::FsError::new(action, path, source))
     }
 }
 

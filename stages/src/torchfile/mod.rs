@@ -37,12 +37,8 @@ use pickle::{unpickle, TensorRef, Value};
 /// Why a PyTorch file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TorchFileError {
-    #[error("cannot read `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] repro_engine::fsutil::FsError),
     #[error("`{path}` is not a PyTorch file this reader understands: {message}")]
     Format { path: PathBuf, message: String },
     #[error("malformed pickle: {0}")]
@@ -83,10 +79,7 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 impl TorchFile {
     /// Opens `path`, detecting the format from its first bytes.
     pub fn open(path: &Path) -> Result<Self, TorchFileError> {
-        let bytes = std::fs::read(path).map_err(|source| TorchFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(repro_engine::fsutil::fs_err("read", path))?;
         Self::from_bytes(&bytes, path)
     }
 
