@@ -127,10 +127,7 @@ fn kill_9_mid_stage_leaves_a_workspace_the_next_run_completes() {
     assert_eq!(p.read("out.txt"), "3\n");
     assert_eq!(p.repro(&["status", "--set", "v=3"]).code, 0);
     // Nothing of the killed run is left in staging.
-    let leftovers = std::fs::read_dir(p.root().join(".repro/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(leftovers, 0);
+    assert_eq!(p.staging_entries(), 0);
 }
 
 #[test]

@@ -199,10 +199,7 @@ fn random_kills_leave_a_workspace_identical_to_a_clean_run() {
             "`{rel}` differs from a clean run"
         );
     }
-    let staging = std::fs::read_dir(p.root().join(".repro/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(staging, 0, "staging directories left behind");
+    assert_eq!(p.staging_entries(), 0, "staging directories left behind");
 }
 
 #[test]
@@ -313,10 +310,11 @@ stages:
     assert_no_survivor(&pids, "after two Ctrl-C");
     let runs = p.ok(&["runs", "--json"]);
     assert!(runs.stdout.contains("\"interrupted\""), "{runs:?}");
-    let staging = std::fs::read_dir(p.root().join(".repro/tmp"))
-        .map(|d| d.flatten().count())
-        .unwrap_or(0);
-    assert_eq!(staging, 0, "the stage's staging folder is left behind");
+    assert_eq!(
+        p.staging_entries(),
+        0,
+        "the stage's staging folder is left behind"
+    );
 }
 
 #[test]

@@ -98,8 +98,9 @@ stages:
     let out = p.ok(&["all", "--no-wait"]);
     assert!(out.stderr.contains("resuming from"), "{out:?}");
     assert_eq!(p.read("ck/steps"), "step\nstep\n");
-    let tmp = std::fs::read_dir(p.root().join(".repro/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(tmp, 0, "nothing of either run is left in staging");
+    assert_eq!(
+        p.staging_entries(),
+        0,
+        "nothing of either run is left in staging"
+    );
 }

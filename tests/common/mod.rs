@@ -113,6 +113,13 @@ impl Project {
         }
     }
 
+    /// How many entries `.repro/tmp/` holds (staging directories of runs); 0 when it is absent.
+    pub fn staging_entries(&self) -> usize {
+        std::fs::read_dir(self.root().join(".repro/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub fn staged_contains(&self, rel: &str, content: &str) -> bool {
         let Ok(runs) = std::fs::read_dir(self.root().join(".repro/tmp")) else {
             return false;

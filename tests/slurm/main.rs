@@ -149,10 +149,11 @@ fn independent_stages_run_as_parallel_jobs_and_a_rerun_submits_nothing() {
     // The staging views are gone, and the lock holds every stage.
     let lock = p.read("repro.lock");
     assert!(["par_a", "par_b", "par_c"].iter().all(|s| lock.contains(s)));
-    let left = std::fs::read_dir(p.root().join(".repro/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(left, 0, "staging views are removed after success");
+    assert_eq!(
+        p.staging_entries(),
+        0,
+        "staging views are removed after success"
+    );
 
     // The run record is filled from the files the wrapper wrote: exit code, and peak RSS where
     // the node has GNU time.
