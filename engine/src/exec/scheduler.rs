@@ -194,8 +194,9 @@ impl<'a> Scheduler<'a> {
         prepare::warm_source_deps(dag, order, root, &hasher, &hashed, &events);
 
         let run = RunDir::new(&ws.runs_dir());
+        let resumes = Resumes::new(ws.resume_dir());
         if !opts.dry_run {
-            staging::clean_stale(&ws.tmp_dir(), &run.id, &Resumes::new(ws.resume_dir()));
+            staging::clean_stale(&ws.tmp_dir(), &run.id, &resumes);
             prepare::sweep_leftover_temps(dag, root, &store, &events);
         }
         let shared = Arc::new(Shared {
@@ -207,7 +208,7 @@ impl<'a> Scheduler<'a> {
             backend: Arc::clone(&opts.backend),
             exe: std::env::current_exe().map_err(ExecError::Exe)?,
             views: staging::Views::of(dag),
-            resumes: Resumes::new(ws.resume_dir()),
+            resumes,
             host: crate::workspace::hostname(),
         });
 
