@@ -145,6 +145,9 @@ pub struct Dag {
     pub downstream: Vec<Vec<StageId>>,
     by_name: BTreeMap<String, StageId>,
     groups: BTreeMap<String, Vec<String>>,
+    /// What every stage's process is given besides its own variables: how the pipeline was
+    /// loaded ([`Pipeline::stage_env`]).
+    pub env: BTreeMap<String, String>,
 }
 
 /// How `repro run` widens or narrows its targets.
@@ -178,6 +181,7 @@ impl Dag {
     /// makes exist.
     pub fn build(pipeline: Pipeline, root: &Path) -> Result<Dag, DagError> {
         let file = pipeline.file.clone();
+        let env = pipeline.stage_env();
         let stages = pipeline.stages;
 
         // Producers, sorted by path so that overlap checks only look at neighbours.
@@ -275,6 +279,7 @@ impl Dag {
             downstream,
             by_name,
             groups: pipeline.groups,
+            env,
         };
         if let Some(ids) = dag.find_cycle() {
             return Err(DagError::from(dag.cycle_error(file, &ids)));
@@ -453,6 +458,32 @@ impl Dag {
                     .map(move |&d| (id, d))
             })
             .collect()
+    }
+
+    /// The graph as JSON for programs: the stages in declaration order, each with its group,
+    /// deps, outs (metrics included) and the stages it reads from. A stage that reports on
+    /// the pipeline (which folders are runs of *this* pipeline) reads this, not a folder listing.
+    pub fn json(&self, ids: &[StageId]) -> String {
+        let stages: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|&id| {
+                let stage = &self.stages[id];
+                serde_json::json!({
+                    "name": stage.name,
+                    "group": stage.group,
+                    "deps": stage.deps.iter().map(|d| &d.path).collect::<Vec<_>>(),
+                    "outs": stage.outs.iter().map(|o| &o.path).collect::<Vec<_>>(),
+                    "upstream": self.upstream[id]
+                        .iter()
+                        .map(|&u| &self.stages[u].name)
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&serde_json::json!({ "stages": stages }))
+            .expect("JSON of strings");
+        text.push('\n');
+        text
     }
 
     /// The graph as Mermaid `flowchart TD` text, nodes in declaration order.

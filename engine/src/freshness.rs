@@ -44,9 +44,12 @@ pub struct Check {
     pub state: State,
 }
 
-/// Collects the stage's current inputs (hashing its deps).
+/// Collects the stage's current inputs (hashing its deps). `stage_env` is what the engine sets
+/// for every stage of the pipeline ([`crate::dag::Dag::env`]): an `env:` name found there is
+/// fingerprinted with that value, the one the stage will see, else with repro's own.
 pub fn current_inputs(
     stage: &Stage,
+    stage_env: &BTreeMap<String, String>,
     root: &Path,
     hasher: &Hasher,
 ) -> Result<Inputs, FreshnessError> {
@@ -89,7 +92,13 @@ pub fn current_inputs(
     let env = stage
         .env
         .iter()
-        .map(|name| (name.clone(), std::env::var(name).ok()))
+        .map(|name| {
+            let value = match stage_env.get(name) {
+                Some(v) => Some(v.clone()),
+                None => std::env::var(name).ok(),
+            };
+            (name.clone(), value)
+        })
         .collect();
     Ok(Inputs {
         action,
@@ -128,12 +137,13 @@ pub fn check_outs(
 /// The full verdict for a stage whose upstream stages are done.
 pub fn check(
     stage: &Stage,
+    stage_env: &BTreeMap<String, String>,
     entry: Option<&LockEntry>,
     root: &Path,
     hasher: &Hasher,
     force: bool,
 ) -> Result<Check, FreshnessError> {
-    let inputs = current_inputs(stage, root, hasher)?;
+    let inputs = current_inputs(stage, stage_env, root, hasher)?;
     let fingerprint = inputs.fingerprint();
     if stage.frozen {
         return Ok(Check {

@@ -78,11 +78,14 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
         /// Mermaid flowchart.
-        #[arg(long, conflicts_with = "dot")]
+        #[arg(long, conflicts_with_all = ["dot", "json"])]
         mermaid: bool,
         /// Graphviz dot.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         dot: bool,
+        /// JSON: every stage with its deps, outs and upstream stages.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         spec: SpecArgs,
     },
@@ -237,11 +240,13 @@ pub struct FormatArgs {
 /// How `pipeline.yaml` is read.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SpecArgs {
-    /// Apply a named overlay of params from `profiles:`.
-    #[arg(long, value_name = "NAME")]
+    /// Apply a named overlay of params from `profiles:`. Inside a stage it defaults to the
+    /// profile of the run (`REPRO_PROFILE`), so `repro dag` there shows that run's pipeline.
+    #[arg(long, value_name = "NAME", env = repro_engine::spec::PROFILE_ENV)]
     pub profile: Option<String>,
-    /// Override one param (after the profile); repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    /// Override one param (after the profile); repeatable. Inside a stage it defaults to the
+    /// run's overrides (`REPRO_SET`, one per line).
+    #[arg(long = "set", value_name = "KEY=VALUE", env = repro_engine::spec::SET_ENV, value_delimiter = '\n')]
     pub set: Vec<String>,
 }
 

@@ -92,6 +92,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             targets,
             mermaid,
             dot,
+            json,
             spec,
         } => {
             let ws = locate()?;
@@ -99,6 +100,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             let ids = dag.select(&targets, Selection::WithUpstream)?;
             let text = if mermaid {
                 dag.mermaid(&ids)
+            } else if json {
+                dag.json(&ids)
             } else if dot {
                 dag.dot(&ids)
             } else {
@@ -380,6 +383,7 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
             .collect();
         let state = match freshness::check(
             stage,
+            &dag.env,
             lock.stages.get(&stage.name),
             &ws.root,
             &hasher,
@@ -611,7 +615,7 @@ fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) ->
                 "stage `{name}` has never run; `repro run {name}` first"
             )));
         };
-        let inputs = freshness::current_inputs(&stage, &ws.root, &hasher)?;
+        let inputs = freshness::current_inputs(&stage, &dag.env, &ws.root, &hasher)?;
         let fingerprint = inputs.fingerprint();
         if fingerprint != entry.fingerprint {
             bail!(UsageError(format!(
@@ -634,6 +638,7 @@ fn verify(ws: &Workspace, targets: &[String], no_wait: bool, spec: &SpecArgs) ->
         // `verify` reruns in scratch views: it neither resumes nor keeps anything.
         resumes: exec::resume::Resumes::new(ws.resume_dir()),
         host: repro_engine::workspace::hostname(),
+        stage_env: dag.env.clone(),
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)

@@ -14,6 +14,67 @@ fn dag_mermaid_matches_the_snapshot() {
 }
 
 #[test]
+fn dag_json_lists_each_stage_with_its_deps_outs_and_upstream() {
+    let p = Project::new(crate::FOUR_STAGES);
+    let out = p.ok(&["dag", "--json"]);
+    insta::assert_snapshot!("four_stages_json", out.stdout);
+}
+
+/// A stage that calls `repro` sees the pipeline of the run that started it: the profile and
+/// `--set` reach it (REPRO_PROFILE, REPRO_SET), and, named in its `env:`, enter its fingerprint,
+/// so other overrides rerun it.
+#[test]
+fn a_stage_calling_repro_sees_the_runs_profile_and_overrides() {
+    let p = Project::new(
+        r#"
+params:
+  seeds: [1]
+profiles:
+  wide: {seeds: [1, 2, 3]}
+stages:
+  train:
+    matrix: {seed: "${seeds}"}
+    cmd: echo ${item.seed} > out-${item.seed}.txt
+    outs: ["out-${item.seed}.txt"]
+  graph:
+    cmd: '"$REPRO_EXE" -C "$REPRO_WORKSPACE" dag > graph.txt'
+    env: [REPRO_PROFILE, REPRO_SET]
+    outs: [graph.txt]
+"#,
+    );
+    p.ok(&["run", "graph", "--profile", "wide"]);
+    assert!(
+        p.read("graph.txt").contains("train@3"),
+        "{}",
+        p.read("graph.txt")
+    );
+    let fresh = p.ok(&["status", "graph", "--profile", "wide"]);
+    assert!(fresh.stdout.contains("fresh"), "{fresh:?}");
+
+    let set = ["--profile", "wide", "--set", "seeds=[1, 2]"];
+    let stale = p.repro(&[&["status", "graph"][..], &set].concat());
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(
+        stale.stdout.contains("graph: env REPRO_SET changed"),
+        "{stale:?}"
+    );
+    p.ok(&[&["run", "graph"][..], &set].concat());
+    let graph = p.read("graph.txt");
+    assert!(
+        graph.contains("train@2") && !graph.contains("train@3"),
+        "{graph}"
+    );
+
+    // Without a profile or overrides the stage sees the plain pipeline, and reruns again.
+    p.ok(&["run", "graph"]);
+    let graph = p.read("graph.txt");
+    assert!(
+        graph.contains("train@1") && !graph.contains("train@2"),
+        "{graph}"
+    );
+}
+
+#[test]
 fn unknown_builtin_lists_the_known_ones() {
     let p = Project::new("stages: {}\n");
     let out = p.repro(&["builtin", "no-such-kind"]);

@@ -48,6 +48,8 @@ pub struct Shared {
     /// The persist outs of stages that did not finish, for their next run.
     pub resumes: Resumes,
     pub host: String,
+    /// What every stage is told about how the pipeline was loaded ([`crate::dag::Dag::env`]).
+    pub stage_env: BTreeMap<String, String>,
 }
 
 /// Whether the job runs the stage or restores it.
@@ -335,6 +337,8 @@ fn run_in_view(
         // depending on PATH, and always the version that is running the pipeline.
         ("REPRO_EXE".to_string(), shared.exe.display().to_string()),
     ];
+    // The profile and `--set` of this run, so that such a `repro` reads the same pipeline.
+    env.extend(shared.stage_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !job.grant.gpus.is_empty() {
         let ids: Vec<String> = job.grant.gpus.iter().map(u32::to_string).collect();
         env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));

@@ -210,6 +210,7 @@ impl<'a> Scheduler<'a> {
             views: staging::Views::of(dag),
             resumes,
             host: crate::workspace::hostname(),
+            stage_env: dag.env.clone(),
         });
 
         let (done_tx, done_rx) = mpsc::channel();
@@ -317,6 +318,7 @@ impl<'a> Scheduler<'a> {
             .collect();
         let check = freshness::check(
             stage,
+            &self.dag.env,
             self.lock.stages.get(&stage.name),
             self.root,
             &self.hasher,

@@ -276,6 +276,7 @@ fn resolve(text: &str, file: &Path, opts: &LoadOptions) -> Result<Pipeline, Spec
     Ok(Pipeline {
         file: file.to_path_buf(),
         profile: selected.map(|(p, _)| p.to_owned()),
+        sets: opts.sets.clone(),
         params,
         stages,
         groups,

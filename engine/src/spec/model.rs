@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub file: PathBuf,
     /// The profile that was applied (`--profile`, else `default_profile:`), if any.
     pub profile: Option<String>,
+    /// The `--set key.path=value` overrides that were applied after it, in order.
+    pub sets: Vec<String>,
     /// The top-level `params:` after the profile overlay and `--set` overrides.
     pub params: Value,
     /// Every stage, expanded, in file order (members of a fan-out in expansion order).
@@ -33,6 +35,32 @@ pub struct Pipeline {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The top-level `executor:` block, if any (the command line overrides it).
     pub executor: Option<Executor>,
+}
+
+/// The variable that tells a stage which profile its pipeline was loaded with, so that a
+/// `repro` called from the stage (`repro dag`, `repro status`) reads the same pipeline: the
+/// command line's `--profile` defaults to it.
+pub const PROFILE_ENV: &str = "REPRO_PROFILE";
+
+/// The variable that carries the `--set` overrides to a stage, one per line; `--set` defaults
+/// to it.
+pub const SET_ENV: &str = "REPRO_SET";
+
+impl Pipeline {
+    /// What every stage process of this pipeline is told about how it was loaded:
+    /// [`PROFILE_ENV`] (when a profile applies) and [`SET_ENV`] (when `--set` was given). A
+    /// stage that reads them (one that calls `repro`) names them in its `env:`, and then these
+    /// values, not repro's own environment, enter its fingerprint.
+    pub fn stage_env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        if let Some(profile) = &self.profile {
+            env.insert(PROFILE_ENV.to_string(), profile.clone());
+        }
+        if !self.sets.is_empty() {
+            env.insert(SET_ENV.to_string(), self.sets.join("\n"));
+        }
+        env
+    }
 }
 
 /// Where stages run.
