@@ -428,3 +428,65 @@ fn table2_rows_name_each_runs_optimization() {
         rows.join("\n")
     );
 }
+
+/// With `pipeline` (`repro dag --json`), a run folder that no stage of the pipeline makes (a
+/// pilot's run left in the folder) is named, not counted; without it, every folder counts.
+#[test]
+fn folders_the_pipeline_does_not_make_are_left_out_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made: Vec<String> = std::fs::read_dir(fixtures().join("runs"))
+        .expect("list runs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "ring-sn-2" && name != "grid-sn-1")
+        .map(|name| format!("runs/{name}"))
+        .collect();
+    let pipeline = dir.path().join("pipeline.json");
+    let json = serde_json::json!({"stages": [
+        {"name": "train", "outs": made},
+        {"name": "report", "outs": ["unused"]},
+    ]});
+    std::fs::write(&pipeline, json.to_string()).expect("write");
+    let mut p = full_params();
+    p.figures = false;
+    let all = report(&p);
+    p.pipeline = Some(pipeline.clone());
+    let files = report(&p);
+
+    let runs = |files: &Files| {
+        let csv = text(files, "runs.csv");
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        runs(&all).iter().any(|r| r == "ring-sn-2"),
+        "{:?}",
+        runs(&all)
+    );
+    let kept = runs(&files);
+    assert_eq!(kept.len(), runs(&all).len() - 2, "{kept:?}");
+    assert!(
+        !kept.iter().any(|r| r == "ring-sn-2" || r == "grid-sn-1"),
+        "{kept:?}"
+    );
+    let md = text(&files, "report.md");
+    assert!(
+        md.contains(
+            "Left out, because no stage of this pipeline makes them: 2 run folder(s) \
+             (`grid-sn-1`, `ring-sn-2`)."
+        ),
+        "{}",
+        &md[..md.len().min(1500)]
+    );
+    assert!(!text(&all, "report.md").contains("Left out"));
+
+    // A `pipeline` that cannot be read is an error naming it, not a report of every folder.
+    p.pipeline = Some(dir.path().join("absent.json"));
+    let err = generate(&p, &fixtures(), &|_, _, _| {}).expect_err("unreadable pipeline");
+    assert!(err.to_string().contains("absent.json"), "{err}");
+    std::fs::write(&pipeline, "{\"nodes\": []}").expect("write");
+    p.pipeline = Some(pipeline);
+    let err = generate(&p, &fixtures(), &|_, _, _| {}).expect_err("not a dag --json file");
+    assert!(err.to_string().contains("repro dag --json"), "{err}");
+}

@@ -14,7 +14,7 @@
 //!   else are never averaged together;
 //! - which metrics row counts as "final" (the `final` row, else the highest iteration).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -268,25 +268,46 @@ pub struct RunPaths {
     pub spectral: Option<PathBuf>,
 }
 
-/// Every run directory under `runs_root` that holds a `params.json`, sorted by name, joined by
-/// name with `evals_root/<name>/metrics.json` and `spectral_root/<name>/spectral.json`.
+/// The run directories under `runs_root`, found by listing it.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// Every directory with a `params.json` (that the pipeline makes, when it is known), sorted
+    /// by name, joined by name with `evals_root/<name>/metrics.json` and
+    /// `spectral_root/<name>/spectral.json`.
+    pub runs: Vec<RunPaths>,
+    /// Directories with a `params.json` that no stage of the pipeline makes: a pilot's run, a
+    /// run of a grid since changed. Never counted; the report names them.
+    pub left_out: Vec<String>,
+}
+
+/// Lists `runs_root`. With `made` (every out of the pipeline's stages, workspace-relative), a
+/// directory is a run only if it is one of them: the folder also holds whatever earlier
+/// pipelines left there, and a run the current pipeline did not make must not count as a seed.
 pub fn discover(
     base: &Path,
     runs_root: &Path,
     evals_root: Option<&Path>,
     spectral_root: Option<&Path>,
-) -> Result<Vec<RunPaths>, ReportError> {
+    made: Option<&BTreeSet<PathBuf>>,
+) -> Result<Discovered, ReportError> {
     let dir = base.join(runs_root);
     let entries = std::fs::read_dir(&dir).map_err(fs_err("list runs in", runs_root))?;
     let mut names = Vec::new();
+    let mut left_out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(fs_err("list runs in", runs_root))?;
-        if entry.path().join("params.json").is_file() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+        if !entry.path().join("params.json").is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match made {
+            Some(outs) if !outs.contains(&runs_root.join(&name)) => left_out.push(name),
+            _ => names.push(name),
         }
     }
     names.sort();
-    Ok(names
+    left_out.sort();
+    let runs = names
         .into_iter()
         .map(|name| RunPaths {
             run: runs_root.join(&name),
@@ -294,7 +315,35 @@ pub fn discover(
             spectral: spectral_root.map(|r| r.join(&name).join("spectral.json")),
             name,
         })
-        .collect())
+        .collect();
+    Ok(Discovered { runs, left_out })
+}
+
+/// Every out of every stage in `pipeline`, a `repro dag --json` file: what the pipeline makes.
+pub fn pipeline_outs(base: &Path, pipeline: &Path) -> Result<BTreeSet<PathBuf>, ReportError> {
+    let bad = |message: String| ReportError::BadInput {
+        path: pipeline.to_path_buf(),
+        message,
+    };
+    let value = read_json(base, pipeline).map_err(|e| bad(e.to_string()))?;
+    let stages = value
+        .get("stages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no `stages` list (expected `repro dag --json` output)".into()))?;
+    let mut outs = BTreeSet::new();
+    for stage in stages {
+        let list = stage
+            .get("outs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("a stage without an `outs` list".into()))?;
+        for out in list {
+            let out = out
+                .as_str()
+                .ok_or_else(|| bad("an out that is not a string".into()))?;
+            outs.insert(PathBuf::from(out));
+        }
+    }
+    Ok(outs)
 }
 
 /// Reads one run. `params.json` must exist; the other pieces become [`Missing`] entries.

@@ -9,6 +9,9 @@
 //!   runs_root: runs            # every subdirectory with a params.json is a run ...
 //!   evals_root: evals          # ... joined by name with evals/<name>/metrics.json
 //!   spectral_root: spectral    # ... and spectral/<name>/spectral.json
+//!   pipeline: meta/pipeline.json  # optional: `repro dag --json` of the pipeline that runs
+//!                              # the report; then only the folders under `runs_root` that one
+//!                              # of its stages makes are runs (the others are named, not counted)
 //!   # or, instead of the three roots, an explicit list:
 //!   # runs: [{run: runs/ring-sn-1, eval: evals/ring-sn-1/metrics.json,
 //!   #         spectral: spectral/ring-sn-1/spectral.json}, ...]
@@ -41,6 +44,13 @@
 //! `run_records`); `dag.mmd` (with `dag`); `figures/spectra/<run>.{png,svg}`,
 //! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`,
 //! `figures/real/<dataset>.png`.
+//!
+//! # Changes in version 6 (issue 14)
+//!
+//! - `pipeline`: with it, a run folder under `runs_root` that no stage of the current pipeline
+//!   makes (a pilot's runs, a grid since changed) is left out and named in the introduction,
+//!   instead of counting as one more seed of its setting. Without it, every folder counts, as
+//!   before. The version is bumped so that a report that counted such folders is made again.
 //!
 //! # Changes in version 5 (issue 17)
 //!
@@ -102,7 +112,7 @@ use inputs::{Missing, Run, RunPaths};
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// The registry entry.
 pub const BUILTIN: &dyn Builtin = &Kind::<ReportParams> {
@@ -170,6 +180,9 @@ pub struct ReportParams {
     pub evals_root: Option<PathBuf>,
     #[serde(default)]
     pub spectral_root: Option<PathBuf>,
+    /// `repro dag --json` of the running pipeline: which folders under `runs_root` are runs.
+    #[serde(default)]
+    pub pipeline: Option<PathBuf>,
     #[serde(default)]
     pub dag: Option<PathBuf>,
     #[serde(default)]
@@ -242,6 +255,7 @@ pub fn generate(
     base: &Path,
     progress: &dyn Fn(u64, u64, &str),
 ) -> Result<Files, ReportError> {
+    let mut left_out = Vec::new();
     let paths: Vec<RunPaths> = match (&params.runs, &params.runs_root) {
         (Some(_), Some(_)) => {
             return Err(ReportError::Params(
@@ -266,17 +280,35 @@ pub fn generate(
                 spectral: r.spectral.clone(),
             })
             .collect(),
-        (None, Some(root)) => inputs::discover(
-            base,
-            root,
-            params.evals_root.as_deref(),
-            params.spectral_root.as_deref(),
-        )?,
+        (None, Some(root)) => {
+            let made = match &params.pipeline {
+                Some(p) => Some(inputs::pipeline_outs(base, p)?),
+                None => None,
+            };
+            let found = inputs::discover(
+                base,
+                root,
+                params.evals_root.as_deref(),
+                params.spectral_root.as_deref(),
+                made.as_ref(),
+            )?;
+            left_out = found.left_out;
+            found.runs
+        }
     };
     if paths.is_empty() {
-        return Err(ReportError::Params(
-            "no runs: no directory under `runs_root` holds a `params.json`".into(),
-        ));
+        let also = if left_out.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " that a stage of the pipeline makes ({} other(s): {})",
+                left_out.len(),
+                left_out.join(", ")
+            )
+        };
+        return Err(ReportError::Params(format!(
+            "no runs: no directory under `runs_root` holds a `params.json`{also}"
+        )));
     }
     let total = paths.len() as u64 + 2;
     let mut missing = Vec::new();
@@ -354,6 +386,7 @@ pub fn generate(
         tables: &tables,
         verdict: &verdict,
         missing: &missing,
+        left_out: &left_out,
         run_figures: &run_figures,
         curves: &curves,
         paper: params.paper,

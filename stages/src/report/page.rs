@@ -146,6 +146,8 @@ pub struct Document<'a> {
     pub tables: &'a Tables,
     pub verdict: &'a Verdict,
     pub missing: &'a [Missing],
+    /// Run folders under `runs_root` that no stage of the pipeline makes, not counted.
+    pub left_out: &'a [String],
     pub run_figures: &'a [RunFigures],
     /// `(setting, metric heading, PNG path)`.
     pub curves: &'a [(String, String, String)],
@@ -664,7 +666,7 @@ pub fn build(doc: &Document) -> Page {
         v.dedup();
         v.len()
     };
-    let intro = vec![
+    let mut intro = vec![
         lit("Made by the "),
         code("report"),
         lit(format!(
@@ -676,6 +678,19 @@ pub fn build(doc: &Document) -> Page {
         code("–"),
         lit(" means no value."),
     ];
+    if !doc.left_out.is_empty() {
+        intro.push(lit(format!(
+            " Left out, because no stage of this pipeline makes them: {} run folder(s) (",
+            doc.left_out.len()
+        )));
+        for (k, name) in doc.left_out.iter().enumerate() {
+            if k > 0 {
+                intro.push(lit(", "));
+            }
+            intro.push(code(name));
+        }
+        intro.push(lit(")."));
+    }
     let mut sections = vec![verdict_section(doc.verdict)];
     let csv = |name: &str| vec![lit("CSV: "), link(name)];
 
