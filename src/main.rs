@@ -12,6 +12,11 @@ fn main() {
     // Training and feature extraction free and reallocate their tensors every step.
     kernels::heap::keep_freed_memory();
     let args = cli::args::Cli::parse();
+    // Only where the kernels run, and still before any thread starts: the other commands would
+    // pass the variable on to every stage command they start.
+    if args.command.uses_kernels() {
+        kernels::threads::leave_cores_to_rayon();
+    }
     let code = match cli::commands::dispatch(args) {
         Ok(code) => code,
         Err(err) => {

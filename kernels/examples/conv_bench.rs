@@ -102,6 +102,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
+    kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
     let rounds: usize = std::env::args()
         .nth(1)

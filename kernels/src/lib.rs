@@ -46,9 +46,8 @@
 //! - candle's backprop accumulates every gradient as `zeros_like` + `add`, two full passes per
 //!   activation, run on the calling thread while the kernels' threads wait;
 //! - the spectral norm's weight arithmetic is candle ops;
-//! - candle's elementwise ops run on their own spinning thread pool beside rayon's (setting
-//!   `CANDLE_NUM_THREADS=1` or a short `CANDLE_BARRIER_POOL_SPIN_LIMIT` made no difference we
-//!   could measure above this VM's run-to-run spread);
+//! - candle's elementwise ops ran on their own spinning thread pool beside rayon's, which took
+//!   cores from the kernels' threads, until binaries called [`threads::leave_cores_to_rayon`];
 //! - every op allocates its output. glibc handed big blocks back to the kernel and page-faulted
 //!   them in again each step, until binaries called [`heap::keep_freed_memory`].
 //!
@@ -66,6 +65,7 @@ pub(crate) mod im2col;
 pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod scratch;
+pub mod threads;
 pub mod timers;
 
 #[cfg(test)]

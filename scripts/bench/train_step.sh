@@ -13,8 +13,9 @@
 # more before reading a ratio near a target.
 # Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`);
 #      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them);
-#      CANDLE1=1 to also run ours with CANDLE_NUM_THREADS=1 (`ours-c1`: candle's elementwise ops
-#      on the calling thread, so its spinning pool does not compete with the kernels' rayon pool).
+#      CANDLE_POOL=1 to also run ours with candle's own elementwise pool, one thread a core
+#      (`ours-cpool`); like `repro builtin`, the example otherwise sets CANDLE_NUM_THREADS=1
+#      (kernels::threads: that pool's spinning took cores from the kernels' rayon threads).
 # Where our time goes, per conv pass and per piece of one (im2col, GEMM, col2im, transposes):
 #   cargo run --release -p stages --no-default-features --features kernel-timers \
 #     --example train_step -- 10 steps
@@ -45,9 +46,9 @@ for _ in $(seq "${PAIRS:-2}"); do
     quiet before "$BASELINE" "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"before"/' >>"$out"
   fi
   quiet ours "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" "${steps_only[@]}" >>"$out"
-  if [ -n "${CANDLE1:-}" ]; then
-    CANDLE_NUM_THREADS=1 quiet ours-c1 "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" \
-      "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"ours-c1"/' >>"$out"
+  if [ -n "${CANDLE_POOL:-}" ]; then
+    CANDLE_NUM_THREADS=$(nproc) quiet ours-cpool "${CARGO_TARGET_DIR:-target}/release/examples/train_step" \
+      "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"ours-cpool"/' >>"$out"
   fi
   quiet torch "$py" scripts/bench/train_step.py "$rounds" >>"$out"
 done
@@ -69,7 +70,7 @@ for (impl, what), s in sorted(m.items()):
     print(f"{impl:7s} {what:18s} {s * 1000:9.1f} ms  (runs: {', '.join(f'{x*1000:.1f}' for x in med[(impl, what)])})")
 for step in ("d_step", "g_step"):
     print(f"ratio ours/torch {step}: {m[('ours', step)] / m[('torch', step)]:.2f}")
-    for other in ("before", "ours-c1"):
+    for other in ("before", "ours-cpool"):
         if (other, step) in m:
             print(f"ratio {other}/torch {step}: {m[(other, step)] / m[('torch', step)]:.2f}")
 d = m[("ours", "d_step")]
@@ -98,7 +99,7 @@ d_fwd = (conv(3, ch, 3, 32) + conv(ch, ch, 4, 16) + conv(ch, 2 * ch, 3, 16)
 flops = {"d_step": B * g_fwd + 3 * 2 * B * d_fwd,  # G forward, D forward+backward on real and fake
          "g_step": 3 * B * g_fwd + 3 * B * d_fwd}
 for step in ("d_step", "g_step"):
-    for impl in ("before", "ours", "ours-c1", "torch"):
+    for impl in ("before", "ours", "ours-cpool", "torch"):
         if (impl, step) not in m:
             continue
         rate = flops[step] / m[(impl, step)]

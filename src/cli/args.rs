@@ -199,6 +199,17 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command computes with the CPU kernels (tensors, convolutions): a builtin
+    /// stage kind, `fid`, `spectrum`.
+    pub fn uses_kernels(&self) -> bool {
+        matches!(
+            self,
+            Command::Builtin { .. } | Command::Fid { .. } | Command::Spectrum { .. }
+        )
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum MetricsCommand {
     /// The current values of every metric file.

@@ -11,7 +11,8 @@ use candle_core::Device;
 use stages::metrics::inception::InceptionNet;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // As the `repro` binary does (its allocator settings are part of what is measured).
+    // As `repro builtin` does (its thread and allocator settings are part of what is measured).
+    kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {

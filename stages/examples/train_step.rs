@@ -72,7 +72,8 @@ fn params(sr: serde_json::Value) -> TrainParams {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // As the `repro` binary does (its allocator settings are part of what is measured).
+    // As `repro builtin` does (its thread and allocator settings are part of what is measured).
+    kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
     let rounds: usize = std::env::args()
         .nth(1)
