@@ -2,7 +2,7 @@
 """PyTorch peer of `stages/examples/train_step.rs`: the SN paper's standard CNN (Table 3),
 batch 64, 32x32x3, hinge loss, Adam (2e-4, 0, 0.9), SN via torch.nn.utils.spectral_norm.
 G_CH, D_CH (default 64 each) and BATCH (default 64) in the environment pick other sizes, as
-for the Rust side. Prints one JSON object per measurement (median of ROUNDS steps after 3
+for the Rust side; THREADS (default 2) the threads. Prints one JSON object per measurement (median of ROUNDS steps after 3
 warm-up steps)."""
 import json
 import os
@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn as nn
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", 2)))
 torch.manual_seed(0)
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 gch, dch = int(os.environ.get("G_CH", 64)), int(os.environ.get("D_CH", 64))

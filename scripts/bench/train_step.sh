@@ -11,9 +11,11 @@
 # Each implementation runs PAIRS times (default 2), interleaved; the medians printed pool all
 # runs. On a shared VM one binary's timings drift by about 10% from run to run: use PAIRS=6 or
 # more before reading a ratio near a target.
+# Threads: THREADS (default 2) for both sides; the pipeline's training stages run one thread
+# each (two at once on 2 cores), so THREADS=1 is the rate that sets their wall time.
 # Env: BASELINE=path/to/an/older/train_step binary, also run in each round (reported as `before`);
 #      STEPS_ONLY=1 to time the D and G steps only (no SR passes; an old BASELINE still runs them);
-#      CANDLE_POOL=1 to also run ours with candle's own elementwise pool, one thread a core
+#      CANDLE_POOL=1 to also run ours with candle's own elementwise pool, THREADS threads
 #      (`ours-cpool`); like `repro builtin`, the example otherwise sets CANDLE_NUM_THREADS=1
 #      (kernels::threads: that pool's spinning took cores from the kernels' rayon threads).
 # Where our time goes, per conv pass and per piece of one (im2col, GEMM, col2im, transposes):
@@ -35,6 +37,7 @@ if [ ! -x "$py" ]; then
 fi
 # No `report` feature: the example does not need the report, so a cold build skips plotters.
 cargo build --release -q -p stages --no-default-features --example train_step
+export THREADS=${THREADS:-2} RAYON_NUM_THREADS=${THREADS:-2}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # Interleave: ours, torch, ours, torch, so a neighbour's load hits both alike.
@@ -47,7 +50,7 @@ for _ in $(seq "${PAIRS:-2}"); do
   fi
   quiet ours "${CARGO_TARGET_DIR:-target}/release/examples/train_step" "$rounds" "${steps_only[@]}" >>"$out"
   if [ -n "${CANDLE_POOL:-}" ]; then
-    CANDLE_NUM_THREADS=$(nproc) quiet ours-cpool "${CARGO_TARGET_DIR:-target}/release/examples/train_step" \
+    CANDLE_NUM_THREADS=$THREADS quiet ours-cpool "${CARGO_TARGET_DIR:-target}/release/examples/train_step" \
       "$rounds" "${steps_only[@]}" | sed 's/"impl":"ours"/"impl":"ours-cpool"/' >>"$out"
   fi
   quiet torch "$py" scripts/bench/train_step.py "$rounds" >>"$out"

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use serde_json::json;
+use stages::nn::linalg;
 use stages::nn::models::DataShape;
 use stages::nn::spectral_reg::{project_static, DynamicSr};
 use stages::train::params::TrainParams;
@@ -117,6 +118,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .for_each(|l| project_static(l, 0.5).expect("static"))
         }),
     );
+    // Where a static pass goes, per pass over the layers: the SVD, the rebuild `U diag(s) V^T`,
+    // and the copies between the tensor and faer's matrix (both ways).
+    let mut pieces = [0.0; 3];
+    for _ in 0..rounds {
+        for l in &layers {
+            let t = Instant::now();
+            let m = linalg::to_mat(l.weight().as_tensor())?;
+            let copied = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let (u, s, v) = linalg::thin_svd(&m, l.name())?;
+            pieces[0] += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let rebuilt = linalg::rebuild(&u, &s, &v);
+            pieces[1] += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            linalg::set_var(l.weight(), &rebuilt)?;
+            pieces[2] += copied + t.elapsed().as_secs_f64();
+        }
+    }
+    for (what, secs) in ["svd", "rebuild", "copies"].iter().zip(pieces) {
+        report(&format!("sr_static_{what}"), secs / rounds as f64);
+    }
     let mut dynamic = DynamicSr::default();
     layers
         .iter()
