@@ -38,7 +38,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<repro_engine::remote::RemoteError>() {
             return match e {
                 e if e.is_usage() => exit_code::USAGE,
-                repro_engine::remote::RemoteError::Cache(_) => exit_code::STATE,
+                repro_engine::remote::RemoteError::Cache(_)
+                | repro_engine::remote::RemoteError::Io(_) => exit_code::STATE,
                 _ => exit_code::REMOTE,
             };
         }

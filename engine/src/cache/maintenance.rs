@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 
-use super::{io_err, CacheError, Store};
+use super::{CacheError, Store};
+use crate::fsutil::fs_err;
 use crate::hash::{is_sha256_hex, stream_sha256, Digest};
 
 /// Temp files at least this old are debris of a killed process.
@@ -45,15 +46,15 @@ impl Store {
     pub(crate) fn objects(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
         let root = self.root.join("objects");
         let mut out = Vec::new();
-        for shard in fs::read_dir(&root).map_err(io_err("read directory", &root))? {
-            let shard = shard.map_err(io_err("read directory", &root))?;
+        for shard in fs::read_dir(&root).map_err(fs_err("read directory", &root))? {
+            let shard = shard.map_err(fs_err("read directory", &root))?;
             let prefix = shard.file_name();
             let (Some(prefix), true) = (prefix.to_str(), shard.path().is_dir()) else {
                 continue;
             };
             let dir = shard.path();
-            for e in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-                let e = e.map_err(io_err("read directory", &dir))?;
+            for e in fs::read_dir(&dir).map_err(fs_err("read directory", &dir))? {
+                let e = e.map_err(fs_err("read directory", &dir))?;
                 if let Some(rest) = e.file_name().to_str() {
                     let id = format!("{prefix}{rest}");
                     if is_sha256_hex(&id) {
@@ -105,7 +106,7 @@ impl Store {
             }
             let len = fs::metadata(&path).map_or(0, |m| m.len());
             if !dry_run {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                fs::remove_file(&path).map_err(fs_err("remove", &path))?;
             }
             each(GcItem::Object {
                 sha256: id,
@@ -133,7 +134,7 @@ impl Store {
                 stats.runs_kept += 1;
             } else {
                 if !dry_run {
-                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    fs::remove_file(&path).map_err(fs_err("remove", &path))?;
                 }
                 each(GcItem::RunEntry { fingerprint: fp });
                 stats.runs_removed += 1;
@@ -150,13 +151,13 @@ impl Store {
         let dir = self.tmp_dir();
         let now = SystemTime::now();
         let mut n = 0;
-        for e in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-            let path = e.map_err(io_err("read directory", &dir))?.path();
+        for e in fs::read_dir(&dir).map_err(fs_err("read directory", &dir))? {
+            let path = e.map_err(fs_err("read directory", &dir))?.path();
             let old = fs::symlink_metadata(&path)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= STALE_TEMP);
             if old {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                fs::remove_file(&path).map_err(fs_err("remove", &path))?;
                 n += 1;
             }
         }
@@ -181,8 +182,8 @@ impl Store {
             .objects()?
             .into_par_iter()
             .map(|(id, path)| {
-                let mut f = fs::File::open(&path).map_err(io_err("open", &path))?;
-                let (sha, _) = stream_sha256(&mut f).map_err(io_err("read", &path))?;
+                let mut f = fs::File::open(&path).map_err(fs_err("open", &path))?;
+                let (sha, _) = stream_sha256(&mut f).map_err(fs_err("read", &path))?;
                 Ok((hex::encode(sha) != id).then_some(id))
             })
             .collect();

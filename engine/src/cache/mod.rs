@@ -43,6 +43,7 @@ use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+use crate::fsutil::fs_err;
 use crate::hash::{is_sha256_hex, Digest, HashError, Hasher, Manifest, ManifestError};
 use transfer::{copy_hashing, create_temp_dir, create_temp_file, replace};
 
@@ -96,13 +97,6 @@ pub enum CacheError {
     },
 }
 
-pub(crate) fn io_err<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io(crate::fsutil::FsError::new(op, path, source))
-}
-
 /// An object being added from outside ([`Store::import_begin`]): write its bytes to
 /// [`Import::file`], then [`Store::import_finish`]. Dropped unfinished, its temp file is removed.
 pub struct Import {
@@ -121,11 +115,11 @@ impl Store {
     /// Opens (creating if needed) the store in `cache_dir` (`.repro/cache`).
     pub fn open(cache_dir: &Path) -> Result<Self, CacheError> {
         let root = std::path::absolute(cache_dir)
-            .map_err(io_err("resolve", cache_dir))?
+            .map_err(fs_err("resolve", cache_dir))?
             .join(LAYOUT);
         for sub in ["objects", "runs", "tmp"] {
             let d = root.join(sub);
-            fs::create_dir_all(&d).map_err(io_err("create directory", &d))?;
+            fs::create_dir_all(&d).map_err(fs_err("create directory", &d))?;
         }
         Ok(Store { root })
     }
@@ -183,11 +177,11 @@ impl Store {
         if self.has_object(sha256, Some(size)) {
             return Ok(());
         }
-        let mut input = File::open(src).map_err(io_err("open", src))?;
+        let mut input = File::open(src).map_err(fs_err("open", src))?;
         let tmp_dir = self.tmp_dir();
         let (mut out, tmp) =
-            create_temp_file(&tmp_dir, "object", 0o644).map_err(io_err("create", &tmp_dir))?;
-        let (sha, _) = copy_hashing(&mut input, &mut out).map_err(io_err("copy", src))?;
+            create_temp_file(&tmp_dir, "object", 0o644).map_err(fs_err("create", &tmp_dir))?;
+        let (sha, _) = copy_hashing(&mut input, &mut out).map_err(fs_err("copy", src))?;
         let found = hex::encode(sha);
         if found != sha256 {
             return Err(CacheError::Changed {
@@ -205,8 +199,8 @@ impl Store {
         }
         let tmp_dir = self.tmp_dir();
         let (mut out, tmp) =
-            create_temp_file(&tmp_dir, "object", 0o644).map_err(io_err("create", &tmp_dir))?;
-        io::Write::write_all(&mut out, bytes).map_err(io_err("write", tmp.path()))?;
+            create_temp_file(&tmp_dir, "object", 0o644).map_err(fs_err("create", &tmp_dir))?;
+        io::Write::write_all(&mut out, bytes).map_err(fs_err("write", tmp.path()))?;
         self.commit_object(out, tmp, sha256)
     }
 
@@ -217,13 +211,13 @@ impl Store {
         sha256: &str,
     ) -> Result<(), CacheError> {
         out.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
-            .map_err(io_err("set permissions of", tmp.path()))?;
+            .map_err(fs_err("set permissions of", tmp.path()))?;
         drop(out);
         let dest = self.object_path(sha256);
         if let Some(shard) = dest.parent() {
-            fs::create_dir_all(shard).map_err(io_err("create directory", shard))?;
+            fs::create_dir_all(shard).map_err(fs_err("create directory", shard))?;
         }
-        fs::rename(tmp.path(), &dest).map_err(io_err("rename into", &dest))?;
+        fs::rename(tmp.path(), &dest).map_err(fs_err("rename into", &dest))?;
         tmp.keep();
         Ok(())
     }
@@ -242,7 +236,7 @@ impl Store {
         }
         let tmp_dir = self.tmp_dir();
         let (file, tmp) =
-            create_temp_file(&tmp_dir, "import", 0o644).map_err(io_err("create", &tmp_dir))?;
+            create_temp_file(&tmp_dir, "import", 0o644).map_err(fs_err("create", &tmp_dir))?;
         Ok(Some(Import {
             file,
             tmp,
@@ -260,8 +254,8 @@ impl Store {
             tmp,
             sha256,
         } = import;
-        io::Seek::rewind(&mut file).map_err(io_err("rewind", tmp.path()))?;
-        let (sha, _) = crate::hash::stream_sha256(&mut file).map_err(io_err("read", tmp.path()))?;
+        io::Seek::rewind(&mut file).map_err(fs_err("rewind", tmp.path()))?;
+        let (sha, _) = crate::hash::stream_sha256(&mut file).map_err(fs_err("read", tmp.path()))?;
         let found = hex::encode(sha);
         if found != sha256 {
             return Err(CacheError::Mismatch { id: sha256, found });
@@ -304,7 +298,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CacheError::Missing {
                 id: sha256.to_owned(),
             }),
-            Err(e) => Err(io_err("read", &path)(e)),
+            Err(e) => Err(fs_err("read", &path)(e).into()),
             // Not UTF-8 cannot be a manifest; let the parser report it as such.
             Ok(bytes) => Ok(String::from_utf8(bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
@@ -341,9 +335,9 @@ impl Store {
                     id: sha256.to_owned(),
                 })
             }
-            r => r.map_err(io_err("open", &obj))?,
+            r => r.map_err(fs_err("open", &obj))?,
         };
-        let (sha, _) = copy_hashing(&mut input, out).map_err(io_err("write", out_path))?;
+        let (sha, _) = copy_hashing(&mut input, out).map_err(fs_err("write", out_path))?;
         if hex::encode(sha) != sha256 {
             return Err(self.quarantine(sha256));
         }
@@ -356,18 +350,19 @@ impl Store {
     /// (FICLONE) when the filesystem supports it, else a copy. The result is writable by the user.
     pub fn restore(&self, digest: &Digest, dest: &Path) -> Result<(), CacheError> {
         check_sha(&digest.sha256)?;
-        let dest = std::path::absolute(dest).map_err(io_err("resolve", dest))?;
+        let dest = std::path::absolute(dest).map_err(fs_err("resolve", dest))?;
         let parent = dest.parent().unwrap_or(Path::new("/")).to_owned();
-        fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+        fs::create_dir_all(&parent).map_err(fs_err("create directory", &parent))?;
         let stem = dest
             .file_name()
             .map_or_else(|| "restore".into(), |n| n.to_string_lossy().into_owned());
         if !digest.is_dir() {
             let (mut out, tmp) = create_temp_file(&parent, &stem, RESTORED_MODE)
-                .map_err(io_err("create a file in", &parent))?;
+                .map_err(fs_err("create a file in", &parent))?;
             self.copy_object_out(&digest.sha256, &mut out, tmp.path())?;
             drop(out);
-            return replace(tmp, &dest).map_err(io_err("replace", &dest));
+            replace(tmp, &dest).map_err(fs_err("replace", &dest))?;
+            return Ok(());
         }
 
         // Verify the manifest's bytes before trusting a single path in it.
@@ -380,7 +375,7 @@ impl Store {
             source,
         })?;
         let tmp =
-            create_temp_dir(&parent, &stem).map_err(io_err("create a directory in", &parent))?;
+            create_temp_dir(&parent, &stem).map_err(fs_err("create a directory in", &parent))?;
         let root = tmp.path().to_owned();
         // Parent directories first, sequentially, then the files in parallel.
         let dirs: BTreeSet<&str> = manifest
@@ -390,7 +385,7 @@ impl Store {
             .collect();
         for dir in dirs {
             let d = root.join(dir);
-            fs::create_dir_all(&d).map_err(io_err("create directory", &d))?;
+            fs::create_dir_all(&d).map_err(fs_err("create directory", &d))?;
         }
         manifest.entries.par_iter().try_for_each(|e| {
             let path = root.join(&e.path);
@@ -400,10 +395,11 @@ impl Store {
                 .create_new(true)
                 .mode(RESTORED_MODE)
                 .open(&path)
-                .map_err(io_err("create", &path))?;
+                .map_err(fs_err("create", &path))?;
             self.copy_object_out(&e.sha256, &mut out, &path)
         })?;
-        replace(tmp, &dest).map_err(io_err("replace", &dest))
+        replace(tmp, &dest).map_err(fs_err("replace", &dest))?;
+        Ok(())
     }
 }
 

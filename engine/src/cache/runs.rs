@@ -8,7 +8,8 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use super::{io_err, CacheError, Store};
+use super::{CacheError, Store};
+use crate::fsutil::fs_err;
 
 impl Store {
     pub(crate) fn run_path(&self, fingerprint: &str) -> Result<PathBuf, CacheError> {
@@ -35,7 +36,7 @@ impl Store {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("read", &path)(e)),
+            Err(e) => return Err(fs_err("read", &path)(e).into()),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -50,20 +51,21 @@ impl Store {
             source,
         })?;
         bytes.push(b'\n');
-        crate::fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+        crate::fsutil::write_atomic(&path, &bytes).map_err(fs_err("write", &path))?;
+        Ok(())
     }
 
     /// Every run-cache entry: (fingerprint, path).
     pub(crate) fn run_entries(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
         let mut out = Vec::new();
         let runs = self.root.join("runs");
-        for shard in fs::read_dir(&runs).map_err(io_err("read directory", &runs))? {
-            let shard = shard.map_err(io_err("read directory", &runs))?.path();
+        for shard in fs::read_dir(&runs).map_err(fs_err("read directory", &runs))? {
+            let shard = shard.map_err(fs_err("read directory", &runs))?.path();
             if !shard.is_dir() {
                 continue;
             }
-            for e in fs::read_dir(&shard).map_err(io_err("read directory", &shard))? {
-                let p = e.map_err(io_err("read directory", &shard))?.path();
+            for e in fs::read_dir(&shard).map_err(fs_err("read directory", &shard))? {
+                let p = e.map_err(fs_err("read directory", &shard))?.path();
                 let Some(fp) = p
                     .file_name()
                     .and_then(|n| n.to_str())

@@ -53,6 +53,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+use crate::fsutil::fs_err;
+
 use hashcache::HashCache;
 
 /// Files modified this recently before hashing began are hashed but not cached.
@@ -111,10 +113,6 @@ pub enum HashError {
         #[source]
         source: io::Error,
     },
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HashError + 'a {
-    move |source| HashError::Io(crate::fsutil::FsError::new(op, path, source))
 }
 
 /// Counters since the hasher was opened (for `--verbose` reporting).
@@ -219,11 +217,11 @@ impl Hasher {
     /// sha256 is sha256(manifest text); its size is the sum of file sizes; empty dirs and dir
     /// entries are not hashed.
     pub fn digest(&self, path: &Path) -> Result<Option<Digest>, HashError> {
-        let path = std::path::absolute(path).map_err(io_err("resolve", path))?;
+        let path = std::path::absolute(path).map_err(fs_err("resolve", path))?;
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("stat", &path)(e)),
+            Err(e) => return Err(fs_err("stat", &path)(e).into()),
         };
         if meta.is_file() {
             let (sha, size) = self.hash_file(&path)?;
@@ -246,7 +244,7 @@ impl Hasher {
 
     /// The manifest of directory `dir` (files hashed in parallel).
     pub fn manifest(&self, dir: &Path) -> Result<Manifest, HashError> {
-        let dir = std::path::absolute(dir).map_err(io_err("resolve", dir))?;
+        let dir = std::path::absolute(dir).map_err(fs_err("resolve", dir))?;
         self.manifest_abs(&dir)
     }
 
@@ -277,13 +275,13 @@ impl Hasher {
     }
 
     fn manifest_abs(&self, dir: &Path) -> Result<Manifest, HashError> {
-        let meta = fs::metadata(dir).map_err(io_err("stat", dir))?;
+        let meta = fs::metadata(dir).map_err(fs_err("stat", dir))?;
         if !meta.is_dir() {
             return Err(HashError::NotADirectory {
                 path: dir.to_owned(),
             });
         }
-        let root = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+        let root = fs::canonicalize(dir).map_err(fs_err("resolve", dir))?;
         let mut files = Vec::new();
         let mut ancestors = vec![root.clone()];
         walk(&root, dir, "", &mut ancestors, &mut files)?;
@@ -304,7 +302,7 @@ impl Hasher {
 
     /// sha256 (hex) and size of the regular file at absolute `path`, through the hash cache.
     fn hash_file(&self, path: &Path) -> Result<(String, u64), HashError> {
-        let meta = fs::metadata(path).map_err(io_err("stat", path))?;
+        let meta = fs::metadata(path).map_err(fs_err("stat", path))?;
         let stamp = FileStamp::of(&meta);
         if let Some(sha) = self.cache.lookup(path, &stamp) {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -312,10 +310,10 @@ impl Hasher {
         }
         for _ in 0..READ_ATTEMPTS {
             let started = unix_ns(SystemTime::now());
-            let mut file = File::open(path).map_err(io_err("open", path))?;
-            let before = FileStamp::of(&file.metadata().map_err(io_err("stat", path))?);
-            let (sha, n) = stream_sha256(&mut file).map_err(io_err("read", path))?;
-            let after = FileStamp::of(&file.metadata().map_err(io_err("stat", path))?);
+            let mut file = File::open(path).map_err(fs_err("open", path))?;
+            let before = FileStamp::of(&file.metadata().map_err(fs_err("stat", path))?);
+            let (sha, n) = stream_sha256(&mut file).map_err(fs_err("read", path))?;
+            let after = FileStamp::of(&file.metadata().map_err(fs_err("stat", path))?);
             if before != after || n != before.size {
                 continue;
             }
@@ -377,9 +375,9 @@ fn walk(
     ancestors: &mut Vec<PathBuf>,
     out: &mut Vec<WalkedFile>,
 ) -> Result<(), HashError> {
-    let rd = fs::read_dir(dir).map_err(io_err("read directory", dir))?;
+    let rd = fs::read_dir(dir).map_err(fs_err("read directory", dir))?;
     for entry in rd {
-        let entry = entry.map_err(io_err("read directory", dir))?;
+        let entry = entry.map_err(fs_err("read directory", dir))?;
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_str().ok_or_else(|| HashError::BadName {
@@ -401,14 +399,14 @@ fn walk(
         } else {
             format!("{prefix}/{name}")
         };
-        let ft = entry.file_type().map_err(io_err("stat", &path))?;
+        let ft = entry.file_type().map_err(fs_err("stat", &path))?;
         let (is_dir, canonical) = if ft.is_symlink() {
             let target = match fs::canonicalize(&path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(HashError::DanglingSymlink { link: path })
                 }
-                Err(e) => return Err(io_err("resolve", &path)(e)),
+                Err(e) => return Err(fs_err("resolve", &path)(e).into()),
             };
             if !target.starts_with(root) {
                 return Err(HashError::SymlinkOutside {
@@ -416,7 +414,7 @@ fn walk(
                     root: root.to_owned(),
                 });
             }
-            let meta = fs::metadata(&target).map_err(io_err("stat", &target))?;
+            let meta = fs::metadata(&target).map_err(fs_err("stat", &target))?;
             if meta.is_dir() {
                 if ancestors.contains(&target) {
                     return Err(HashError::SymlinkCycle { link: path });

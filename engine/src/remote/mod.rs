@@ -52,6 +52,7 @@ use thiserror::Error;
 
 use crate::cache::{CacheError, Store, LAYOUT};
 use crate::events::{emit, Direction, Event, Sender};
+use crate::fsutil::fs_err;
 use crate::hash::Digest;
 use crate::lockfile::LockEntry;
 
@@ -128,6 +129,9 @@ pub enum RemoteError {
     },
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A local file the transfer reads or writes (an object, a temp file).
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FsError),
     #[error("cannot start the transfer runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -531,7 +535,7 @@ impl Remote {
             progress.present();
             return Ok(());
         }
-        let read_err = crate::cache::io_err("read", &path);
+        let read_err = fs_err("read", &path);
         if size <= PART as u64 {
             let bytes = std::fs::read(&path).map_err(read_err)?;
             self.store
@@ -550,8 +554,7 @@ impl Remote {
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
             let mut buf = vec![0u8; PART];
             loop {
-                let n = std::io::Read::read(&mut file, &mut buf)
-                    .map_err(crate::cache::io_err("read", &path))?;
+                let n = std::io::Read::read(&mut file, &mut buf).map_err(fs_err("read", &path))?;
                 if n == 0 {
                     break;
                 }
@@ -674,7 +677,7 @@ impl Remote {
             import
                 .file
                 .write_all(&chunk)
-                .map_err(crate::cache::io_err("write", &local.tmp_dir()))?;
+                .map_err(fs_err("write", &local.tmp_dir()))?;
         }
         local.import_finish(import).map_err(|e| match e {
             CacheError::Mismatch { id, found } => RemoteError::Corrupt {
