@@ -402,7 +402,10 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
                         reasons.retain(|r| *r != DirtyReason::NeverRun);
                         reasons.insert(0, f);
                     }
-                    if let Some(kept) = resumes.find(&c.fingerprint) {
+                    let kept = resumes
+                        .find(&c.fingerprint)
+                        .or_else(|| resumes.waiting(&ws.tmp_dir(), &c.fingerprint));
+                    if let Some(kept) = kept {
                         reasons.push(DirtyReason::Resumes {
                             kept: repro_engine::exec::job::relative(&ws.root, &kept),
                         });

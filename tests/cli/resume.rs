@@ -94,6 +94,15 @@ stages:
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
 
+    // `repro status` sees the dead run's state waiting in its view.
+    let status = p.repro(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("continues from the unfinished run kept in .repro/tmp/"),
+        "{status:?}"
+    );
+
     // The next run salvages the dead run's view and continues: two steps, no 30 s sleep.
     let out = p.ok(&["all", "--no-wait"]);
     assert!(out.stderr.contains("resuming from"), "{out:?}");

@@ -21,7 +21,9 @@
 //! - **A killed `repro`:** every view with persist outs gets a marker,
 //!   `.repro/tmp/<run>/+resume/<stage>.json` (stage directories never contain `+`), written
 //!   once the view is built and naming the fingerprint and the persist outs. The next run,
-//!   holding the project lock, salvages marked views of dead runs before it deletes them.
+//!   holding the project lock, salvages marked views of dead runs before it deletes them,
+//!   oldest run first, so the latest state of a fingerprint is the one kept. `repro status`
+//!   already names such a view ([`Resumes::waiting`]) as where the stage will continue from.
 //! - **Consumption:** a run that resumes moves the entry's outs into its view and deletes the
 //!   entry; if that run fails too, what its view holds then is kept again, so no progress is
 //!   lost in a chain of failures. A state that itself makes the stage fail is discarded by
@@ -105,6 +107,30 @@ impl Resumes {
         }
         fsutil::replace(staged, &entry)?;
         Ok(Some(entry))
+    }
+
+    /// The view of an unfinished run of another `repro` (killed, or still running) that
+    /// marked itself as holding the persist outs for `fingerprint`: what the next run salvages
+    /// into a kept state before it starts. `tmp_dir` is the workspace's `.repro/tmp`.
+    pub fn waiting(&self, tmp_dir: &Path, fingerprint: &str) -> Option<PathBuf> {
+        let mut views: Vec<PathBuf> = std::fs::read_dir(tmp_dir)
+            .ok()?
+            .flatten()
+            .filter_map(|run| {
+                let markers = std::fs::read_dir(run.path().join(MARKERS)).ok()?;
+                let view = markers.flatten().find_map(|marker| {
+                    let m: Marker =
+                        serde_json::from_slice(&std::fs::read(marker.path()).ok()?).ok()?;
+                    let view = run.path().join(fsutil::safe_file_name(&m.stage));
+                    let holds = m.persist.iter().any(|out| view.join(out).exists());
+                    (m.fingerprint == fingerprint && holds).then_some(view)
+                });
+                view
+            })
+            .collect();
+        // The newest run's view, as salvaging keeps the last one it meets in name order.
+        views.sort();
+        views.pop()
     }
 
     /// Every kept state: its folder and the bytes of the files in it, by fingerprint.

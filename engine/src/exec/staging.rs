@@ -326,10 +326,16 @@ pub fn clean_stale(tmp_dir: &Path, current_run: &str, resumes: &Resumes) {
     let Ok(entries) = std::fs::read_dir(tmp_dir) else {
         return;
     };
-    for entry in entries.flatten() {
-        if entry.file_name() != current_run {
-            resumes.salvage(&entry.path());
-            let _ = fsutil::remove_path(&entry.path());
-        }
+    // Oldest run first (run ids start with their UTC start time), so that of two dead runs of
+    // one fingerprint the later one's state is kept last, and wins.
+    let mut runs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name() != current_run)
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    for run in runs {
+        resumes.salvage(&run);
+        let _ = fsutil::remove_path(&run);
     }
 }
