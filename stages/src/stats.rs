@@ -6,6 +6,9 @@
 //! `stages/tests/fixtures/stats_scipy.json`, `stages/tests/stats_scipy.rs` compares to 1e-9
 //! relative), so the definitions follow scipy's and must never change silently:
 //!
+//! - [`mean`] and [`sample_std`], the one mean and standard deviation of the project (the
+//!   verdict's and the report tables'): a Kahan-compensated sum in order divided by the count,
+//!   and Welford's online update, over the values that are there.
 //! - [`mean_ci`]: the sample mean and `mean ± t_{0.975, n-1} s / sqrt(n)` with `s` the sample
 //!   standard deviation (`ddof = 1`); scipy's `stats.t.interval(0.95, n-1, mean, sem)`. With one
 //!   value there is no interval (`None`), not a zero-width one.
@@ -79,24 +82,22 @@ pub struct MeanCi {
 pub fn mean_ci(values: &[f64]) -> Result<MeanCi, StatsError> {
     finite("values", values)?;
     let n = values.len();
-    if n == 0 {
+    let present: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
+    let Some(mean) = mean(&present) else {
         return Err(StatsError::TooFew {
             what: "values",
             need: 1,
             got: 0,
         });
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    if n == 1 {
+    };
+    let Some(sd) = sample_std(&present) else {
         return Ok(MeanCi {
             n,
             mean,
             sd: None,
             ci95: None,
         });
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let sd = var.sqrt();
+    };
     let half = t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt();
     Ok(MeanCi {
         n,
@@ -104,6 +105,40 @@ pub fn mean_ci(values: &[f64]) -> Result<MeanCi, StatsError> {
         sd: Some(sd),
         ci95: Some((mean - half, mean + half)),
     })
+}
+
+/// The mean of the values that are there, `None` when none is. A group of one row is its
+/// value as it is; a larger one is a Kahan-compensated sum in order, divided by the count.
+pub fn mean(values: &[Option<f64>]) -> Option<f64> {
+    if let [only] = values {
+        return *only;
+    }
+    let (mut sum, mut err, mut n) = (0.0f64, 0.0f64, 0usize);
+    for &x in values.iter().flatten() {
+        let y = x - err;
+        let next = sum + y;
+        let next_err = (next - sum) - y;
+        sum = next;
+        // The error stays finite, so that inf - inf brings no NaN in.
+        if next_err.is_finite() {
+            err = next_err;
+        }
+        n += 1;
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// The sample standard deviation (ddof = 1) of the values that are there, by Welford's online
+/// update; `None` for fewer than two values.
+pub fn sample_std(values: &[Option<f64>]) -> Option<f64> {
+    let (mut mean, mut m2, mut n) = (0.0f64, 0.0f64, 0u64);
+    for &x in values.iter().flatten() {
+        n += 1;
+        let d1 = x - mean;
+        mean += d1 / n as f64;
+        m2 += d1 * (x - mean);
+    }
+    (n > 1).then(|| (m2 / (n - 1) as f64).sqrt())
 }
 
 /// The result of a Mann–Whitney U test.
@@ -369,6 +404,44 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_is_kahan_compensated_and_skips_nulls() {
+        assert_eq!(mean(&[]), None);
+        assert_eq!(mean(&[None, None]), None);
+        assert_eq!(mean(&[Some(2.0), None, Some(4.0)]), Some(3.0));
+        // Three 0.8s: the bits of the fixture's summary (0.8000000000000002).
+        assert_eq!(
+            mean(&[Some(0.8), Some(0.8), Some(0.8)]),
+            Some(0.8000000000000002)
+        );
+        // A one-row group is its value, -0.0 included; the sum of two starts at +0.0.
+        assert_eq!(
+            mean(&[Some(-0.0)]).map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(
+            mean(&[Some(-0.0), None]).map(f64::to_bits),
+            Some(0.0f64.to_bits())
+        );
+        // Compensation: 1 + 1e-16 + 1e-16 keeps the small terms.
+        assert_eq!(
+            mean(&[Some(1.0), Some(1e-16), Some(1e-16)]),
+            Some((1.0 + 2e-16) / 3.0)
+        );
+        assert_eq!(mean(&[Some(f64::INFINITY), Some(1.0)]), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn std_is_the_sample_std() {
+        assert_eq!(sample_std(&[Some(1.0)]), None);
+        assert_eq!(sample_std(&[Some(1.0), None]), None);
+        assert_eq!(sample_std(&[Some(3.0), Some(4.0)]), Some(0.5f64.sqrt()));
+        assert_eq!(sample_std(&[Some(2.0), Some(2.0), Some(2.0)]), Some(0.0));
+        // The fixture's d32 SN modes (3, 5, 8, 5 in run order): 2.0615528128088303.
+        let modes = [Some(3.0), Some(5.0), Some(8.0), Some(5.0)];
+        assert_eq!(sample_std(&modes), Some(2.0615528128088303));
+    }
 
     #[test]
     fn t_quantiles_in_closed_form() {

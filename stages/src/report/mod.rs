@@ -45,6 +45,13 @@
 //! `figures/curves/<setting>-<metric>.{png,svg}`, `figures/samples/<run>.png`,
 //! `figures/real/<dataset>.png`.
 //!
+//! # Changes in version 7
+//!
+//! - The verdict's means and 95% intervals (`verdict.json`, the headlines) are computed with
+//!   the same mean and standard deviation as the tables ([`crate::stats::mean`], Kahan; and
+//!   [`crate::stats::sample_std`], Welford) instead of a second, plain sum: some values change
+//!   in their last bits (`0.7000000000000001` is now `0.7`). Bumped so reports are made again.
+//!
 //! # Changes in version 6 (issue 14)
 //!
 //! - `pipeline`: with it, a run folder under `runs_root` that no stage of the current pipeline
@@ -112,7 +119,7 @@ use inputs::{Missing, Run, RunPaths};
 use repro_engine::builtin::{Builtin, Context, Kind, StageError};
 
 /// The `report` builtin's version: enters the fingerprint of every report stage.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// The registry entry.
 pub const BUILTIN: &dyn Builtin = &Kind::<ReportParams> {

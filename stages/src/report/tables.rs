@@ -18,12 +18,13 @@
 //! - the arithmetic is, to the bit, what polars computed when these tables were polars frames
 //!   (report versions 1–3), so the CSV files did not change when polars went: a mean is a
 //!   Kahan-compensated sum over the group's runs in table order divided by the count (a
-//!   one-run group's value as it is), a variance is Welford's online update ([`mean`],
-//!   [`sample_std`]).
+//!   one-run group's value as it is), a variance is Welford's online update
+//!   ([`crate::stats::mean`], [`crate::stats::sample_std`], which the verdict's means use too).
 
 use super::csv_out::{to_csv, Cell};
 use super::inputs::{Run, METRICS};
 use super::ReportError;
+use crate::stats::{mean, sample_std};
 
 /// A delta's percentage needs more than this many values in each arm (see the module docs).
 pub const MIN_SEEDS_FOR_PCT: u32 = 3;
@@ -236,40 +237,6 @@ fn count<T>(items: impl Iterator<Item = T>) -> u32 {
     u32::try_from(items.count()).expect("fewer than 2^32 runs")
 }
 
-/// The mean of the values that are there, `None` when none is. A group of one row is its
-/// value as it is; a larger one is a Kahan-compensated sum in order, divided by the count.
-pub fn mean(values: &[Option<f64>]) -> Option<f64> {
-    if let [only] = values {
-        return *only;
-    }
-    let (mut sum, mut err, mut n) = (0.0f64, 0.0f64, 0usize);
-    for &x in values.iter().flatten() {
-        let y = x - err;
-        let next = sum + y;
-        let next_err = (next - sum) - y;
-        sum = next;
-        // The error stays finite, so that inf - inf brings no NaN in.
-        if next_err.is_finite() {
-            err = next_err;
-        }
-        n += 1;
-    }
-    (n > 0).then(|| sum / n as f64)
-}
-
-/// The sample standard deviation (ddof = 1) of the values that are there, by Welford's online
-/// update; `None` for fewer than two values.
-pub fn sample_std(values: &[Option<f64>]) -> Option<f64> {
-    let (mut mean, mut m2, mut n) = (0.0f64, 0.0f64, 0u64);
-    for &x in values.iter().flatten() {
-        n += 1;
-        let d1 = x - mean;
-        mean += d1 / n as f64;
-        m2 += d1 * (x - mean);
-    }
-    (n > 1).then(|| (m2 / (n - 1) as f64).sqrt())
-}
-
 impl Tables {
     /// The summary row of one setting and method.
     pub fn summary_row(&self, setting: &str, method: &str) -> Option<&SummaryRow> {
@@ -365,44 +332,6 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mean_is_kahan_compensated_and_skips_nulls() {
-        assert_eq!(mean(&[]), None);
-        assert_eq!(mean(&[None, None]), None);
-        assert_eq!(mean(&[Some(2.0), None, Some(4.0)]), Some(3.0));
-        // Three 0.8s: the bits of the fixture's summary (0.8000000000000002).
-        assert_eq!(
-            mean(&[Some(0.8), Some(0.8), Some(0.8)]),
-            Some(0.8000000000000002)
-        );
-        // A one-row group is its value, -0.0 included; the sum of two starts at +0.0.
-        assert_eq!(
-            mean(&[Some(-0.0)]).map(f64::to_bits),
-            Some((-0.0f64).to_bits())
-        );
-        assert_eq!(
-            mean(&[Some(-0.0), None]).map(f64::to_bits),
-            Some(0.0f64.to_bits())
-        );
-        // Compensation: 1 + 1e-16 + 1e-16 keeps the small terms.
-        assert_eq!(
-            mean(&[Some(1.0), Some(1e-16), Some(1e-16)]),
-            Some((1.0 + 2e-16) / 3.0)
-        );
-        assert_eq!(mean(&[Some(f64::INFINITY), Some(1.0)]), Some(f64::INFINITY));
-    }
-
-    #[test]
-    fn std_is_the_sample_std() {
-        assert_eq!(sample_std(&[Some(1.0)]), None);
-        assert_eq!(sample_std(&[Some(1.0), None]), None);
-        assert_eq!(sample_std(&[Some(3.0), Some(4.0)]), Some(0.5f64.sqrt()));
-        assert_eq!(sample_std(&[Some(2.0), Some(2.0), Some(2.0)]), Some(0.0));
-        // The fixture's d32 SN modes (3, 5, 8, 5 in run order): 2.0615528128088303.
-        let modes = [Some(3.0), Some(5.0), Some(8.0), Some(5.0)];
-        assert_eq!(sample_std(&modes), Some(2.0615528128088303));
-    }
 
     fn stat(mean: f64, n: u32) -> Stat {
         Stat {
