@@ -12,12 +12,15 @@ fn main() {
     // Training and feature extraction free and reallocate their tensors every step.
     kernels::heap::keep_freed_memory();
     let args = cli::args::Cli::parse();
-    // Only where the kernels run, and still before any thread starts: the other commands would
-    // pass the variable on to every stage command they start.
-    if args.command.uses_kernels() {
+    // Only where the kernels run (the other commands would pass candle's variable on to every
+    // stage command they start), before any thread starts, and then on the kernels' pool.
+    let outcome = if args.command.uses_kernels() {
         kernels::threads::leave_cores_to_rayon();
-    }
-    let code = match cli::commands::dispatch(args) {
+        kernels::threads::run_in_pool(|| cli::commands::dispatch(args))
+    } else {
+        cli::commands::dispatch(args)
+    };
+    let code = match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

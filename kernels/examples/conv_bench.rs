@@ -104,6 +104,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
+    kernels::threads::run_in_pool(run)
+}
+
+fn run() -> Result<()> {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

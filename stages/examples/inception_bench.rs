@@ -10,10 +10,14 @@ use std::time::Instant;
 use candle_core::Device;
 use stages::metrics::inception::InceptionNet;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // As `repro builtin` does (its thread and allocator settings are part of what is measured).
     kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
+    kernels::threads::run_in_pool(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         return Err("usage: inception_bench WEIGHTS N BATCH".into());

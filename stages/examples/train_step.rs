@@ -72,10 +72,14 @@ fn params(sr: serde_json::Value) -> TrainParams {
     .expect("benchmark params are valid")
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // As `repro builtin` does (its thread and allocator settings are part of what is measured).
     kernels::threads::leave_cores_to_rayon();
     kernels::heap::keep_freed_memory();
+    kernels::threads::run_in_pool(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
