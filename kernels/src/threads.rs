@@ -21,11 +21,12 @@
 //! chunks to the workers and puts the caller to sleep until they are done: a wake-up each way,
 //! hundreds of times a training step, and at one thread (how the pipeline trains, one run per
 //! core) no parallelism in exchange. From a worker, a loop starts on that worker and the others
-//! steal from it. Small DCGAN (width 16), medians of six interleaved quiet rounds in each of
-//! two sessions: at one thread D step 138 -> 133 ms and 156 -> 137 ms, G step 135 -> 129 ms and
-//! 151 -> 129 ms; at two threads D 89 -> 79 ms, G 88 -> 83 ms (the busier the host, the more a
-//! wake-up costs). Which chunks exist never depends on the threads, so the bits are the same
-//! (a 20-iteration SR-static run's checkpoint and samples, byte for byte, at 1 and 2 threads).
+//! steal from it. With the allocator's one arena ([`crate::heap`], without which a worker's
+//! big allocations page-faulted: Inception lost 16%), interleaved quiet rounds, medians: small
+//! DCGAN (width 16) at one thread D step 141 -> 129 ms, G 127 -> 118 ms; at two threads D even,
+//! G 71 -> 68 ms; standard CNN at two threads D about 5% and G 3% faster; Inception even.
+//! Which chunks exist never depends on the threads, so the bits are the same (a 20-iteration
+//! SR-static run's checkpoint and samples, byte for byte, at 1 and 2 threads).
 
 /// The variable candle reads for its elementwise pool's size.
 const CANDLE_NUM_THREADS: &str = "CANDLE_NUM_THREADS";
