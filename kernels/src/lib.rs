@@ -48,6 +48,9 @@
 //! - the spectral norm's weight arithmetic is candle ops;
 //! - candle's elementwise ops ran on their own spinning thread pool beside rayon's, which took
 //!   cores from the kernels' threads, until binaries called [`threads::leave_cores_to_rayon`];
+//! - each parallel loop, started from a thread outside rayon's pool, put that thread to sleep
+//!   and woke it again, hundreds of times a step, until binaries ran their work on a worker
+//!   ([`threads::run_in_pool`]);
 //! - every op allocates its output. glibc handed big blocks back to the kernel and page-faulted
 //!   them in again each step, until binaries called [`heap::keep_freed_memory`].
 //!
