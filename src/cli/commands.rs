@@ -370,6 +370,7 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
     let hasher = Hasher::open(&ws.hash_state_dir())?;
     let mut failures = None;
     let resumes = repro_engine::exec::resume::Resumes::new(ws.resume_dir());
+    let waiting = resumes.waiting(&ws.tmp_dir());
     let mut stale: BTreeSet<StageId> = BTreeSet::new();
     let mut rows = Vec::new();
     for &id in &order {
@@ -404,7 +405,7 @@ fn status(ws: &Workspace, targets: &[String], json_out: bool, spec: &SpecArgs) -
                     }
                     let kept = resumes
                         .find(&c.fingerprint)
-                        .or_else(|| resumes.waiting(&ws.tmp_dir(), &c.fingerprint));
+                        .or_else(|| waiting.get(&c.fingerprint).cloned());
                     if let Some(kept) = kept {
                         reasons.push(DirtyReason::Resumes {
                             kept: repro_engine::exec::job::relative(&ws.root, &kept),

@@ -32,6 +32,7 @@
 //! Never: a kept state reaches the workspace, the lock or the cache only through a successful
 //! run of the stage, which publishes it as any run does; `repro.lock` never refers to it.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -109,28 +110,25 @@ impl Resumes {
         Ok(Some(entry))
     }
 
-    /// The view of an unfinished run of another `repro` (killed, or still running) that
-    /// marked itself as holding the persist outs for `fingerprint`: what the next run salvages
-    /// into a kept state before it starts. `tmp_dir` is the workspace's `.repro/tmp`.
-    pub fn waiting(&self, tmp_dir: &Path, fingerprint: &str) -> Option<PathBuf> {
-        let mut views: Vec<PathBuf> = std::fs::read_dir(tmp_dir)
-            .ok()?
-            .flatten()
-            .filter_map(|run| {
-                let markers = std::fs::read_dir(run.path().join(MARKERS)).ok()?;
-                let view = markers.flatten().find_map(|marker| {
-                    let m: Marker =
-                        serde_json::from_slice(&std::fs::read(marker.path()).ok()?).ok()?;
-                    let view = run.path().join(fsutil::safe_file_name(&m.stage));
-                    let holds = m.persist.iter().any(|out| view.join(out).exists());
-                    (m.fingerprint == fingerprint && holds).then_some(view)
-                });
-                view
-            })
-            .collect();
-        // The newest run's view, as salvaging keeps the last one it meets in name order.
-        views.sort();
-        views.pop()
+    /// The views that unfinished runs of other `repro`s (killed, or still running) marked as
+    /// holding persist outs, by fingerprint: what the next run salvages into kept states
+    /// before it starts. Of two for one fingerprint, the newer run's, as salvaging keeps the
+    /// last it meets in name order. `tmp_dir` is the workspace's `.repro/tmp`.
+    pub fn waiting(&self, tmp_dir: &Path) -> BTreeMap<String, PathBuf> {
+        let Ok(runs) = std::fs::read_dir(tmp_dir) else {
+            return BTreeMap::new();
+        };
+        let mut runs: Vec<PathBuf> = runs.flatten().map(|e| e.path()).collect();
+        runs.sort();
+        let mut views = BTreeMap::new();
+        for run in runs {
+            for (m, view) in marked_views(&run) {
+                if m.persist.iter().any(|out| view.join(out).exists()) {
+                    views.insert(m.fingerprint, view);
+                }
+            }
+        }
+        views
     }
 
     /// Every kept state: its folder and the bytes of the files in it, by fingerprint.
@@ -176,20 +174,24 @@ impl Resumes {
     /// into kept states. Errors are skipped: salvaging is a courtesy to the next run, which
     /// then starts from the workspace's copy as it always could.
     pub fn salvage(&self, run_dir: &Path) {
-        let Ok(markers) = std::fs::read_dir(run_dir.join(MARKERS)) else {
-            return;
-        };
-        for marker in markers.flatten() {
-            let Ok(text) = std::fs::read(marker.path()) else {
-                continue;
-            };
-            let Ok(m) = serde_json::from_slice::<Marker>(&text) else {
-                continue;
-            };
-            let view = run_dir.join(fsutil::safe_file_name(&m.stage));
+        for (m, view) in marked_views(run_dir) {
             let _ = self.keep(&view, &m.persist, &m.fingerprint);
         }
     }
+}
+
+/// The readable markers of the run at `run_dir` (a `.repro/tmp/<run>`), each with the view it
+/// marks; unreadable ones are skipped, as a run that died mid-write may leave them.
+fn marked_views(run_dir: &Path) -> impl Iterator<Item = (Marker, PathBuf)> + '_ {
+    std::fs::read_dir(run_dir.join(MARKERS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |marker| {
+            let m: Marker = serde_json::from_slice(&std::fs::read(marker.path()).ok()?).ok()?;
+            let view = run_dir.join(fsutil::safe_file_name(&m.stage));
+            Some((m, view))
+        })
 }
 
 /// The bytes of the regular files at or below `path`.
