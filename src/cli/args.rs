@@ -165,9 +165,9 @@ pub enum Command {
         /// fid-helper TorchScript `.pt`.
         #[arg(long, value_name = "FILE", env = "REPRO_FID_WEIGHTS")]
         weights: Option<PathBuf>,
-        /// Images per forward pass.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        /// Images per forward pass [default: 4 on the CPU, where larger batches page-fault]
+        #[arg(long, value_name = "N")]
+        batch: Option<usize>,
         /// Print `{"fid": <number>}`.
         #[arg(long)]
         json: bool,

@@ -20,7 +20,7 @@ pub fn fid(
     a: &Path,
     b: &Path,
     weights: Option<PathBuf>,
-    batch: usize,
+    batch: Option<usize>,
     json_out: bool,
 ) -> Result<i32> {
     let weights = weights.unwrap_or_else(|| PathBuf::from(DEFAULT_FID_WEIGHTS));
@@ -34,7 +34,7 @@ pub fn fid(
         )));
     }
     let opts = stages::metrics::fid_cli::FidCliOptions {
-        batch: batch.max(1),
+        batch: batch.map(|b| b.max(1)),
     };
     let progress = |input: &Path, done: usize, total: usize| {
         eprint!("\rfeatures of `{}`: {done}/{total}   ", input.display());

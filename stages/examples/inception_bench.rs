@@ -34,11 +34,11 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     net.features(
         &pixels[..warm * 3 * 32 * 32],
         [warm, 3, 32, 32],
-        batch,
+        Some(batch),
         &|_, _| {},
     )?;
     let t = Instant::now();
-    let f = net.features(&pixels, shape, batch, &|_, _| {})?;
+    let f = net.features(&pixels, shape, Some(batch), &|_, _| {})?;
     let secs = t.elapsed().as_secs_f64();
     let checksum: f64 = f.pool3.iter().map(|&v| f64::from(v)).sum();
     println!(

@@ -90,7 +90,9 @@ fn pool3_and_logits_match_pytorch_on_fixed_images() {
         let calls = RefCell::new(Vec::new());
         // Batch 1 forces several batches for the two-image input.
         let f = net
-            .features(&pixels, shape, 1, &|d, t| calls.borrow_mut().push((d, t)))
+            .features(&pixels, shape, Some(1), &|d, t| {
+                calls.borrow_mut().push((d, t))
+            })
             .expect("features");
         assert_eq!(f.n, shape[0]);
         let want: Vec<(usize, usize)> = (1..=shape[0]).map(|d| (d, shape[0])).collect();
@@ -115,6 +117,32 @@ fn pool3_and_logits_match_pytorch_on_fixed_images() {
     }
 }
 
+/// The batch is a speed setting only (`inception::CPU_BATCH` is chosen for speed): one image
+/// at a time, the default and all at once give the same bits.
+#[test]
+fn batch_does_not_change_the_features() {
+    let Some(weights) = inception_common::fid_weights() else {
+        return;
+    };
+    let net = InceptionNet::load(&weights, &Device::Cpu).expect("load converted weights");
+    // Five images: more than the CPU default (4), so the default cuts them 4 + 1.
+    let shape = [5, 3, 32, 32];
+    let pixels: Vec<u8> = (0..shape.iter().product::<usize>())
+        .map(|k| (k.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    let run = |batch| {
+        net.features(&pixels, shape, batch, &|_, _| {})
+            .expect("features")
+            .pool3
+    };
+    let one = run(Some(1));
+    assert_eq!(one.len(), 5 * POOL3_DIM);
+    assert!(one.iter().any(|&v| v != 0.0));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&run(None)), bits(&one), "default batch");
+    assert_eq!(bits(&run(Some(5))), bits(&one), "one batch of 5");
+}
+
 #[test]
 fn pool3_only_weights_give_no_inception_score() {
     let Some(weights) = inception_common::fid_weights() else {
@@ -133,7 +161,7 @@ fn pool3_only_weights_give_no_inception_score() {
     let f = net.features(
         &pixels,
         [shape[0], shape[1], shape[2], shape[3]],
-        8,
+        Some(8),
         &|_, _| {},
     );
     let f = f.expect("features");

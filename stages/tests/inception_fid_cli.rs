@@ -81,7 +81,7 @@ fn png_folder_prepared_dataset_and_npz_agree() {
     let prepared = dir.path().join("set.safetensors");
     write_prepared(&prepared, &imgs);
 
-    let opts = FidCliOptions { batch: 2 };
+    let opts = FidCliOptions { batch: Some(2) };
     let fid = fid_cli(&pngs, &prepared, &weights, &opts, &|_, _, _| {}).expect("fid");
     assert!(
         fid.abs() < 1e-3,
@@ -91,7 +91,7 @@ fn png_folder_prepared_dataset_and_npz_agree() {
     // Stats saved as npz stand in for the images they came from.
     let net = stages::metrics::fid_cli::load_any_weights(&weights).expect("weights");
     let f = net
-        .features(&imgs.concat(), [2, 3, H, W], 2, &|_, _| {})
+        .features(&imgs.concat(), [2, 3, H, W], Some(2), &|_, _| {})
         .expect("features");
     let stats = stages::metrics::fid::Stats::from_features(&f.pool3, 2, 2048).expect("stats");
     let npz = dir.path().join("ref.npz");
@@ -159,7 +159,7 @@ fn fid_stats_builtin_summarizes_the_first_images() {
     assert_eq!(stats.n, 2, "the count travels with the statistics");
     let first_two = dir.path().join("two.safetensors");
     write_prepared(&first_two, &imgs);
-    let opts = FidCliOptions { batch: 2 };
+    let opts = FidCliOptions { batch: Some(2) };
     let fid = fid_cli(&out, &first_two, &weights, &opts, &|_, _, _| {}).expect("fid");
     assert!(fid.abs() < 1e-3, "stats of the first two images: FID {fid}");
 
@@ -228,7 +228,7 @@ fn fid_stats_kid_samples_stores_the_first_features() {
     // The features are those of the first images, as Inception gives them in one batch.
     let net = stages::metrics::fid_cli::load_any_weights(&weights).expect("weights");
     let f = net
-        .features(&three.concat(), [3, 3, H, W], 3, &|_, _| {})
+        .features(&three.concat(), [3, 3, H, W], Some(3), &|_, _| {})
         .expect("features");
     for (name, k) in [("two.npz", 2), ("many.npz", 3)] {
         let all = read_npz(&npz(name)).expect("npz");

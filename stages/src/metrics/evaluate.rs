@@ -134,9 +134,9 @@ struct EvaluateParams {
     /// Inception Score splits (10 in the original protocol).
     #[serde(default = "default_is_splits")]
     is_splits: usize,
-    /// Images per Inception forward pass.
-    #[serde(default = "default_batch_size")]
-    batch_size: usize,
+    /// Images per Inception forward pass (default: the device's, see `inception::CPU_BATCH`).
+    #[serde(default)]
+    batch_size: Option<usize>,
     /// Where the Inception network runs: `cpu`, `cuda`, `cuda:N` or `auto`.
     #[serde(default = "default_device")]
     device: String,
@@ -215,9 +215,6 @@ fn default_kid_samples() -> usize {
 }
 fn default_is_splits() -> usize {
     10
-}
-fn default_batch_size() -> usize {
-    50
 }
 
 /// A metric's value, or why there is none.
@@ -841,7 +838,12 @@ pub const BUILTIN: &dyn Builtin = &Kind::<EvaluateParams> {
 };
 
 fn run_evaluate(ctx: &Context, p: EvaluateParams) -> Result<(), StageError> {
-    if p.prdc_samples == 0 || p.pr_k == 0 || p.dc_k == 0 || p.is_splits == 0 || p.batch_size == 0 {
+    if p.prdc_samples == 0
+        || p.pr_k == 0
+        || p.dc_k == 0
+        || p.is_splits == 0
+        || p.batch_size == Some(0)
+    {
         return Err(StageError::Params {
             kind: ctx.kind().to_string(),
             message:

@@ -20,16 +20,10 @@ use super::inception::{InceptionNet, POOL3_DIM};
 use super::MetricsError;
 
 /// Options of [`fid_cli`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FidCliOptions {
-    /// Images per forward pass.
-    pub batch: usize,
-}
-
-impl Default for FidCliOptions {
-    fn default() -> Self {
-        FidCliOptions { batch: 32 }
-    }
+    /// Images per forward pass (`None`: the network's default, `InceptionNet::default_batch`).
+    pub batch: Option<usize>,
 }
 
 /// FID between `a` and `b`; `progress(input, done, total)` reports feature extraction, with
@@ -92,7 +86,7 @@ pub fn image_stats<'n>(
     input: &Path,
     cap: usize,
     net: &dyn Fn() -> Result<&'n InceptionNet, MetricsError>,
-    batch: usize,
+    batch: Option<usize>,
     progress: &dyn Fn(&Path, usize, usize),
 ) -> Result<Stats, MetricsError> {
     let (pool3, n) = image_features(input, cap, net, batch, progress)?;
@@ -105,7 +99,7 @@ pub fn image_features<'n>(
     input: &Path,
     cap: usize,
     net: &dyn Fn() -> Result<&'n InceptionNet, MetricsError>,
-    batch: usize,
+    batch: Option<usize>,
     progress: &dyn Fn(&Path, usize, usize),
 ) -> Result<(Vec<f32>, usize), MetricsError> {
     let mut groups = if input.is_dir() {

@@ -61,9 +61,9 @@ struct Params {
     /// Summarize only the first this-many images (all when absent).
     #[serde(default)]
     max_samples: Option<usize>,
-    /// Images per Inception forward pass.
-    #[serde(default = "default_batch_size")]
-    batch_size: usize,
+    /// Images per Inception forward pass (default: the device's, see `inception::CPU_BATCH`).
+    #[serde(default)]
+    batch_size: Option<usize>,
     /// The `.npz` to write.
     out: PathBuf,
     /// Where the Inception network runs: `cpu`, `cuda`, `cuda:N` or `auto`.
@@ -78,16 +78,12 @@ struct Params {
 /// The npz member with the reference features for KID.
 pub const FEATURES: &str = "features";
 
-fn default_batch_size() -> usize {
-    32
-}
-
 fn default_device() -> String {
     "cpu".to_string()
 }
 
 fn run(ctx: &Context, p: Params) -> Result<(), StageError> {
-    if p.batch_size == 0 || p.max_samples == Some(0) {
+    if p.batch_size == Some(0) || p.max_samples == Some(0) {
         return Err(StageError::Params {
             kind: ctx.kind().to_string(),
             message: "`batch_size` and `max_samples` must be at least 1".to_string(),
