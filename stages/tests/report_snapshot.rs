@@ -481,6 +481,12 @@ fn folders_the_pipeline_does_not_make_are_left_out_and_named() {
     );
     assert!(!text(&all, "report.md").contains("Left out"));
 
+    // `runs_root` written as `./runs/` names the same folders as the canonical outs.
+    p.runs_root = Some("./runs/".into());
+    let dotted = report(&p);
+    assert_eq!(runs(&dotted), kept);
+    p.runs_root = Some("runs".into());
+
     // A `pipeline` that cannot be read is an error naming it, not a report of every folder.
     p.pipeline = Some(dir.path().join("absent.json"));
     let err = generate(&p, &fixtures(), &|_, _, _| {}).expect_err("unreadable pipeline");

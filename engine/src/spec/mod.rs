@@ -44,6 +44,14 @@ use serde_json::Value;
 pub use error::{SpecError, SpecErrorKind};
 pub use model::*;
 
+/// `path` (workspace-relative) in the one form the engine gives every dep and out, as
+/// `repro dag --json` lists them: `/`-separated, no `.` segments or leading `./`, no trailing
+/// `/`, `..` resolved lexically. `None` when it is empty, absolute or leaves the workspace. For
+/// a stage that compares its own path params with the pipeline's outs.
+pub fn canonical_path(path: &str) -> Option<String> {
+    paths::normalize_in("", path).ok()
+}
+
 use crate::builtin::Registry;
 use interp::Scope;
 use node::{Node, Val};

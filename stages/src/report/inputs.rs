@@ -294,6 +294,12 @@ pub fn discover(
     let entries = std::fs::read_dir(&dir).map_err(fs_err("list runs in", runs_root))?;
     let mut names = Vec::new();
     let mut left_out = Vec::new();
+    // The outs are in the engine's canonical form; `runs_root` may be written `./runs/`. A root
+    // outside the workspace is no stage's out, so nothing under it is made by the pipeline.
+    let made_root = runs_root
+        .to_str()
+        .and_then(repro_engine::spec::canonical_path)
+        .map(PathBuf::from);
     for entry in entries {
         let entry = entry.map_err(fs_err("list runs in", runs_root))?;
         if !entry.path().join("params.json").is_file() {
@@ -301,7 +307,13 @@ pub fn discover(
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         match made {
-            Some(outs) if !outs.contains(&runs_root.join(&name)) => left_out.push(name),
+            Some(outs)
+                if !made_root
+                    .as_ref()
+                    .is_some_and(|root| outs.contains(&root.join(&name))) =>
+            {
+                left_out.push(name)
+            }
             _ => names.push(name),
         }
     }
