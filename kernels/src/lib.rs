@@ -1,6 +1,6 @@
 //! Fast CPU kernels for the ops that dominate training and FID feature extraction: 2-D
-//! convolution, transposed convolution, leaky ReLU and the classifier's 2x2 max pool, as candle
-//! custom ops.
+//! convolution, transposed convolution, leaky ReLU, the classifier's 2x2 max pool and the FID
+//! Inception's 3x3 pools, as candle custom ops.
 //!
 //! Why: candle 0.11's CPU transposed convolution is a direct loop, and its conv2d backward runs
 //! the input gradient through it, so a discriminator step spent most of its time there (about 5x
@@ -67,6 +67,7 @@ pub mod heap;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
 pub(crate) mod pool;
+pub(crate) mod pool3x3;
 pub(crate) mod scratch;
 pub mod threads;
 pub mod timers;
@@ -356,6 +357,64 @@ fn max_pool2_candle(x: &Tensor) -> Result<Tensor> {
     let (h2, w2) = (h / 2, w / 2);
     let x = x.narrow(2, 0, 2 * h2)?.narrow(3, 0, 2 * w2)?;
     x.reshape((b, c, h2, 2, w2, 2))?.max(5)?.max(3)
+}
+
+/// The FID Inception's 3x3 max pool with stride 2 and no padding (candle's
+/// `max_pool2d_with_stride(3, 2)`), one parallel pass on the CPU ([`pool3x3`], bit for bit
+/// candle's), candle's op elsewhere. Forward only.
+pub fn max_pool3x3_stride2(x: &Tensor) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x
+            .contiguous()?
+            .apply_op1_no_bwd(&pool3x3::Pool3x3::MaxStride2);
+    }
+    x.max_pool2d_with_stride(3, 2)
+}
+
+/// 3x3 max pool, stride 1, padding 1 with `-inf` (PyTorch's `max_pool2d(x, 3, 1, 1)`), one
+/// parallel pass on the CPU ([`pool3x3`]); elsewhere from candle ops (`-inf` borders, then
+/// candle's pool), which it matches bit for bit. Forward only.
+pub fn max_pool3x3_same(x: &Tensor) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x.contiguous()?.apply_op1_no_bwd(&pool3x3::Pool3x3::MaxSame);
+    }
+    max_pool3x3_same_candle(x)
+}
+
+fn max_pool3x3_same_candle(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let col = Tensor::full(f32::NEG_INFINITY, (n, c, h, 1), x.device())?.to_dtype(x.dtype())?;
+    let x = Tensor::cat(&[&col, x, &col], 3)?;
+    let row = Tensor::full(f32::NEG_INFINITY, (n, c, 1, w + 2), x.device())?.to_dtype(x.dtype())?;
+    let x = Tensor::cat(&[&row, &x, &row], 2)?;
+    x.max_pool2d_with_stride(3, 1)
+}
+
+/// 3x3 average pool, stride 1, padding 1, dividing by the number of unpadded pixels in each
+/// window (TF's, and PyTorch's `count_include_pad=False`), one parallel pass on the CPU
+/// ([`pool3x3`]); elsewhere from candle ops (zero padding, candle's pool, which divides by 9,
+/// and a multiply by `9 / count`), which it matches bit for bit. Forward only.
+pub fn avg_pool3x3_same_exclude_pad(x: &Tensor) -> Result<Tensor> {
+    if fast(&[x]) {
+        return x
+            .contiguous()?
+            .apply_op1_no_bwd(&pool3x3::Pool3x3::AvgSameExcludePad);
+    }
+    avg_pool3x3_same_exclude_pad_candle(x)
+}
+
+fn avg_pool3x3_same_exclude_pad_candle(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
+    let mut inv = Vec::with_capacity(h * w);
+    for i in 0..h {
+        for j in 0..w {
+            inv.push(9.0 / (count(i, h) * count(j, w)) as f32);
+        }
+    }
+    let inv = Tensor::from_vec(inv, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
+    let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    padded.avg_pool2d_with_stride(3, 1)?.broadcast_mul(&inv)
 }
 
 /// ReLU, one pass each way on the CPU (the gradient at exactly 0 is 0, as in PyTorch); candle's

@@ -687,3 +687,72 @@ fn max_pool2_is_the_candle_ops_bit_for_bit() {
         assert_eq!(ours.1, theirs.1, "case {i}: gradients");
     }
 }
+
+#[test]
+fn pool3x3_is_the_candle_ops_bit_for_bit() {
+    // Few distinct values, so windows tie, signed zeros among them; odd and even sizes, a
+    // plane of one row or column (the padded pools), and an Inception size.
+    for (i, &[n, c, h, w]) in [
+        [2, 3, 7, 9],
+        [1, 2, 8, 8],
+        [2, 1, 1, 5],
+        [1, 1, 4, 1],
+        [1, 4, 17, 17],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(500 + i as u64);
+        let xv: Vec<f32> = (0..n * c * h * w)
+            .map(|_| [-1.5, -0.0, 0.0, 0.25, 1.0, 3.0][rng.random_range(0..6)])
+            .collect();
+        let x = Tensor::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
+        let bits = |t: Tensor| -> (Vec<usize>, Vec<u32>) {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (t.dims().to_vec(), v.iter().map(|f| f.to_bits()).collect())
+        };
+        assert_eq!(
+            bits(super::max_pool3x3_same(&x).unwrap()),
+            bits(super::max_pool3x3_same_candle(&x).unwrap()),
+            "case {i}: max, same"
+        );
+        assert_eq!(
+            bits(super::avg_pool3x3_same_exclude_pad(&x).unwrap()),
+            bits(super::avg_pool3x3_same_exclude_pad_candle(&x).unwrap()),
+            "case {i}: average, same"
+        );
+        if h >= 3 && w >= 3 {
+            assert_eq!(
+                bits(super::max_pool3x3_stride2(&x).unwrap()),
+                bits(x.max_pool2d_with_stride(3, 2).unwrap()),
+                "case {i}: max, stride 2"
+            );
+        }
+    }
+}
+
+#[test]
+fn pool3x3_padding_semantics() {
+    for fast in [true, false] {
+        type Pool = fn(&Tensor) -> candle_core::Result<Tensor>;
+        let (avg, max): (Pool, Pool) = if fast {
+            (super::avg_pool3x3_same_exclude_pad, super::max_pool3x3_same)
+        } else {
+            (
+                super::avg_pool3x3_same_exclude_pad_candle,
+                super::max_pool3x3_same_candle,
+            )
+        };
+        let values = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // The average counts only real pixels: windows of ones average to one, whatever their
+        // count, and a 2x2 plane's every window is the mean of its four values, not their sum / 9.
+        let ones = Tensor::ones((1, 1, 3, 4), DType::F32, &Device::Cpu).unwrap();
+        let v = values(avg(&ones).unwrap());
+        assert!(v.iter().all(|&a| (a - 1.0).abs() < 1e-6), "{v:?}");
+        let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap();
+        assert_eq!(values(avg(&x).unwrap()), vec![2.5; 4], "fast {fast}");
+        // The max ignores the padding even where every real value is negative.
+        let x = Tensor::new(&[[[[-1f32, -2.], [-3., -4.]]]], &Device::Cpu).unwrap();
+        assert_eq!(values(max(&x).unwrap()), vec![-1.0; 4], "fast {fast}");
+    }
+}

@@ -270,23 +270,23 @@ impl InceptionNet {
         let mut x = conv(x, next()?)?; // 149
         x = conv(&x, next()?)?; // 147
         x = conv(&x, next()?)?;
-        x = x.max_pool2d_with_stride(3, 2)?; // 73
+        x = kernels::max_pool3x3_stride2(&x)?; // 73
         x = conv(&x, next()?)?;
         x = conv(&x, next()?)?; // 71
-        x = x.max_pool2d_with_stride(3, 2)?; // 35
+        x = kernels::max_pool3x3_stride2(&x)?; // 35
         for _ in 0..3 {
             // InceptionA: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1
             let b1 = conv(&x, next()?)?;
             let b5 = conv(&conv(&x, next()?)?, next()?)?;
             let b3 = conv(&conv(&conv(&x, next()?)?, next()?)?, next()?)?;
-            let bp = conv(&avg_pool_3x3_exclude_pad(&x)?, next()?)?;
+            let bp = conv(&kernels::avg_pool3x3_same_exclude_pad(&x)?, next()?)?;
             x = Tensor::cat(&[b1, b5, b3, bp], 1)?;
         }
         {
             // InceptionB: 3x3/s2 | 1x1-3x3-3x3/s2 | maxpool/s2
             let b3 = conv(&x, next()?)?;
             let bd = conv(&conv(&conv(&x, next()?)?, next()?)?, next()?)?;
-            let bp = x.max_pool2d_with_stride(3, 2)?;
+            let bp = kernels::max_pool3x3_stride2(&x)?;
             x = Tensor::cat(&[b3, bd, bp], 1)?; // 17
         }
         for _ in 0..4 {
@@ -300,7 +300,7 @@ impl InceptionNet {
             for _ in 0..4 {
                 bd = conv(&bd, next()?)?;
             }
-            let bp = conv(&avg_pool_3x3_exclude_pad(&x)?, next()?)?;
+            let bp = conv(&kernels::avg_pool3x3_same_exclude_pad(&x)?, next()?)?;
             x = Tensor::cat(&[b1, b7, bd, bp], 1)?;
         }
         {
@@ -310,7 +310,7 @@ impl InceptionNet {
             for _ in 0..3 {
                 b7 = conv(&b7, next()?)?;
             }
-            let bp = x.max_pool2d_with_stride(3, 2)?;
+            let bp = kernels::max_pool3x3_stride2(&x)?;
             x = Tensor::cat(&[b3, b7, bp], 1)?; // 8
         }
         for block in 0..2 {
@@ -324,9 +324,9 @@ impl InceptionNet {
             let b2b = conv(&b, next()?)?;
             // The TF graph's quirk: the last block max-pools (metrics.md §1).
             let pooled = if block == 0 {
-                avg_pool_3x3_exclude_pad(&x)?
+                kernels::avg_pool3x3_same_exclude_pad(&x)?
             } else {
-                max_pool_3x3_same(&x)?
+                kernels::max_pool3x3_same(&x)?
             };
             let bp = conv(&pooled, next()?)?;
             x = Tensor::cat(&[b1, a1, a2, b1b, b2b, bp], 1)?;
@@ -385,69 +385,15 @@ fn load_unit(
     })
 }
 
-/// conv (with folded batch norm) then ReLU.
+/// conv (with folded batch norm) then ReLU, one op on the CPU. The fast kernel pads each axis
+/// on its own (no padded copy for the 1x7 / 7x1 kernels).
 fn conv(x: &Tensor, c: &Conv) -> Result<Tensor, MetricsError> {
-    // The fast CPU kernel pads each axis on its own (no padded copy for the 1x7 / 7x1 kernels).
-    let y = kernels::conv2d(x, &c.weight, Some(&c.bias), c.stride, c.pad)?;
-    Ok(y.relu()?)
-}
-
-/// 3x3/s1/p1 average pool that divides by the number of real (unpadded) pixels in the window.
-fn avg_pool_3x3_exclude_pad(x: &Tensor) -> Result<Tensor, MetricsError> {
-    let (_, _, h, w) = x.dims4()?;
-    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
-    let mut inv = Vec::with_capacity(h * w);
-    for i in 0..h {
-        for j in 0..w {
-            // avg_pool2d already divided by 9; turn that into a division by the true count.
-            inv.push(9.0 / (count(i, h) * count(j, w)) as f32);
-        }
-    }
-    let inv = Tensor::from_vec(inv, (1, 1, h, w), x.device())?;
-    let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    Ok(padded.avg_pool2d_with_stride(3, 1)?.broadcast_mul(&inv)?)
-}
-
-/// 3x3/s1/p1 max pool with -inf padding (PyTorch's `max_pool2d(x, 3, 1, 1)`).
-fn max_pool_3x3_same(x: &Tensor) -> Result<Tensor, MetricsError> {
-    let (n, c, h, w) = x.dims4()?;
-    let col = Tensor::full(f32::NEG_INFINITY, (n, c, h, 1), x.device())?.to_dtype(x.dtype())?;
-    let x = Tensor::cat(&[&col, x, &col], 3)?;
-    let row = Tensor::full(f32::NEG_INFINITY, (n, c, 1, w + 2), x.device())?.to_dtype(x.dtype())?;
-    let x = Tensor::cat(&[&row, &x, &row], 2)?;
-    Ok(x.max_pool2d_with_stride(3, 1)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::DType;
-
-    #[test]
-    fn exclude_pad_average_counts_only_real_pixels() {
-        let x = Tensor::ones((1, 1, 3, 4), DType::F32, &Device::Cpu).unwrap();
-        let y = avg_pool_3x3_exclude_pad(&x).unwrap();
-        // Every window averages ones only, whatever its count, so the result is all ones.
-        let v = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(v.iter().all(|&a| (a - 1.0).abs() < 1e-6), "{v:?}");
-        // Corner of [[1,2],[3,4]]: mean of all 4 values, not their sum / 9.
-        let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap();
-        let y = avg_pool_3x3_exclude_pad(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>();
-        assert_eq!(y.unwrap(), vec![2.5; 4]);
-    }
-
-    #[test]
-    fn same_max_pool_ignores_padding_even_for_negative_inputs() {
-        let x = Tensor::new(&[[[[-1f32, -2.], [-3., -4.]]]], &Device::Cpu).unwrap();
-        let y = max_pool_3x3_same(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>();
-        assert_eq!(y.unwrap(), vec![-1.0; 4]);
-    }
+    Ok(kernels::conv2d_leaky_relu(
+        x,
+        &c.weight,
+        Some(&c.bias),
+        c.stride,
+        c.pad,
+        0.0,
+    )?)
 }

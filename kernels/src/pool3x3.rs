@@ -1,0 +1,187 @@
+//! The 3x3 pools of the FID Inception, for inference: max with stride 2 and no padding, max with
+//! stride 1 and padding 1 (`-inf`), and the average with stride 1 and padding 1 that divides by
+//! the number of real pixels in the window (TF's `count_include_pad=False`).
+//!
+//! candle's `max_pool2d` and `avg_pool2d` run one thread over every window with a strided index
+//! per element, and the padded forms needed a padded copy first (two `pad_with_zeros`, or four
+//! `cat`s of `-inf` borders) and, for the average, a broadcast multiply after: about 9% of the
+//! Inception's time at 2 threads, on one core. Here each is one pass, parallel over planes.
+//!
+//! **Bit for bit the candle ops they replace** (tested): the max visits the window row by row,
+//! starting from its top-left element (`-inf` where that is padding) and keeping the current
+//! value unless the next is strictly greater, as candle's `max_pool2d` does; the average adds
+//! the nine values row by row into a zero (a padded pixel adds `0.0`), multiplies by the
+//! `1 / 9` of the element type, then by `9 / count` computed in `f32`, as
+//! `avg_pool2d(pad(x)) * (9 / count)` did. Forward only: no backward is defined (candle reports
+//! that if a gradient is asked for).
+
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape};
+use rayon::prelude::*;
+
+use super::{map_unary, Elem, Unary};
+
+/// Which 3x3 pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pool3x3 {
+    /// Max, stride 2, no padding: `(h - 3) / 2 + 1` out per axis.
+    MaxStride2,
+    /// Max, stride 1, padding 1 with `-inf`: the same size out.
+    MaxSame,
+    /// Average, stride 1, padding 1, divided by the count of unpadded pixels: the same size out.
+    AvgSameExcludePad,
+}
+
+impl Pool3x3 {
+    /// Output plane size for an `(h, w)` input plane.
+    fn out_dims(self, (h, w): (usize, usize)) -> (usize, usize) {
+        match self {
+            Pool3x3::MaxStride2 => ((h - 3) / 2 + 1, (w - 3) / 2 + 1),
+            Pool3x3::MaxSame | Pool3x3::AvgSameExcludePad => (h, w),
+        }
+    }
+}
+
+/// A pool with its input plane size: the [`Unary`] kernel.
+#[derive(Clone, Copy)]
+struct Planes {
+    pool: Pool3x3,
+    h: usize,
+    w: usize,
+}
+
+impl Unary for Planes {
+    fn run<T: Elem>(&self, x: &[T]) -> Vec<T> {
+        let (h, w) = (self.h, self.w);
+        let (oh, ow) = self.pool.out_dims((h, w));
+        let mut y = super::zeroed(x.len() / (h * w).max(1) * oh * ow);
+        if y.is_empty() {
+            return y;
+        }
+        let pool = self.pool;
+        y.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(out, plane)| match pool {
+                Pool3x3::MaxStride2 => pool_plane::<T, 2>(plane, (h, w), out, 0, Combine::Max),
+                Pool3x3::MaxSame => pool_plane::<T, 1>(plane, (h, w), out, 1, Combine::Max),
+                Pool3x3::AvgSameExcludePad => {
+                    pool_plane::<T, 1>(plane, (h, w), out, 1, Combine::Sum)
+                }
+            });
+        y
+    }
+}
+
+/// How a pool combines its window: the max keeps the current value unless the next is strictly
+/// greater and starts from the window's top-left element; the average adds into a zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Combine {
+    Max,
+    Sum,
+}
+
+/// One plane, output row by output row: the three input rows of a window row are copied into
+/// `pad`-bordered buffers of `fill`, then each of the nine taps, row by row, is combined into
+/// the whole output row at once (a loop over the row that vectorizes), which visits every
+/// window's elements in the same order as a window-by-window loop.
+fn pool_plane<T: Elem, const STRIDE: usize>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    out: &mut [T],
+    pad: usize,
+    combine: Combine,
+) {
+    let stride = STRIDE;
+    let fill = match combine {
+        Combine::Max => T::from_f64(f64::NEG_INFINITY),
+        Combine::Sum => T::ZERO,
+    };
+    let padded_w = w + 2 * pad;
+    let ow = (padded_w - 3) / stride + 1;
+    let mut rows = [
+        vec![fill; padded_w],
+        vec![fill; padded_w],
+        vec![fill; padded_w],
+    ];
+    for (i, acc) in out.chunks_exact_mut(ow).enumerate() {
+        for (dr, row) in rows.iter_mut().enumerate() {
+            // Padded row `i * stride + dr` is input row `i * stride + dr - pad`, if any.
+            match (i * stride + dr).checked_sub(pad).filter(|&r| r < h) {
+                Some(r) => row[pad..pad + w].copy_from_slice(&plane[r * w..][..w]),
+                None => row.fill(fill),
+            }
+        }
+        match combine {
+            Combine::Max => {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = rows[0][j * stride];
+                }
+            }
+            Combine::Sum => acc.fill(T::ZERO),
+        }
+        for row in &rows {
+            for dc in 0..3 {
+                // The taps of the whole output row: every STRIDE-th element from `dc` (a
+                // slice of exactly that extent, so the loops carry no bounds checks).
+                let taps = &row[dc..dc + (ow - 1) * STRIDE + 1];
+                match combine {
+                    Combine::Max => {
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let v = taps[j * STRIDE];
+                            *a = if *a < v { v } else { *a };
+                        }
+                    }
+                    Combine::Sum => {
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a += taps[j * STRIDE];
+                        }
+                    }
+                }
+            }
+        }
+        if combine == Combine::Sum {
+            scale_by_count(acc, (i, h), w);
+        }
+    }
+}
+
+/// Turns the window sums of output row `i` (of `h`) into averages over the unpadded pixels:
+/// times the element type's `1 / 9`, then times `9 / count` computed in `f32` (see the module
+/// doc: the order of the candle ops this replaces).
+fn scale_by_count<T: Elem>(sums: &mut [T], (i, h): (usize, usize), w: usize) {
+    let ninth = T::from_f64(1.0 / 9.0);
+    // Unpadded pixels in the window along one axis: 2 at either edge, else 3 (1 on a 1-wide axis).
+    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
+    for (j, s) in sums.iter_mut().enumerate() {
+        let inv = 9.0f32 / (count(i, h) * count(j, w)) as f32;
+        *s = *s * ninth * T::from_f64(f64::from(inv));
+    }
+}
+
+impl CustomOp1 for Pool3x3 {
+    fn name(&self) -> &'static str {
+        match self {
+            Pool3x3::MaxStride2 => "fast-max-pool3x3-stride2",
+            Pool3x3::MaxSame => "fast-max-pool3x3-same",
+            Pool3x3::AvgSameExcludePad => "fast-avg-pool3x3-same",
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = match *l.dims() {
+            [n, c, h, w] => (n, c, h, w),
+            ref d => bail!(
+                "{}: expected a 4-d (n, c, h, w) input, got {d:?}",
+                self.name()
+            ),
+        };
+        if *self == Pool3x3::MaxStride2 && (h < 3 || w < 3) {
+            bail!(
+                "{}: a {h}x{w} plane is smaller than the window",
+                self.name()
+            );
+        }
+        let (oh, ow) = self.out_dims((h, w));
+        let storage = map_unary(self.name(), (s, l), Planes { pool: *self, h, w })?;
+        Ok((storage, Shape::from((n, c, oh, ow))))
+    }
+}
