@@ -5,8 +5,8 @@
 //! - batch norm has no gamma (unless the weights carry one) and eps = 1e-3; it is folded into
 //!   the conv weights and a bias at load time (f64 arithmetic, then f32);
 //! - the 3x3/s1/p1 average pools of the pool branches exclude the padding from the count
-//!   (TF semantics, `count_include_pad=False`); candle has no padded pool, so we zero-pad,
-//!   sum-pool, and divide by a precomputed count map (9 inside, 6 on edges, 4 in corners);
+//!   (TF semantics, `count_include_pad=False`: 9 inside, 6 on edges, 4 in corners); candle has
+//!   no padded pool, so it is `kernels::avg_pool3x3_same_exclude_pad`;
 //! - `Mixed_7c`'s pool branch max-pools (3x3/s1/p1, padding -inf) instead of averaging;
 //! - the 1x7/7x1 and 1x3/3x1 convolutions pad asymmetrically (see `inception_weights::UNITS`);
 //! - the features are "pool3": the spatial mean of `Mixed_7c`'s 8x8x2048 output.
