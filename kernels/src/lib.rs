@@ -330,7 +330,11 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     if fast(&[x]) {
         return x.contiguous()?.apply_op1(activation::LeakyRelu { slope });
     }
-    // The candle-ops version for other devices: three vectorized ops.
+    // The candle-ops version for other devices: ReLU itself for slope 0 (one op, and no
+    // `inf * 0` in it), three vectorized ops otherwise.
+    if slope == 0.0 {
+        return x.relu();
+    }
     x.relu()?.affine(1.0 - slope, 0.0)? + x.affine(slope, 0.0)?
 }
 
@@ -405,11 +409,10 @@ pub fn avg_pool3x3_same_exclude_pad(x: &Tensor) -> Result<Tensor> {
 
 fn avg_pool3x3_same_exclude_pad_candle(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
     let mut inv = Vec::with_capacity(h * w);
     for i in 0..h {
         for j in 0..w {
-            inv.push(9.0 / (count(i, h) * count(j, w)) as f32);
+            inv.push(pool3x3::nine_over_count((i, h), (j, w)));
         }
     }
     let inv = Tensor::from_vec(inv, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
@@ -420,10 +423,5 @@ fn avg_pool3x3_same_exclude_pad_candle(x: &Tensor) -> Result<Tensor> {
 /// ReLU, one pass each way on the CPU (the gradient at exactly 0 is 0, as in PyTorch); candle's
 /// own `relu` elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if fast(&[x]) {
-        return x
-            .contiguous()?
-            .apply_op1(activation::LeakyRelu { slope: 0.0 });
-    }
-    x.relu()
+    leaky_relu(x, 0.0)
 }

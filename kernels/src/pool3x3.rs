@@ -90,13 +90,12 @@ fn pool_plane<T: Elem, const STRIDE: usize>(
     pad: usize,
     combine: Combine,
 ) {
-    let stride = STRIDE;
     let fill = match combine {
         Combine::Max => T::from_f64(f64::NEG_INFINITY),
         Combine::Sum => T::ZERO,
     };
     let padded_w = w + 2 * pad;
-    let ow = (padded_w - 3) / stride + 1;
+    let ow = (padded_w - 3) / STRIDE + 1;
     let mut rows = [
         vec![fill; padded_w],
         vec![fill; padded_w],
@@ -104,8 +103,8 @@ fn pool_plane<T: Elem, const STRIDE: usize>(
     ];
     for (i, acc) in out.chunks_exact_mut(ow).enumerate() {
         for (dr, row) in rows.iter_mut().enumerate() {
-            // Padded row `i * stride + dr` is input row `i * stride + dr - pad`, if any.
-            match (i * stride + dr).checked_sub(pad).filter(|&r| r < h) {
+            // Padded row `i * STRIDE + dr` is input row `i * STRIDE + dr - pad`, if any.
+            match (i * STRIDE + dr).checked_sub(pad).filter(|&r| r < h) {
                 Some(r) => row[pad..pad + w].copy_from_slice(&plane[r * w..][..w]),
                 None => row.fill(fill),
             }
@@ -113,7 +112,7 @@ fn pool_plane<T: Elem, const STRIDE: usize>(
         match combine {
             Combine::Max => {
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = rows[0][j * stride];
+                    *a = rows[0][j * STRIDE];
                 }
             }
             Combine::Sum => acc.fill(T::ZERO),
@@ -149,12 +148,19 @@ fn pool_plane<T: Elem, const STRIDE: usize>(
 /// doc: the order of the candle ops this replaces).
 fn scale_by_count<T: Elem>(sums: &mut [T], (i, h): (usize, usize), w: usize) {
     let ninth = T::from_f64(1.0 / 9.0);
-    // Unpadded pixels in the window along one axis: 2 at either edge, else 3 (1 on a 1-wide axis).
-    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
     for (j, s) in sums.iter_mut().enumerate() {
-        let inv = 9.0f32 / (count(i, h) * count(j, w)) as f32;
-        *s = *s * ninth * T::from_f64(f64::from(inv));
+        *s = *s * ninth * T::from_f64(f64::from(nine_over_count((i, h), (j, w))));
     }
+}
+
+/// `9 / count` in `f32`, where `count` is the number of unpadded pixels in the 3x3 window at
+/// `(i, j)` of an `h x w` plane padded by 1: the factor that turns candle's divide-by-9 average
+/// into the exclude-padding one. Shared with the candle-ops form (`avg_pool3x3_same_exclude_pad`
+/// off the CPU), so both divide by the same count.
+pub(crate) fn nine_over_count((i, h): (usize, usize), (j, w): (usize, usize)) -> f32 {
+    // Unpadded pixels along one axis: 2 at either edge, else 3 (1 on a 1-wide axis).
+    let count = |i: usize, n: usize| 3 - usize::from(i == 0) - usize::from(i + 1 == n);
+    9.0 / (count(i, h) * count(j, w)) as f32
 }
 
 impl CustomOp1 for Pool3x3 {
