@@ -33,9 +33,8 @@ pub fn fid(
             weights.display()
         )));
     }
-    let opts = stages::metrics::fid_cli::FidCliOptions {
-        batch: batch.map(|b| b.max(1)),
-    };
+    // `InceptionNet::features` treats a batch of 0 as 1.
+    let opts = stages::metrics::fid_cli::FidCliOptions { batch };
     let progress = |input: &Path, done: usize, total: usize| {
         eprint!("\rfeatures of `{}`: {done}/{total}   ", input.display());
         if done == total {
