@@ -555,6 +555,15 @@ impl CustomOp1 for ChannelSum {
     }
 }
 
+/// A bias's gradient, the channel sums of `dy`, when the bias is on the graph (not when the
+/// caller froze it).
+pub(crate) fn bias_grad(b: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+    match b.track_op() {
+        true => Ok(Some(dy.apply_op1_no_bwd(&ChannelSum)?)),
+        false => Ok(None),
+    }
+}
+
 /// `conv2d(x, w)` with explicit per-axis padding, differentiable in both operands, and
 /// optionally a leaky ReLU (slope `>= 0`; 0 is ReLU) applied in place to the output.
 ///
@@ -610,18 +619,23 @@ impl Conv2d {
         }
     }
 
-    /// `(dx, dw)`, each one pass; `dx` only when `x` is on the graph (not for a data batch).
-    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+    /// `(dx, dw)`, each one pass, and each only for an operand on the graph: no `dx` for a
+    /// data batch, no `dw` for a weight the caller froze (D's, in G's step).
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let pass = |kind| self.pass(kind, x.dims(), w.dims());
         let dx = match x.track_op() {
-            true => Some(
-                dy.apply_op2_no_bwd(w, &self.pass(PassKind::BackwardData, x.dims(), w.dims())?)?,
-            ),
+            true => Some(dy.apply_op2_no_bwd(w, &pass(PassKind::BackwardData)?)?),
             false => None,
         };
-        let dw = x.apply_op2_no_bwd(
-            dy,
-            &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?,
-        )?;
+        let dw = match w.track_op() {
+            true => Some(x.apply_op2_no_bwd(dy, &pass(PassKind::BackwardWeight)?)?),
+            false => None,
+        };
         Ok((dx, dw))
     }
 }
@@ -649,8 +663,7 @@ impl CustomOp2 for Conv2d {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.grads(x, w, &self.pre_activation_grad(y, dy)?)?;
-        Ok((dx, Some(dw)))
+        self.grads(x, w, &self.pre_activation_grad(y, dy)?)
     }
 }
 
@@ -677,13 +690,12 @@ impl CustomOp3 for Conv2d {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = self.pre_activation_grad(y, dy)?;
         let (dx, dw) = self.grads(x, w, &dy)?;
-        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((dx, Some(dw), Some(db)))
+        Ok((dx, dw, bias_grad(b, &dy)?))
     }
 }

@@ -11,7 +11,7 @@
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::conv::{ChannelSum, Pass, PassKind};
+use super::conv::{bias_grad, Pass, PassKind};
 use super::im2col::ConvGeom;
 
 /// `conv_transpose2d(x, w)` with per-axis padding, differentiable in both operands.
@@ -55,11 +55,23 @@ impl ConvTranspose2d {
         })
     }
 
-    /// `(dx, dw)`, each one pass.
-    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
-        let dx = dy.apply_op2_no_bwd(w, &self.pass(PassKind::Forward, x.dims(), w.dims())?)?;
-        let dw =
-            dy.apply_op2_no_bwd(x, &self.pass(PassKind::BackwardWeight, x.dims(), w.dims())?)?;
+    /// `(dx, dw)`, each one pass, and each only for an operand on the graph (as
+    /// [`super::conv::Conv2d`]'s).
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let pass = |kind| self.pass(kind, x.dims(), w.dims());
+        let dx = match x.track_op() {
+            true => Some(dy.apply_op2_no_bwd(w, &pass(PassKind::Forward)?)?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(dy.apply_op2_no_bwd(x, &pass(PassKind::BackwardWeight)?)?),
+            false => None,
+        };
         Ok((dx, dw))
     }
 }
@@ -87,8 +99,7 @@ impl CustomOp2 for ConvTranspose2d {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.grads(x, w, &dy.contiguous()?)?;
-        Ok((Some(dx), Some(dw)))
+        self.grads(x, w, &dy.contiguous()?)
     }
 }
 
@@ -115,13 +126,12 @@ impl CustomOp3 for ConvTranspose2d {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let (dx, dw) = self.grads(x, w, &dy)?;
-        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, dw, bias_grad(b, &dy)?))
     }
 }

@@ -53,10 +53,13 @@ def d_step():
 
 
 def g_step():
+    # D's parameters get no gradient in G's step, as in ours (Mode::Frozen): the same work.
+    D.requires_grad_(False)
     loss = -D(G(torch.randn(B, 128))).mean()
     opt_g.zero_grad()
     loss.backward()
     opt_g.step()
+    D.requires_grad_(True)
 
 
 def timed(f):
@@ -70,5 +73,13 @@ def timed(f):
     return sorted(ts)[len(ts) // 2]
 
 
-for what, f in (("d_step", d_step), ("g_step", g_step)):
+def g_step_d_grads():
+    # The common idiom: D's parameter gradients computed in G's step too, then discarded.
+    loss = -D(G(torch.randn(B, 128))).mean()
+    opt_g.zero_grad()
+    loss.backward()
+    opt_g.step()
+
+
+for what, f in (("d_step", d_step), ("g_step", g_step), ("g_step_d_grads", g_step_d_grads)):
     print(json.dumps({"impl": "torch", "what": what, "seconds": timed(f)}))

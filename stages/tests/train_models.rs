@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use stages::data::prepared::{self, Samples};
-use stages::nn::layers::SnConfig;
+use stages::nn::layers::{Mode, SnConfig};
 use stages::nn::models::{DataShape, Gan, ModelConfig};
 use stages::nn::Store;
 
@@ -54,7 +54,7 @@ fn standard_cnn_has_the_sn_papers_singular_value_counts() {
     let r: Vec<usize> = ranks(&gan).into_iter().map(|(_, r)| r).collect();
     assert_eq!(r, vec![27, 64, 128, 128, 256, 256, 512, 1]);
     let z = Tensor::randn(0f32, 1.0, (2, 128), &Device::Cpu).unwrap();
-    let x = gan.g.forward(&z, true).unwrap();
+    let x = gan.g.forward(&z, Mode::Train).unwrap();
     assert_eq!(x.dims(), &[2, 3, 32, 32]);
     let max = x
         .abs()
@@ -66,7 +66,7 @@ fn standard_cnn_has_the_sn_papers_singular_value_counts() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(max <= 1.0, "tanh output out of range: {max}");
-    assert_eq!(gan.d.forward(&x, true).unwrap().dims(), &[2]);
+    assert_eq!(gan.d.forward(&x, Mode::Train).unwrap().dims(), &[2]);
 }
 
 #[test]
@@ -78,9 +78,9 @@ fn standard_cnn_follows_the_data_size_stl10() {
     };
     let (gan, _, _) = build(ModelConfig::Cnn { g_ch: 4, d_ch: 4 }, stl, 16);
     let z = Tensor::randn(0f32, 1.0, (2, 16), &Device::Cpu).unwrap();
-    let x = gan.g.forward(&z, false).unwrap();
+    let x = gan.g.forward(&z, Mode::Eval).unwrap();
     assert_eq!(x.dims(), &[2, 3, 48, 48]);
-    assert_eq!(gan.d.forward(&x, false).unwrap().dims(), &[2]);
+    assert_eq!(gan.d.forward(&x, Mode::Eval).unwrap().dims(), &[2]);
 }
 
 #[test]
@@ -110,9 +110,9 @@ fn resnet_discriminator_numbers_its_ten_convs_like_the_sr_paper() {
     assert_eq!(gan.d.sn_layers()[9].matrix_dims(), (128, 1152));
     assert_eq!(layers[9].1, 128);
     let z = Tensor::randn(0f32, 1.0, (2, 128), &Device::Cpu).unwrap();
-    let x = gan.g.forward(&z, true).unwrap();
+    let x = gan.g.forward(&z, Mode::Train).unwrap();
     assert_eq!(x.dims(), &[2, 3, 32, 32]);
-    assert_eq!(gan.d.forward(&x, true).unwrap().dims(), &[2]);
+    assert_eq!(gan.d.forward(&x, Mode::Train).unwrap().dims(), &[2]);
 }
 
 #[test]
@@ -293,4 +293,92 @@ fn stl10_resnet_has_table_5s_channel_plan() {
     assert_eq!(shapes["block2.c1.weight"], [256, 512, 3, 3]);
     assert_eq!(shapes["block4.c2.weight"], [64, 64, 3, 3]);
     assert_eq!(shapes["c5.weight"], [3, 64, 3, 3]);
+}
+
+/// The data gradient of D's logits' sum at `x` in `mode`, every D parameter that received a
+/// gradient, and D's buffers afterwards (all on the host).
+fn d_backward(
+    cfg: &ModelConfig,
+    shape: DataShape,
+    x: &[f32],
+    mode: Mode,
+) -> (Vec<f32>, Vec<String>, Vec<Vec<f32>>) {
+    let (gan, _, ds) = build(cfg.clone(), shape, 8);
+    let dims = match shape {
+        DataShape::Images {
+            channels,
+            height,
+            width,
+        } => vec![2, channels, height, width],
+        DataShape::Points { dim } => vec![2, dim],
+    };
+    let x =
+        candle_core::Var::from_tensor(&Tensor::from_slice(x, dims, &Device::Cpu).unwrap()).unwrap();
+    let grads = gan
+        .d
+        .forward(&x, mode)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let dx = flat(grads.get(x.as_tensor()).expect("a data gradient"));
+    let with_grad = ds
+        .params()
+        .iter()
+        .filter(|(_, v)| grads.get(v.as_tensor()).is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let buffers = ds.buffers().values().map(|v| flat(v.as_tensor())).collect();
+    (dx, with_grad, buffers)
+}
+
+#[test]
+fn a_frozen_discriminator_passes_the_same_gradient_to_its_input_and_none_to_its_parameters() {
+    // G's step runs D frozen: the data gradient G learns from, and D's SN state afterwards,
+    // must be the same bits as in a training pass, with no gradient left on D's parameters.
+    let points = DataShape::Points { dim: 2 };
+    let cases = [
+        (ModelConfig::Cnn { g_ch: 4, d_ch: 4 }, CIFAR),
+        (ModelConfig::Resnet { g_ch: 4, d_ch: 4 }, CIFAR),
+        (
+            ModelConfig::Mlp {
+                hidden: 8,
+                d_hidden: Some(4),
+                layers: 2,
+            },
+            points,
+        ),
+    ];
+    for (cfg, shape) in cases {
+        let n = match shape {
+            DataShape::Images { .. } => 2 * 3 * 32 * 32,
+            DataShape::Points { .. } => 4,
+        };
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let (dx_train, trained, buffers_train) = d_backward(&cfg, shape, &x, Mode::Train);
+        let (dx_frozen, frozen, buffers_frozen) = d_backward(&cfg, shape, &x, Mode::Frozen);
+        assert!(
+            !trained.is_empty(),
+            "{cfg:?}: training D gave its parameters no gradient"
+        );
+        assert_eq!(
+            frozen,
+            Vec::<String>::new(),
+            "{cfg:?}: frozen D's parameters got gradients"
+        );
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&dx_frozen),
+            bits(&dx_train),
+            "{cfg:?}: the data gradients differ"
+        );
+        assert_eq!(
+            buffers_frozen, buffers_train,
+            "{cfg:?}: the SN state advanced differently"
+        );
+    }
 }

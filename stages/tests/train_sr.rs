@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stages::nn::graph_sr::{pinned_count, GraphSr};
 use stages::nn::init::standard_normal;
-use stages::nn::layers::SnConfig;
+use stages::nn::layers::{Mode, SnConfig};
 use stages::nn::linalg;
 use stages::nn::models::{DataShape, ModelConfig};
 use stages::nn::spectral_norm::SpectralNorm;
@@ -244,7 +244,7 @@ fn d_outputs(graph_i: Option<f64>) -> Vec<f64> {
     for _ in 0..3 {
         out.extend(
             gan.d
-                .forward(&x, true)
+                .forward(&x, Mode::Train)
                 .unwrap()
                 .to_dtype(DType::F64)
                 .unwrap()

@@ -32,6 +32,40 @@ impl SnConfig {
     pub const SN: SnConfig = SnConfig { enabled: true };
 }
 
+/// How a forward pass treats a network's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training this network: BatchNorm normalizes with (and updates) the batch statistics, SN
+    /// advances its power iteration, and the parameters are variables of the graph.
+    Train,
+    /// Training the other network through this one (D in G's step): the state advances as in
+    /// `Train`, as the official code runs D there, but the parameters enter the graph as
+    /// constants, so backward computes no gradient for them that the optimizer would discard
+    /// (the convolutions skip their weight pass). The values computed are the same bits.
+    Frozen,
+    /// Sampling and evaluation: BatchNorm's running statistics, nothing advances.
+    Eval,
+}
+
+impl Mode {
+    /// Whether the pass advances the network's state (batch statistics, SN's `u`).
+    pub fn advances(self) -> bool {
+        self != Mode::Eval
+    }
+
+    /// A parameter as this pass uses it: detached when frozen.
+    fn param(self, t: &Tensor) -> Tensor {
+        match self {
+            Mode::Frozen => t.detach(),
+            Mode::Train | Mode::Eval => t.clone(),
+        }
+    }
+
+    fn bias(self, b: &Option<Var>) -> Option<Tensor> {
+        b.as_ref().map(|b| self.param(b.as_tensor()))
+    }
+}
+
 /// A weight as the layer uses it: raw, or spectrally normalized.
 pub enum Weight {
     /// Used as is.
@@ -41,12 +75,12 @@ pub enum Weight {
 }
 
 impl Weight {
-    /// The tensor the layer multiplies by.
-    pub fn effective(&self, train: bool) -> Result<Tensor> {
-        match self {
-            Weight::Plain(w) => Ok(w.as_tensor().clone()),
-            Weight::Sn(sn) => sn.normalized(train),
-        }
+    /// The tensor the layer multiplies by (see [`Mode`]).
+    pub fn effective(&self, mode: Mode) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Plain(w) => mode.param(w.as_tensor()),
+            Weight::Sn(sn) => mode.param(&sn.normalized(mode.advances())?),
+        })
     }
 }
 
@@ -237,10 +271,10 @@ pub struct Linear {
 
 impl Linear {
     /// `x`: (N, d_in) -> (N, d_out).
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.effective(train)?.t()?)?;
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b.as_tensor())?,
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.effective(mode)?.t()?)?;
+        Ok(match mode.bias(&self.bias) {
+            Some(b) => y.broadcast_add(&b)?,
             None => y,
         })
     }
@@ -256,22 +290,22 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// NCHW in, NCHW out.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = self.weight.effective(train)?;
-        let b = self.bias.as_ref().map(|b| b.as_tensor());
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let w = self.weight.effective(mode)?;
+        let b = mode.bias(&self.bias);
         let pad = (self.pad, self.pad);
-        Ok(kernels::conv2d(x, &w, b, self.stride, pad)?)
+        Ok(kernels::conv2d(x, &w, b.as_ref(), self.stride, pad)?)
     }
 
     /// `leaky_relu(self.forward(x), slope)` as one fused op ([`kernels::conv2d_leaky_relu`]).
-    pub fn forward_leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Result<Tensor> {
-        let w = self.weight.effective(train)?;
-        let b = self.bias.as_ref().map(|b| b.as_tensor());
+    pub fn forward_leaky_relu(&self, x: &Tensor, mode: Mode, slope: f64) -> Result<Tensor> {
+        let w = self.weight.effective(mode)?;
+        let b = mode.bias(&self.bias);
         let pad = (self.pad, self.pad);
         Ok(kernels::conv2d_leaky_relu(
             x,
             &w,
-            b,
+            b.as_ref(),
             self.stride,
             pad,
             slope,
@@ -303,9 +337,9 @@ impl ConvTranspose2d {
 
 /// Batch normalization over the channel axis of NCHW tensors.
 ///
-/// Training mode normalizes with the batch statistics and updates the running ones as Chainer
-/// does (`running = decay running + (1 - decay) batch`, unbiased batch variance); eval mode
-/// (sample generation) uses the running statistics.
+/// A pass that advances ([`Mode::advances`]) normalizes with the batch statistics and updates
+/// the running ones as Chainer does (`running = decay running + (1 - decay) batch`, unbiased
+/// batch variance); eval mode (sample generation) uses the running statistics.
 pub struct BatchNorm2d {
     gamma: Var,
     beta: Var,
@@ -317,11 +351,14 @@ pub struct BatchNorm2d {
 
 impl BatchNorm2d {
     /// NCHW in, NCHW out.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        if train {
-            let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-            let (y, mean, var) = kernels::batch_norm_train(x, gamma, beta, self.eps)?;
+        let (gamma, beta) = (
+            mode.param(self.gamma.as_tensor()),
+            mode.param(self.beta.as_tensor()),
+        );
+        if mode.advances() {
+            let (y, mean, var) = kernels::batch_norm_train(x, &gamma, &beta, self.eps)?;
             let m = (n * h * w) as f64;
             let unbiased = var.affine(m / (m - 1.0).max(1.0), 0.0)?;
             let new_mean = (self.mean.as_tensor().affine(self.decay, 0.0)?
@@ -336,8 +373,8 @@ impl BatchNorm2d {
         let var = self.var.as_tensor().detach().reshape((1, c, 1, 1))?;
         let inv = var.affine(1.0, self.eps)?.sqrt()?.recip()?;
         let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&inv)?;
-        let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;
-        let b = self.beta.as_tensor().reshape((1, c, 1, 1))?;
+        let g = gamma.reshape((1, c, 1, 1))?;
+        let b = beta.reshape((1, c, 1, 1))?;
         Ok(xhat.broadcast_mul(&g)?.broadcast_add(&b)?)
     }
 }

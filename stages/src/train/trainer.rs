@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::params::{Loss, LrDecay, TrainParams};
 use super::TrainError;
-use crate::nn::layers::SnConfig;
+use crate::nn::layers::{Mode, SnConfig};
 use crate::nn::models::{DataShape, Gan};
 use crate::nn::optim::Adam;
 use crate::nn::spectral_norm::SpectralNorm;
@@ -216,9 +216,9 @@ impl Trainer {
         self.sr.before_d_step(&self.sn_layers())?;
         let real = self.real_batch(data)?;
         let z = self.noise(self.batch)?;
-        let fake = self.gan.g.forward(&z, true)?.detach();
-        let d_real = self.gan.d.forward(&real, true)?;
-        let d_fake = self.gan.d.forward(&fake, true)?;
+        let fake = self.gan.g.forward(&z, Mode::Train)?.detach();
+        let d_real = self.gan.d.forward(&real, Mode::Train)?;
+        let d_fake = self.gan.d.forward(&fake, Mode::Train)?;
         let loss = match self.loss {
             Loss::Hinge => {
                 (d_real.neg()?.affine(1.0, 1.0)?.relu()?.mean_all()?
@@ -239,7 +239,8 @@ impl Trainer {
     /// One G update at learning rate `lr`; returns the G loss.
     pub fn g_step(&mut self, lr: f64) -> Result<f64, TrainError> {
         let z = self.noise(self.g_batch)?;
-        let d_fake = self.gan.d.forward(&self.gan.g.forward(&z, true)?, true)?;
+        let fake = self.gan.g.forward(&z, Mode::Train)?;
+        let d_fake = self.gan.d.forward(&fake, Mode::Frozen)?;
         let loss = match self.loss {
             Loss::Hinge => d_fake.mean_all()?.neg()?,
             Loss::Standard => softplus(&d_fake.neg()?)?.mean_all()?,
@@ -278,7 +279,7 @@ impl Trainer {
             let x = self
                 .gan
                 .g
-                .forward(&z, false)?
+                .forward(&z, Mode::Eval)?
                 .to_dtype(DType::F32)?
                 .to_device(&Device::Cpu)?;
             dims = x.dims().to_vec();

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use candle_core::Tensor;
 
 use crate::nn::init::Init;
-use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, ConvTranspose2d, Linear};
+use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, ConvTranspose2d, Linear, Mode};
 use crate::nn::spectral_norm::SpectralNorm;
 use crate::nn::{relu, Result};
 
@@ -65,17 +65,17 @@ impl Generator {
 }
 
 impl super::Generator for Generator {
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = z.dims()[0];
         let h = self
             .l0
-            .forward(z, train)?
+            .forward(z, mode)?
             .reshape((n, self.ch * 8, self.bottom, self.bottom))?;
-        let mut h = relu(&self.bn0.forward(&h, train)?)?;
+        let mut h = relu(&self.bn0.forward(&h, mode)?)?;
         for (dc, bn) in &self.deconvs {
-            h = relu(&bn.forward(&dc.forward(&h)?, train)?)?;
+            h = relu(&bn.forward(&dc.forward(&h)?, mode)?)?;
         }
-        Ok(self.c4.forward(&h, train)?.tanh()?)
+        Ok(self.c4.forward(&h, mode)?.tanh()?)
     }
 }
 
@@ -112,16 +112,13 @@ impl Discriminator {
 }
 
 impl super::Discriminator for Discriminator {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.clone();
         for conv in &self.convs {
-            h = conv.forward_leaky_relu(&h, train, SLOPE)?;
+            h = conv.forward_leaky_relu(&h, mode, SLOPE)?;
         }
         let n = h.dims()[0];
-        Ok(self
-            .l4
-            .forward(&h.reshape((n, ()))?, train)?
-            .flatten_all()?)
+        Ok(self.l4.forward(&h.reshape((n, ()))?, mode)?.flatten_all()?)
     }
 
     fn sn_layers(&self) -> &[Rc<SpectralNorm>] {

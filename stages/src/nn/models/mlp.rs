@@ -11,7 +11,7 @@ use std::rc::Rc;
 use candle_core::Tensor;
 
 use crate::nn::init::Init;
-use crate::nn::layers::{Builder, Linear};
+use crate::nn::layers::{Builder, Linear, Mode};
 use crate::nn::spectral_norm::SpectralNorm;
 use crate::nn::{leaky_relu, Result};
 
@@ -54,12 +54,12 @@ impl Generator {
 }
 
 impl super::Generator for Generator {
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = z.clone();
         for l in &self.hidden {
-            h = l.forward(&h, train)?.relu()?;
+            h = l.forward(&h, mode)?.relu()?;
         }
-        self.out.forward(&h, train)
+        self.out.forward(&h, mode)
     }
 }
 
@@ -83,12 +83,12 @@ impl Discriminator {
 }
 
 impl super::Discriminator for Discriminator {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.clone();
         for l in &self.hidden {
-            h = leaky_relu(&l.forward(&h, train)?, 0.1)?;
+            h = leaky_relu(&l.forward(&h, mode)?, 0.1)?;
         }
-        Ok(self.out.forward(&h, train)?.flatten_all()?)
+        Ok(self.out.forward(&h, mode)?.flatten_all()?)
     }
 
     fn sn_layers(&self) -> &[Rc<SpectralNorm>] {

@@ -20,7 +20,7 @@ use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Builder, SnConfig};
+use super::layers::{Builder, Mode, SnConfig};
 use super::spectral_norm::SpectralNorm;
 use super::{NnError, Result, Store};
 
@@ -39,14 +39,16 @@ pub enum DataShape {
 
 /// A generator: noise `z` (N x z_dim) to samples.
 pub trait Generator {
-    /// `train` uses BatchNorm batch statistics and updates the running ones.
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor>;
+    /// A pass that advances ([`Mode::advances`]) uses BatchNorm batch statistics and updates
+    /// the running ones.
+    fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor>;
 }
 
 /// A discriminator: samples to one logit each (shape N).
 pub trait Discriminator {
-    /// `train` advances the SN power iteration.
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// A pass that advances steps the SN power iteration; [`Mode::Frozen`] (G's step) leaves
+    /// the parameters out of the gradient.
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
     /// Its SN layers in name order (empty without SN).
     fn sn_layers(&self) -> &[Rc<SpectralNorm>];
 }

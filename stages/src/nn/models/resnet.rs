@@ -29,7 +29,7 @@ use std::rc::Rc;
 use candle_core::Tensor;
 
 use crate::nn::init::Init;
-use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, Linear};
+use crate::nn::layers::{BatchNorm2d, Builder, Conv2d, Linear, Mode};
 use crate::nn::spectral_norm::SpectralNorm;
 use crate::nn::{relu, Result};
 
@@ -60,13 +60,11 @@ impl UpBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = upsample(&relu(&self.b1.forward(x, train)?)?)?;
-        let h = self.c1.forward(&h, train)?;
-        let h = self
-            .c2
-            .forward(&relu(&self.b2.forward(&h, train)?)?, train)?;
-        let sc = self.c_sc.forward(&upsample(x)?, train)?;
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let h = upsample(&relu(&self.b1.forward(x, mode)?)?)?;
+        let h = self.c1.forward(&h, mode)?;
+        let h = self.c2.forward(&relu(&self.b2.forward(&h, mode)?)?, mode)?;
+        let sc = self.c_sc.forward(&upsample(x)?, mode)?;
         Ok((h + sc)?)
     }
 }
@@ -137,17 +135,17 @@ impl Generator {
 }
 
 impl super::Generator for Generator {
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = z.dims()[0];
         let mut h = self
             .l1
-            .forward(z, train)?
+            .forward(z, mode)?
             .reshape((n, self.ch, self.bottom, self.bottom))?;
         for block in &self.blocks {
-            h = block.forward(&h, train)?;
+            h = block.forward(&h, mode)?;
         }
-        let h = relu(&self.b5.forward(&h, train)?)?;
-        Ok(self.c5.forward(&h, train)?.tanh()?)
+        let h = relu(&self.b5.forward(&h, mode)?)?;
+        Ok(self.c5.forward(&h, mode)?.tanh()?)
     }
 }
 
@@ -182,7 +180,7 @@ impl DBlock {
         Ok(DBlock { kind, c1, c2, c_sc })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let h = if self.kind == Kind::Optimized {
             x.clone()
         } else {
@@ -190,16 +188,16 @@ impl DBlock {
         };
         let h = self
             .c2
-            .forward(&self.c1.forward_leaky_relu(&h, train, 0.0)?, train)?;
+            .forward(&self.c1.forward_leaky_relu(&h, mode, 0.0)?, mode)?;
         let h = if self.kind == Kind::Plain {
             h
         } else {
             h.avg_pool2d(2)?
         };
         let sc = match (&self.c_sc, self.kind) {
-            (Some(c), Kind::Optimized) => c.forward(&x.avg_pool2d(2)?, train)?,
-            (Some(c), Kind::Down) => c.forward(x, train)?.avg_pool2d(2)?,
-            (Some(c), Kind::Plain) => c.forward(x, train)?,
+            (Some(c), Kind::Optimized) => c.forward(&x.avg_pool2d(2)?, mode)?,
+            (Some(c), Kind::Down) => c.forward(x, mode)?.avg_pool2d(2)?,
+            (Some(c), Kind::Plain) => c.forward(x, mode)?,
             (None, _) => x.clone(),
         };
         Ok((h + sc)?)
@@ -264,13 +262,13 @@ impl Discriminator {
 }
 
 impl super::Discriminator for Discriminator {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.clone();
         for block in &self.blocks {
-            h = block.forward(&h, train)?;
+            h = block.forward(&h, mode)?;
         }
         let h = relu(&h)?.sum((2, 3))?;
-        Ok(self.l5.forward(&h, train)?.flatten_all()?)
+        Ok(self.l5.forward(&h, mode)?.flatten_all()?)
     }
 
     fn sn_layers(&self) -> &[Rc<SpectralNorm>] {
