@@ -23,6 +23,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use super::activation;
+use super::direct;
 use super::im2col::{col2im, im2col, im2col_channels, ConvGeom};
 use super::matmul::{matmul, matmul_col_major, View};
 use super::scratch::with_buffer;
@@ -131,12 +132,53 @@ fn fill_bias<T: Elem>(m: &mut [T], row: usize, bias: Option<&[T]>) {
     }
 }
 
-/// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw)) [+ bias (O)]`.
+/// `y (N x O x OH x OW) = conv(x (N x C x H x W), w (O x C x kh x kw)) [+ bias (O)]`: directly
+/// where [`direct`] serves the geometry, else im2col + GEMM; the same bits either way.
 pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let mut y = super::zeroed(g.n * g.out_len());
-    if y.is_empty() {
-        return y;
+    if !y.is_empty() && !forward_direct(g, x, w, bias, &mut y) {
+        forward_gemm(g, x, w, bias, &mut y);
     }
+    y
+}
+
+/// [`direct::forward`] over the batch's chunks, when it serves this geometry and element type;
+/// `false` (and `y` untouched) when it does not.
+pub(crate) fn forward_direct<T: Elem>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) -> bool {
+    let (Some(x), Some(w), Some(y)) = (T::f32s(x), T::f32s(w), T::f32s_mut(y)) else {
+        return false;
+    };
+    if !direct::serves(g) {
+        return false;
+    }
+    let bias = bias.and_then(T::f32s);
+    let wt = direct::weights(g, w);
+    let cs = chunk_samples(g);
+    y.par_chunks_mut(cs * g.out_len())
+        .zip(x.par_chunks(cs * g.in_len()))
+        .for_each(|(yc, xc)| {
+            time(
+                || key("forward direct", g),
+                || direct::forward(g, xc, &wt, bias, yc),
+            )
+        });
+    true
+}
+
+/// The forward pass as im2col + GEMM, chunk by chunk, into `y`.
+pub(crate) fn forward_gemm<T: Elem>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
     y.par_chunks_mut(cs * g.out_len())
@@ -171,7 +213,6 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]
                 }
             });
         });
-    y
 }
 
 /// `dx (N x C x H x W)` from `dy (N x O x OH x OW)` and `w (O x C x kh x kw)` [`+ bias (C)`:

@@ -5,11 +5,12 @@
 //! Why: candle 0.11's CPU transposed convolution is a direct loop, and its conv2d backward runs
 //! the input gradient through it, so a discriminator step spent most of its time there (about 5x
 //! PyTorch on the same cores). Here every convolution, forward or backward, is im2col/col2im
-//! around one GEMM from the `gemm` crate ([`conv`]); the transposed convolution is the same
-//! passes in another order ([`conv_transpose`]), with the bias fused into both; leaky ReLU is a
-//! single pass each way ([`activation`]); training-mode batch norm computes its statistics per
-//! channel in one task each ([`batch_norm`]), where candle's `(0, 2, 3)` reductions were a fifth
-//! of a generator step.
+//! around one GEMM from the `gemm` crate ([`conv`]), except the forward of a narrow layer on an
+//! AVX-512 CPU, computed directly to the same bits ([`direct`]); the transposed convolution is
+//! the same passes in another order ([`conv_transpose`]), with the bias fused into both; leaky
+//! ReLU is a single pass each way ([`activation`]); training-mode batch norm computes its
+//! statistics per channel in one task each ([`batch_norm`]), where candle's `(0, 2, 3)`
+//! reductions were a fifth of a generator step.
 //!
 //! What must never change silently:
 //! - **Bit-reproducibility on the CPU.** Work is split into chunks of the batch whose size
@@ -63,6 +64,7 @@ pub(crate) mod activation;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
+pub(crate) mod direct;
 pub mod heap;
 pub(crate) mod im2col;
 pub(crate) mod matmul;
@@ -86,6 +88,10 @@ pub(crate) trait Elem: WithDType + AddAssign + Mul<Output = Self> {
     const ONE: Self;
     /// This type's per-thread scratch buffers ([`scratch`]).
     fn pool() -> &'static scratch::Pool<Self>;
+    /// The slice as `f32`s when this type is `f32` (the kernels with an f32-only fast path).
+    fn f32s(s: &[Self]) -> Option<&[f32]>;
+    /// [`Elem::f32s`] for a mutable slice.
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Elem for f32 {
@@ -94,6 +100,12 @@ impl Elem for f32 {
     fn pool() -> &'static scratch::Pool<Self> {
         &scratch::F32_POOL
     }
+    fn f32s(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Elem for f64 {
@@ -101,6 +113,12 @@ impl Elem for f64 {
     const ONE: Self = 1.0;
     fn pool() -> &'static scratch::Pool<Self> {
         &scratch::F64_POOL
+    }
+    fn f32s(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn f32s_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

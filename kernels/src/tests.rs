@@ -169,6 +169,74 @@ fn im2col_matches_a_direct_gather() {
 }
 
 #[test]
+fn direct_forward_is_the_gemm_path_bit_for_bit() {
+    use super::conv::{forward_direct, forward_gemm};
+    // The standard CNN's D at widths 4, 16 and 64 (32x32 input, batch 8: two chunks), its G's
+    // last conv, and geometries off the models' path: uneven padding, stride 2 without padding,
+    // 20 and 40 output channels (partly filled registers), and K = 512, the largest served.
+    let mut cases: Vec<ConvCase> = Vec::new();
+    for ch in [4, 16, 64] {
+        for (c, o, k, s, hw) in [
+            (3, ch, 3, 1, 32),
+            (ch, ch, 4, 2, 32),
+            (ch, 2 * ch, 3, 1, 16),
+            (2 * ch, 2 * ch, 4, 2, 16),
+            (2 * ch, 4 * ch, 3, 1, 8),
+            (4 * ch, 4 * ch, 4, 2, 8),
+            (4 * ch, 8 * ch, 3, 1, 4),
+        ] {
+            cases.push(([8, c, hw, hw], [o, c, k, k], s, (1, 1)));
+        }
+    }
+    cases.extend([
+        ([8, 16, 32, 32], [3, 16, 3, 3], 1, (1, 1)),
+        ([2, 3, 9, 16], [5, 3, 3, 5], 1, (1, 2)),
+        ([3, 4, 17, 17], [20, 4, 3, 3], 2, (0, 0)),
+        ([2, 6, 12, 12], [40, 6, 3, 3], 1, (1, 1)),
+        ([2, 32, 8, 8], [16, 32, 4, 4], 2, (1, 1)),
+    ]);
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    let mut served = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let g = case_geom(case);
+        let data = |seed, len| -> Vec<f32> {
+            values(&random(seed, &[len], DType::F32))
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        };
+        let x = data(300 + i as u64, g.n * g.in_len());
+        let w = data(400 + i as u64, g.o * g.k());
+        let b = data(500 + i as u64, g.o);
+        for bias in [None, Some(&b[..])] {
+            let mut direct = vec![f32::NAN; g.n * g.out_len()];
+            if !forward_direct(&g, &x, &w, bias, &mut direct) {
+                assert!(
+                    !avx512 || g.k() > 512 || g.o > 64 || !g.ow.is_multiple_of(4),
+                    "case {i}: {g:?} should be served"
+                );
+                continue;
+            }
+            served += 1;
+            let mut gemm = vec![f32::NAN; g.n * g.out_len()];
+            forward_gemm(&g, &x, &w, bias, &mut gemm);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&direct),
+                bits(&gemm),
+                "case {i} (bias {}): {g:?}",
+                bias.is_some()
+            );
+        }
+    }
+    if avx512 {
+        assert!(served >= 30, "only {served} cases ran the direct kernel");
+    } else {
+        eprintln!("no AVX-512 on this CPU: the direct kernel never runs, nothing to compare");
+    }
+}
+
+#[test]
 fn col2im_is_the_direct_scatter_bit_for_bit() {
     use super::im2col::col2im;
     // Also a geometry candle's own gradient cannot check (its transposed convolution has no

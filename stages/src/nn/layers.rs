@@ -38,12 +38,13 @@ pub enum Mode {
     /// Training this network: BatchNorm normalizes with (and updates) the batch statistics, SN
     /// advances its power iteration, and the parameters are variables of the graph.
     Train,
-    /// Training the other network through this one (D in G's step): the state advances as in
-    /// `Train`, as the official code runs D there, but the parameters enter the graph as
-    /// constants, so backward computes no gradient for them that the optimizer would discard
-    /// (the convolutions skip their weight pass). The values computed are the same bits.
+    /// Training the other network with this one (G making D's fakes, D judging G's): the state
+    /// advances as in `Train`, as the official code runs both there, but the parameters enter
+    /// the graph as constants, so backward computes no gradient for them that the optimizer
+    /// would discard (the convolutions skip their weight pass). The values are the same bits.
     Frozen,
-    /// Sampling and evaluation: BatchNorm's running statistics, nothing advances.
+    /// Sampling and evaluation: BatchNorm's running statistics, nothing advances, and the
+    /// parameters are constants as in `Frozen` (no backward follows).
     Eval,
 }
 
@@ -53,11 +54,12 @@ impl Mode {
         self != Mode::Eval
     }
 
-    /// A parameter as this pass uses it: detached when frozen.
+    /// A parameter as this pass uses it: a variable of the graph only when training this
+    /// network.
     fn param(self, t: &Tensor) -> Tensor {
         match self {
-            Mode::Frozen => t.detach(),
-            Mode::Train | Mode::Eval => t.clone(),
+            Mode::Train => t.clone(),
+            Mode::Frozen | Mode::Eval => t.detach(),
         }
     }
 

@@ -216,7 +216,7 @@ impl Trainer {
         self.sr.before_d_step(&self.sn_layers())?;
         let real = self.real_batch(data)?;
         let z = self.noise(self.batch)?;
-        let fake = self.gan.g.forward(&z, Mode::Train)?.detach();
+        let fake = self.gan.g.forward(&z, Mode::Frozen)?.detach();
         let d_real = self.gan.d.forward(&real, Mode::Train)?;
         let d_fake = self.gan.d.forward(&fake, Mode::Train)?;
         let loss = match self.loss {
