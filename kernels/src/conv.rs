@@ -228,9 +228,49 @@ pub(crate) fn backward_data<T: Elem>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let mut dx = super::zeroed(g.n * g.in_len());
-    if dx.is_empty() {
-        return dx;
+    if !dx.is_empty() && !backward_data_direct(g, dy, w, bias, &mut dx) {
+        backward_data_gemm(g, dy, w, bias, &mut dx);
     }
+    dx
+}
+
+/// [`direct::backward_data`] over the batch's chunks, when it serves this geometry and element
+/// type; `false` (and `dx` untouched) when it does not.
+pub(crate) fn backward_data_direct<T: Elem>(
+    g: &ConvGeom,
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    dx: &mut [T],
+) -> bool {
+    if !direct::serves_backward_data(g) {
+        return false;
+    }
+    let (Some(dy), Some(w), Some(dx)) = (T::f32s(dy), T::f32s(w), T::f32s_mut(dx)) else {
+        return false;
+    };
+    let bias = bias.and_then(T::f32s);
+    let wt = direct::backward_data_weights(g, w);
+    let cs = chunk_samples(g);
+    dx.par_chunks_mut(cs * g.in_len())
+        .zip(dy.par_chunks(cs * g.out_len()))
+        .for_each(|(dxc, dyc)| {
+            time(
+                || key("backward-data direct", g),
+                || direct::backward_data(g, dyc, &wt, bias, dxc),
+            )
+        });
+    true
+}
+
+/// The data gradient as GEMM + col2im, chunk by chunk, into `dx` (zeros).
+pub(crate) fn backward_data_gemm<T: Elem>(
+    g: &ConvGeom,
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    dx: &mut [T],
+) {
     let cs = chunk_samples(g);
     let (k, p) = (g.k(), g.p());
     with_buffer(w.len(), |w_t: &mut [T]| {
@@ -261,7 +301,6 @@ pub(crate) fn backward_data<T: Elem>(
                 });
             });
     });
-    dx
 }
 
 /// [`transpose`] split over blocks of `src` columns (so of `dst` rows) as parallel tasks.

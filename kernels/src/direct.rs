@@ -1,23 +1,31 @@
-//! The forward pass of a narrow convolution computed directly, without an im2col matrix, on
-//! CPUs with AVX-512: the same sums in the same order as im2col + `gemm`, so the same bits.
+//! The forward and data-gradient passes of narrow convolutions computed directly, without a
+//! column matrix, on CPUs with AVX-512: the same sums in the same order as the im2col, `gemm`
+//! and col2im path of [`super::conv`], so the same bits.
 //!
-//! Why: for the narrow discriminators the extended profile trains (widths 4 to 64), writing the
-//! im2col matrix to memory and `gemm` packing it again cost about as much as the products
-//! (per-op timers, D 16 at one thread: forward im2col and GEMM about equal). Here the output
-//! channels of one position are vector registers: for each row `k` of the would-be column matrix
-//! (input channel, kernel row, kernel column, in that order) the weights of sixteen channels are
-//! one load, the input value is one broadcast, and `R` positions of an output row share the
-//! load. Each sample's input planes are first copied into zero-bordered planes, so a padded tap
-//! needs no branch and is multiplied by zero exactly as the column matrix's zero is.
+//! Why: for the narrow networks the extended profile trains (D widths 4 to 64, G 16), writing
+//! the column matrix to memory, `gemm` packing it again, and col2im scattering it back cost as
+//! much as the products (per-op timers, D 16 at one thread: im2col and GEMM about equal in the
+//! forward; col2im half of the data gradient). Both passes here keep one operand's channels in
+//! vector registers and broadcast the other's values, `R` positions sharing each weight load:
+//! - [`forward`]: a position's output channels are the lanes; for each row `k` of the would-be
+//!   column matrix (input channel, kernel row, kernel column, in that order) the sixteen
+//!   channels' weights are one load and the input value one broadcast. Input planes are first
+//!   copied into zero-bordered planes, so a padded tap needs no branch and is multiplied by zero
+//!   exactly as the column matrix's zero is.
+//! - [`backward_data`]: an input position's channels are the lanes, summed channel-last and
+//!   transposed back once per sample; for each kernel tap in order, the sum over output channels
+//!   of weight vector times broadcast `dy` value, as [`super::conv`]'s GEMM makes each column
+//!   entry, then added as col2im adds it.
 //!
-//! Bit-identity with the GEMM path (tested on the models' geometries): `gemm` sums each output
-//! element over `k` in row order, one fused multiply-add per row into an accumulator that starts
-//! at zero, one block of `kc` rows at a time, and adds each block to the output (to the bias,
-//! when there is one). Its `kc` is `k` itself up to 512 rows (`gemm-common`'s `kernel_params`
-//! never picks a smaller block), so this kernel serves `K <= 512` only and does the same: one
-//! accumulator from zero, one FMA per row in row order, the bias added once at the end.
-//! It runs only where `gemm` would run its AVX-512 kernel (the FMA is the same instruction
-//! either way); elsewhere, and for f64, the GEMM path runs.
+//! Bit-identity with the GEMM path (tested on the models' geometries, and by hashing the outputs
+//! of training runs): `gemm` sums each element over its reduction axis in order, one fused
+//! multiply-add per step into an accumulator that starts at zero, one block of `kc` steps at a
+//! time, and adds each block to the output (to the bias, when there is one). Its `kc` is the
+//! whole axis up to 512 (`gemm-common`'s `kernel_params` never picks a smaller block), so these
+//! kernels serve reductions of at most 512 and do the same: one accumulator from zero, one FMA
+//! per step in order, then one add. They run only where `gemm` would run its AVX-512 kernel (the
+//! FMA is the same instruction either way); elsewhere, for f64, and for the shapes where they
+//! were measured slower (see [`serves`], [`serves_backward_data`]), the GEMM path runs.
 
 use super::im2col::ConvGeom;
 
@@ -25,6 +33,10 @@ use super::im2col::ConvGeom;
 const MAX_K: usize = 512;
 /// Output channels per vector register.
 const LANES: usize = 16;
+/// The input channels [`backward_data`] serves: from half a register to two (per-pass timers,
+/// D 16 at one thread: 3 channels 3x slower than GEMM + col2im, 16 and 32 channels 1.1-1.7x
+/// faster, 64 channels up to 1.3x slower).
+const DATA_CHANNELS: std::ops::RangeInclusive<usize> = 8..=32;
 
 /// The blocking of one geometry: `nb` registers of output channels, `r` positions per block
 /// (a divisor of the output width, so a block never leaves its output row).
@@ -252,6 +264,263 @@ unsafe fn kernel<const ST: usize, const R: usize, const NB: usize>(
     for (i, s) in sums.iter().enumerate() {
         for (j, v) in s.iter().enumerate() {
             _mm512_storeu_ps(acc.as_mut_ptr().add((i * NB + j) * LANES), *v);
+        }
+    }
+}
+
+/// Whether [`backward_data`] computes this geometry (on this CPU).
+pub(crate) fn serves_backward_data(g: &ConvGeom) -> bool {
+    (1..=MAX_K).contains(&g.o)
+        && DATA_CHANNELS.contains(&g.c)
+        && (g.stride == 1 || g.stride == 2)
+        && !g.is_pointwise()
+        && avx512()
+}
+
+/// The weights as [`backward_data`] reads them: for each kernel tap `(ki, kj)`, for each output
+/// channel `o`, the input channels' weights in `ceil(C / 16) * 16` lanes (zero beyond `C`).
+pub(crate) fn backward_data_weights(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (khw, width) = (g.kh * g.kw, g.c.div_ceil(LANES) * LANES);
+    let mut wt = vec![0.0; khw * g.o * width];
+    for (o, filters) in w.chunks_exact(g.c * khw).enumerate() {
+        for (c, taps) in filters.chunks_exact(khw).enumerate() {
+            for (tap, &v) in taps.iter().enumerate() {
+                wt[(tap * g.o + o) * width + c] = v;
+            }
+        }
+    }
+    wt
+}
+
+/// `dx (s x C x H x W) = conv^T(dy (s x O x OH x OW), w) [+ bias (C)]` (the transposed
+/// convolution's bias), `wt` from [`backward_data_weights`]; every element of `dx` is written.
+/// Only for a geometry [`serves_backward_data`] accepts.
+///
+/// The same bits as GEMM + col2im: there each column-matrix entry is `sum_o w[o][k] dy[o][pos]`
+/// in `o` order from zero (`gemm`'s `kc` is `O`, at most 512), and col2im adds the entries an
+/// input element receives in kernel-row, then kernel-column order. Here each element's taps are
+/// visited in that order, each tap's sum made in its own accumulator from zero, then added.
+///
+/// A block is `R` input columns of one row and one stride phase (`phase + st * m`), which every
+/// tap of the phase maps to `R` consecutive output columns. Near the edges a tap reaches only
+/// some of a block's columns: the kernel computes its sum for all of them (reading zeros from
+/// the padded copy of `dy`'s rows) and adds it only where it reaches, as col2im adds nothing
+/// there.
+pub(crate) fn backward_data(
+    g: &ConvGeom,
+    dy: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    let nb = g.c.div_ceil(LANES);
+    let width = nb * LANES;
+    let (st, r) = (g.stride, block_positions(nb));
+    let plane = g.h * g.w;
+    // dy's rows with `pad` zero columns on each side: every block's reads stay inside.
+    let pad = g.kw + r;
+    let row = g.ow + 2 * pad;
+    let padded_plane = g.oh * row;
+    // (ki, kj, oy, first output column reached from the phase's column 0) of one input row and
+    // phase, in tap order; then (weight offset, dy offset, positions reached) of one block.
+    let mut row_taps: Vec<(usize, usize, usize, isize)> = Vec::with_capacity(g.kh * g.kw);
+    let mut taps: Vec<(usize, usize, u32)> = Vec::with_capacity(g.kh * g.kw);
+    // One sample's dx channel-last (`width` lanes a position), so that a block's sums are
+    // vector loads and stores; plus room past the end for a last block's unstored positions.
+    let sums_len = (plane + r * st) * width;
+    // Where every element's sum starts: col2im adds onto zeros, or onto the bias.
+    let mut start = vec![0.0; width];
+    if let Some(bias) = bias {
+        start[..g.c].copy_from_slice(bias);
+    }
+    super::scratch::with_buffer(g.o * padded_plane + sums_len, |buf: &mut [f32]| {
+        let (dyp, sums) = buf.split_at_mut(g.o * padded_plane);
+        dyp.fill(0.0);
+        sums.fill(0.0);
+        for (dys, dxs) in dy
+            .chunks_exact(g.out_len())
+            .zip(dx.chunks_exact_mut(g.in_len()))
+        {
+            for (src, dst) in dys.chunks_exact(g.ow).zip(dyp.chunks_exact_mut(row)) {
+                dst[pad..pad + g.ow].copy_from_slice(src);
+            }
+            for position in sums[..plane * width].chunks_exact_mut(width) {
+                position.copy_from_slice(&start);
+            }
+            for iy in 0..g.h {
+                for phase in 0..st.min(g.w) {
+                    row_taps.clear();
+                    for ki in 0..g.kh {
+                        let Some(oy) = source(iy, ki, g.ph, st, g.oh) else {
+                            continue;
+                        };
+                        for kj in 0..g.kw {
+                            if let Some(first) = shifted(phase, kj, g.pw, st) {
+                                row_taps.push((ki, kj, oy, first));
+                            }
+                        }
+                    }
+                    if row_taps.is_empty() {
+                        continue;
+                    }
+                    let count = (g.w - phase).div_ceil(st);
+                    for m in (0..count).step_by(r) {
+                        let live = r.min(count - m) as isize;
+                        taps.clear();
+                        for &(ki, kj, oy, first) in &row_taps {
+                            // Positions `i` in `[lo, hi)` reach output columns `[0, OW)`.
+                            let start = first + m as isize;
+                            let lo = (-start).clamp(0, live);
+                            let hi = (g.ow as isize - start).clamp(0, live);
+                            if lo < hi {
+                                let reached = (1u32 << hi) - (1u32 << lo);
+                                let w_off = (ki * g.kw + kj) * g.o * width;
+                                let d_off = oy * row + (pad as isize + start) as usize;
+                                taps.push((w_off, d_off, reached));
+                            }
+                        }
+                        if taps.is_empty() {
+                            continue;
+                        }
+                        let at = (iy * g.w + phase + st * m) * width;
+                        for &(w_off, d_off, _) in &taps {
+                            assert!(w_off + g.o * width <= wt.len(), "direct conv: weights");
+                            assert!(d_off % row + r <= row, "direct conv: dy rows");
+                        }
+                        assert!(at + ((r - 1) * st + 1) * width <= sums.len());
+                        // SAFETY: AVX-512 was checked by `serves_backward_data`; the asserts
+                        // bound every access: weights below `w_off + O * width`; dy at
+                        // `d_off + oc * padded_plane + i` for `oc < O`, `i < R`, inside row
+                        // `d_off / row` of plane `oc` (`dyp` holds `O` planes); sums at
+                        // `at + i * st * width + j`, `j < width`.
+                        unsafe {
+                            data_block(
+                                (nb, r, st),
+                                &taps,
+                                (g.o, padded_plane),
+                                wt.as_ptr(),
+                                dyp.as_ptr(),
+                                sums[at..].as_mut_ptr(),
+                            )
+                        };
+                    }
+                }
+            }
+            super::conv::transpose_columns(&sums[..plane * width], (plane, width), 0, dxs);
+        }
+    });
+}
+
+/// Positions per block of [`backward_data`] for `nb` registers of input channels: a sum and a
+/// tap accumulator per position and register, 16 of the 32 registers.
+fn block_positions(nb: usize) -> usize {
+    match nb {
+        1 => 8,
+        _ => 4,
+    }
+}
+
+/// The output index `o` with `o * st + k - pad = i`, if there is one in `[0, out)`.
+fn source(i: usize, k: usize, pad: usize, st: usize, out: usize) -> Option<usize> {
+    let num = (i + pad).checked_sub(k)?;
+    (num.is_multiple_of(st) && num / st < out).then_some(num / st)
+}
+
+/// The output column tap `kj` reaches from input column `phase` (possibly negative: the first
+/// columns of the phase reach none), if the phase and tap agree modulo the stride.
+fn shifted(phase: usize, kj: usize, pad: usize, st: usize) -> Option<isize> {
+    let num = (phase + pad) as isize - kj as isize;
+    (num.rem_euclid(st as isize) == 0).then_some(num.div_euclid(st as isize))
+}
+
+/// Dispatches one block to the backward-data kernel compiled for its shape.
+///
+/// # Safety
+/// As [`data_kernel`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn data_block(
+    (nb, r, st): (usize, usize, usize),
+    taps: &[(usize, usize, u32)],
+    op: (usize, usize),
+    wt: *const f32,
+    dy: *const f32,
+    sums: *mut f32,
+) {
+    let step = st * nb * LANES;
+    match (nb, r) {
+        (1, 8) => data_kernel::<8, 1>(taps, op, wt, dy, (sums, step)),
+        (2, 4) => data_kernel::<4, 2>(taps, op, wt, dy, (sums, step)),
+        other => unreachable!("no backward-data kernel for (nb, r) = {other:?}"),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn data_block(
+    _: (usize, usize, usize),
+    _: &[(usize, usize, u32)],
+    _: (usize, usize),
+    _: *const f32,
+    _: *const f32,
+    _: *mut f32,
+) {
+    unreachable!("serves_backward_data() is false off x86-64")
+}
+
+/// `R` input positions times `NB * 16` input channels, position `i`'s sums at
+/// `sums + i * step`: for each tap in order, `sum_o w[tap][o] * dy[o][d_off + i]` in its own
+/// accumulator from zero, one FMA per output channel, then added to the sums of each position
+/// `i` the tap reaches (bit `i` of its mask).
+///
+/// # Safety
+/// AVX-512F is available; for every tap, `wt + w_off` holds `O * NB * 16` values and
+/// `dy + d_off + oc * plane + i` is readable for `oc < O`, `i < R`; `sums + i * step + j` is
+/// writable for `i < R`, `j < NB * 16`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn data_kernel<const R: usize, const NB: usize>(
+    taps: &[(usize, usize, u32)],
+    (o, plane): (usize, usize),
+    wt: *const f32,
+    dy: *const f32,
+    (out, step): (*mut f32, usize),
+) {
+    use std::arch::x86_64::{_mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps};
+    use std::arch::x86_64::{_mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps};
+    let mut sums = [[_mm512_setzero_ps(); NB]; R];
+    for (i, s) in sums.iter_mut().enumerate() {
+        for (j, v) in s.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(out.add(i * step + j * LANES));
+        }
+    }
+    for &(w_off, d_off, reached) in taps {
+        let mut t = [[_mm512_setzero_ps(); NB]; R];
+        let mut w = wt.add(w_off);
+        let mut d = dy.add(d_off);
+        for _ in 0..o {
+            let mut wv = [_mm512_setzero_ps(); NB];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(w.add(j * LANES));
+            }
+            for (i, t) in t.iter_mut().enumerate() {
+                let db = _mm512_set1_ps(*d.add(i));
+                for (j, t) in t.iter_mut().enumerate() {
+                    *t = _mm512_fmadd_ps(wv[j], db, *t);
+                }
+            }
+            w = w.add(NB * LANES);
+            d = d.add(plane);
+        }
+        for (i, (s, t)) in sums.iter_mut().zip(&t).enumerate() {
+            if reached & (1 << i) != 0 {
+                for (s, t) in s.iter_mut().zip(t) {
+                    *s = _mm512_add_ps(*s, *t);
+                }
+            }
+        }
+    }
+    for (i, s) in sums.iter().enumerate() {
+        for (j, v) in s.iter().enumerate() {
+            _mm512_storeu_ps(out.add(i * step + j * LANES), *v);
         }
     }
 }

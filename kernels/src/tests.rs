@@ -237,6 +237,79 @@ fn direct_forward_is_the_gemm_path_bit_for_bit() {
 }
 
 #[test]
+fn direct_backward_data_is_gemm_and_col2im_bit_for_bit() {
+    use super::conv::{backward_data_direct, backward_data_gemm};
+    // The standard CNN's D at widths 4, 16 and 64 and its G's transposed convolutions at width
+    // 16 (as the convolutions they are the adjoints of), then geometries off the models' path:
+    // odd sizes whose edge positions take the position-by-position path, uneven padding,
+    // stride 2 without padding, 20 and 40 input channels (partly filled registers).
+    let mut cases: Vec<ConvCase> = Vec::new();
+    for ch in [4, 16, 64] {
+        for (c, o, k, s, hw) in [
+            (3, ch, 3, 1, 32),
+            (ch, ch, 4, 2, 32),
+            (ch, 2 * ch, 3, 1, 16),
+            (2 * ch, 2 * ch, 4, 2, 16),
+            (2 * ch, 4 * ch, 3, 1, 8),
+            (4 * ch, 4 * ch, 4, 2, 8),
+            (4 * ch, 8 * ch, 3, 1, 4),
+        ] {
+            cases.push(([8, c, hw, hw], [o, c, k, k], s, (1, 1)));
+        }
+    }
+    cases.extend([
+        ([8, 64, 8, 8], [128, 64, 4, 4], 2, (1, 1)),
+        ([8, 32, 16, 16], [64, 32, 4, 4], 2, (1, 1)),
+        ([8, 16, 32, 32], [32, 16, 4, 4], 2, (1, 1)),
+        ([2, 5, 13, 11], [6, 5, 3, 3], 1, (1, 1)),
+        ([2, 3, 9, 16], [5, 3, 3, 5], 1, (1, 2)),
+        ([3, 4, 17, 17], [7, 4, 3, 3], 2, (0, 0)),
+        ([2, 20, 15, 9], [9, 20, 4, 4], 2, (1, 1)),
+        ([2, 40, 12, 12], [6, 40, 3, 3], 1, (1, 1)),
+        ([2, 3, 16, 13], [4, 3, 5, 4], 2, (2, 0)),
+    ]);
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    let mut served = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let g = case_geom(case);
+        let data = |seed, len| -> Vec<f32> {
+            values(&random(seed, &[len], DType::F32))
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        };
+        let dy = data(600 + i as u64, g.n * g.out_len());
+        let w = data(700 + i as u64, g.o * g.k());
+        let b = data(800 + i as u64, g.c);
+        for bias in [None, Some(&b[..])] {
+            let mut direct = vec![0.0; g.n * g.in_len()];
+            if !backward_data_direct(&g, &dy, &w, bias, &mut direct) {
+                assert!(
+                    !avx512 || !(8..=32).contains(&g.c),
+                    "case {i}: {g:?} should be served"
+                );
+                continue;
+            }
+            served += 1;
+            let mut gemm = vec![0.0; g.n * g.in_len()];
+            backward_data_gemm(&g, &dy, &w, bias, &mut gemm);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&direct),
+                bits(&gemm),
+                "case {i} (bias {}): {g:?}",
+                bias.is_some()
+            );
+        }
+    }
+    if avx512 {
+        assert!(served >= 20, "only {served} cases ran the direct kernel");
+    } else {
+        eprintln!("no AVX-512 on this CPU: the direct kernel never runs, nothing to compare");
+    }
+}
+
+#[test]
 fn col2im_is_the_direct_scatter_bit_for_bit() {
     use super::im2col::col2im;
     // Also a geometry candle's own gradient cannot check (its transposed convolution has no
