@@ -63,9 +63,13 @@ impl Blocking {
     }
 }
 
-/// Whether [`forward`] computes this geometry (on this CPU).
+/// Whether [`forward`] computes this geometry (on this CPU). Besides `K <= 512`: products
+/// that `gemm` sends to its other kernels, whose sums differ, stay with it (a reduction of at
+/// most 2 rows, one output channel, one output position).
 pub(crate) fn serves(g: &ConvGeom) -> bool {
-    g.k() <= MAX_K
+    (3..=MAX_K).contains(&g.k())
+        && g.o >= 2
+        && g.p() >= 2
         && (g.stride == 1 || g.stride == 2)
         && !g.is_pointwise()
         && Blocking::of(g).is_some()
@@ -268,9 +272,12 @@ unsafe fn kernel<const ST: usize, const R: usize, const NB: usize>(
     }
 }
 
-/// Whether [`backward_data`] computes this geometry (on this CPU).
+/// Whether [`backward_data`] computes this geometry (on this CPU): the reduction is over the
+/// `O` output channels, at most 512 and (as for [`serves`]) at least 3, and one output position
+/// would be a matrix-vector product, which `gemm` sums otherwise.
 pub(crate) fn serves_backward_data(g: &ConvGeom) -> bool {
-    (1..=MAX_K).contains(&g.o)
+    (3..=MAX_K).contains(&g.o)
+        && g.p() >= 2
         && DATA_CHANNELS.contains(&g.c)
         && (g.stride == 1 || g.stride == 2)
         && !g.is_pointwise()
