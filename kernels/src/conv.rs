@@ -332,7 +332,15 @@ fn channels_per_task(g: &ConvGeom) -> usize {
 /// product is computed transposed (`K x O`, [`matmul_col_major`]) from `dy` transposed to
 /// positions x channels, so `gemm` packs the small `dy` operand from unit stride instead of
 /// gathering the large im2col matrix; one parallel transpose makes `dw` at the end.
+///
+/// Where [`direct`] serves a task's rows, its share of a chunk is computed directly, to the
+/// same bits.
 pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    backward_weight_by(g, x, dy, true)
+}
+
+/// [`backward_weight`], with `direct` false always by im2col + GEMM (the tests' reference).
+pub(crate) fn backward_weight_by<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T], direct: bool) -> Vec<T> {
     let (k, p, khw) = (g.k(), g.p(), g.kh * g.kw);
     let mut dw = super::zeroed(g.o * k);
     if g.n == 0 || dw.is_empty() {
@@ -373,6 +381,26 @@ pub(crate) fn backward_weight<T: Elem>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T
                     let xt = View::transposed(xs, p);
                     matmul_col_major((g.o, rows, p), part, acc, dyv, xt);
                     continue;
+                }
+                if direct && direct::serves_backward_weight(g, rows) {
+                    if let (Some(xf), Some(dyf), Some(partf)) =
+                        (T::f32s(xc), T::f32s(dytc), T::f32s_mut(part))
+                    {
+                        time(
+                            || key("backward-weight direct", g),
+                            || {
+                                direct::backward_weight_chunk(
+                                    g,
+                                    xf,
+                                    channels.clone(),
+                                    dyf,
+                                    partf,
+                                    acc,
+                                )
+                            },
+                        );
+                        continue;
+                    }
                 }
                 with_buffer(rows * cols, |col: &mut [T]| {
                     time(

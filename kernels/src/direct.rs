@@ -1,6 +1,6 @@
-//! The forward and data-gradient passes of narrow convolutions computed directly, without a
-//! column matrix, on CPUs with AVX-512: the same sums in the same order as the im2col, `gemm`
-//! and col2im path of [`super::conv`], so the same bits.
+//! The three passes of narrow convolutions computed directly, without a column matrix, on CPUs
+//! with AVX-512: the same sums in the same order as the im2col, `gemm` and col2im path of
+//! [`super::conv`], so the same bits.
 //!
 //! Why: for the narrow networks the extended profile trains (D widths 4 to 64, G 16), writing
 //! the column matrix to memory, `gemm` packing it again, and col2im scattering it back cost as
@@ -16,14 +16,19 @@
 //!   transposed back once per sample; for each kernel tap in order, the sum over output channels
 //!   of weight vector times broadcast `dy` value, as [`super::conv`]'s GEMM makes each column
 //!   entry, then added as col2im adds it.
+//! - [`backward_weight_chunk`]: a weight row's output channels are the lanes; for each output
+//!   position of a chunk in order, `dy`'s channels are one load and each tap's input value one
+//!   broadcast, with `gemm`'s blocks of 512 positions flushed into the gradient as it adds them.
 //!
 //! Bit-identity with the GEMM path (tested on the models' geometries, and by hashing the outputs
 //! of training runs): `gemm` sums each element over its reduction axis in order, one fused
 //! multiply-add per step into an accumulator that starts at zero, one block of `kc` steps at a
 //! time, and adds each block to the output (to the bias, when there is one). Its `kc` is the
-//! whole axis up to 512 (`gemm-common`'s `kernel_params` never picks a smaller block), so these
-//! kernels serve reductions of at most 512 and do the same: one accumulator from zero, one FMA
-//! per step in order, then one add. They run only where `gemm` would run its AVX-512 kernel (the
+//! whole axis up to 512 (`gemm-common`'s `kernel_params` never picks a smaller block), so the
+//! forward and data passes serve reductions of at most 512 and do the same: one accumulator
+//! from zero, one FMA per step in order, then one add. The weight pass reduces over a chunk's
+//! positions (2,048 and more); it serves only products of at most 64 x 64, for which `gemm`
+//! takes `kc = min(k, 512)` without consulting the cache sizes, and flushes at the same blocks. They run only where `gemm` would run its AVX-512 kernel (the
 //! FMA is the same instruction either way); elsewhere, for f64, and for the shapes where they
 //! were measured slower (see [`serves`], [`serves_backward_data`]), the GEMM path runs.
 
@@ -529,5 +534,222 @@ unsafe fn data_kernel<const R: usize, const NB: usize>(
         for (j, v) in s.iter().enumerate() {
             _mm512_storeu_ps(out.add(i * step + j * LANES), *v);
         }
+    }
+}
+
+/// Whether [`backward_weight_chunk`] computes this geometry's weight gradient, `rows` rows of
+/// `dw^T` a task (on this CPU). `gemm` picks its `kc` without the cache sizes only for products
+/// of at most 64 x 64 (`kc = min(k, 512)`), so only tasks of at most 64 rows and `O <= 64`
+/// are served: the 4x4 and first-layer convolutions of the narrow discriminators.
+pub(crate) fn serves_backward_weight(g: &ConvGeom, rows: usize) -> bool {
+    rows <= 64
+        && [16, 32, 64].contains(&g.o)
+        && g.kh == g.kw
+        && weight_rows_per_block(g).is_some()
+        && g.p() >= 2
+        && (g.stride == 1 || g.stride == 2)
+        && !g.is_pointwise()
+        && avx512()
+}
+
+/// Kernel rows per block of [`backward_weight_chunk`]: `rk * kw * nb` accumulators, at most 16,
+/// `rk` dividing `kh` (3x3 with one register of output channels, 4x4 with one, two or four).
+fn weight_rows_per_block(g: &ConvGeom) -> Option<usize> {
+    match (g.kw, g.o / LANES) {
+        (3, 1) => Some(3),
+        (4, 1) => Some(4),
+        (4, 2) => Some(2),
+        (4, 4) => Some(1),
+        _ => None,
+    }
+}
+
+/// One task's and one chunk's share of the weight gradient: `part` (`rows x O`, the rows of
+/// `dw^T` of the input channels `channels`) gets `sum_q col[r][q] * dyt[q][o]` over the chunk's
+/// columns `q` (samples, then output positions), from `xc` (`s x C x H x W`) and `dyt`
+/// (`s * P x O`); onto what `part` holds when `accumulate`, else in its place.
+///
+/// The same bits as im2col + `gemm` (`m = O`, `n = rows`, `k = s * P`, all but `k` at most 64):
+/// `gemm` sums `k` in blocks of `kc = min(k, 512)`, each from zero in column order with one FMA
+/// a column, and adds each block to the output (the first one replaces it unless `accumulate`).
+pub(crate) fn backward_weight_chunk(
+    g: &ConvGeom,
+    xc: &[f32],
+    channels: std::ops::Range<usize>,
+    dyt: &[f32],
+    part: &mut [f32],
+    accumulate: bool,
+) {
+    let rk = weight_rows_per_block(g).expect("serves_backward_weight() checked the geometry");
+    let s = xc.len() / g.in_len();
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let plane = hp * wp;
+    let cols = s * g.p();
+    let kc = cols.min(MAX_K);
+    let khw = g.kh * g.kw;
+    assert_eq!(dyt.len(), cols * g.o, "direct conv: dy^T");
+    assert_eq!(
+        part.len(),
+        channels.len() * khw * g.o,
+        "direct conv: dw^T rows"
+    );
+    // The last padded element a block reads, from its first: the kernel's unchecked loads.
+    let reach = ((g.oh - 1) * g.stride + rk - 1) * wp + (g.ow - 1) * g.stride + g.kw - 1;
+    super::scratch::with_buffer(s * plane, |padded: &mut [f32]| {
+        padded.fill(0.0);
+        for (ci, c) in channels.enumerate() {
+            for (sample, dst) in padded.chunks_exact_mut(plane).enumerate() {
+                let src = &xc[(sample * g.c + c) * g.h * g.w..][..g.h * g.w];
+                for (iy, row) in src.chunks_exact(g.w).enumerate() {
+                    dst[(iy + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
+                }
+            }
+            for ki0 in (0..g.kh).step_by(rk) {
+                let rows = &mut part[(ci * khw + ki0 * g.kw) * g.o..][..rk * g.kw * g.o];
+                assert!((s - 1) * plane + ki0 * wp + reach < padded.len());
+                let shape = WeightShape {
+                    samples: s,
+                    oh: g.oh,
+                    ow: g.ow,
+                    stride: g.stride,
+                    wp,
+                    plane,
+                    o: g.o,
+                    kc,
+                };
+                // SAFETY: AVX-512 was checked by `serves_backward_weight`; the planes are read
+                // at most `reach` past each sample's block start (asserted above), `dyt` at
+                // `q * O + j < cols * O`, and `rows` holds the `rk * kw * O` values written.
+                unsafe {
+                    weight_block(
+                        (g.kw, rk),
+                        &shape,
+                        padded[ki0 * wp..].as_ptr(),
+                        dyt.as_ptr(),
+                        rows.as_mut_ptr(),
+                        accumulate,
+                    )
+                };
+            }
+        }
+    });
+}
+
+/// The sizes [`weight_kernel`] walks.
+struct WeightShape {
+    samples: usize,
+    oh: usize,
+    ow: usize,
+    stride: usize,
+    wp: usize,
+    plane: usize,
+    o: usize,
+    kc: usize,
+}
+
+/// Dispatches one block of kernel rows to the weight kernel compiled for its shape.
+///
+/// # Safety
+/// As [`weight_kernel`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn weight_block(
+    (kw, rk): (usize, usize),
+    shape: &WeightShape,
+    x: *const f32,
+    dyt: *const f32,
+    dst: *mut f32,
+    accumulate: bool,
+) {
+    match (kw, rk, shape.o / LANES) {
+        (3, 3, 1) => weight_kernel::<3, 3, 1>(shape, x, dyt, dst, accumulate),
+        (4, 4, 1) => weight_kernel::<4, 4, 1>(shape, x, dyt, dst, accumulate),
+        (4, 2, 2) => weight_kernel::<4, 2, 2>(shape, x, dyt, dst, accumulate),
+        (4, 1, 4) => weight_kernel::<4, 1, 4>(shape, x, dyt, dst, accumulate),
+        other => unreachable!("no weight kernel for (kw, rk, nb) = {other:?}"),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn weight_block(
+    _: (usize, usize),
+    _: &WeightShape,
+    _: *const f32,
+    _: *const f32,
+    _: *mut f32,
+    _: bool,
+) {
+    unreachable!("serves_backward_weight() is false off x86-64")
+}
+
+/// `RK` kernel rows of `KW` taps times `NB * 16` output channels: for each column `q` of the
+/// chunk in order, `NB` loads of `dyt[q]` and one broadcast per tap, one FMA per accumulator;
+/// every `kc` columns (and at the end) the accumulators are added to `dst` (row `rk * KW + kj`,
+/// `O` values a row), or replace it the first time unless `accumulate`, and restart from zero.
+///
+/// # Safety
+/// AVX-512F is available; `x` (the block's first kernel row in the first sample's padded
+/// plane) is readable at every tap of every position of every sample; `dyt` holds
+/// `samples * oh * ow * O` values; `dst` has room for `RK * KW * O`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_kernel<const KW: usize, const RK: usize, const NB: usize>(
+    shape: &WeightShape,
+    x: *const f32,
+    dyt: *const f32,
+    dst: *mut f32,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{_mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps};
+    use std::arch::x86_64::{_mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps};
+    let o = shape.o;
+    let mut sums = [[[_mm512_setzero_ps(); NB]; KW]; RK];
+    let mut holds = accumulate;
+    let mut flush = |sums: &mut [[[std::arch::x86_64::__m512; NB]; KW]; RK]| {
+        for (rk, row) in sums.iter_mut().enumerate() {
+            for (kj, tap) in row.iter_mut().enumerate() {
+                for (j, v) in tap.iter_mut().enumerate() {
+                    let at = dst.add((rk * KW + kj) * o + j * LANES);
+                    let out = if holds {
+                        _mm512_add_ps(_mm512_loadu_ps(at), *v)
+                    } else {
+                        *v
+                    };
+                    _mm512_storeu_ps(at, out);
+                    *v = _mm512_setzero_ps();
+                }
+            }
+        }
+        holds = true;
+    };
+    let mut q = 0;
+    for sample in 0..shape.samples {
+        let plane = x.add(sample * shape.plane);
+        for oy in 0..shape.oh {
+            let row0 = plane.add(oy * shape.stride * shape.wp);
+            for ox in 0..shape.ow {
+                let d = dyt.add(q * o);
+                let mut dv = [_mm512_setzero_ps(); NB];
+                for (j, v) in dv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(d.add(j * LANES));
+                }
+                let base = row0.add(ox * shape.stride);
+                for (rk, row) in sums.iter_mut().enumerate() {
+                    let taps = base.add(rk * shape.wp);
+                    for (kj, tap) in row.iter_mut().enumerate() {
+                        let xb = _mm512_set1_ps(*taps.add(kj));
+                        for (j, v) in tap.iter_mut().enumerate() {
+                            *v = _mm512_fmadd_ps(dv[j], xb, *v);
+                        }
+                    }
+                }
+                q += 1;
+                if q % shape.kc == 0 {
+                    flush(&mut sums);
+                }
+            }
+        }
+    }
+    if q % shape.kc != 0 {
+        flush(&mut sums);
     }
 }

@@ -310,6 +310,56 @@ fn direct_backward_data_is_gemm_and_col2im_bit_for_bit() {
 }
 
 #[test]
+fn direct_backward_weight_is_im2col_and_gemm_bit_for_bit() {
+    use super::conv::backward_weight_by;
+    // The standard CNN's D at widths 16 and 64 and D 32's 4x4 layers at batch 64 (8 chunks of
+    // 8; 2048 columns a chunk at 16x16 outputs, so four blocks of 512), a batch whose last
+    // chunk is short, and the first layer's 3 channels (one task, groups of chunks).
+    let mut cases: Vec<ConvCase> = Vec::new();
+    for ch in [16, 32, 64] {
+        for (c, o, k, s, hw) in [
+            (3, ch, 3, 1, 32),
+            (ch, ch, 4, 2, 32),
+            (ch, 2 * ch, 3, 1, 16),
+            (2 * ch, 2 * ch, 4, 2, 16),
+            (4 * ch, 4 * ch, 4, 2, 8),
+        ] {
+            cases.push(([64, c, hw, hw], [o, c, k, k], s, (1, 1)));
+        }
+    }
+    cases.extend([
+        ([13, 16, 16, 16], [16, 16, 4, 4], 2, (1, 1)),
+        ([5, 3, 12, 12], [16, 3, 3, 3], 1, (0, 0)),
+        ([9, 8, 10, 10], [32, 8, 4, 4], 1, (2, 1)),
+    ]);
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    let mut served = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let g = case_geom(case);
+        let data = |seed, len| -> Vec<f32> {
+            values(&random(seed, &[len], DType::F32))
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        };
+        let x = data(900 + i as u64, g.n * g.in_len());
+        let dy = data(1000 + i as u64, g.n * g.out_len());
+        let direct = backward_weight_by(&g, &x, &dy, true);
+        let gemm = backward_weight_by(&g, &x, &dy, false);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&direct), bits(&gemm), "case {i}: {g:?}");
+        if super::direct::serves_backward_weight(&g, 64.min(g.k())) {
+            served += 1;
+        }
+    }
+    if avx512 {
+        assert!(served >= 8, "only {served} cases ran the direct kernel");
+    } else {
+        eprintln!("no AVX-512 on this CPU: the direct kernel never runs, nothing to compare");
+    }
+}
+
+#[test]
 fn col2im_is_the_direct_scatter_bit_for_bit() {
     use super::im2col::col2im;
     // Also a geometry candle's own gradient cannot check (its transposed convolution has no
