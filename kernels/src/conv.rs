@@ -663,13 +663,18 @@ impl CustomOp1 for ChannelSum {
     }
 }
 
-/// A bias's gradient, the channel sums of `dy`, when the bias is on the graph (not when the
-/// caller froze it).
+/// `grad()` when `operand` is on the graph, else `None`: no data gradient for a data batch, no
+/// weight or bias gradient for a parameter the caller froze (D's, in G's step).
+pub(crate) fn grad_of(
+    operand: &Tensor,
+    grad: impl FnOnce() -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    operand.track_op().then(grad).transpose()
+}
+
+/// A bias's gradient, the channel sums of `dy`, when the bias is on the graph.
 pub(crate) fn bias_grad(b: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-    match b.track_op() {
-        true => Ok(Some(dy.apply_op1_no_bwd(&ChannelSum)?)),
-        false => Ok(None),
-    }
+    grad_of(b, || dy.apply_op1_no_bwd(&ChannelSum))
 }
 
 /// `conv2d(x, w)` with explicit per-axis padding, differentiable in both operands, and
@@ -727,8 +732,7 @@ impl Conv2d {
         }
     }
 
-    /// `(dx, dw)`, each one pass, and each only for an operand on the graph: no `dx` for a
-    /// data batch, no `dw` for a weight the caller froze (D's, in G's step).
+    /// `(dx, dw)`, each one pass, each only for an operand on the graph ([`grad_of`]).
     fn grads(
         &self,
         x: &Tensor,
@@ -736,15 +740,12 @@ impl Conv2d {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let pass = |kind| self.pass(kind, x.dims(), w.dims());
-        let dx = match x.track_op() {
-            true => Some(dy.apply_op2_no_bwd(w, &pass(PassKind::BackwardData)?)?),
-            false => None,
-        };
-        let dw = match w.track_op() {
-            true => Some(x.apply_op2_no_bwd(dy, &pass(PassKind::BackwardWeight)?)?),
-            false => None,
-        };
-        Ok((dx, dw))
+        Ok((
+            grad_of(x, || dy.apply_op2_no_bwd(w, &pass(PassKind::BackwardData)?))?,
+            grad_of(w, || {
+                x.apply_op2_no_bwd(dy, &pass(PassKind::BackwardWeight)?)
+            })?,
+        ))
     }
 }
 

@@ -11,7 +11,7 @@
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::conv::{bias_grad, Pass, PassKind};
+use super::conv::{bias_grad, grad_of, Pass, PassKind};
 use super::im2col::ConvGeom;
 
 /// `conv_transpose2d(x, w)` with per-axis padding, differentiable in both operands.
@@ -55,8 +55,7 @@ impl ConvTranspose2d {
         })
     }
 
-    /// `(dx, dw)`, each one pass, and each only for an operand on the graph (as
-    /// [`super::conv::Conv2d`]'s).
+    /// `(dx, dw)`, each one pass, each only for an operand on the graph ([`grad_of`]).
     fn grads(
         &self,
         x: &Tensor,
@@ -64,15 +63,12 @@ impl ConvTranspose2d {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let pass = |kind| self.pass(kind, x.dims(), w.dims());
-        let dx = match x.track_op() {
-            true => Some(dy.apply_op2_no_bwd(w, &pass(PassKind::Forward)?)?),
-            false => None,
-        };
-        let dw = match w.track_op() {
-            true => Some(dy.apply_op2_no_bwd(x, &pass(PassKind::BackwardWeight)?)?),
-            false => None,
-        };
-        Ok((dx, dw))
+        Ok((
+            grad_of(x, || dy.apply_op2_no_bwd(w, &pass(PassKind::Forward)?))?,
+            grad_of(w, || {
+                dy.apply_op2_no_bwd(x, &pass(PassKind::BackwardWeight)?)
+            })?,
+        ))
     }
 }
 

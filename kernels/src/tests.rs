@@ -168,26 +168,42 @@ fn im2col_matches_a_direct_gather() {
     }
 }
 
+/// The convolutions of the SN paper's standard CNN D at width `ch` (32x32 input), `n` samples.
+fn standard_cnn_d(ch: usize, n: usize) -> Vec<ConvCase> {
+    [
+        (3, ch, 3, 1, 32),
+        (ch, ch, 4, 2, 32),
+        (ch, 2 * ch, 3, 1, 16),
+        (2 * ch, 2 * ch, 4, 2, 16),
+        (2 * ch, 4 * ch, 3, 1, 8),
+        (4 * ch, 4 * ch, 4, 2, 8),
+        (4 * ch, 8 * ch, 3, 1, 4),
+    ]
+    .into_iter()
+    .map(|(c, o, k, s, hw)| ([n, c, hw, hw], [o, c, k, k], s, (1, 1)))
+    .collect()
+}
+
+/// `len` values uniform in [-1, 1) as f32.
+fn random_f32(seed: u64, len: usize) -> Vec<f32> {
+    values(&random(seed, &[len], DType::F32))
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
+}
+
+/// The bit patterns of `v`, for bit-for-bit comparisons.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
 #[test]
 fn direct_forward_is_the_gemm_path_bit_for_bit() {
     use super::conv::{forward_direct, forward_gemm};
     // The standard CNN's D at widths 4, 16 and 64 (32x32 input, batch 8: two chunks), its G's
     // last conv, and geometries off the models' path: uneven padding, stride 2 without padding,
     // 20 and 40 output channels (partly filled registers), and K = 512, the largest served.
-    let mut cases: Vec<ConvCase> = Vec::new();
-    for ch in [4, 16, 64] {
-        for (c, o, k, s, hw) in [
-            (3, ch, 3, 1, 32),
-            (ch, ch, 4, 2, 32),
-            (ch, 2 * ch, 3, 1, 16),
-            (2 * ch, 2 * ch, 4, 2, 16),
-            (2 * ch, 4 * ch, 3, 1, 8),
-            (4 * ch, 4 * ch, 4, 2, 8),
-            (4 * ch, 8 * ch, 3, 1, 4),
-        ] {
-            cases.push(([8, c, hw, hw], [o, c, k, k], s, (1, 1)));
-        }
-    }
+    let mut cases: Vec<ConvCase> = [4, 16, 64].map(|ch| standard_cnn_d(ch, 8)).concat();
     cases.extend([
         ([8, 16, 32, 32], [3, 16, 3, 3], 1, (1, 1)),
         ([2, 3, 9, 16], [5, 3, 3, 5], 1, (1, 2)),
@@ -199,15 +215,9 @@ fn direct_forward_is_the_gemm_path_bit_for_bit() {
     let mut served = 0;
     for (i, case) in cases.iter().enumerate() {
         let g = case_geom(case);
-        let data = |seed, len| -> Vec<f32> {
-            values(&random(seed, &[len], DType::F32))
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        };
-        let x = data(300 + i as u64, g.n * g.in_len());
-        let w = data(400 + i as u64, g.o * g.k());
-        let b = data(500 + i as u64, g.o);
+        let x = random_f32(300 + i as u64, g.n * g.in_len());
+        let w = random_f32(400 + i as u64, g.o * g.k());
+        let b = random_f32(500 + i as u64, g.o);
         for bias in [None, Some(&b[..])] {
             let mut direct = vec![f32::NAN; g.n * g.out_len()];
             if !forward_direct(&g, &x, &w, bias, &mut direct) {
@@ -220,7 +230,6 @@ fn direct_forward_is_the_gemm_path_bit_for_bit() {
             served += 1;
             let mut gemm = vec![f32::NAN; g.n * g.out_len()];
             forward_gemm(&g, &x, &w, bias, &mut gemm);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&direct),
                 bits(&gemm),
@@ -243,20 +252,7 @@ fn direct_backward_data_is_gemm_and_col2im_bit_for_bit() {
     // 16 (as the convolutions they are the adjoints of), then geometries off the models' path:
     // odd sizes whose edge positions take the position-by-position path, uneven padding,
     // stride 2 without padding, 20 and 40 input channels (partly filled registers).
-    let mut cases: Vec<ConvCase> = Vec::new();
-    for ch in [4, 16, 64] {
-        for (c, o, k, s, hw) in [
-            (3, ch, 3, 1, 32),
-            (ch, ch, 4, 2, 32),
-            (ch, 2 * ch, 3, 1, 16),
-            (2 * ch, 2 * ch, 4, 2, 16),
-            (2 * ch, 4 * ch, 3, 1, 8),
-            (4 * ch, 4 * ch, 4, 2, 8),
-            (4 * ch, 8 * ch, 3, 1, 4),
-        ] {
-            cases.push(([8, c, hw, hw], [o, c, k, k], s, (1, 1)));
-        }
-    }
+    let mut cases: Vec<ConvCase> = [4, 16, 64].map(|ch| standard_cnn_d(ch, 8)).concat();
     cases.extend([
         ([8, 64, 8, 8], [128, 64, 4, 4], 2, (1, 1)),
         ([8, 32, 16, 16], [64, 32, 4, 4], 2, (1, 1)),
@@ -272,15 +268,9 @@ fn direct_backward_data_is_gemm_and_col2im_bit_for_bit() {
     let mut served = 0;
     for (i, case) in cases.iter().enumerate() {
         let g = case_geom(case);
-        let data = |seed, len| -> Vec<f32> {
-            values(&random(seed, &[len], DType::F32))
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        };
-        let dy = data(600 + i as u64, g.n * g.out_len());
-        let w = data(700 + i as u64, g.o * g.k());
-        let b = data(800 + i as u64, g.c);
+        let dy = random_f32(600 + i as u64, g.n * g.out_len());
+        let w = random_f32(700 + i as u64, g.o * g.k());
+        let b = random_f32(800 + i as u64, g.c);
         for bias in [None, Some(&b[..])] {
             let mut direct = vec![0.0; g.n * g.in_len()];
             if !backward_data_direct(&g, &dy, &w, bias, &mut direct) {
@@ -293,7 +283,6 @@ fn direct_backward_data_is_gemm_and_col2im_bit_for_bit() {
             served += 1;
             let mut gemm = vec![0.0; g.n * g.in_len()];
             backward_data_gemm(&g, &dy, &w, bias, &mut gemm);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&direct),
                 bits(&gemm),
@@ -315,18 +304,7 @@ fn direct_backward_weight_is_im2col_and_gemm_bit_for_bit() {
     // The standard CNN's D at widths 16 and 64 and D 32's 4x4 layers at batch 64 (8 chunks of
     // 8; 2048 columns a chunk at 16x16 outputs, so four blocks of 512), a batch whose last
     // chunk is short, and the first layer's 3 channels (one task, groups of chunks).
-    let mut cases: Vec<ConvCase> = Vec::new();
-    for ch in [16, 32, 64] {
-        for (c, o, k, s, hw) in [
-            (3, ch, 3, 1, 32),
-            (ch, ch, 4, 2, 32),
-            (ch, 2 * ch, 3, 1, 16),
-            (2 * ch, 2 * ch, 4, 2, 16),
-            (4 * ch, 4 * ch, 4, 2, 8),
-        ] {
-            cases.push(([64, c, hw, hw], [o, c, k, k], s, (1, 1)));
-        }
-    }
+    let mut cases: Vec<ConvCase> = [16, 32, 64].map(|ch| standard_cnn_d(ch, 64)).concat();
     cases.extend([
         ([13, 16, 16, 16], [16, 16, 4, 4], 2, (1, 1)),
         ([5, 3, 12, 12], [16, 3, 3, 3], 1, (0, 0)),
@@ -336,17 +314,10 @@ fn direct_backward_weight_is_im2col_and_gemm_bit_for_bit() {
     let mut served = 0;
     for (i, case) in cases.iter().enumerate() {
         let g = case_geom(case);
-        let data = |seed, len| -> Vec<f32> {
-            values(&random(seed, &[len], DType::F32))
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        };
-        let x = data(900 + i as u64, g.n * g.in_len());
-        let dy = data(1000 + i as u64, g.n * g.out_len());
+        let x = random_f32(900 + i as u64, g.n * g.in_len());
+        let dy = random_f32(1000 + i as u64, g.n * g.out_len());
         let direct = backward_weight_by(&g, &x, &dy, true);
         let gemm = backward_weight_by(&g, &x, &dy, false);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&direct), bits(&gemm), "case {i}: {g:?}");
         if super::direct::serves_backward_weight(&g, 64.min(g.k())) {
             served += 1;
@@ -368,14 +339,8 @@ fn col2im_is_the_direct_scatter_bit_for_bit() {
     for (i, case) in CONV_CASES.iter().chain([&unreached]).enumerate() {
         let g = case_geom(case);
         let cols = g.n * g.p();
-        let col: Vec<f32> = values(&random(90 + i as u64, &[g.k() * cols], DType::F32))
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        let start: Vec<f32> = values(&random(120 + i as u64, &case.0, DType::F32))
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let col = random_f32(90 + i as u64, g.k() * cols);
+        let start = random_f32(120 + i as u64, g.n * g.in_len());
         let mut ours = start.clone();
         col2im(&g, &col, &mut ours);
         // The scatter in the entries' defining order.
@@ -385,7 +350,6 @@ fn col2im_is_the_direct_scatter_bit_for_bit() {
                 want[at] += col[row * cols + column];
             }
         }
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&ours), bits(&want), "case {i}: {g:?}");
     }
 }
@@ -625,10 +589,7 @@ fn relu_is_max_with_zero_and_passes_no_gradient_at_or_below_zero() {
         .to_dtype(DType::F32)
         .unwrap();
     let y = relu(&x).unwrap();
-    let bits = |t: &Tensor| -> Vec<u32> {
-        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        v.iter().map(|f| f.to_bits()).collect()
-    };
+    let bits = |t: &Tensor| bits(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     // Bit for bit candle's relu, so a forward pass is unchanged by the fast op.
     assert_eq!(bits(&y), bits(&x.relu().unwrap()));
     let r = random(11, x.dims(), DType::F32);
@@ -652,10 +613,7 @@ fn fused_conv_activation_is_the_two_ops_bit_for_bit() {
     let w = Var::from_tensor(&random(41, &[16, 3, 4, 4], DType::F32)).unwrap();
     let b = Var::from_tensor(&random(42, &[16], DType::F32)).unwrap();
     let r = random(43, &[5, 16, 4, 4], DType::F32);
-    let bits = |t: &Tensor| -> Vec<u32> {
-        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        v.iter().map(|f| f.to_bits()).collect()
-    };
+    let bits = |t: &Tensor| bits(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     for slope in [0.1, 0.0] {
         let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
         let fused = conv2d_leaky_relu(xt, wt, Some(bt), 2, (1, 1), slope).unwrap();
