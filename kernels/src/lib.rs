@@ -34,7 +34,9 @@
 //! AMD core splits 512-bit FMAs into two 256-bit halves, so the peak is the AVX2 one, but the 32
 //! registers let a tile load less per FMA; per-op timers put the GEMMs of a D step 7-9% below
 //! the AVX2 kernel's), then writing and packing the im2col matrix (about a tenth: bound by the
-//! stores), col2im, and candle's own work between the kernels.
+//! stores), col2im, and candle's own work between the kernels. The narrow networks the extended
+//! profile trains (D 4 and 16, G 16) spent as much on im2col, packing and col2im as on the
+//! products, so most of their passes are now direct ([`direct`]).
 //! The weight-gradient pass asks `gemm` for a column-major product so it packs the small `dy`
 //! operand rather than gathering the im2col matrix, and splits the input channels across tasks
 //! (and, for a layer with few of them, the batch) ([`conv::backward_weight`]); the data-gradient
