@@ -28,9 +28,11 @@
 //! forward and data passes serve reductions of at most 512 and do the same: one accumulator
 //! from zero, one FMA per step in order, then one add. The weight pass reduces over a chunk's
 //! positions (2,048 and more); it serves only products of at most 64 x 64, for which `gemm`
-//! takes `kc = min(k, 512)` without consulting the cache sizes, and flushes at the same blocks. They run only where `gemm` would run its AVX-512 kernel (the
-//! FMA is the same instruction either way); elsewhere, for f64, and for the shapes where they
-//! were measured slower (see [`serves`], [`serves_backward_data`]), the GEMM path runs.
+//! takes `kc = min(k, 512)` without consulting the cache sizes, and flushes at the same blocks.
+//!
+//! They run only where `gemm` would run its AVX-512 kernel (the FMA is the same instruction
+//! either way); elsewhere, for f64, and for the shapes they do not serve or were measured slower
+//! on ([`serves`], [`serves_backward_data`], [`serves_backward_weight`]), the GEMM path runs.
 
 use super::im2col::ConvGeom;
 
@@ -97,7 +99,7 @@ pub(crate) fn weights(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
     let (k, o) = (g.k(), g.o);
     let width = o.div_ceil(LANES) * LANES;
     let mut wt = vec![0.0; k * width];
-    for (ch, row) in w.chunks_exact(k).enumerate().take(o) {
+    for (ch, row) in w.chunks_exact(k).enumerate() {
         for (i, &v) in row.iter().enumerate() {
             wt[i * width + ch] = v;
         }
@@ -109,7 +111,7 @@ pub(crate) fn weights(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
 /// from [`weights`]. Only for a geometry [`serves`] accepts.
 pub(crate) fn forward(g: &ConvGeom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let blocking = Blocking::of(g).expect("serves() checked the geometry");
-    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let (hp, wp) = g.padded();
     let plane = hp * wp;
     // The column-matrix rows' offsets into the padded planes, in row order.
     let mut taps = Vec::with_capacity(g.k());
@@ -130,9 +132,7 @@ pub(crate) fn forward(g: &ConvGeom, x: &[f32], wt: &[f32], bias: Option<&[f32]>,
                 .chunks_exact(g.h * g.w)
                 .zip(padded.chunks_exact_mut(plane))
             {
-                for (iy, row) in src.chunks_exact(g.w).enumerate() {
-                    dst[(iy + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
-                }
+                g.pad_plane(src, dst);
             }
             sample(g, blocking, padded, &taps, wt, bias, ys);
         }
@@ -151,7 +151,8 @@ fn sample(
 ) {
     // The last element any block reads, so that the kernel's unchecked loads are in bounds.
     let last_tap = taps.last().copied().unwrap_or(0);
-    let last_base = (g.oh - 1) * g.stride * (g.w + 2 * g.pw) + (g.ow - 1) * g.stride;
+    let wp = g.padded().1;
+    let last_base = (g.oh - 1) * g.stride * wp + (g.ow - 1) * g.stride;
     assert!(
         last_tap + last_base < padded.len(),
         "direct conv: taps leave the planes"
@@ -165,7 +166,7 @@ fn sample(
     let mut acc = [0.0f32; 16 * LANES];
     for oy in 0..g.oh {
         for ox0 in (0..g.ow).step_by(b.r) {
-            let base = oy * g.stride * (g.w + 2 * g.pw) + ox0 * g.stride;
+            let base = oy * g.stride * wp + ox0 * g.stride;
             // SAFETY: `serves` checked AVX-512; every load is at `base + tap + i * stride` for
             // `i < r`, at most `last_base + last_tap` (asserted above), and the weight loads
             // stay within `wt` (asserted above); `acc` holds `r * nb * 16 <= 256` values.
@@ -582,7 +583,7 @@ pub(crate) fn backward_weight_chunk(
 ) {
     let rk = weight_rows_per_block(g).expect("serves_backward_weight() checked the geometry");
     let s = xc.len() / g.in_len();
-    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let (hp, wp) = g.padded();
     let plane = hp * wp;
     let cols = s * g.p();
     let kc = cols.min(MAX_K);
@@ -599,10 +600,7 @@ pub(crate) fn backward_weight_chunk(
         padded.fill(0.0);
         for (ci, c) in channels.enumerate() {
             for (sample, dst) in padded.chunks_exact_mut(plane).enumerate() {
-                let src = &xc[(sample * g.c + c) * g.h * g.w..][..g.h * g.w];
-                for (iy, row) in src.chunks_exact(g.w).enumerate() {
-                    dst[(iy + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
-                }
+                g.pad_plane(&xc[(sample * g.c + c) * g.h * g.w..][..g.h * g.w], dst);
             }
             for ki0 in (0..g.kh).step_by(rk) {
                 let rows = &mut part[(ci * khw + ki0 * g.kw) * g.o..][..rk * g.kw * g.o];

@@ -89,6 +89,21 @@ impl ConvGeom {
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.ph == 0 && self.pw == 0
     }
+
+    /// Height and width of an input plane with its padding: `(h + 2 ph, w + 2 pw)`.
+    pub fn padded(&self) -> (usize, usize) {
+        (self.h + 2 * self.ph, self.w + 2 * self.pw)
+    }
+
+    /// Copies the input plane `src` (`h x w`) into the interior of `padded` (a plane of
+    /// [`ConvGeom::padded`] size), leaving its border as it is: zeroed once, a border stays zero
+    /// for every plane copied in after, so a tap reads padding without a branch.
+    pub fn pad_plane<T: Elem>(&self, src: &[T], padded: &mut [T]) {
+        let wp = self.padded().1;
+        for (iy, row) in src.chunks_exact(self.w).enumerate() {
+            copy_run(&mut padded[(iy + self.ph) * wp + self.pw..][..self.w], row);
+        }
+    }
 }
 
 /// The output positions `[lo, hi)` along one axis whose input index `o * stride + kk - pad`
@@ -147,7 +162,7 @@ const GATHER_MAX_OW: usize = 8;
 fn im2col_gather<T: Elem>(g: &ConvGeom, x: &[T], channels: std::ops::Range<usize>, col: &mut [T]) {
     let n = x.len() / g.in_len().max(1);
     let (p, cols, plane, khw) = (g.p(), n * g.p(), g.h * g.w, g.kh * g.kw);
-    let padded_w = g.w + 2 * g.pw;
+    let (padded_h, padded_w) = g.padded();
     // Offsets into the padded plane, tap after tap, output position after position; every
     // one is inside it, since an output exists only where its patch fits the padded input.
     let mut offsets = Vec::with_capacity(khw * p);
@@ -161,16 +176,13 @@ fn im2col_gather<T: Elem>(g: &ConvGeom, x: &[T], channels: std::ops::Range<usize
         }
     }
     let c0 = channels.start;
-    with_buffer((g.h + 2 * g.ph) * padded_w, |padded: &mut [T]| {
+    with_buffer(padded_h * padded_w, |padded: &mut [T]| {
         // The border stays zero; each plane rewrites only the interior.
         padded.fill(T::ZERO);
         for c in channels {
             let rows = (c - c0) * khw;
             for sample in 0..n {
-                let src = &x[(sample * g.c + c) * plane..][..plane];
-                for (iy, src_row) in src.chunks_exact(g.w).enumerate() {
-                    copy_run(&mut padded[(iy + g.ph) * padded_w + g.pw..][..g.w], src_row);
-                }
+                g.pad_plane(&x[(sample * g.c + c) * plane..][..plane], padded);
                 for (tap, taps) in offsets.chunks_exact(p).enumerate() {
                     let dst = &mut col[(rows + tap) * cols + sample * p..][..p];
                     for (d, &at) in dst.iter_mut().zip(taps) {

@@ -5,7 +5,7 @@
 //! Why: candle 0.11's CPU transposed convolution is a direct loop, and its conv2d backward runs
 //! the input gradient through it, so a discriminator step spent most of its time there (about 5x
 //! PyTorch on the same cores). Here every convolution, forward or backward, is im2col/col2im
-//! around one GEMM from the `gemm` crate ([`conv`]), except the forward of a narrow layer on an
+//! around one GEMM from the `gemm` crate ([`conv`]), except the passes of narrow layers on an
 //! AVX-512 CPU, computed directly to the same bits ([`direct`]); the transposed convolution is
 //! the same passes in another order ([`conv_transpose`]), with the bias fused into both; leaky
 //! ReLU is a single pass each way ([`activation`]); training-mode batch norm computes its

@@ -325,12 +325,13 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     /// NCHW in, NCHW out (`k4 s2 p1` doubles the spatial size).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let w = mode.param(self.weight.as_tensor());
+        let b = mode.param(self.bias.as_tensor());
         Ok(kernels::conv_transpose2d(
             x,
-            w,
-            Some(b),
+            &w,
+            Some(&b),
             self.stride,
             self.pad,
         )?)

@@ -73,7 +73,7 @@ impl super::Generator for Generator {
             .reshape((n, self.ch * 8, self.bottom, self.bottom))?;
         let mut h = relu(&self.bn0.forward(&h, mode)?)?;
         for (dc, bn) in &self.deconvs {
-            h = relu(&bn.forward(&dc.forward(&h)?, mode)?)?;
+            h = relu(&bn.forward(&dc.forward(&h, mode)?, mode)?)?;
         }
         Ok(self.c4.forward(&h, mode)?.tanh()?)
     }
