@@ -58,13 +58,27 @@ impl Unary for Planes {
             return y;
         }
         let pool = self.pool;
+        // The average's per-column factors: one row for the first and last output rows, one
+        // for the others (the same for every plane, so made once).
+        let factors = match pool {
+            Pool3x3::AvgSameExcludePad => [0, h / 2].map(|i| {
+                (0..w)
+                    .map(|j| T::from_f64(f64::from(nine_over_count((i, h), (j, w)))))
+                    .collect()
+            }),
+            _ => [Vec::new(), Vec::new()],
+        };
+        let factors = &factors;
         y.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each(|(out, plane)| match pool {
-                Pool3x3::MaxStride2 => pool_plane::<T, 2>(plane, (h, w), out, 0, Combine::Max),
-                Pool3x3::MaxSame => pool_plane::<T, 1>(plane, (h, w), out, 1, Combine::Max),
+            .for_each_init(Vec::new, |rows, (out, plane)| match pool {
+                Pool3x3::MaxStride2 => {
+                    pool_plane::<T, 2>(plane, (h, w), out, 0, Combine::Max, rows)
+                }
+                Pool3x3::MaxSame => pool_plane::<T, 1>(plane, (h, w), out, 1, Combine::Max, rows),
                 Pool3x3::AvgSameExcludePad => {
-                    pool_plane::<T, 1>(plane, (h, w), out, 1, Combine::Sum)
+                    let combine = Combine::Sum(factors);
+                    pool_plane::<T, 1>(plane, (h, w), out, 1, combine, rows)
                 }
             });
         y
@@ -72,84 +86,95 @@ impl Unary for Planes {
 }
 
 /// How a pool combines its window: the max keeps the current value unless the next is strictly
-/// greater and starts from the window's top-left element; the average adds into a zero.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Combine {
+/// greater and starts from the window's top-left element; the average adds into a zero, then
+/// scales by the first (edge rows) or second (other rows) of its factor rows (see
+/// [`scale_row`]).
+#[derive(Clone, Copy)]
+enum Combine<'a, T> {
     Max,
-    Sum,
+    Sum(&'a [Vec<T>; 2]),
 }
 
 /// One plane, output row by output row: the three input rows of a window row are copied into
-/// `pad`-bordered buffers of `fill`, then each of the nine taps, row by row, is combined into
-/// the whole output row at once (a loop over the row that vectorizes), which visits every
-/// window's elements in the same order as a window-by-window loop.
+/// `pad`-bordered buffers of `fill`, each split into its `STRIDE` phases (elements `0, STRIDE,
+/// ...`, then `1, 1 + STRIDE, ...`), so that each of the nine taps, row by row, is a contiguous
+/// run combined into the whole output row at once (a loop that vectorizes). That visits every
+/// window's elements in the same order as a window-by-window loop. `rows` is scratch.
 fn pool_plane<T: Elem, const STRIDE: usize>(
     plane: &[T],
     (h, w): (usize, usize),
     out: &mut [T],
     pad: usize,
-    combine: Combine,
+    combine: Combine<T>,
+    rows: &mut Vec<T>,
 ) {
+    debug_assert!(STRIDE == 1 || pad == 0, "a strided pool has no padding");
     let fill = match combine {
         Combine::Max => T::from_f64(f64::NEG_INFINITY),
-        Combine::Sum => T::ZERO,
+        Combine::Sum(_) => T::ZERO,
     };
     let padded_w = w + 2 * pad;
     let ow = (padded_w - 3) / STRIDE + 1;
-    let mut rows = [
-        vec![fill; padded_w],
-        vec![fill; padded_w],
-        vec![fill; padded_w],
-    ];
+    // A phase's length, and the three split rows side by side.
+    let len = padded_w.div_ceil(STRIDE);
+    rows.clear();
+    rows.resize(3 * STRIDE * len, fill);
     for (i, acc) in out.chunks_exact_mut(ow).enumerate() {
-        for (dr, row) in rows.iter_mut().enumerate() {
+        for (dr, row) in rows.chunks_exact_mut(STRIDE * len).enumerate() {
             // Padded row `i * STRIDE + dr` is input row `i * STRIDE + dr - pad`, if any.
             match (i * STRIDE + dr).checked_sub(pad).filter(|&r| r < h) {
-                Some(r) => row[pad..pad + w].copy_from_slice(&plane[r * w..][..w]),
+                Some(r) if STRIDE == 1 => row[pad..pad + w].copy_from_slice(&plane[r * w..][..w]),
+                Some(r) => {
+                    let src = &plane[r * w..][..w];
+                    for (q, phase) in row.chunks_exact_mut(len).enumerate() {
+                        for (d, &v) in phase.iter_mut().zip(src.iter().skip(q).step_by(STRIDE)) {
+                            *d = v;
+                        }
+                    }
+                }
                 None => row.fill(fill),
             }
         }
+        // Tap `dc` of the whole output row: phase `dc % STRIDE` from element `dc / STRIDE`.
+        let tap = |dr: usize, dc: usize| {
+            let start = (dr * STRIDE + dc % STRIDE) * len + dc / STRIDE;
+            &rows[start..start + ow]
+        };
         match combine {
-            Combine::Max => {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = rows[0][j * STRIDE];
-                }
-            }
-            Combine::Sum => acc.fill(T::ZERO),
+            Combine::Max => acc.copy_from_slice(tap(0, 0)),
+            Combine::Sum(_) => acc.fill(T::ZERO),
         }
-        for row in &rows {
+        for dr in 0..3 {
             for dc in 0..3 {
-                // The taps of the whole output row: every STRIDE-th element from `dc` (a
-                // slice of exactly that extent, so the loops carry no bounds checks).
-                let taps = &row[dc..dc + (ow - 1) * STRIDE + 1];
+                let taps = tap(dr, dc);
                 match combine {
                     Combine::Max => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let v = taps[j * STRIDE];
+                        for (a, &v) in acc.iter_mut().zip(taps) {
                             *a = if *a < v { v } else { *a };
                         }
                     }
-                    Combine::Sum => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            *a += taps[j * STRIDE];
+                    Combine::Sum(_) => {
+                        for (a, &v) in acc.iter_mut().zip(taps) {
+                            *a += v;
                         }
                     }
                 }
             }
         }
-        if combine == Combine::Sum {
-            scale_by_count(acc, (i, h), w);
+        if let Combine::Sum(factors) = combine {
+            let edge = i == 0 || i + 1 == h;
+            scale_row(acc, &factors[usize::from(!edge)]);
         }
     }
 }
 
-/// Turns the window sums of output row `i` (of `h`) into averages over the unpadded pixels:
-/// times the element type's `1 / 9`, then times `9 / count` computed in `f32` (see the module
-/// doc: the order of the candle ops this replaces).
-fn scale_by_count<T: Elem>(sums: &mut [T], (i, h): (usize, usize), w: usize) {
+/// Turns the window sums of an output row into averages over the unpadded pixels: times the
+/// element type's `1 / 9`, then times `9 / count` computed in `f32` (`factors`, per column; see
+/// the module doc: the order of the candle ops this replaces).
+fn scale_row<T: Elem>(sums: &mut [T], factors: &[T]) {
     let ninth = T::from_f64(1.0 / 9.0);
-    for (j, s) in sums.iter_mut().enumerate() {
-        *s = *s * ninth * T::from_f64(f64::from(nine_over_count((i, h), (j, w))));
+    for (s, &f) in sums.iter_mut().zip(factors) {
+        *s = *s * ninth * f;
     }
 }
 

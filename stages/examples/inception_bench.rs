@@ -2,7 +2,8 @@
 //!
 //! Usage: `inception_bench WEIGHTS N BATCH` with WEIGHTS our converted safetensors. Feeds N
 //! deterministic 3x32x32 u8 images (CIFAR-sized, so the resize to 299 is included, as in real
-//! use) in batches of BATCH after one warm-up batch, and prints one JSON line.
+//! use) in batches of BATCH after one warm-up batch, and prints one JSON line; with the
+//! `kernel-timers` feature also, on stderr, where the timed batches' kernel time went.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,9 +38,17 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Some(batch),
         &|_, _| {},
     )?;
+    kernels::timers::take();
     let t = Instant::now();
     let f = net.features(&pixels, shape, Some(batch), &|_, _| {})?;
     let secs = t.elapsed().as_secs_f64();
+    let totals = kernels::timers::take();
+    if !totals.is_empty() {
+        eprintln!("kernel timers, ms per image over {n} (pieces: summed over threads):");
+        for (key, runs, seconds) in totals {
+            eprintln!("{:9.2} ms {runs:6} runs  {key}", seconds * 1e3 / n as f64);
+        }
+    }
     let checksum: f64 = f.pool3.iter().map(|&v| f64::from(v)).sum();
     println!(
         "{{\"impl\":\"repro-candle\",\"n\":{n},\"batch\":{batch},\"seconds\":{secs:.3},\"images_per_s\":{:.3},\"pool3_sum\":{checksum:.3}}}",
