@@ -70,6 +70,30 @@ fn gpu_ids_are_handed_out_and_a_third_gpu_stage_waits() {
 }
 
 #[test]
+fn a_stage_wanting_every_cpu_is_not_overtaken_by_later_stages() {
+    // `whole` is ready with the others but finds a cpu taken by `first`; the stages after it
+    // in pipeline order must leave the cpus it waits for, or on a machine of two or more cpus
+    // they take each one as it comes free and `whole` starts only when they have all started.
+    let mut yaml = String::from(
+        "stages:\n  first:\n    cmd: sleep 1; echo done > first.txt\n    outs: [first.txt]\n  \
+         whole:\n    cmd: date +%s%N > whole.txt\n    outs: [whole.txt]\n    \
+         resources: {cpus: 1024}\n",
+    );
+    for s in ["later1", "later2", "later3"] {
+        yaml.push_str(&format!(
+            "  {s}:\n    cmd: date +%s%N > {s}.txt; sleep 1\n    outs: [{s}.txt]\n"
+        ));
+    }
+    let p = Project::new(&yaml);
+    p.ok(&["all", "-j", "8"]);
+    let start = |s: &str| -> u128 { p.read(&format!("{s}.txt")).trim().parse().unwrap() };
+    let whole = start("whole");
+    for s in ["later1", "later2", "later3"] {
+        assert!(whole < start(s), "`{s}` started before `whole`");
+    }
+}
+
+#[test]
 fn concurrent_runs_wait_for_each_other_and_corrupt_nothing() {
     let p = Project::new(
         r#"

@@ -6,6 +6,13 @@
 //! two-GPU box get one GPU each instead of both fighting over GPU 0. A request larger than the
 //! machine (more cpus or memory than it has) is clamped so the stage can still run alone; a
 //! request for more GPUs than the pool holds is an error before anything runs.
+//!
+//! A stage short of cpus or memory is not overtaken for good: the scheduler offers the pending
+//! stages in pipeline order, and one that does not fit sets its cpus and memory aside
+//! ([`Reserved`]) for the rest of that pass, so later stages start only on what it leaves.
+//! Without that, a stage asking for two cpus never started while one-cpu stages kept taking each
+//! cpu as it came free (the extended profile's classifier waited behind all eight trainings). A
+//! stage waiting only for a GPU sets nothing aside: CPU-only stages go on around it.
 
 use crate::spec::Resources;
 
@@ -15,6 +22,14 @@ pub struct Grant {
     pub cpus: u32,
     pub mem: u64,
     pub gpus: Vec<u32>,
+}
+
+/// Cpus and memory set aside, during one pass over the pending stages, for the stages earlier
+/// in pipeline order that did not fit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reserved {
+    cpus: u32,
+    mem: u64,
 }
 
 /// The free tokens.
@@ -49,6 +64,13 @@ impl Pool {
 
     /// Takes the tokens for `r` if they are all free.
     pub fn try_take(&mut self, r: &Resources) -> Option<Grant> {
+        self.try_take_after(r, &mut Reserved::default())
+    }
+
+    /// Takes the tokens for `r` if they are free beside what earlier waiting stages set aside
+    /// (`reserved`). If `r` is short of cpus or memory (and not of GPUs), it sets its own
+    /// aside in turn.
+    pub fn try_take_after(&mut self, r: &Resources, reserved: &mut Reserved) -> Option<Grant> {
         let cpus = r.cpus.clamp(1, self.cpus_total);
         let mem = if self.mem_total == 0 {
             0
@@ -56,11 +78,17 @@ impl Pool {
             r.mem.min(self.mem_total)
         };
         let gpus = r.gpus as usize;
-        if self.jobs_free == 0
-            || self.cpus_free < cpus
-            || self.mem_free < mem
-            || self.gpus_free.len() < gpus
-        {
+        let short = self.cpus_free.saturating_sub(reserved.cpus) < cpus
+            || self.mem_free.saturating_sub(reserved.mem) < mem;
+        if self.gpus_free.len() < gpus {
+            return None;
+        }
+        if short {
+            reserved.cpus += cpus;
+            reserved.mem += mem;
+            return None;
+        }
+        if self.jobs_free == 0 {
             return None;
         }
         self.jobs_free -= 1;
@@ -87,7 +115,12 @@ impl Pool {
     /// No further stage can start now: every job slot or every cpu is taken (each stage takes
     /// at least one cpu).
     pub fn is_full(&self) -> bool {
-        self.jobs_free == 0 || self.cpus_free == 0
+        self.is_full_after(&Reserved::default())
+    }
+
+    /// [`Pool::is_full`] once `reserved` is set aside.
+    pub fn is_full_after(&self, reserved: &Reserved) -> bool {
+        self.jobs_free == 0 || self.cpus_free <= reserved.cpus
     }
 
     pub fn is_idle(&self) -> bool {
@@ -158,5 +191,43 @@ mod tests {
         assert!(pool.try_take(&Resources::default()).is_none());
         pool.release(g);
         assert!(pool.is_idle());
+    }
+
+    #[test]
+    fn a_stage_short_of_cpus_keeps_them_from_later_stages() {
+        let mut pool = Pool::new(8, 4, 0, vec![0]);
+        let one = Resources::default();
+        let four = Resources {
+            cpus: 4,
+            gpus: 0,
+            mem: 0,
+        };
+        let first = pool.try_take(&one).unwrap();
+        let mut reserved = Reserved::default();
+        assert!(pool.try_take_after(&four, &mut reserved).is_none());
+        assert!(
+            pool.try_take_after(&one, &mut reserved).is_none(),
+            "a later stage may not take the waiting stage's cpus"
+        );
+        assert!(pool.is_full_after(&reserved));
+        pool.release(first);
+        let mut reserved = Reserved::default();
+        assert_eq!(pool.try_take_after(&four, &mut reserved).unwrap().cpus, 4);
+    }
+
+    #[test]
+    fn a_stage_waiting_for_a_gpu_sets_nothing_aside() {
+        let mut pool = Pool::new(8, 4, 0, vec![0]);
+        let gpu = Resources {
+            cpus: 2,
+            gpus: 1,
+            mem: 0,
+        };
+        let _held = pool.try_take(&gpu).unwrap();
+        let mut reserved = Reserved::default();
+        assert!(pool.try_take_after(&gpu, &mut reserved).is_none());
+        assert!(pool
+            .try_take_after(&Resources::default(), &mut reserved)
+            .is_some());
     }
 }

@@ -17,7 +17,8 @@
 //!    then [`Scheduler::settle`] it. Stale jobs wait in `pending`, at most [`LOOKAHEAD`] of
 //!    them; every other verdict finishes the stage on the spot, which may make more ready.
 //! 3. [`Scheduler::launch_pending`]: hand pending jobs to worker threads, in pipeline order,
-//!    while the pool has their tokens (`-j`, cpus, memory, GPU ids).
+//!    while the pool has their tokens (`-j`, cpus, memory, GPU ids); a job short of cpus or
+//!    memory keeps later jobs from taking them, so it is not starved.
 //! 4. wait up to [`POLL`] for a worker, then [`Scheduler::on_completion`]: return the tokens,
 //!    write the run record, report, record the new lock entry and release the dependents.
 //! 5. [`Scheduler::flush_lock`].
@@ -473,14 +474,16 @@ impl<'a> Scheduler<'a> {
 
     /// Step 3: launches pending jobs, in pipeline order, while tokens last. Stops as soon as
     /// the pool is full: scanning every pending job after each completion made a run of many
-    /// independent stages quadratic. A job whose tokens are taken (a GPU) is passed over, not
-    /// waited for.
+    /// independent stages quadratic. A job short of cpus or memory sets them aside, so no later
+    /// job takes them and it starts once they are free ([`resources::Reserved`]); a job whose
+    /// GPU is taken is passed over, not waited for.
     fn launch_pending(&mut self) {
         if self.stop_launching {
             return;
         }
         let mut next = 0;
-        while !self.pool.is_full() {
+        let mut reserved = resources::Reserved::default();
+        while !self.pool.is_full_after(&reserved) {
             let Some((&pos, job)) = self.pending.range(next..).next() else {
                 break;
             };
@@ -492,7 +495,7 @@ impl<'a> Scheduler<'a> {
             } else {
                 self.dag.stages[id].resources
             };
-            let Some(grant) = self.pool.try_take(&wanted) else {
+            let Some(grant) = self.pool.try_take_after(&wanted, &mut reserved) else {
                 continue;
             };
             let mut job = self.pending.remove(&pos).expect("just found");
