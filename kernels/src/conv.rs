@@ -151,24 +151,62 @@ pub(crate) fn forward_direct<T: Elem>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) -> bool {
-    let (Some(x), Some(w), Some(y)) = (T::f32s(x), T::f32s(w), T::f32s_mut(y)) else {
-        return false;
+    direct::serves(g) && DirectPass::FORWARD.run(g, x, w, bias, y)
+}
+
+/// One chunk of a direct pass: geometry, the chunk's input, the laid-out weights, the bias, the
+/// chunk's output.
+type DirectChunk = fn(&ConvGeom, &[f32], &[f32], Option<&[f32]>, &mut [f32]);
+
+/// A direct pass: its timer label, how it lays out the weights (once), how it runs one chunk of
+/// the batch, and whether it reads the convolution's output side (`dy`) and writes its input
+/// side (`dx`), or the other way round.
+struct DirectPass {
+    label: &'static str,
+    prepare: fn(&ConvGeom, &[f32]) -> Vec<f32>,
+    chunk: DirectChunk,
+    backward: bool,
+}
+
+impl DirectPass {
+    const FORWARD: DirectPass = DirectPass {
+        label: "forward direct",
+        prepare: direct::weights,
+        chunk: direct::forward,
+        backward: false,
     };
-    if !direct::serves(g) {
-        return false;
+    const BACKWARD_DATA: DirectPass = DirectPass {
+        label: "backward-data direct",
+        prepare: direct::backward_data_weights,
+        chunk: direct::backward_data,
+        backward: true,
+    };
+
+    /// Runs over the batch's chunks in parallel, `src` to `dst`; `false` (and `dst` untouched)
+    /// when `T` is not `f32`.
+    fn run<T: Elem>(
+        &self,
+        g: &ConvGeom,
+        src: &[T],
+        w: &[T],
+        bias: Option<&[T]>,
+        dst: &mut [T],
+    ) -> bool {
+        let (Some(src), Some(w), Some(dst)) = (T::f32s(src), T::f32s(w), T::f32s_mut(dst)) else {
+            return false;
+        };
+        let bias = bias.and_then(T::f32s);
+        let wt = (self.prepare)(g, w);
+        let (src_len, dst_len) = match self.backward {
+            false => (g.in_len(), g.out_len()),
+            true => (g.out_len(), g.in_len()),
+        };
+        let cs = chunk_samples(g);
+        dst.par_chunks_mut(cs * dst_len)
+            .zip(src.par_chunks(cs * src_len))
+            .for_each(|(d, s)| time(|| key(self.label, g), || (self.chunk)(g, s, &wt, bias, d)));
+        true
     }
-    let bias = bias.and_then(T::f32s);
-    let wt = direct::weights(g, w);
-    let cs = chunk_samples(g);
-    y.par_chunks_mut(cs * g.out_len())
-        .zip(x.par_chunks(cs * g.in_len()))
-        .for_each(|(yc, xc)| {
-            time(
-                || key("forward direct", g),
-                || direct::forward(g, xc, &wt, bias, yc),
-            )
-        });
-    true
 }
 
 /// The forward pass as im2col + GEMM, chunk by chunk, into `y`.
@@ -243,24 +281,7 @@ pub(crate) fn backward_data_direct<T: Elem>(
     bias: Option<&[T]>,
     dx: &mut [T],
 ) -> bool {
-    if !direct::serves_backward_data(g) {
-        return false;
-    }
-    let (Some(dy), Some(w), Some(dx)) = (T::f32s(dy), T::f32s(w), T::f32s_mut(dx)) else {
-        return false;
-    };
-    let bias = bias.and_then(T::f32s);
-    let wt = direct::backward_data_weights(g, w);
-    let cs = chunk_samples(g);
-    dx.par_chunks_mut(cs * g.in_len())
-        .zip(dy.par_chunks(cs * g.out_len()))
-        .for_each(|(dxc, dyc)| {
-            time(
-                || key("backward-data direct", g),
-                || direct::backward_data(g, dyc, &wt, bias, dxc),
-            )
-        });
-    true
+    direct::serves_backward_data(g) && DirectPass::BACKWARD_DATA.run(g, dy, w, bias, dx)
 }
 
 /// The data gradient as GEMM + col2im, chunk by chunk, into `dx` (zeros).
