@@ -166,7 +166,8 @@ impl Store {
         self.insert_bytes(&digest.sha256, text.as_bytes())
     }
 
-    fn has_object(&self, sha256: &str, size: Option<u64>) -> bool {
+    /// True when object `sha256` is stored as a file (of `size` bytes, when given).
+    pub(crate) fn has_object(&self, sha256: &str, size: Option<u64>) -> bool {
         match fs::metadata(self.object_path(sha256)) {
             Ok(m) => m.is_file() && size.is_none_or(|s| m.len() == s),
             Err(_) => false,

@@ -316,6 +316,16 @@ impl Objects {
         }
         Ok(o)
     }
+
+    /// True when every object is in `local`: each manifest named its files, and each file
+    /// object is there at its size (what [`Store::contains`] checks of each output).
+    fn all_stored(&self, local: &Store) -> bool {
+        self.unknown.is_empty()
+            && self
+                .files
+                .iter()
+                .all(|f| local.has_object(&f.sha256, Some(f.size)))
+    }
 }
 
 impl Remote {
@@ -460,23 +470,22 @@ impl Remote {
         entries: &[LockEntry],
         events: &Sender,
     ) -> Result<Transferred, RemoteError> {
-        let (entries, incomplete): (Vec<&LockEntry>, Vec<&LockEntry>) = entries
-            .iter()
-            .partition(|e| e.outputs.values().all(|d| local.contains(&d.into())));
-        let Objects {
-            files: objects,
-            manifests,
-            unknown,
-        } = Objects::of(
-            local,
-            entries
-                .iter()
-                .flat_map(|e| e.outputs.values().map(Digest::from)),
-        )
-        .map_err(|e| self.not_local(e))?;
-        if let Some(id) = unknown.into_iter().next() {
-            return Err(self.not_local(CacheError::Missing { id }));
+        // Each entry's objects, expanded once: an entry goes only if the store holds all of
+        // them (a partly collected output stays here, reported as incomplete).
+        let (mut complete, mut incomplete) = (Vec::new(), Vec::new());
+        let mut objects = Objects::default();
+        for e in entries {
+            match Objects::of(local, e.outputs.values().map(Digest::from)) {
+                Ok(o) if o.all_stored(local) => {
+                    objects.files.extend(o.files);
+                    objects.manifests.extend(o.manifests);
+                    complete.push(e);
+                }
+                // A manifest missing or unreadable: as `Store::contains` judges it, not here.
+                _ => incomplete.push(e),
+            }
         }
+        let (entries, objects, manifests) = (complete, objects.files, objects.manifests);
         let progress = Progress::new(
             self,
             Direction::Push,
