@@ -74,3 +74,17 @@ pub(crate) fn time<R>(_key: impl FnOnce() -> String, f: impl FnOnce() -> R) -> R
 pub fn take() -> Vec<Total> {
     Vec::new()
 }
+
+/// Takes the totals (as [`take`]) and prints them on stderr as milliseconds per `unit`, over
+/// `count` of them, e.g. `eprint_per("D step", 23)`; prints nothing when timers are not built in.
+pub fn eprint_per(unit: &str, count: usize) {
+    let totals = take();
+    if totals.is_empty() {
+        return;
+    }
+    eprintln!("kernel timers, ms per {unit} over {count} {unit}s (pieces: summed over threads):");
+    for (key, runs, seconds) in totals {
+        let per = seconds * 1e3 / count as f64;
+        eprintln!("{per:9.2} ms {runs:6} runs  {key}");
+    }
+}

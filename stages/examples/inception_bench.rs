@@ -42,13 +42,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let t = Instant::now();
     let f = net.features(&pixels, shape, Some(batch), &|_, _| {})?;
     let secs = t.elapsed().as_secs_f64();
-    let totals = kernels::timers::take();
-    if !totals.is_empty() {
-        eprintln!("kernel timers, ms per image over {n} (pieces: summed over threads):");
-        for (key, runs, seconds) in totals {
-            eprintln!("{:9.2} ms {runs:6} runs  {key}", seconds * 1e3 / n as f64);
-        }
-    }
+    kernels::timers::eprint_per("image", n);
     let checksum: f64 = f.pool3.iter().map(|&v| f64::from(v)).sum();
     println!(
         "{{\"impl\":\"repro-candle\",\"n\":{n},\"batch\":{batch},\"seconds\":{secs:.3},\"images_per_s\":{:.3},\"pool3_sum\":{checksum:.3}}}",

@@ -19,20 +19,6 @@ use stages::nn::spectral_reg::{project_static, DynamicSr};
 use stages::train::params::TrainParams;
 use stages::train::trainer::{HostData, Trainer};
 
-/// With the `kernel-timers` feature: the kernel timers of the last `steps` steps, per step, on
-/// stderr (without it there are none and this prints nothing).
-fn print_timers(what: &str, steps: usize) {
-    let totals = kernels::timers::take();
-    if totals.is_empty() {
-        return;
-    }
-    eprintln!("kernel timers, ms per step over {steps} {what} (pieces: summed over threads):");
-    for (key, runs, seconds) in totals {
-        let per_step = seconds * 1e3 / steps as f64;
-        eprintln!("{per_step:9.2} ms {runs:6} runs  {key}");
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -103,12 +89,12 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         t.d_step(&data, 2e-4).expect("d step");
     });
     report("d_step", d);
-    print_timers("D steps", rounds + 3);
+    kernels::timers::eprint_per("D step", rounds + 3);
     let g = time(rounds, || {
         t.g_step(2e-4).expect("g step");
     });
     report("g_step", g);
-    print_timers("G steps", rounds + 3);
+    kernels::timers::eprint_per("G step", rounds + 3);
     if std::env::args().nth(2).as_deref() == Some("steps") {
         return Ok(());
     }
