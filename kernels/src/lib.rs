@@ -48,7 +48,8 @@
 //! Outside these kernels the cost is candle's and the allocator's:
 //! - candle's backprop accumulates every gradient as `zeros_like` + `add`, two full passes per
 //!   activation, run on the calling thread while the kernels' threads wait;
-//! - the spectral norm's weight arithmetic is candle ops;
+//! - the spectral norm's weight arithmetic was candle ops, a dozen serial passes over the
+//!   weights backward, until it became one op ([`spectral_divide`]);
 //! - candle's elementwise ops ran on their own spinning thread pool beside rayon's, which took
 //!   cores from the kernels' threads, until binaries called [`threads::leave_cores_to_rayon`];
 //! - each parallel loop, started from a thread outside rayon's pool, put that thread to sleep
@@ -73,6 +74,7 @@ pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod pool3x3;
 pub(crate) mod scratch;
+pub(crate) mod spectral_div;
 pub mod threads;
 pub mod timers;
 
@@ -438,6 +440,16 @@ fn avg_pool3x3_same_exclude_pad_candle(x: &Tensor) -> Result<Tensor> {
     let inv = Tensor::from_vec(inv, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
     let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
     padded.avg_pool2d_with_stride(3, 1)?.broadcast_mul(&inv)
+}
+
+/// The spectral norm's `w / sigma` with `sigma = u^T m v`, for `w: (O, ...)` viewed as the
+/// matrix `m: (O, K)`, `u: (O, 1)`, `v: (K, 1)`, shaped like `w`: one graph node on the CPU
+/// whose values and gradient are the bits of candle's
+/// `m.broadcast_div(&u.t()?.matmul(&m)?.matmul(v)?)?.reshape(w.shape())`, its backward in
+/// parallel passes ([`spectral_div`]); that expression elsewhere. `u` and `v` are constants
+/// (detached): the gradient flows to `w` only, through both the numerator and `sigma`.
+pub fn spectral_divide(w: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
+    spectral_div::divide(w, u, v)
 }
 
 /// ReLU, one pass each way on the CPU (the gradient at exactly 0 is 0, as in PyTorch); candle's

@@ -905,3 +905,53 @@ fn pool3x3_padding_semantics() {
         assert_eq!(values(max(&x).unwrap()), vec![-1.0; 4], "fast {fast}");
     }
 }
+
+/// `(w / (u^T m v)) . r` summed, through `divide` (`m`: `w` as an `O x K` matrix); `w`'s
+/// value and gradient as f64s.
+fn spectral_division(
+    divide: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    shape: &[usize],
+    dtype: DType,
+) -> (Vec<f64>, Vec<f64>) {
+    let (o, k) = (shape[0], shape[1..].iter().product());
+    let w = Var::from_tensor(&random(1, shape, dtype)).unwrap();
+    let (u, v) = (random(2, &[o, 1], dtype), random(3, &[k, 1], dtype));
+    let r = random(4, shape, dtype);
+    let y = divide(w.as_tensor(), &u, &v);
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    (values(&y), values(grads.get(w.as_tensor()).unwrap()))
+}
+
+#[test]
+fn spectral_divide_is_the_candle_expression_bit_for_bit() {
+    let candle = |w: &Tensor, u: &Tensor, v: &Tensor| {
+        let m = w.reshape((w.dim(0).unwrap(), ())).unwrap();
+        let sigma = u.t().unwrap().matmul(&m).unwrap().matmul(v).unwrap();
+        m.broadcast_div(&sigma).unwrap().reshape(w.shape()).unwrap()
+    };
+    let fused = |w: &Tensor, u: &Tensor, v: &Tensor| super::spectral_divide(w, u, v).unwrap();
+    // A linear layer's single row and single column, conv weights, and enough rows and columns
+    // that the passes split into several tasks, the last one short.
+    let shapes: [&[usize]; 5] = [
+        &[1, 300],
+        &[7, 1],
+        &[64, 3, 3, 3],
+        &[130, 128, 3, 3],
+        &[256, 256, 4, 4],
+    ];
+    for shape in shapes {
+        for dtype in [DType::F32, DType::F64] {
+            let (ours, theirs) = (
+                spectral_division(fused, shape, dtype),
+                spectral_division(candle, shape, dtype),
+            );
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&ours.0), bits(&theirs.0), "{shape:?} {dtype:?}: value");
+            assert_eq!(
+                bits(&ours.1),
+                bits(&theirs.1),
+                "{shape:?} {dtype:?}: gradient"
+            );
+        }
+    }
+}
