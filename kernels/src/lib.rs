@@ -46,8 +46,9 @@
 //! on the sign mispredicted on half the elements and made a 16 MB pass take 8 ms).
 //!
 //! Outside these kernels the cost is candle's and the allocator's:
-//! - candle's backprop accumulates every gradient as `zeros_like` + `add`, two full passes per
-//!   activation, run on the calling thread while the kernels' threads wait;
+//! - candle's backprop accumulated every gradient as `zeros_like` + `add`, two full passes per
+//!   activation on the calling thread while the kernels' threads waited, until the workspace
+//!   patched it to keep a tensor's first gradient as it is (`vendor/README.md`);
 //! - the spectral norm's weight arithmetic was candle ops, a dozen serial passes over the
 //!   weights backward, until it became one op ([`spectral_divide`]);
 //! - candle's elementwise ops ran on their own spinning thread pool beside rayon's, which took
