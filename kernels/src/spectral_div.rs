@@ -10,7 +10,7 @@
 //! normalization cost 35-70 ms a step against PyTorch's 6-20, and with this op the D step went
 //! from 1.40x to 1.23x PyTorch's time in the same benchmark run (`scripts/bench/train_step.sh`,
 //! two threads).
-
+//!
 //! What must never change silently: **the bits equal candle's** (tested on f32 and f64, values
 //! and gradients). `sigma` is computed by the very candle calls the expression makes. The
 //! backward repeats candle's arithmetic step by step, each element alone, so splitting it across
