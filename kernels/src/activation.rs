@@ -12,24 +12,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{map_binary, map_unary, Binary, Elem, Unary};
-
-/// Elements per parallel task: large enough to amortize scheduling, small enough to split a
-/// discriminator's activations across both cores.
-const CHUNK: usize = 1 << 15;
-
-/// `out[i] = f(x[i], a[i])` in parallel chunks (`a` is `x` itself forward, `dy` backward).
-fn map_pairs<T: Elem>(x: &[T], a: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = super::zeroed(x.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK)))
-        .for_each(|(out, (x, a))| {
-            for ((o, &x), &a) in out.iter_mut().zip(x).zip(a) {
-                *o = f(x, a);
-            }
-        });
-    out
-}
+use super::{map_binary, map_pairs, map_unary, Binary, Elem, Unary, CHUNK};
 
 /// The activation applied to `(x, a)`: `a` where `x > 0`, else `a * slope` (`0` for a slope of
 /// 0: ReLU, exactly `max(x, 0)`). Forward `a` is `x` itself, backward it is `dy`.

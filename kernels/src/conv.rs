@@ -91,7 +91,7 @@ pub(super) fn transpose_columns<T: Elem>(
 ) {
     const B: usize = 8;
     #[cfg(target_arch = "x86_64")]
-    let avx = std::arch::is_x86_feature_detected!("avx") && T::f32s(src).is_some();
+    let avx = std::arch::is_x86_feature_detected!("avx");
     let n = dst.len() / rows.max(1);
     for r0 in (0..rows).step_by(B) {
         let rh = B.min(rows - r0);

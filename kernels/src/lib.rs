@@ -141,6 +141,25 @@ pub(crate) fn zeroed<T: Elem>(len: usize) -> Vec<T> {
     v
 }
 
+/// Elements per parallel task of an elementwise kernel: large enough to amortize scheduling,
+/// small enough to split a discriminator's activations across both cores.
+pub(crate) const CHUNK: usize = 1 << 15;
+
+/// `out[i] = f(x[i], a[i])` in parallel chunks of [`CHUNK`] (an elementwise kernel's one pass;
+/// `a` may be `x` itself). Each element alone, so the thread count cannot change a bit.
+pub(crate) fn map_pairs<T: Elem>(x: &[T], a: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = zeroed(x.len());
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK)))
+        .for_each(|(out, (x, a))| {
+            for ((o, &x), &a) in out.iter_mut().zip(x).zip(a) {
+                *o = f(x, a);
+            }
+        });
+    out
+}
+
 /// The contiguous data of a CPU storage as a slice.
 pub(crate) fn cpu_slice<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let data = T::cpu_storage_as_slice(s)?;

@@ -30,7 +30,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_slice, map_unary, Elem, Unary};
+use super::{cpu_slice, map_pairs, map_unary, Elem, Unary};
 
 /// Rows of `W` per parallel task: a task is at least about 32K elements.
 fn rows_per_task(cols: usize) -> usize {
@@ -71,15 +71,7 @@ struct SpectralDiv {
 impl Unary for &SpectralDiv {
     fn run<T: Elem>(&self, w: &[T]) -> Vec<T> {
         let s = T::from_f64(self.sigma);
-        let mut out = super::zeroed(w.len());
-        out.par_chunks_mut(1 << 15)
-            .zip(w.par_chunks(1 << 15))
-            .for_each(|(out, w)| {
-                for (o, &w) in out.iter_mut().zip(w) {
-                    *o = w / s;
-                }
-            });
-        out
+        map_pairs(w, w, move |w, _| w / s)
     }
 }
 
@@ -118,6 +110,7 @@ impl SpectralDiv {
         let (u, v) = (self.u.to_vec1::<T>()?, self.v.to_vec1::<T>()?);
         let s = T::from_f64(self.sigma);
         let ss = s * s;
+        let rows_per = rows_per_task(cols);
         let mut dw = super::zeroed::<T>(rows * cols);
         let mut e = super::zeroed::<T>(rows * cols);
         {
@@ -127,7 +120,7 @@ impl SpectralDiv {
                 }
                 _ => bail!("{name}: operands must be on the CPU"),
             };
-            let task = rows_per_task(cols) * cols;
+            let task = rows_per * cols;
             dw.par_chunks_mut(task)
                 .zip(e.par_chunks_mut(task))
                 .zip(wd.par_chunks(task).zip(gd.par_chunks(task)))
@@ -151,10 +144,10 @@ impl SpectralDiv {
                 .flatten_all()?
                 .to_vec1::<T>()?[0];
         let t: Vec<T> = v.iter().map(|&v| dsigma * v).collect();
-        dw.par_chunks_mut(rows_per_task(cols) * cols)
+        dw.par_chunks_mut(rows_per * cols)
             .enumerate()
             .for_each(|(task, dw)| {
-                let first = task * rows_per_task(cols);
+                let first = task * rows_per;
                 for (i, row) in dw.chunks_exact_mut(cols).enumerate() {
                     let ui = u[first + i];
                     for (d, &tj) in row.iter_mut().zip(&t) {
